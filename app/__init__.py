@@ -1,0 +1,1 @@
+"""The billing service: plans, subscriptions, free trials and the refund/cancellation policy."""

@@ -1,0 +1,82 @@
+"""Who may call: HS256 bearer tokens with `sub`, `role` (customer|ops) and `exp`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import jwt
+from fastapi import Depends, Request
+
+from app.errors import Forbidden, NotFound, Unauthenticated
+
+ROLES = ("customer", "ops")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    role: Literal["customer", "ops"]
+
+    @property
+    def is_ops(self) -> bool:
+        return self.role == "ops"
+
+    @property
+    def caller_key(self) -> str:
+        """Scope of the caller's idempotency keys."""
+        return f"{self.role}:{self.sub}"
+
+    def check_owns(self, external_id: str | None) -> None:
+        """A customer token reaches only its own customer; anything else is 404 (existence is not revealed)."""
+        if not self.is_ops and external_id != self.sub:
+            raise NotFound("no such resource")
+
+    def require_ops(self) -> None:
+        if not self.is_ops:
+            raise Forbidden("this action is for ops staff only")
+
+
+def verify_token(secret: str, authorization: str | None) -> Principal:
+    """Verify `Authorization: Bearer <jwt>`; anything but a valid, unexpired HS256 token is 401."""
+    if not authorization:
+        raise Unauthenticated("missing bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("expected 'Authorization: Bearer <token>'")
+    try:
+        claims = jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("token expired") from None
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"invalid token: {exc}") from None
+    sub, role = claims.get("sub"), claims.get("role")
+    if not isinstance(sub, str) or not sub or role not in ROLES:
+        raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
+    return Principal(sub=sub, role=role)
+
+
+def mint_token(secret: str, sub: str, role: str, ttl: _dt.timedelta, now: _dt.datetime) -> str:
+    """A token for development and operators (`billing token`)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    return jwt.encode({"sub": sub, "role": role, "exp": int((now + ttl).timestamp())}, secret, algorithm="HS256")
+
+
+def current_principal(request: Request) -> Principal:
+    # The idempotency middleware may already have verified the token for this request.
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        principal = verify_token(request.app.state.ctx.settings.auth_secret, request.headers.get("authorization"))
+        request.state.principal = principal
+    return principal
+
+
+def ops_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    principal.require_ops()
+    return principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+OpsCaller = Annotated[Principal, Depends(ops_principal)]

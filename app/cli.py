@@ -1,0 +1,107 @@
+"""The `billing` console command: migrate, serve, scheduler, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import signal
+import sys
+from pathlib import Path
+
+from app.config import Settings
+
+
+def alembic_config(database_url: str):  # noqa: ANN201
+    from alembic.config import Config
+
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    """Bring the database to the newest schema (or to `revision`)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrate(settings.database_url, args.revision)
+    print(f"database at {args.revision}", file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    if settings.sandbox:
+        print("sandbox mode: payments go through the sandbox gateway; get a token with\n"
+              "  billing token --sub ops-1 --role ops\n  billing token --sub user-1 --role customer",
+              file=sys.stderr)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=20,
+                proxy_headers=True)
+    return 0
+
+
+def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scheduled jobs alone, for deployments that separate the API from the scheduler."""
+    from app.main import build_context
+    from app.ops.observability import configure_logging
+    from app.scheduler.runner import start_scheduler
+
+    configure_logging(settings.log_level)
+    ctx = build_context(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        scheduler = start_scheduler(ctx)
+        await stop.wait()
+        scheduler.shutdown(wait=True)
+        await ctx.db.dispose()
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import mint_token
+    from app.clock import SystemClock
+
+    print(mint_token(settings.auth_secret, args.sub, args.role, _dt.timedelta(hours=args.hours), SystemClock.wall()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="billing", description="Subscription billing service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("migrate", help="bring the configured database to the newest schema")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=_cmd_migrate)
+    p = sub.add_parser("serve", help="run the API with its scheduler")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=_cmd_serve)
+    p = sub.add_parser("scheduler", help="run only the scheduled jobs")
+    p.set_defaults(func=_cmd_scheduler)
+    p = sub.add_parser("token", help="mint a bearer token signed with BILLING_AUTH_SECRET")
+    p.add_argument("--sub", required=True, help="customer external id, or staff id for ops")
+    p.add_argument("--role", choices=["customer", "ops"], required=True)
+    p.add_argument("--hours", type=float, default=24.0)
+    p.set_defaults(func=_cmd_token)
+    args = parser.parse_args(argv)
+    return args.func(args, Settings())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from pydantic import Field
+
+from app.schemas import Country, Email, Name, RequestModel
+
+
+class CustomerCreate(RequestModel):
+    email: Email
+    name: Name
+    country: Country
+    marketing_opt_out: bool = False
+    # Ops only: with a customer token the external id is the token's `sub`.
+    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class CustomerUpdate(RequestModel):
+    """D2/D4: correction of billing details and the marketing choice."""
+
+    # Omitted fields stay as they are; an explicit null is refused (these fields are required on a customer).
+    email: Email = None  # type: ignore[assignment]
+    name: Name = None  # type: ignore[assignment]
+    country: Country = None  # type: ignore[assignment]
+    marketing_opt_out: bool = None  # type: ignore[assignment]
+
+
+class Customer(RequestModel):
+    object: Literal["customer"] = "customer"
+    id: str
+    external_id: str | None
+    email: str | None
+    name: str | None
+    country: str | None
+    marketing_opt_out: bool
+    status: Literal["active", "suspended", "terminated", "erased"]
+    created_at: _dt.datetime
+
+
+def to_api(row) -> dict:  # noqa: ANN001
+    return {
+        "object": "customer", "id": row.id, "external_id": row.external_id, "email": row.email, "name": row.name,
+        "country": row.country, "marketing_opt_out": row.marketing_opt_out, "status": row.status,
+        "created_at": row.created_at,
+    }

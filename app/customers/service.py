@@ -1,0 +1,60 @@
+"""Customer use cases: create, read, correct (P1, D2, D4)."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.customers import repository
+from app.customers.schemas import CustomerCreate, CustomerUpdate
+from app.db import insert_ignoring_conflict
+from app.errors import CustomerExists, ValidationFailed
+from app.ids import new_id
+from app.models import customers
+
+
+async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: CustomerCreate):
+    """P1: the details were validated by the schema; nothing is stored when they are refused."""
+    if principal.is_ops:
+        if body.external_id is None:
+            raise ValidationFailed("ops must give the customer's external_id",
+                                   errors=[{"field": "external_id", "location": "body", "message": "required"}])
+        external_id = body.external_id
+    else:
+        if body.external_id not in (None, principal.sub):
+            raise ValidationFailed("external_id comes from your token",
+                                   errors=[{"field": "external_id", "location": "body",
+                                            "message": "must be omitted or equal the token's sub"}])
+        external_id = principal.sub
+    now = await ctx.clock.now(conn)
+    row = {
+        "id": new_id("cus"), "external_id": external_id, "email": body.email, "name": body.name,
+        "country": body.country, "marketing_opt_out": body.marketing_opt_out, "status": "active",
+        "created_at": now, "updated_at": now,
+    }
+    result = await insert_ignoring_conflict(conn, customers, row, conflict_on=["external_id"])
+    if result.rowcount != 1:
+        raise CustomerExists(f"a customer with external_id {external_id!r} already exists")
+    await record(conn, principal, "customer.created", now, subject_type="customer", subject_id=row["id"],
+                 customer_id=row["id"])
+    return await repository.get_visible(conn, principal, row["id"])
+
+
+async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+                          body: CustomerUpdate):
+    """D2/D4: correct name, email, country or the marketing choice. The audit names the fields, not the values."""
+    current = await repository.get_visible(conn, principal, customer_id, for_update=True)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items()
+               if v is not None and getattr(current, k) != v}
+    if not changes:
+        return current
+    if current.status == "erased":
+        raise ValidationFailed("an erased customer has no details to correct")
+    now = await ctx.clock.now(conn)
+    await conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=now))
+    await record(conn, principal, "customer.updated", now, subject_type="customer", subject_id=customer_id,
+                 customer_id=customer_id, data={"fields": sorted(changes)})
+    return await repository.get_visible(conn, principal, customer_id)

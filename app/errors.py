@@ -1,0 +1,69 @@
+"""Domain errors and the one table that maps them to HTTP problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    """A refusal the caller can act on. `code` is stable; `detail` is for humans."""
+
+    code = "error"
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+def _error(name: str, code: str) -> type[DomainError]:
+    return type(name, (DomainError,), {"code": code})
+
+
+Unauthenticated = _error("Unauthenticated", "unauthenticated")
+Forbidden = _error("Forbidden", "forbidden")
+NotFound = _error("NotFound", "not_found")
+ValidationFailed = _error("ValidationFailed", "validation_error")
+CustomerExists = _error("CustomerExists", "customer_exists")
+CustomerInactive = _error("CustomerInactive", "customer_inactive")
+PlanExists = _error("PlanExists", "plan_exists")
+PlanNotFound = _error("PlanNotFound", "plan_not_found")
+ClockBackwards = _error("ClockBackwards", "clock_backwards")
+IdempotencyKeyReused = _error("IdempotencyKeyReused", "idempotency_key_reused")
+IdempotencyKeyInUse = _error("IdempotencyKeyInUse", "idempotency_key_in_use")
+TrialNotEligible = _error("TrialNotEligible", "trial_not_eligible")
+TrialNotAvailable = _error("TrialNotAvailable", "trial_not_available")
+
+# code -> (HTTP status, title). The only place where domain refusals meet HTTP.
+ERROR_TABLE: dict[str, tuple[int, str]] = {
+    "unauthenticated": (401, "Authentication required"),
+    "forbidden": (403, "Not allowed for this role"),
+    "not_found": (404, "Not found"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "payload_too_large": (413, "Request body too large"),
+    "unsupported_media_type": (415, "Unsupported media type"),
+    "validation_error": (422, "The request is not valid"),
+    "customer_exists": (409, "This customer already exists"),
+    "customer_inactive": (409, "The customer's account is not active"),
+    "plan_exists": (409, "A plan with this code already exists"),
+    "plan_not_found": (404, "No such plan"),
+    "clock_backwards": (409, "The sandbox clock never moves back"),
+    "idempotency_key_reused": (422, "Idempotency-Key reused with a different request"),
+    "idempotency_key_in_use": (409, "A request with this Idempotency-Key is still running"),
+    "trial_not_eligible": (409, "Not eligible for a free trial"),
+    "trial_not_available": (409, "This plan offers no free trial"),
+    "service_unavailable": (503, "Service unavailable"),
+    "internal_error": (500, "Internal error"),
+}
+
+
+def problem(code: str, detail: str = "", status: int | None = None, **extra: Any) -> tuple[int, bytes]:
+    """The status and problem+json body for `code`."""
+    table_status, title = ERROR_TABLE.get(code, (500, "Error"))
+    status = status or table_status
+    body = {"type": f"https://billing.example.com/problems/{code}", "title": title, "status": status,
+            "detail": detail or title, "code": code, **extra}
+    return status, json.dumps(body, default=str).encode()

@@ -1,0 +1,157 @@
+"""`Idempotency-Key` on POST: the same key and body replay the first response; a different body is 422
+`idempotency_key_reused`; a key whose first request is still running is 409 `idempotency_key_in_use`.
+Keys are stored per caller (role and `sub` of the verified token) and kept at least 24 hours.
+
+A pure ASGI middleware, so the response is captured exactly as sent. Failures (5xx or an exception) release the
+key: our transactions rolled back, and every money movement carries its own gateway idempotency key, so the
+retry is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+
+from sqlalchemy import delete, select, update
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.auth import verify_token
+from app.db import insert_ignoring_conflict
+from app.errors import Unauthenticated
+from app.http import problem_response
+from app.models import idempotency_keys as keys
+
+MAX_KEY_LENGTH = 255
+# A request that has held its key this long without finishing died with its process: the key may be taken over.
+ABANDONED_AFTER = _dt.timedelta(minutes=10)
+_REPLAYED_HEADERS = ("content-type", "location")
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        key = headers.get("idempotency-key")
+        if key is None:
+            return await self.app(scope, receive, send)
+        if not key or len(key) > MAX_KEY_LENGTH:
+            return await problem_response(
+                "validation_error", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
+                errors=[{"field": "Idempotency-Key", "location": "header", "message": "invalid length"}],
+            )(scope, receive, send)
+        ctx = scope["app"].state.ctx
+        try:
+            principal = verify_token(ctx.settings.auth_secret, headers.get("authorization"))
+        except Unauthenticated:
+            return await self.app(scope, receive, send)  # the route answers 401; nothing is stored
+        scope.setdefault("state", {})["principal"] = principal
+
+        body = await _read_body(receive)
+        digest = hashlib.sha256()
+        for part in (scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")):
+            digest.update(part.encode() + b"\0")
+        digest.update(body)
+        fingerprint = digest.hexdigest()
+        caller = principal.caller_key
+
+        refusal = await _claim(ctx, caller, key, fingerprint)
+        if refusal is not None:
+            return await refusal(scope, receive, send)
+
+        captured: dict = {"status": 500, "headers": [], "body": bytearray()}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        sent = False
+
+        async def replay_body() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        try:
+            await self.app(scope, replay_body, capture)
+        except BaseException:
+            await _release(ctx, caller, key)
+            raise
+        if captured["status"] >= 500:
+            await _release(ctx, caller, key)
+            return
+        kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in captured["headers"]
+                if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
+        async with ctx.db.transaction() as conn:
+            await conn.execute(
+                update(keys).where(keys.c.caller == caller, keys.c.key == key).values(
+                    status="completed", response_status=captured["status"], response_headers=kept,
+                    response_body=bytes(captured["body"]),
+                )
+            )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _claim(ctx, caller: str, key: str, fingerprint: str):  # noqa: ANN001
+    """Take the key for this request, or return the response that refuses or replays it."""
+    now = ctx.system_clock.wall()
+    async with ctx.db.transaction() as conn:
+        await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key, keys.c.expires_at <= now))
+        inserted = await insert_ignoring_conflict(conn, keys, {
+            "caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress",
+            "created_at": now, "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
+        })
+        if inserted.rowcount == 1:
+            return None
+        row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key))).one()
+        if row.request_hash != fingerprint:
+            return problem_response("idempotency_key_reused",
+                                    "this Idempotency-Key was used with a different request")
+        if row.status == "in_progress":
+            if now - row.created_at < ABANDONED_AFTER:
+                return problem_response("idempotency_key_in_use", "the first request with this key is still running")
+            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(created_at=now))
+            return None
+    response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def _release(ctx, caller: str, key: str) -> None:  # noqa: ANN001
+    async with ctx.db.transaction() as conn:
+        await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key,
+                                              keys.c.status == "in_progress"))
+
+
+async def purge_expired_keys(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+    """Scheduled job: drop keys past their retention (real time, not the sandbox clock), one batch per call."""
+    wall = ctx.system_clock.wall()
+    async with ctx.db.transaction() as conn:
+        expired = (await conn.execute(
+            select(keys.c.caller, keys.c.key).where(keys.c.expires_at <= wall).limit(ctx.settings.job_batch_size)
+        )).all()
+        for caller, key in expired:
+            await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
+    return len(expired)

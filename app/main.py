@@ -1,0 +1,120 @@
+"""create_app(): settings, context, routers, middleware and error handlers — nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+
+from app.clock import Clock, SandboxClock, SystemClock
+from app.config import Settings
+from app.context import AppContext
+from app.customers.routes import router as customers_router
+from app.db import Database
+from app.errors import DomainError
+from app.http import problem_response
+from app.idempotency import IdempotencyMiddleware
+from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
+from app.ops.routes import router as ops_router
+from app.plans.routes import router as plans_router
+from app.sandbox.routes import router as sandbox_router
+from policies import load_policy_book
+
+log = logging.getLogger("billing")
+
+
+def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    return AppContext(
+        settings=settings,
+        db=db,
+        clock=clock or (SandboxClock(db) if settings.sandbox else SystemClock()),
+        system_clock=SystemClock(),
+        policies=load_policy_book(settings.policy_dir),
+        metrics=Metrics(),
+    )
+
+
+def _field(loc: tuple) -> tuple[str, str]:
+    location = str(loc[0]) if loc else "body"
+    return ".".join(str(p) for p in loc[1:]) or location, location
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(_request: Request, exc: DomainError):
+        return problem_response(exc.code, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError):
+        errors = []
+        for err in exc.errors():
+            field, location = _field(tuple(err.get("loc", ())))
+            errors.append({"field": field, "location": location, "message": err.get("msg", "invalid")})
+        fields = ", ".join(sorted({e["field"] for e in errors}))
+        return problem_response("validation_error", f"invalid fields: {fields}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "internal_error")
+        return problem_response(code, str(exc.detail), status=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        log.exception("unhandled error", exc_info=exc)
+        return problem_response("internal_error", "an unexpected error occurred; it has been logged")
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               run_scheduler: bool | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.check_production()
+    configure_logging(settings.log_level)
+    ctx = build_context(settings, clock=clock)
+    with_scheduler = settings.scheduler_enabled if run_scheduler is None else run_scheduler
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        from app.plans.service import seed_demo_plans
+        from app.scheduler.runner import start_scheduler
+
+        if settings.demo_plans:
+            await seed_demo_plans(ctx)
+        scheduler = start_scheduler(ctx) if with_scheduler else None
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
+            await ctx.db.dispose()
+
+    app = FastAPI(title="Billing", version="1.0.0", lifespan=lifespan,
+                  description="Plans, subscriptions, free trials and the published refund/cancellation policy.")
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(customers_router)
+    app.include_router(plans_router)
+    if settings.sandbox:
+        app.include_router(sandbox_router)
+    app.add_middleware(IdempotencyMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Idempotent-Replayed"])
+    app.add_middleware(ObservabilityMiddleware, metrics=ctx.metrics)
+    return app
+
+
+def __getattr__(name: str):
+    # `app.main:app` for uvicorn: built on first access, so importing this module has no side effects.
+    if name == "app":
+        globals()["app"] = built = create_app()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,6 @@
+"""Every table, so that Alembic and the services see one metadata."""
+
+from app.models.base import metadata
+from app.models.core import audit_events, customers, idempotency_keys, plans, sandbox_clock
+
+__all__ = ["metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events"]

@@ -1,0 +1,47 @@
+"""Shared column types and the metadata (with a naming convention, so migrations name constraints readably)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from sqlalchemy import BigInteger, DateTime, MetaData, String
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UTC = _dt.timezone.utc
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out on both databases (SQLite stores naive UTC text, sortable as text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):  # noqa: ANN001
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def Id() -> String:  # noqa: N802 - a column type factory
+    return String(40)
+
+
+Money = BigInteger  # integer minor units, always paired with a currency column

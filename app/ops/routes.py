@@ -1,0 +1,33 @@
+"""Health, readiness and metrics: no token needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import Response
+
+from app.context import Ctx
+from app.http import JSON, problem_response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz():
+    return JSON({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(ctx: Ctx):
+    try:
+        async with ctx.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to reach the database means "not ready"
+        return problem_response("service_unavailable", f"database unreachable: {type(exc).__name__}")
+    return JSON({"status": "ready"})
+
+
+@router.get("/metrics")
+async def metrics(ctx: Ctx):
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from app.auth import OpsCaller
+from app.context import Ctx
+from app.http import JSON, page
+from app.models import plans
+from app.pagination import Page, fetch_page
+from app.plans import repository, service
+from app.plans.schemas import Plan, PlanCreate, PlanList, PlanUpdate, to_api
+
+router = APIRouter(prefix="/v1/plans", tags=["plans"])
+
+
+@router.get("", response_model=PlanList)
+async def list_plans(ctx: Ctx, params: Page):
+    """Active plans; no token needed."""
+    async with ctx.db.read() as conn:
+        rows, has_more = await fetch_page(conn, select(plans).where(plans.c.active.is_(True)), plans.c.id, params)
+    return JSON(page([to_api(r) for r in rows], has_more))
+
+
+@router.get("/{code}", response_model=Plan)
+async def get_plan(code: str, ctx: Ctx):
+    async with ctx.db.read() as conn:
+        row = await repository.get_by_code(conn, code)
+    return JSON(to_api(row))
+
+
+@router.post("", status_code=201, response_model=Plan)
+async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller):
+    async with ctx.db.transaction() as conn:
+        row = await service.create_plan(conn, ctx, caller, body)
+    return JSON(to_api(row), status_code=201)
+
+
+@router.patch("/{code}", response_model=Plan)
+async def update_plan(code: str, body: PlanUpdate, ctx: Ctx, caller: OpsCaller):
+    async with ctx.db.transaction() as conn:
+        row = await service.update_plan(conn, ctx, caller, code, body)
+    return JSON(to_api(row))

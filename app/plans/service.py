@@ -1,0 +1,60 @@
+"""Plan use cases: the catalogue ops maintain, and the demo plans of the embedded default."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.db import insert_ignoring_conflict
+from app.errors import PlanExists
+from app.ids import new_id
+from app.models import plans
+from app.plans import repository
+from app.plans.schemas import PlanCreate, PlanUpdate
+
+DEMO_PLANS = (
+    PlanCreate(code="basic-monthly", name="Subscription, monthly", tier="subscription", interval="month",
+               amount=999, currency="usd", trial_available=True),
+    PlanCreate(code="basic-yearly", name="Subscription, yearly", tier="subscription", interval="year",
+               amount=9990, currency="usd", trial_available=True),
+    PlanCreate(code="enterprise-yearly", name="Enterprise, yearly", tier="enterprise", interval="year",
+               amount=120000, currency="usd", trial_available=False),
+)
+
+
+def _row(body: PlanCreate, now) -> dict:  # noqa: ANN001
+    return {"id": new_id("plan"), **body.model_dump(), "active": True, "created_at": now, "updated_at": now}
+
+
+async def create_plan(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: PlanCreate):
+    now = await ctx.clock.now(conn)
+    row = _row(body, now)
+    if (await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"])).rowcount != 1:
+        raise PlanExists(f"plan code {body.code!r} is already used")
+    await record(conn, principal, "plan.created", now, subject_type="plan", subject_id=row["id"], customer_id=None,
+                 data={"code": body.code, "amount": body.amount, "currency": body.currency})
+    return await repository.get_by_code(conn, body.code)
+
+
+async def update_plan(conn: AsyncConnection, ctx: AppContext, principal: Principal, code: str, body: PlanUpdate):
+    """B3: changing the list price touches the plan only; subscriptions keep the price they were bought at."""
+    current = await repository.get_by_code(conn, code)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if getattr(current, k) != v}
+    if not changes:
+        return current
+    now = await ctx.clock.now(conn)
+    await conn.execute(update(plans).where(plans.c.id == current.id).values(**changes, updated_at=now))
+    await record(conn, principal, "plan.updated", now, subject_type="plan", subject_id=current.id, customer_id=None,
+                 data={"before": {k: getattr(current, k) for k in changes}, "after": changes})
+    return await repository.get_by_code(conn, code)
+
+
+async def seed_demo_plans(ctx: AppContext) -> None:
+    """The embedded default's catalogue; plans that exist already are left as they are."""
+    async with ctx.db.transaction() as conn:
+        now = await ctx.clock.now(conn)
+        for body in DEMO_PLANS:
+            await insert_ignoring_conflict(conn, plans, _row(body, now), conflict_on=["code"])

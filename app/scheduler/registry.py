@@ -1,0 +1,49 @@
+"""The scheduled jobs, in the order they run, and `run_due`, which runs them all to completion.
+
+Each job processes one claimed batch of due work per call and returns how many items it did; `run_due` calls it
+again until nothing is left. Jobs are idempotent and claim their rows atomically, so several replicas (or the
+scheduler and a sandbox `run-due`) may run them at once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from app.context import AppContext
+
+log = logging.getLogger("billing.jobs")
+MAX_BATCHES_PER_RUN = 100_000
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[[AppContext, _dt.datetime], Awaitable[int]]
+
+
+def registered_jobs() -> list[Job]:
+    from app.idempotency import purge_expired_keys
+
+    return [
+        Job("purge_idempotency_keys", purge_expired_keys),
+    ]
+
+
+async def run_due(ctx: AppContext, now: _dt.datetime) -> dict[str, int]:
+    """Run every job that is due at `now` until it has nothing left; returns items done per job."""
+    done: dict[str, int] = {}
+    for job in registered_jobs():
+        total = 0
+        for _ in range(MAX_BATCHES_PER_RUN):
+            count = await job.run(ctx, now)
+            total += count
+            if count == 0:
+                break
+        done[job.name] = total
+        if total:
+            ctx.metrics.jobs.labels(job.name).inc(total)
+            log.info("job done", extra={"job": job.name, "items": total})
+    return done

@@ -1,0 +1,34 @@
+"""Shared request/response building blocks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from policies.details import check_country, check_currency, check_email, check_name
+
+
+class RequestModel(BaseModel):
+    """Request bodies refuse unknown and server-owned fields (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(check_email)]
+Name = Annotated[str, Field(max_length=400), AfterValidator(check_name)]
+Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(check_country)]
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(check_currency)]
+# Amounts are integer minor units; the upper bound keeps every sum inside a signed 64-bit column.
+Amount = Annotated[int, Field(ge=0, le=10**12, strict=True)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class Money(BaseModel):
+    amount: int
+    currency: str
+
+
+class ListOf(BaseModel):
+    object: str = "list"
+    has_more: bool
