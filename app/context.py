@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.db import Database
+from app.notices.mailer import Mailer
 from app.ops.observability import Metrics
 from policies import PolicyBook
 
@@ -22,6 +23,7 @@ class AppContext:
     system_clock: SystemClock  # real time, for infrastructure (idempotency expiry, token minting)
     policies: PolicyBook
     metrics: Metrics
+    mailer: Mailer
 
 
 def get_ctx(request: Request) -> AppContext:

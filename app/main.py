@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
+from app.access.routes import router as access_router
 from app.clock import Clock, SandboxClock, SystemClock
 from app.config import Settings
 from app.context import AppContext
@@ -19,24 +20,30 @@ from app.db import Database
 from app.errors import DomainError
 from app.http import problem_response
 from app.idempotency import IdempotencyMiddleware
+from app.notices.mailer import Mailer, mailer_from
+from app.notices.routes import customer_router as notices_router
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
 from app.plans.routes import router as plans_router
 from app.sandbox.routes import router as sandbox_router
+from app.trials.routes import customer_router as customer_trials_router
+from app.trials.routes import router as trials_router
 from policies import load_policy_book
 
 log = logging.getLogger("billing")
 
 
-def build_context(settings: Settings, *, clock: Clock | None = None) -> AppContext:
+def build_context(settings: Settings, *, clock: Clock | None = None, mailer: Mailer | None = None,
+                  system_clock: SystemClock | None = None) -> AppContext:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     return AppContext(
         settings=settings,
         db=db,
         clock=clock or (SandboxClock(db) if settings.sandbox else SystemClock()),
-        system_clock=SystemClock(),
+        system_clock=system_clock or SystemClock(),
         policies=load_policy_book(settings.policy_dir),
         metrics=Metrics(),
+        mailer=mailer or mailer_from(settings.smtp_url, settings.smtp_from),
     )
 
 
@@ -70,12 +77,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response("internal_error", "an unexpected error occurred; it has been logged")
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
-               run_scheduler: bool | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None, mailer: Mailer | None = None,
+               system_clock: SystemClock | None = None, run_scheduler: bool | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_production()
     configure_logging(settings.log_level)
-    ctx = build_context(settings, clock=clock)
+    ctx = build_context(settings, clock=clock, mailer=mailer, system_clock=system_clock)
     with_scheduler = settings.scheduler_enabled if run_scheduler is None else run_scheduler
 
     @contextlib.asynccontextmanager
@@ -100,6 +107,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.include_router(ops_router)
     app.include_router(customers_router)
     app.include_router(plans_router)
+    app.include_router(trials_router)
+    app.include_router(customer_trials_router)
+    app.include_router(notices_router)
+    app.include_router(access_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)

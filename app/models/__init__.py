@@ -1,6 +1,16 @@
 """Every table, so that Alembic and the services see one metadata."""
 
 from app.models.base import metadata
-from app.models.core import audit_events, customers, idempotency_keys, plans, sandbox_clock
+from app.models.core import (
+    audit_events,
+    customers,
+    idempotency_keys,
+    plans,
+    sandbox_clock,
+)
+from app.models.trials import notices, trial_exclusions, trials
 
-__all__ = ["metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events"]
+__all__ = [
+    "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events",
+    "trials", "trial_exclusions", "notices",
+]

@@ -26,8 +26,13 @@ class Job:
 
 def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
+    from app.notices.delivery import deliver_notices
+    from app.trials.tasks import expire_trials, send_trial_expiring_notices
 
     return [
+        Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
+        Job("trial_expiry", expire_trials),  # T3
+        Job("deliver_notices", deliver_notices),  # last: delivers what the jobs above queued
         Job("purge_idempotency_keys", purge_expired_keys),
     ]
 

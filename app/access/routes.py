@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from app.access.service import customer_access
+from app.auth import Caller
+from app.context import Ctx
+from app.http import JSON
+
+router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["access"])
+
+
+class Access(BaseModel):
+    object: Literal["access"] = "access"
+    has_access: bool
+    source: Literal["trial", "subscription"] | None
+    plan: str | None
+    until: _dt.datetime | None
+    reason: str
+
+
+@router.get("/access", response_model=Access)
+async def get_access(customer_id: str, ctx: Ctx, caller: Caller):
+    d = await customer_access(ctx, caller, customer_id)
+    return JSON({"object": "access", "has_access": d.has_access, "source": d.source, "plan": d.plan,
+                 "until": d.until, "reason": d.reason})

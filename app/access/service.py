@@ -1,0 +1,30 @@
+"""What the frontend asks before showing paid features: does a trial or a subscription give access now?"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.auth import Principal
+from app.context import AppContext
+from app.customers import repository as customer_repo
+from app.models import trials
+from policies import AccessDecision, AccessFacts, access
+
+
+async def customer_access(ctx: AppContext, principal: Principal, customer_id: str) -> AccessDecision:
+    """R3/C1/B5/T3: decided by `policies.access` from the customer's status and live trial and subscription."""
+    async with ctx.db.read() as conn:
+        customer = await customer_repo.get_visible(conn, principal, customer_id)
+        trial = (await conn.execute(
+            select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
+            .where(trials.c.customer_id == customer_id, trials.c.status == "active")
+            .order_by(trials.c.id.desc()).limit(1)
+        )).first()
+        now = await ctx.clock.now(conn)
+    return access(AccessFacts(
+        customer_status=customer.status,
+        trial_status=trial.status if trial else None,
+        trial_ends_at=trial.ends_at if trial else None,
+        trial_plan=trial.plan_code if trial else None,
+        subscription_status=None, subscription_period_end=None, subscription_plan=None,
+    ), now)

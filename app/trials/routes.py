@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.auth import Caller
+from app.context import Ctx
+from app.customers.lists import customer_list
+from app.http import JSON
+from app.models import trials
+from app.pagination import Page
+from app.trials import repository, service
+from app.trials.schemas import Trial, TrialCreate, TrialList, to_api
+
+router = APIRouter(prefix="/v1/trials", tags=["trials"])
+
+
+@router.post("", status_code=201, response_model=Trial)
+async def start_trial(body: TrialCreate, ctx: Ctx, caller: Caller):
+    async with ctx.db.transaction() as conn:
+        row = await service.start_trial(conn, ctx, caller, body)
+    return JSON(to_api(row), status_code=201)
+
+
+@router.get("/{trial_id}", response_model=Trial)
+async def get_trial(trial_id: str, ctx: Ctx, caller: Caller):
+    async with ctx.db.read() as conn:
+        row = await repository.get_visible(conn, caller, trial_id)
+    return JSON(to_api(row))
+
+
+customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["trials"])
+
+
+@customer_router.get("/trials", response_model=TrialList)
+async def list_trials(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
+    return JSON(await customer_list(ctx, caller, customer_id, repository.for_customer(customer_id), trials.c.id,
+                                    params, to_api))

@@ -1,0 +1,77 @@
+"""Trial use cases: start (T1, T2, T4, T5, T7) and the person marks that keep one trial per person."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.customers import repository as customer_repo
+from app.db import insert_ignoring_conflict
+from app.errors import CustomerInactive, TrialNotAvailable, TrialNotEligible
+from app.ids import new_id
+from app.models import trial_exclusions, trials
+from app.notices import templates
+from app.notices.service import NewNotice, create_notices
+from app.plans import repository as plan_repo
+from app.trials import repository
+from app.trials.identity import person_identities
+from app.trials.schemas import TrialCreate
+from policies import PersonHistory, trial_eligibility, trial_notice_due, trial_terms
+
+_REFUSALS = {"trial_not_available": TrialNotAvailable, "trial_not_eligible": TrialNotEligible}
+
+
+def identities_of(ctx: AppContext, customer) -> list[str]:  # noqa: ANN001
+    return person_identities(ctx.settings.identity_key, customer.id, [customer.email])
+
+
+async def mark_person(conn: AsyncConnection, identities: list[str], kind: str, now: _dt.datetime) -> bool:
+    """T5: remember that this person had a trial or a paid subscription. False if any identity was marked
+    already (by an earlier trial or purchase, or by a concurrent request that committed first)."""
+    rows = [{"identity": i, "kind": kind, "created_at": now} for i in identities]
+    result = await insert_ignoring_conflict(conn, trial_exclusions, rows, conflict_on=["identity"])
+    return result.rowcount == len(rows)
+
+
+async def start_trial(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: TrialCreate):
+    """T2: a trial starts when the person activates it, with no payment method."""
+    customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
+    if customer.status != "active":
+        raise CustomerInactive(f"the customer is {customer.status}")
+    plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
+    now = await ctx.clock.now(conn)
+    policy = ctx.policies.at(now)  # T7: the offer in force when the trial starts
+    identities = identities_of(ctx, customer)
+    marks = set((await conn.execute(
+        select(trial_exclusions.c.kind).where(trial_exclusions.c.identity.in_(identities))
+    )).scalars())
+    decision = trial_eligibility(PersonHistory(had_trial="trial" in marks, had_paid_subscription="paid" in marks),
+                                 plan.trial_available)
+    if not decision.allowed:
+        raise _REFUSALS[decision.code](decision.reason, rule=decision.rule)
+    if not await mark_person(conn, identities, "trial", now):
+        # T5 under concurrency: another request for the same person committed its trial first.
+        raise TrialNotEligible("this person has already had a free trial", rule="T5")
+
+    terms = trial_terms(now, policy)
+    trial_id = new_id("trl")
+    await conn.execute(insert(trials).values(
+        id=trial_id, customer_id=customer.id, plan_id=plan.id, plan_code=plan.code, status="active",
+        started_at=terms.started_at, ends_at=terms.ends_at, notice_at=terms.notice_at, notice_sent_at=None,
+        ended_at=None, policy_version=terms.policy_version,
+    ))
+    await record(conn, principal, "trial.started", now, subject_type="trial", subject_id=trial_id,
+                 customer_id=customer.id, policy_version=policy.version,
+                 data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()})
+    if trial_notice_due(terms.notice_at, now, already_sent=False):
+        # T4: a trial shorter than the notice window gets its notice when it starts.
+        subject, text = templates.trial_expiring(plan.name, terms.ends_at, terms.notice_at)
+        await create_notices(conn, [NewNotice(customer.id, "trial_expiring", f"trial_expiring:{trial_id}",
+                                              subject, text)], now, ctx.system_clock.wall())
+        await conn.execute(update(trials).where(trials.c.id == trial_id).values(notice_sent_at=now))
+    return await repository.get_visible(conn, principal, trial_id)
