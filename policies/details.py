@@ -58,7 +58,7 @@ def check_country(country: str) -> str:
 
 
 def check_currency(currency: str) -> str:
-    """Money is integer minor units plus a lower-case ISO 4217 code."""
+    """P1/P2: money is integer minor units plus a lower-case ISO 4217 code; anything else is refused."""
     if currency not in CURRENCIES:
         raise ValueError("currency must be a lower-case ISO 4217 code such as 'usd'")
     return currency

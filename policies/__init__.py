@@ -1,0 +1,72 @@
+"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7: the pure policy core of the billing service.
+
+Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
+Rule ids refer to shared/spec/policy.md.
+"""
+
+from .decision import Decision
+from .document import (
+    PolicyBook,
+    PolicyDocument,
+    PolicyError,
+    load_policy_book,
+    parse_policy,
+)
+from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
+from .periods import Interval, add_periods, period_bounds
+from .refunds import credit_decision, refund_decision, termination_refund
+from .subscriptions import (
+    AccessDecision,
+    AccessFacts,
+    FailureOutcome,
+    access,
+    after_failed_charge,
+    cancellation_refund,
+    period_end_action,
+    renewal_due,
+)
+from .trials import (
+    PersonHistory,
+    TrialTerms,
+    forfeit_at,
+    normalise_email,
+    trial_eligibility,
+    trial_expired,
+    trial_notice_due,
+    trial_terms,
+)
+
+__all__ = [
+    "ROUNDING",
+    "AccessDecision",
+    "AccessFacts",
+    "ChargeBreakdown",
+    "Decision",
+    "FailureOutcome",
+    "Interval",
+    "PersonHistory",
+    "PolicyBook",
+    "PolicyDocument",
+    "PolicyError",
+    "TrialTerms",
+    "access",
+    "add_periods",
+    "after_failed_charge",
+    "cancellation_refund",
+    "charge_breakdown",
+    "credit_decision",
+    "forfeit_at",
+    "load_policy_book",
+    "normalise_email",
+    "parse_policy",
+    "period_bounds",
+    "period_end_action",
+    "refund_decision",
+    "renewal_due",
+    "tax_for",
+    "termination_refund",
+    "trial_eligibility",
+    "trial_expired",
+    "trial_notice_due",
+    "trial_terms",
+]

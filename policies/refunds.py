@@ -1,0 +1,47 @@
+"""R2/R3: discretionary refunds and credits by ops staff only; nothing refunded on termination."""
+
+from __future__ import annotations
+
+from ._checks import require_int
+from .decision import Decision
+
+STAFF_ROLE = "ops"
+
+
+def _staff_checks(actor_role: str, amount: int, reason: str, what: str) -> Decision | None:
+    require_int(amount, "amount")
+    if actor_role != STAFF_ROLE:
+        return Decision(False, "forbidden", "R2", f"Only ops staff may grant a {what}.")
+    if not (reason or "").strip():
+        return Decision(False, "reason_required", "R2", f"A reason is mandatory for every {what}.")
+    if amount < 1:
+        return Decision(False, "invalid_amount", "R2", f"A {what} must be at least 1 minor unit.")
+    return None
+
+
+def refund_decision(actor_role: str, paid_amount: int, already_refunded: int, amount: int, reason: str) -> Decision:
+    """R2: ops only, reason mandatory, amount >= 1, and the total refunded never exceeds what was paid."""
+    require_int(paid_amount, "paid_amount", minimum=0)
+    require_int(already_refunded, "already_refunded", minimum=0)
+    if already_refunded > paid_amount:
+        raise ValueError(f"already_refunded ({already_refunded}) exceeds paid_amount ({paid_amount})")
+    refused = _staff_checks(actor_role, amount, reason, "refund")
+    if refused is not None:
+        return refused
+    if amount > paid_amount - already_refunded:
+        left = paid_amount - already_refunded
+        return Decision(False, "refund_exceeds_payment", "R2", f"Only {left} of this payment is left to refund.")
+    return Decision(True, None, "R2", "Discretionary refund approved.")
+
+
+def credit_decision(actor_role: str, amount: int, reason: str) -> Decision:
+    """R2: an account credit needs the ops role, a reason and an amount >= 1."""
+    refused = _staff_checks(actor_role, amount, reason, "credit")
+    if refused is not None:
+        return refused
+    return Decision(True, None, "R2", "Discretionary credit approved.")
+
+
+def termination_refund() -> int:
+    """R3: suspension or termination refunds nothing (no unused time, credits or fees): always 0."""
+    return 0

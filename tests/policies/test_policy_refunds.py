@@ -1,0 +1,60 @@
+"""R2/R3: discretionary refunds and credits; nothing refunded on termination."""
+
+import pytest
+
+from policies import credit_decision, refund_decision, termination_refund
+
+
+@pytest.mark.parametrize(
+    "role, paid, refunded, amount, reason, allowed, code",
+    [
+        pytest.param("ops", 5000, 0, 5000, "duplicate charge", True, None, id="R2-full-refund"),
+        pytest.param("ops", 5000, 0, 1, "goodwill", True, None, id="R2-partial-refund"),
+        pytest.param("ops", 5000, 3000, 2000, "goodwill", True, None, id="R2-rest-of-payment"),
+        pytest.param("ops", 5000, 3000, 2001, "goodwill", False, "refund_exceeds_payment", id="R2-exceeds-rest"),
+        pytest.param("ops", 5000, 5000, 1, "goodwill", False, "refund_exceeds_payment", id="R2-fully-refunded"),
+        pytest.param("customer", 5000, 0, 100, "please", False, "forbidden", id="R2-customer-forbidden"),
+        pytest.param("OPS", 5000, 0, 100, "why", False, "forbidden", id="R2-role-is-exact"),
+        pytest.param("customer", 5000, 0, 0, "", False, "forbidden", id="R2-role-checked-first"),
+        pytest.param("ops", 5000, 0, 100, "", False, "reason_required", id="R2-empty-reason"),
+        pytest.param("ops", 5000, 0, 100, "   \t", False, "reason_required", id="R2-blank-reason"),
+        pytest.param("ops", 5000, 0, 0, "", False, "reason_required", id="R2-reason-before-amount"),
+        pytest.param("ops", 5000, 0, 0, "why", False, "invalid_amount", id="R2-zero-amount"),
+        pytest.param("ops", 5000, 0, -5, "why", False, "invalid_amount", id="R2-negative-amount"),
+        pytest.param("ops", 5000, 0, 9999, "why", False, "refund_exceeds_payment", id="R2-more-than-paid"),
+    ],
+)
+def test_R2_refund_decision(role, paid, refunded, amount, reason, allowed, code):
+    decision = refund_decision(role, paid, refunded, amount, reason)
+    assert (decision.allowed, decision.code, decision.rule) == (allowed, code, "R2")
+
+
+@pytest.mark.parametrize(
+    "paid, refunded, amount, error",
+    [
+        pytest.param(5000, 6000, 1, ValueError, id="R2-refunded-more-than-paid-is-corrupt"),
+        pytest.param(-1, 0, 1, ValueError, id="R2-negative-paid"),
+        pytest.param(5000, 0, 10.5, TypeError, id="B4-float-amount"),
+    ],
+)
+def test_R2_refund_decision_refuses_bad_facts(paid, refunded, amount, error):
+    with pytest.raises(error):
+        refund_decision("ops", paid, refunded, amount, "why")
+
+
+@pytest.mark.parametrize(
+    "role, amount, reason, allowed, code",
+    [
+        pytest.param("ops", 1500, "service outage", True, None, id="R2-credit-granted"),
+        pytest.param("customer", 1500, "service outage", False, "forbidden", id="R2-credit-forbidden"),
+        pytest.param("ops", 1500, " ", False, "reason_required", id="R2-credit-reason-required"),
+        pytest.param("ops", 0, "why", False, "invalid_amount", id="R2-credit-zero"),
+    ],
+)
+def test_R2_credit_decision(role, amount, reason, allowed, code):
+    decision = credit_decision(role, amount, reason)
+    assert (decision.allowed, decision.code, decision.rule) == (allowed, code, "R2")
+
+
+def test_R3_termination_refunds_nothing():
+    assert termination_refund() == 0
