@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Used only while the sandbox is on and no secret was configured, so that the embedded default starts with no
 # setup. Outside the sandbox a real secret is required (see `check_production`).
 DEV_AUTH_SECRET = "dev-only-secret-do-not-use-in-production"
+SANDBOX_WEBHOOK_SECRET = "whsec_sandbox"  # signs sandbox webhooks (e.g. completing a payment that needed action)
 
 
 class Settings(BaseSettings):
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
             self.demo_plans = self.sandbox
         if not self.auth_secret and self.sandbox:
             self.auth_secret = DEV_AUTH_SECRET
+        if not self.stripe_webhook_secret and self.sandbox:
+            self.stripe_webhook_secret = SANDBOX_WEBHOOK_SECRET
         if not self.identity_key:
             self.identity_key = self.auth_secret
         return self

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.db import Database
+from app.gateways.base import PaymentGateway
 from app.notices.mailer import Mailer
 from app.ops.observability import Metrics
 from policies import PolicyBook
@@ -24,6 +25,7 @@ class AppContext:
     policies: PolicyBook
     metrics: Metrics
     mailer: Mailer
+    gateway: PaymentGateway
 
 
 def get_ctx(request: Request) -> AppContext:

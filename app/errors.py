@@ -36,6 +36,9 @@ IdempotencyKeyReused = _error("IdempotencyKeyReused", "idempotency_key_reused")
 IdempotencyKeyInUse = _error("IdempotencyKeyInUse", "idempotency_key_in_use")
 TrialNotEligible = _error("TrialNotEligible", "trial_not_eligible")
 TrialNotAvailable = _error("TrialNotAvailable", "trial_not_available")
+CardDeclined = _error("CardDeclined", "card_declined")
+SubscriptionExists = _error("SubscriptionExists", "subscription_exists")
+SubscriptionEnded = _error("SubscriptionEnded", "subscription_ended")
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
@@ -55,6 +58,12 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "idempotency_key_in_use": (409, "A request with this Idempotency-Key is still running"),
     "trial_not_eligible": (409, "Not eligible for a free trial"),
     "trial_not_available": (409, "This plan offers no free trial"),
+    "invalid_signature": (400, "The webhook signature is invalid"),
+    "card_declined": (402, "The payment was declined"),
+    "subscription_exists": (409, "The customer already has a live subscription"),
+    "subscription_ended": (409, "The subscription has ended"),
+    "gateway_unavailable": (503, "The payment gateway is unavailable; try again later"),
+    "gateway_error": (502, "The payment gateway refused the request"),
     "service_unavailable": (503, "Service unavailable"),
     "internal_error": (500, "Internal error"),
 }

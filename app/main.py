@@ -18,32 +18,48 @@ from app.context import AppContext
 from app.customers.routes import router as customers_router
 from app.db import Database
 from app.errors import DomainError
+from app.gateways.base import PaymentGateway
+from app.gateways.sandbox import SandboxGateway
 from app.http import problem_response
 from app.idempotency import IdempotencyMiddleware
 from app.notices.mailer import Mailer, mailer_from
 from app.notices.routes import customer_router as notices_router
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
+from app.payments.routes import router as payments_router
 from app.plans.routes import router as plans_router
 from app.sandbox.routes import router as sandbox_router
+from app.subscriptions.routes import customer_router as customer_subscriptions_router
+from app.subscriptions.routes import router as subscriptions_router
 from app.trials.routes import customer_router as customer_trials_router
 from app.trials.routes import router as trials_router
+from app.webhooks.routes import router as webhooks_router
 from policies import load_policy_book
 
 log = logging.getLogger("billing")
 
 
+def make_gateway(settings: Settings, db: Database, system_clock: SystemClock) -> PaymentGateway:
+    if settings.sandbox:
+        return SandboxGateway(db, system_clock)
+    from app.gateways.stripe import StripeGateway
+
+    return StripeGateway(settings.stripe_api_key, settings.stripe_api_base or None)
+
+
 def build_context(settings: Settings, *, clock: Clock | None = None, mailer: Mailer | None = None,
-                  system_clock: SystemClock | None = None) -> AppContext:
+                  system_clock: SystemClock | None = None, gateway: PaymentGateway | None = None) -> AppContext:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    system_clock = system_clock or SystemClock()
     return AppContext(
         settings=settings,
         db=db,
         clock=clock or (SandboxClock(db) if settings.sandbox else SystemClock()),
-        system_clock=system_clock or SystemClock(),
+        system_clock=system_clock,
         policies=load_policy_book(settings.policy_dir),
         metrics=Metrics(),
         mailer=mailer or mailer_from(settings.smtp_url, settings.smtp_from),
+        gateway=gateway or make_gateway(settings, db, system_clock),
     )
 
 
@@ -78,11 +94,12 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None, mailer: Mailer | None = None,
-               system_clock: SystemClock | None = None, run_scheduler: bool | None = None) -> FastAPI:
+               system_clock: SystemClock | None = None, gateway: PaymentGateway | None = None,
+               run_scheduler: bool | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_production()
     configure_logging(settings.log_level)
-    ctx = build_context(settings, clock=clock, mailer=mailer, system_clock=system_clock)
+    ctx = build_context(settings, clock=clock, mailer=mailer, system_clock=system_clock, gateway=gateway)
     with_scheduler = settings.scheduler_enabled if run_scheduler is None else run_scheduler
 
     @contextlib.asynccontextmanager
@@ -111,6 +128,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(customer_trials_router)
     app.include_router(notices_router)
     app.include_router(access_router)
+    app.include_router(subscriptions_router)
+    app.include_router(customer_subscriptions_router)
+    app.include_router(payments_router)
+    app.include_router(webhooks_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)

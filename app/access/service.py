@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from sqlalchemy import select
 
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
-from app.models import trials
+from app.models import subscriptions, trials
 from policies import AccessDecision, AccessFacts, access
 
 
@@ -20,11 +22,24 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
             .where(trials.c.customer_id == customer_id, trials.c.status == "active")
             .order_by(trials.c.id.desc()).limit(1)
         )).first()
+        sub = (await conn.execute(
+            select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code)
+            .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
+        )).first()
         now = await ctx.clock.now(conn)
+    until = None
+    if sub is not None:
+        until = sub.current_period_end
+        if sub.status == "past_due":
+            # B5: access continues while retries remain, i.e. until the last retry date of the schedule.
+            schedule = ctx.policies.at(now).retry_schedule_days
+            until = until + _dt.timedelta(days=schedule[-1] if schedule else 0)
     return access(AccessFacts(
         customer_status=customer.status,
         trial_status=trial.status if trial else None,
         trial_ends_at=trial.ends_at if trial else None,
         trial_plan=trial.plan_code if trial else None,
-        subscription_status=None, subscription_period_end=None, subscription_plan=None,
+        subscription_status=sub.status if sub else None,
+        subscription_period_end=until,
+        subscription_plan=sub.plan_code if sub else None,
     ), now)

@@ -1,6 +1,7 @@
 """Every table, so that Alembic and the services see one metadata."""
 
 from app.models.base import metadata
+from app.models.billing import payments, sandbox_charges, subscriptions, webhook_events
 from app.models.core import (
     audit_events,
     customers,
@@ -12,5 +13,5 @@ from app.models.trials import notices, trial_exclusions, trials
 
 __all__ = [
     "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events",
-    "trials", "trial_exclusions", "notices",
+    "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "webhook_events",
 ]

@@ -27,6 +27,7 @@ customers = Table(
     Column("name", String(200), nullable=True),
     Column("country", String(2), nullable=True),
     Column("marketing_opt_out", Boolean, nullable=False, default=False),
+    Column("gateway_customer_id", String(255), nullable=True),  # the payment gateway's customer for this one
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -37,3 +37,44 @@ def trial_expired(plan_name: str, amount: int, currency: str, interval: str) -> 
         f"To keep using it, subscribe to {plan_name} for {money(amount, currency)} per {interval}."
     )
     return subject, body
+
+
+def _period(start: _dt.datetime, end: _dt.datetime) -> str:
+    return f"{start.strftime('%d %B %Y')} to {end.strftime('%d %B %Y')}"
+
+
+def receipt(plan_name: str, price: int, tax: int, credit: int, charged: int, currency: str,
+            start: _dt.datetime, end: _dt.datetime) -> tuple[str, str]:
+    """Receipts (P2: tax shown separately from the price)."""
+    lines = [f"Thank you for your payment for {plan_name}, for the period {_period(start, end)}.",
+             f"Price: {money(price, currency)}", f"Tax: {money(tax, currency)}"]
+    if credit:
+        lines.append(f"Account credit used: {money(credit, currency)}")
+    lines.append(f"Charged: {money(charged, currency)}")
+    return f"Receipt for {plan_name}: {money(charged, currency)}", "\n".join(lines)
+
+
+def payment_failed(plan_name: str, amount: int, currency: str, next_retry_at: _dt.datetime | None) -> tuple[str, str]:
+    """B5: a renewal charge failed; access continues while retries remain."""
+    if next_retry_at is not None:
+        tail = (f"We will try again on {_date(next_retry_at)}; you keep access meanwhile. "
+                "You can update your payment method at any time.")
+    else:
+        tail = "That was the last attempt: the subscription has ended."
+    return (f"Payment for {plan_name} failed",
+            f"We could not charge {money(amount, currency)} for your {plan_name} subscription.\n{tail}")
+
+
+def cancellation_scheduled(plan_name: str, period_end: _dt.datetime) -> tuple[str, str]:
+    """C1/R1: the cancellation takes effect at the period end; nothing is refunded."""
+    return (f"Your {plan_name} subscription will end on {_date(period_end)}",
+            f"Your cancellation is scheduled. You keep access until {_date(period_end)}; no further charge will be "
+            "made and, as our terms say, nothing is refunded. You can undo the cancellation until then.")
+
+
+def subscription_ended(plan_name: str, reason: str) -> tuple[str, str]:
+    """C1/B5: the subscription has ended."""
+    why = {"canceled": "as you cancelled it", "payment_failed": "because the payment could not be collected"}.get(
+        reason, "")
+    return (f"Your {plan_name} subscription has ended",
+            f"Your {plan_name} subscription has ended{' ' + why if why else ''}. Nothing further will be charged.")

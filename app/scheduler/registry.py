@@ -27,9 +27,19 @@ class Job:
 def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
     from app.notices.delivery import deliver_notices
+    from app.subscriptions.tasks import (
+        end_canceled_subscriptions,
+        expire_incomplete_purchases,
+        renew_subscriptions,
+        retry_failed_renewals,
+    )
     from app.trials.tasks import expire_trials, send_trial_expiring_notices
 
     return [
+        Job("subscription_period_ends", end_canceled_subscriptions),  # C1
+        Job("subscription_renewals", renew_subscriptions),  # B2, B3
+        Job("subscription_retries", retry_failed_renewals),  # B5
+        Job("incomplete_purchase_expiry", expire_incomplete_purchases),  # B1
         Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
         Job("trial_expiry", expire_trials),  # T3
         Job("deliver_notices", deliver_notices),  # last: delivers what the jobs above queued

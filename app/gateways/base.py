@@ -1,0 +1,65 @@
+"""The payment gateway interface, shaped after Stripe's PaymentIntents. The service never sees card data: it
+passes payment method ids (`pm_...`) that the frontend obtained from the gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from app.errors import DomainError
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    amount: int  # minor units, > 0
+    currency: str
+    payment_method: str
+    customer_id: str  # our customer id
+    gateway_customer: str  # the gateway's customer for it (`create_customer`), stored on our customer
+    off_session: bool  # False: the customer is present (purchase); True: renewals and retries
+    idempotency_key: str  # derived from our ids, so a repeated call never charges twice
+    description: str
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: Literal["succeeded", "requires_action", "failed"]
+    payment_id: str  # the PaymentIntent id
+    client_secret: str | None = None  # for the customer's action (3-D Secure) when status is requires_action
+    decline_code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_id: str
+    status: Literal["succeeded", "pending", "failed"]
+
+
+class GatewayUnavailable(DomainError):
+    """The gateway could not be reached or kept failing after bounded retries (503). Nothing is assumed to have
+    happened: the charge keeps its idempotency key, so trying again later cannot charge twice."""
+
+    code = "gateway_unavailable"
+
+
+class GatewayError(DomainError):
+    """The gateway refused the request for a reason that is not the card's (502), e.g. invalid parameters."""
+
+    code = "gateway_error"
+
+
+class PaymentGateway(Protocol):
+    name: str  # "sandbox" | "stripe"
+
+    async def create_customer(self, customer_id: str) -> str:
+        """The gateway's customer for our customer (idempotent per customer id); payment methods attach to it."""
+        ...
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Create and confirm a PaymentIntent. Declines are a `failed` result, never an exception."""
+        ...
+
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
+        """Refund part or all of a succeeded PaymentIntent."""
+        ...

@@ -1,0 +1,85 @@
+"""The sandbox gateway: behaves like Stripe's test payment methods, with its ledger in the database.
+
+- `pm_card_visa` (and any other `pm_card_*` not named below) succeeds;
+- `pm_card_visa_chargeDeclined` and `pm_card_chargeDeclined` are declined (`card_declined`);
+- `pm_card_authenticationRequired` needs the customer's action; off-session it fails with
+  `authentication_required`; on-session it completes only through a signed `payment_intent.succeeded` webhook.
+
+Each charge is recorded under its idempotency key in its own transaction, like a call to an outside system, so
+a charge repeated after a crash returns the first result and never charges twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select, update
+
+from app.db import insert_ignoring_conflict
+from app.gateways.base import ChargeRequest, ChargeResult, RefundResult
+from app.ids import new_id
+from app.models import sandbox_charges
+
+DECLINED = frozenset({"pm_card_visa_chargeDeclined", "pm_card_chargeDeclined", "pm_card_chargeCustomerFail"})
+NEEDS_ACTION = frozenset({"pm_card_authenticationRequired"})
+
+
+def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
+    if not request.payment_method.startswith("pm_"):
+        return "failed", "invalid_payment_method"
+    if request.payment_method in DECLINED:
+        return "failed", "card_declined"
+    if request.payment_method in NEEDS_ACTION:
+        return ("failed", "authentication_required") if request.off_session else ("requires_action", None)
+    return "succeeded", None
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def __init__(self, db, clock) -> None:  # noqa: ANN001 - app.db.Database, app.clock.SystemClock
+        self._db = db
+        self._clock = clock
+
+    async def create_customer(self, customer_id: str) -> str:
+        return f"cus_sandbox_{customer_id}"
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        status, decline = _outcome(request)
+        intent_id = "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24]
+        async with self._db.transaction() as conn:
+            await insert_ignoring_conflict(conn, sandbox_charges, {
+                "idempotency_key": request.idempotency_key, "payment_intent_id": intent_id,
+                "amount": request.amount, "currency": request.currency, "payment_method": request.payment_method,
+                "status": status, "decline_code": decline, "refunded_amount": 0, "created_at": self._clock.wall(),
+            }, conflict_on=["idempotency_key"])
+            row = (await conn.execute(select(sandbox_charges).where(
+                sandbox_charges.c.idempotency_key == request.idempotency_key))).one()
+        return self._result(row)
+
+    @staticmethod
+    def _result(row) -> ChargeResult:  # noqa: ANN001
+        status = "requires_action" if row.status == "requires_action" else row.status
+        secret = f"{row.payment_intent_id}_secret_sandbox" if status == "requires_action" else None
+        return ChargeResult(status=status, payment_id=row.payment_intent_id, client_secret=secret,
+                            decline_code=row.decline_code,
+                            message={"card_declined": "Your card was declined.",
+                                     "authentication_required": "This payment needs the customer's authentication.",
+                                     "invalid_payment_method": "Unknown payment method."}.get(row.decline_code))
+
+    async def complete_action(self, payment_intent_id: str) -> None:
+        """The customer completed 3-D Secure (what a signed `payment_intent.succeeded` reports)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(update(sandbox_charges).where(
+                sandbox_charges.c.payment_intent_id == payment_intent_id,
+                sandbox_charges.c.status == "requires_action").values(status="succeeded"))
+
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(sandbox_charges).where(
+                sandbox_charges.c.payment_intent_id == payment_id).with_for_update())).one()
+            if row.status != "succeeded" or row.refunded_amount + amount > row.amount:
+                return RefundResult(refund_id="", status="failed")
+            await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
+                               .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
+        return RefundResult(refund_id=new_id("re_sandbox"), status="succeeded")

@@ -1,0 +1,124 @@
+"""Tables of the paid half: subscriptions, payments, the sandbox gateway's ledger and the webhook inbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from app.models.base import Id, Money, UTCDateTime, metadata
+
+LIVE = "status IN ('incomplete', 'active', 'past_due')"
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Id(), primary_key=True),
+    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("plan_id", Id(), ForeignKey("plans.id"), nullable=False),
+    Column("plan_code", String(64), nullable=False),
+    Column("interval", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("price_amount", Money, nullable=False),  # B3: locked at purchase
+    Column("currency", String(3), nullable=False),
+    Column("tax_amount", Money, nullable=False),  # P2: of the current period's charge
+    Column("payment_method", String(255), nullable=False),
+    Column("anchor_at", UTCDateTime, nullable=True),  # B1/B4: the first payment's time; null while incomplete
+    Column("period_index", Integer, nullable=False),
+    Column("current_period_start", UTCDateTime, nullable=True),
+    Column("current_period_end", UTCDateTime, nullable=True),
+    Column("cancel_at_period_end", Boolean, nullable=False),
+    Column("canceled_at", UTCDateTime, nullable=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    Column("ended_reason", String(16), nullable=True),
+    Column("failed_attempts", Integer, nullable=False),  # B5: failures for the period being renewed
+    Column("next_retry_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),  # a replica charging it holds this short lease
+    Column("policy_version", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('incomplete', 'active', 'past_due', 'canceled')", name="status"),
+    CheckConstraint("ended_reason IS NULL OR ended_reason IN ('canceled', 'payment_failed', 'terminated', 'erased')",
+                    name="ended_reason"),
+    CheckConstraint("price_amount >= 0 AND tax_amount >= 0", name="amounts_not_negative"),
+    # One live subscription per customer, held by the database also under concurrent purchases.
+    Index("uq_subscriptions_live_customer", "customer_id", unique=True, sqlite_where=text(LIVE),
+          postgresql_where=text(LIVE)),
+    # Due-work indexes: renewals and period ends, dunning retries, abandoned purchases.
+    Index("ix_subscriptions_period_end_due", "current_period_end", sqlite_where=text("status = 'active'"),
+          postgresql_where=text("status = 'active'")),
+    Index("ix_subscriptions_retry_due", "next_retry_at", sqlite_where=text("status = 'past_due'"),
+          postgresql_where=text("status = 'past_due'")),
+    Index("ix_subscriptions_incomplete", "created_at", sqlite_where=text("status = 'incomplete'"),
+          postgresql_where=text("status = 'incomplete'")),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Id(), primary_key=True),
+    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("subscription_id", Id(), ForeignKey("subscriptions.id"), nullable=False, index=True),
+    Column("purpose", String(16), nullable=False),  # purchase | renewal | retry
+    Column("period_index", Integer, nullable=False),
+    Column("period_start", UTCDateTime, nullable=True),
+    Column("period_end", UTCDateTime, nullable=True),
+    Column("price_amount", Money, nullable=False),
+    Column("tax_amount", Money, nullable=False),
+    Column("credit_applied", Money, nullable=False),
+    Column("amount", Money, nullable=False),  # charged to the payment method: price + tax - credit
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_code", String(64), nullable=True),
+    Column("refunded_amount", Money, nullable=False),
+    Column("payment_method", String(255), nullable=False),
+    Column("gateway", String(16), nullable=False),
+    Column("gateway_payment_id", String(255), nullable=True, unique=True),
+    Column("client_secret", String(255), nullable=True),
+    # Derived from our ids (subscription, period, attempt): a retried call never charges twice.
+    Column("idempotency_key", String(120), nullable=False, unique=True),
+    Column("policy_version", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
+    CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),
+)
+
+# The sandbox gateway's own books, standing in for Stripe's: one row per idempotency key, written in its own
+# transaction (like a call to an outside system), so a repeated charge returns the first result.
+sandbox_charges = Table(
+    "sandbox_charges",
+    metadata,
+    Column("idempotency_key", String(120), primary_key=True),
+    Column("payment_intent_id", String(64), nullable=False, unique=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_method", String(255), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("decline_code", String(64), nullable=True),
+    Column("refunded_amount", Money, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every inbound Stripe event, unique on its id, stored in the transaction that applies it (exactly once).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("type", String(100), nullable=False),
+    Column("object_id", String(255), nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("note", Text, nullable=True),
+)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.auth import Caller
+from app.context import Ctx
+from app.customers.lists import customer_list
+from app.http import JSON
+from app.models import subscriptions
+from app.pagination import Page
+from app.subscriptions import repository, service
+from app.subscriptions.schemas import (
+    PaymentMethodUpdate,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionList,
+    to_api,
+)
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+
+@router.post("", status_code=201, response_model=Subscription)
+async def purchase(body: SubscriptionCreate, ctx: Ctx, caller: Caller):
+    row, client_secret = await service.purchase(ctx, caller, body)
+    return JSON(to_api(row, client_secret), status_code=201)
+
+
+@router.get("/{subscription_id}", response_model=Subscription)
+async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
+    async with ctx.db.read() as conn:
+        row = await repository.get_visible(conn, caller, subscription_id)
+        secret = await repository.pending_client_secret(conn, row.id) if row.status == "incomplete" else None
+    return JSON(to_api(row, secret))
+
+
+@router.post("/{subscription_id}/cancel", response_model=Subscription)
+async def cancel(subscription_id: str, ctx: Ctx, caller: Caller):
+    return JSON(to_api(await service.cancel(ctx, caller, subscription_id)))
+
+
+@router.post("/{subscription_id}/resume", response_model=Subscription)
+async def resume(subscription_id: str, ctx: Ctx, caller: Caller):
+    return JSON(to_api(await service.resume(ctx, caller, subscription_id)))
+
+
+@router.post("/{subscription_id}/payment-method", response_model=Subscription)
+async def change_payment_method(subscription_id: str, body: PaymentMethodUpdate, ctx: Ctx, caller: Caller):
+    return JSON(to_api(await service.change_payment_method(ctx, caller, subscription_id, body)))
+
+
+customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["subscriptions"])
+
+
+@customer_router.get("/subscriptions", response_model=SubscriptionList)
+async def list_subscriptions(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
+    return JSON(await customer_list(ctx, caller, customer_id, repository.for_customer(customer_id),
+                                    subscriptions.c.id, params, to_api))

@@ -1,0 +1,153 @@
+"""Subscription use cases: purchase (B1, B3, T6), cancel (C1, R1), resume (C2), change the payment method."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.customers import repository as customer_repo
+from app.errors import (
+    CardDeclined,
+    CustomerInactive,
+    SubscriptionEnded,
+    SubscriptionExists,
+)
+from app.ids import new_id
+from app.models import customers, payments, subscriptions
+from app.notices import templates
+from app.notices.service import NewNotice, create_notices
+from app.plans import repository as plan_repo
+from app.subscriptions import charging, repository
+from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate
+from policies import cancellation_refund, tax_for
+
+
+async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: str) -> str:
+    """The gateway's customer for ours, created once (the gateway call is idempotent per customer)."""
+    async with ctx.db.read() as conn:
+        customer = await customer_repo.get_visible(conn, principal, customer_id)
+    if customer.gateway_customer_id:
+        return customer.gateway_customer_id
+    created = await ctx.gateway.create_customer(customer.id)
+    async with ctx.db.transaction() as conn:
+        await conn.execute(update(customers).where(customers.c.id == customer.id,
+                                                   customers.c.gateway_customer_id.is_(None))
+                           .values(gateway_customer_id=created))
+    return created
+
+
+async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCreate) -> tuple[object, str | None]:
+    """B1: charge the first period now; the subscription starts only when that payment succeeds."""
+    gateway_customer = await _gateway_customer(ctx, principal, body.customer_id)
+    async with ctx.db.transaction() as conn:
+        customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
+        if customer.status != "active":
+            raise CustomerInactive(f"the customer is {customer.status}")
+        plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
+        live = await repository.live_for_customer(conn, customer.id)
+        if live is not None:
+            raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
+                                     subscription_id=live.id)
+        now = await ctx.clock.now(conn)
+        policy = ctx.policies.at(now)
+        sub_id = new_id("sub")
+        sub = {
+            "id": sub_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
+            "interval": plan.interval, "status": "incomplete",
+            "price_amount": plan.amount, "currency": plan.currency,  # B3: the list price of the day, locked
+            "tax_amount": tax_for(plan.amount, customer.country, policy),  # P2
+            "payment_method": body.payment_method, "anchor_at": None, "period_index": 0,
+            "current_period_start": None, "current_period_end": None, "cancel_at_period_end": False,
+            "canceled_at": None, "ended_at": None, "ended_reason": None, "failed_attempts": 0,
+            "next_retry_at": None, "claimed_until": None, "policy_version": policy.version, "created_at": now,
+        }
+        try:
+            await conn.execute(insert(subscriptions).values(sub))
+        except IntegrityError:  # a concurrent purchase for the same customer won the live slot
+            raise SubscriptionExists("the customer already has a live subscription") from None
+        sub_row = await repository.get(conn, sub_id)
+        payment = charging.new_payment(ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1,
+                                       now=now)
+        await conn.execute(insert(payments).values(payment))
+        await record(conn, principal, "subscription.requested", now, subject_type="subscription", subject_id=sub_id,
+                     customer_id=customer.id, policy_version=policy.version,
+                     data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]})
+        payment_row = (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
+
+    result = await charging.charge(ctx, payment_row, gateway_customer, off_session=False)
+    async with ctx.db.transaction() as conn:
+        status = await charging.settle(conn, ctx, payment_row.id, result, await ctx.clock.now(conn), principal)
+        sub_row = await repository.get(conn, sub_id)
+    if status == "failed":
+        raise CardDeclined(f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
+                           decline_code=result.decline_code, payment_id=payment_row.id)
+    return sub_row, (result.client_secret if status == "pending" else None)
+
+
+async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
+    """C1: cancel at any time; effective at the period end, access until then, no further charge.
+    R1: nothing is refunded, not even part of the period."""
+    async with ctx.db.transaction() as conn:
+        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+        now = await ctx.clock.now(conn)
+        if sub.status == "canceled":
+            raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
+        if sub.cancel_at_period_end:
+            return sub
+        refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
+        if sub.status in ("incomplete", "past_due"):
+            # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
+            # retried. Either way it ends now, with no charge.
+            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+                status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None))
+            await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
+                                                      payments.c.status == "pending")
+                               .values(status="failed", failure_code="canceled", updated_at=now))
+            action = "subscription.canceled"
+        else:
+            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+                cancel_at_period_end=True, canceled_at=now))
+            subject, body = templates.cancellation_scheduled(await charging.plan_name(conn, sub.plan_id),
+                                                             sub.current_period_end)
+            await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
+                                                  f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
+                                                  body)], now, ctx.system_clock.wall())
+            action = "subscription.cancel_scheduled"
+        await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
+                     customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
+                     data={"refunded": refunded, "effective_at": (sub.current_period_end or now).isoformat()})
+        return await repository.get(conn, sub.id)
+
+
+async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
+    """C2: until the period ends, a scheduled cancellation can be withdrawn; it renews as if nothing happened."""
+    async with ctx.db.transaction() as conn:
+        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+        if sub.status == "canceled":
+            raise SubscriptionEnded(f"subscription {sub.id} has ended and cannot be resumed")
+        if not sub.cancel_at_period_end:
+            return sub
+        now = await ctx.clock.now(conn)
+        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+            cancel_at_period_end=False, canceled_at=None))
+        await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
+                     customer_id=sub.customer_id)
+        return await repository.get(conn, sub.id)
+
+
+async def change_payment_method(ctx: AppContext, principal: Principal, subscription_id: str,
+                                body: PaymentMethodUpdate):
+    """Later charges, including retries of a failed renewal (B5), use the new method."""
+    async with ctx.db.transaction() as conn:
+        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+        if sub.status == "canceled":
+            raise SubscriptionEnded(f"subscription {sub.id} has ended")
+        now = await ctx.clock.now(conn)
+        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+            payment_method=body.payment_method))
+        await record(conn, principal, "subscription.payment_method_changed", now, subject_type="subscription",
+                     subject_id=sub.id, customer_id=sub.customer_id)
+        return await repository.get(conn, sub.id)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+
+from app.context import Ctx
+from app.gateways.stripe_events import BadSignature, verify_event
+from app.http import JSON, problem_response
+from app.webhooks.service import handle_event
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger("billing.webhooks")
+
+
+@router.post("/v1/webhooks/stripe")
+async def stripe_webhook(request: Request, ctx: Ctx):
+    """Stripe's signature instead of a token. Bad or stale signature: 400 and nothing changes; a repeat: 200."""
+    payload = await request.body()
+    try:
+        event = verify_event(payload, request.headers.get("stripe-signature"),
+                             ctx.settings.stripe_webhook_secret, ctx.system_clock.wall())
+    except BadSignature as exc:
+        log.warning("webhook refused", extra={"why": str(exc)[:200]})
+        return problem_response("invalid_signature", str(exc))
+    if not isinstance(event.get("id"), str) or not event["id"]:
+        return problem_response("invalid_signature", "the event has no id")
+    duplicate, outcome = await handle_event(ctx, event)
+    return JSON({"received": True, "duplicate": duplicate, "outcome": outcome})
