@@ -86,21 +86,6 @@ class ObservabilityMiddleware:
         token = request_id_var.set(request_id)
         status = 500
         response_started = False
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await problem_response("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")(
-                scope, receive, send)
-            request_id_var.reset(token)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES:
-                raise BodyTooLarge
-            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -110,14 +95,38 @@ class ObservabilityMiddleware:
                 MutableHeaders(scope=message)["x-request-id"] = request_id
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_wrapper)
-        except BodyTooLarge:
-            if response_started:
-                raise
-            status = 413
+        async def too_large() -> None:
             await problem_response("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")(
                 scope, receive, send_wrapper)
+
+        try:
+            length = headers.get("content-length")
+            if length is not None:
+                if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                    return await too_large()
+            else:
+                # No declared length (chunked): read the body up to the limit before the app sees it. An error
+                # raised from `receive` inside the app would be turned into a 400 by the framework, not a 413.
+                buffered = await _buffer_body(receive)
+                if buffered is None:
+                    return await too_large()
+                receive = _replaying(buffered, receive)
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:
+                    raise BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, limited_receive, send_wrapper)
+            except BodyTooLarge:
+                if response_started:
+                    raise
+                await too_large()
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -128,3 +137,30 @@ class ObservabilityMiddleware:
                 log.info("request", extra={"method": scope["method"], "route": template, "status": status,
                                            "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)
+
+
+async def _buffer_body(receive: Receive) -> list[Message] | None:
+    """The request's messages up to the end of its body, or None once they exceed MAX_BODY_BYTES."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        size += len(message.get("body", b""))
+        if size > MAX_BODY_BYTES:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay

@@ -24,7 +24,7 @@ from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
-from policies import after_failed_charge, charge_breakdown, period_bounds
+from policies import after_failed_charge, charge_breakdown, forfeit_at, period_bounds
 
 
 def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
@@ -124,8 +124,13 @@ async def _succeeded(conn: AsyncConnection, ctx: AppContext, payment, gateway_pa
 
 async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> None:
     """T6: buying during a trial ends it at once; its unused days are not added to the paid period."""
-    await conn.execute(update(trials).where(trials.c.customer_id == customer_id, trials.c.status == "active")
-                       .values(status="forfeited", ended_at=now))
+    running = (await conn.execute(select(trials.c.id, trials.c.ends_at).where(
+        trials.c.customer_id == customer_id, trials.c.status == "active"))).all()
+    for trial in running:
+        ended = forfeit_at(trial.ends_at, now)
+        if ended is not None:  # a trial already past its end is left to expire (T3)
+            await conn.execute(update(trials).where(trials.c.id == trial.id).values(status="forfeited",
+                                                                                    ended_at=ended))
 
 
 async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str | None,  # noqa: ANN001

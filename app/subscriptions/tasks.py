@@ -16,6 +16,7 @@ from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.subscriptions import charging
+from policies import period_end_action, renewal_due
 
 log = logging.getLogger("billing.subscriptions")
 LEASE = _dt.timedelta(minutes=2)
@@ -34,10 +35,13 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claimable(
             select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version,
+                   subscriptions.c.status, subscriptions.c.cancel_at_period_end, subscriptions.c.current_period_end,
                    plans.c.name.label("plan_name"))
             .join(plans, plans.c.id == subscriptions.c.plan_id)
             .where(subscriptions.c.status == "active", subscriptions.c.cancel_at_period_end.is_(True),
                    subscriptions.c.current_period_end <= now), ctx, wall))).all()
+        due = [s for s in due
+               if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now) == "end"]
         if not due:
             return 0
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(
@@ -53,12 +57,13 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     return len(due)
 
 
-async def _charge_batch(ctx, now: _dt.datetime, where, purpose: str) -> int:  # noqa: ANN001
+async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claimable(
             select(subscriptions, customers.c.country, customers.c.gateway_customer_id)
             .join(customers, customers.c.id == subscriptions.c.customer_id).where(*where), ctx, wall))).all()
+        due = [s for s in due if is_due(s, now)]
         if not due:
             return 0
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
@@ -91,13 +96,16 @@ async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     price off-session for the next period."""
     return await _charge_batch(ctx, now, [subscriptions.c.status == "active",
                                           subscriptions.c.cancel_at_period_end.is_(False),
-                                          subscriptions.c.current_period_end <= now], "renewal")
+                                          subscriptions.c.current_period_end <= now],
+                               lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at),
+                               "renewal")
 
 
 async def retry_failed_renewals(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """B5: a past-due subscription is charged again on its retry dates, with its current payment method."""
     return await _charge_batch(ctx, now, [subscriptions.c.status == "past_due",
-                                          subscriptions.c.next_retry_at <= now], "retry")
+                                          subscriptions.c.next_retry_at <= now],
+                               lambda s, at: s.status == "past_due" and s.next_retry_at <= at, "retry")
 
 
 async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: ANN001

@@ -12,6 +12,7 @@ from app.audit.service import SYSTEM, audit_row, record_many
 from app.models import plans, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from policies import trial_expired, trial_notice_due
 
 
 def _claim(stmt, ctx):  # noqa: ANN001, ANN202
@@ -30,6 +31,7 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
             .where(trials.c.status == "active", trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now)
             .order_by(trials.c.notice_at), ctx,
         ))).all()
+        due = [t for t in due if trial_notice_due(t.notice_at, now, already_sent=False)]
         if not due:
             return 0
         items = []
@@ -56,6 +58,7 @@ async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             .where(trials.c.status == "active", trials.c.ends_at <= now)
             .order_by(trials.c.ends_at), ctx,
         ))).all()
+        due = [t for t in due if trial_expired(t.ends_at, now)]
         if not due:
             return 0
         items = []
