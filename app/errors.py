@@ -39,6 +39,9 @@ TrialNotAvailable = _error("TrialNotAvailable", "trial_not_available")
 CardDeclined = _error("CardDeclined", "card_declined")
 SubscriptionExists = _error("SubscriptionExists", "subscription_exists")
 SubscriptionEnded = _error("SubscriptionEnded", "subscription_ended")
+RefundExceedsPayment = _error("RefundExceedsPayment", "refund_exceeds_payment")
+PaymentNotRefundable = _error("PaymentNotRefundable", "payment_not_refundable")
+CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
@@ -59,6 +62,10 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "trial_not_eligible": (409, "Not eligible for a free trial"),
     "trial_not_available": (409, "This plan offers no free trial"),
     "invalid_signature": (400, "The webhook signature is invalid"),
+    "refund_exceeds_payment": (422, "The refund exceeds what is left of the payment"),
+    "payment_not_refundable": (409, "Only a succeeded payment can be refunded"),
+    "customer_terminated": (409, "The account is terminated"),
+    "refund_failed": (502, "The gateway refused the refund"),
     "card_declined": (402, "The payment was declined"),
     "subscription_exists": (409, "The customer already has a live subscription"),
     "subscription_ended": (409, "The subscription has ended"),

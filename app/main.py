@@ -12,9 +12,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 
 from app.access.routes import router as access_router
+from app.audit.routes import router as audit_router
 from app.clock import Clock, SandboxClock, SystemClock
 from app.config import Settings
 from app.context import AppContext
+from app.credits.routes import router as credits_router
 from app.customers.routes import router as customers_router
 from app.db import Database
 from app.errors import DomainError
@@ -28,6 +30,7 @@ from app.ops.observability import Metrics, ObservabilityMiddleware, configure_lo
 from app.ops.routes import router as ops_router
 from app.payments.routes import router as payments_router
 from app.plans.routes import router as plans_router
+from app.refunds.routes import router as refunds_router
 from app.sandbox.routes import router as sandbox_router
 from app.subscriptions.routes import customer_router as customer_subscriptions_router
 from app.subscriptions.routes import router as subscriptions_router
@@ -132,6 +135,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(customer_subscriptions_router)
     app.include_router(payments_router)
     app.include_router(webhooks_router)
+    app.include_router(refunds_router)
+    app.include_router(credits_router)
+    app.include_router(audit_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)

@@ -21,7 +21,15 @@ Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(check
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(check_currency)]
 # Amounts are integer minor units; the upper bound keeps every sum inside a signed 64-bit column.
 Amount = Annotated[int, Field(ge=0, le=10**12, strict=True)]
-Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+def _reason(value: str) -> str:
+    if not value.strip():
+        raise ValueError("a reason is required")
+    return value.strip()
+
+
+# R2/R3: every discretionary action carries a non-empty reason.
+Reason = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_reason)]
+PositiveAmount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 
 
 class Money(BaseModel):

@@ -92,3 +92,22 @@ def test_T4_scheduler_on_several_replicas_sends_each_notice_once(replicas):
     for trial in trials:
         listed = httpx.get(f"{replicas[1]}/v1/customers/{trial['customer_id']}/notices", headers=ops).json()["data"]
         assert sorted(n["type"] for n in listed) == ["trial_expired", "trial_expiring"]
+
+
+def test_R2_racing_refunds_never_exceed_the_payment(replicas):
+    _setup(replicas[0])
+    customer = _customer(replicas[0], "payer", "payer@example.com")
+    bought = httpx.post(f"{replicas[0]}/v1/subscriptions", headers=customer_headers("payer"), json={
+        "customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    assert bought.status_code == 201, bought.text
+    ops = ops_headers()
+    [payment] = httpx.get(f"{replicas[1]}/v1/customers/{customer['id']}/payments", headers=ops).json()["data"]
+    # Ten refunds of 300 against a payment of 2000, all at once on both replicas: six fit, four must not.
+    calls = [("POST", f"{replicas[i % 2]}/v1/payments/{payment['id']}/refunds",
+              {"json": {"amount": 300, "reason": f"race {i}"}, "headers": ops}) for i in range(10)]
+    responses = fire_together(calls)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] * 6 + [422] * 4, [r.text for r in responses]
+    assert {r.json()["code"] for r in responses if r.status_code == 422} == {"refund_exceeds_payment"}
+    after = httpx.get(f"{replicas[0]}/v1/payments/{payment['id']}", headers=ops).json()
+    assert after["refunded_amount"] == 1800 <= after["amount"]

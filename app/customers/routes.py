@@ -2,10 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.auth import Caller
+from app.auth import Caller, OpsCaller
 from app.context import Ctx
-from app.customers import repository, service
-from app.customers.schemas import Customer, CustomerCreate, CustomerUpdate, to_api
+from app.customers import repository, service, standing
+from app.customers.schemas import (
+    Customer,
+    CustomerCreate,
+    CustomerUpdate,
+    StandingChange,
+    to_api,
+)
 from app.http import JSON
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -30,3 +36,24 @@ async def update_customer(customer_id: str, body: CustomerUpdate, ctx: Ctx, call
     async with ctx.db.transaction() as conn:
         row = await service.update_customer(conn, ctx, caller, customer_id, body)
     return JSON(to_api(row))
+
+
+async def _standing(change, customer_id: str, body: StandingChange, ctx, caller):  # noqa: ANN001, ANN202
+    async with ctx.db.transaction() as conn:
+        row = await change(conn, ctx, caller, customer_id, body.reason)
+    return JSON(to_api(row))
+
+
+@router.post("/{customer_id}/suspend", response_model=Customer)
+async def suspend(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
+    return await _standing(standing.suspend, customer_id, body, ctx, caller)
+
+
+@router.post("/{customer_id}/unsuspend", response_model=Customer)
+async def unsuspend(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
+    return await _standing(standing.unsuspend, customer_id, body, ctx, caller)
+
+
+@router.post("/{customer_id}/terminate", response_model=Customer)
+async def terminate(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
+    return await _standing(standing.terminate, customer_id, body, ctx, caller)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from app.schemas import Country, Email, Name, RequestModel
+from app.schemas import Country, Email, Name, Reason, RequestModel
 
 
 class CustomerCreate(RequestModel):
@@ -45,3 +45,9 @@ def to_api(row) -> dict:  # noqa: ANN001
         "country": row.country, "marketing_opt_out": row.marketing_opt_out, "status": row.status,
         "created_at": row.created_at,
     }
+
+
+class StandingChange(RequestModel):
+    """R3: suspension, lifting it, termination: always with a reason."""
+
+    reason: Reason

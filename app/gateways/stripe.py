@@ -45,6 +45,16 @@ def _get(obj: Any, key: str) -> Any:
         return None
 
 
+class _HTTPXClient(stripe.HTTPXClient):
+    """Stripe's httpx client, passing the encoded form as `content` (httpx deprecates raw bytes/text as `data`)."""
+
+    def _get_request_args_kwargs(self, method: str, url: str, headers: Any, post_data: Any):  # noqa: ANN202
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        if isinstance(kwargs.get("data"), (str, bytes)):
+            kwargs["content"] = kwargs.pop("data")
+        return args, kwargs
+
+
 class StripeGateway:
     name = "stripe"
 
@@ -57,7 +67,7 @@ class StripeGateway:
         self._max_network_retries = max_network_retries
         self._timeout = timeout
         self._client: stripe.StripeClient | None = None
-        self._http: stripe.HTTPXClient | None = None
+        self._http: _HTTPXClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the client: one per event loop (httpx's pooled connections belong to the loop that opened them)
@@ -65,7 +75,7 @@ class StripeGateway:
     def _stripe(self) -> stripe.StripeClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            self._http = stripe.HTTPXClient(timeout=self._timeout)  # async only: never blocks the loop
+            self._http = _HTTPXClient(timeout=self._timeout)  # async only: never blocks the loop
             self._client = stripe.StripeClient(
                 self._api_key,
                 base_addresses={"api": self._api_base} if self._api_base else None,

@@ -9,9 +9,11 @@ from app.models.core import (
     plans,
     sandbox_clock,
 )
+from app.models.ops import credit_entries, refunds
 from app.models.trials import notices, trial_exclusions, trials
 
 __all__ = [
     "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events",
     "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "webhook_events",
+    "refunds", "credit_entries",
 ]

@@ -27,6 +27,7 @@ class Job:
 def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
     from app.notices.delivery import deliver_notices
+    from app.refunds.service import retry_pending_refunds
     from app.subscriptions.tasks import (
         end_canceled_subscriptions,
         expire_incomplete_purchases,
@@ -42,6 +43,7 @@ def registered_jobs() -> list[Job]:
         Job("incomplete_purchase_expiry", expire_incomplete_purchases),  # B1
         Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
         Job("trial_expiry", expire_trials),  # T3
+        Job("refund_retries", retry_pending_refunds),  # R2: refunds whose gateway call got no answer
         Job("deliver_notices", deliver_notices),  # last: delivers what the jobs above queued
         Job("purge_idempotency_keys", purge_expired_keys),
     ]

@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.audit.service import SYSTEM, record
 from app.auth import Principal
 from app.context import AppContext
+from app.db import insert_ignoring_conflict
 from app.gateways.base import ChargeRequest, ChargeResult
 from app.ids import new_id
-from app.models import customers, payments, plans, subscriptions, trials
+from app.models import credit_entries, customers, payments, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.trials.identity import person_identities
@@ -32,10 +33,12 @@ def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
 
 
 def new_payment(ctx: AppContext, sub, customer, *, purpose: str, period_index: int, attempt: int,  # noqa: ANN001
-                now: _dt.datetime) -> dict:
-    """B3/P2: the locked price plus the tax of the customer's billing country, in integer minor units."""
+                now: _dt.datetime, credit_balance: int = 0) -> dict:
+    """B3/P2/R2: the locked price plus the tax of the customer's billing country, less the account credit, in
+    integer minor units."""
     policy = ctx.policies.at(now)
-    breakdown = charge_breakdown(sub.price_amount, customer.country or "", policy, credit_balance=0)
+    breakdown = charge_breakdown(sub.price_amount, customer.country or "", policy,
+                                 credit_balance=max(0, credit_balance))
     return {
         "id": new_id("pay"), "customer_id": sub.customer_id, "subscription_id": sub.id, "purpose": purpose,
         "period_index": period_index, "period_start": None, "period_end": None,
@@ -111,6 +114,12 @@ async def _succeeded(conn: AsyncConnection, ctx: AppContext, payment, gateway_pa
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         status="succeeded", gateway_payment_id=gateway_payment_id, period_start=start, period_end=end,
         client_secret=None, updated_at=now))
+    if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
+        await insert_ignoring_conflict(conn, credit_entries, {
+            "id": new_id("cred"), "customer_id": payment.customer_id, "kind": "spend",
+            "amount": -payment.credit_applied, "currency": payment.currency, "reason": None,
+            "created_by": "system", "payment_id": payment.id, "policy_version": payment.policy_version,
+            "created_at": now}, conflict_on=["payment_id"])
     subject, body = templates.receipt(await plan_name(conn, sub.plan_id), payment.price_amount, payment.tax_amount,
                                       payment.credit_applied, payment.amount, payment.currency, start, end)
     await create_notices(conn, [NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)],

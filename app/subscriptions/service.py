@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from app.audit.service import record
 from app.auth import Principal
 from app.context import AppContext
+from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
 from app.errors import (
     CardDeclined,
@@ -44,7 +45,7 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
     gateway_customer = await _gateway_customer(ctx, principal, body.customer_id)
     async with ctx.db.transaction() as conn:
         customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-        if customer.status != "active":
+        if customer.status != "active":  # R3: a suspended or terminated account cannot buy
             raise CustomerInactive(f"the customer is {customer.status}")
         plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
         live = await repository.live_for_customer(conn, customer.id)
@@ -69,8 +70,9 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         except IntegrityError:  # a concurrent purchase for the same customer won the live slot
             raise SubscriptionExists("the customer already has a live subscription") from None
         sub_row = await repository.get(conn, sub_id)
+        credit = (await credit_repo.balances(conn, [customer.id], plan.currency))[customer.id]
         payment = charging.new_payment(ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1,
-                                       now=now)
+                                       now=now, credit_balance=credit)
         await conn.execute(insert(payments).values(payment))
         await record(conn, principal, "subscription.requested", now, subject_type="subscription", subject_id=sub_id,
                      customer_id=customer.id, policy_version=policy.version,

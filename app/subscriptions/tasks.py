@@ -10,6 +10,7 @@ import logging
 from sqlalchemy import or_, select, update
 
 from app.audit.service import SYSTEM, audit_row, record_many
+from app.credits import repository as credit_repo
 from app.db import insert_ignoring_conflict
 from app.gateways.base import GatewayUnavailable
 from app.models import customers, payments, plans, subscriptions
@@ -68,8 +69,13 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
             return 0
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
                            .values(claimed_until=wall + LEASE))
+        credit: dict[str, int] = {}
+        for currency in {s.currency for s in due}:
+            credit.update(await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency],
+                                                     currency))
         rows = [charging.new_payment(ctx, s, s, purpose=purpose, period_index=s.period_index + 1,
-                                     attempt=s.failed_attempts + 1, now=now) for s in due]
+                                     attempt=s.failed_attempts + 1, now=now, credit_balance=credit[s.customer_id])
+                for s in due]
         # A payment left pending by a crash has the same key: it is reused, and charged again with that key.
         await insert_ignoring_conflict(conn, payments, rows, conflict_on=["idempotency_key"])
         keyed = {p.idempotency_key: p for p in (await conn.execute(select(payments).where(

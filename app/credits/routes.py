@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from app.auth import Caller, OpsCaller
+from app.context import Ctx
+from app.credits import repository, service
+from app.credits.schemas import Credit, CreditCreate, CreditList, to_api
+from app.customers import repository as customer_repo
+from app.http import JSON, page
+from app.models import credit_entries
+from app.pagination import Page, fetch_page
+
+router = APIRouter(prefix="/v1/customers/{customer_id}/credits", tags=["credits"])
+
+
+@router.post("", status_code=201, response_model=Credit)
+async def grant_credit(customer_id: str, body: CreditCreate, ctx: Ctx, caller: OpsCaller):
+    async with ctx.db.transaction() as conn:
+        row = await service.grant_credit(conn, ctx, caller, customer_id, body)
+    return JSON(to_api(row), status_code=201)
+
+
+@router.get("", response_model=CreditList)
+async def list_credits(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
+    async with ctx.db.read() as conn:
+        await customer_repo.get_visible(conn, caller, customer_id)
+        rows, has_more = await fetch_page(conn, select(credit_entries).where(
+            credit_entries.c.customer_id == customer_id), credit_entries.c.id, params)
+        balances = await repository.all_balances(conn, customer_id)
+    return JSON({**page([to_api(r) for r in rows], has_more), "balances": balances})

@@ -1,0 +1,37 @@
+"""R2: ops grant account credit, case by case, with a reason; it is spent on the next charges before the card."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.credits.schemas import CreditCreate
+from app.customers import repository as customer_repo
+from app.errors import CustomerTerminated, Forbidden, ValidationFailed
+from app.ids import new_id
+from app.models import credit_entries
+from policies import credit_decision
+
+
+async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+                       body: CreditCreate):
+    decision = credit_decision(principal.role, body.amount, body.reason)
+    if not decision.allowed:
+        raise (Forbidden if decision.code == "forbidden" else ValidationFailed)(decision.reason, rule=decision.rule)
+    customer = await customer_repo.get_visible(conn, principal, customer_id, for_update=True)
+    if customer.status in ("terminated", "erased"):
+        raise CustomerTerminated(f"the account is {customer.status}: no credit can be granted")
+    now = await ctx.clock.now(conn)
+    policy = ctx.policies.at(now)
+    credit_id = new_id("cred")
+    await conn.execute(insert(credit_entries).values(
+        id=credit_id, customer_id=customer.id, kind="grant", amount=body.amount, currency=body.currency,
+        reason=body.reason, created_by=principal.sub, payment_id=None, policy_version=policy.version,
+        created_at=now))
+    await record(conn, principal, "credit.granted", now, subject_type="credit", subject_id=credit_id,
+                 customer_id=customer.id, reason=body.reason, policy_version=policy.version,
+                 data={"amount": body.amount, "currency": body.currency})
+    return (await conn.execute(select(credit_entries).where(credit_entries.c.id == credit_id))).one()

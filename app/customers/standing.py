@@ -1,0 +1,75 @@
+"""R3: the company suspends, lifts a suspension, or terminates an account; nothing is refunded or exchanged."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import record
+from app.auth import Principal
+from app.context import AppContext
+from app.credits import repository as credit_repo
+from app.customers import repository
+from app.errors import CustomerTerminated, ValidationFailed
+from app.ids import new_id
+from app.models import credit_entries, customers, payments, subscriptions, trials
+from app.subscriptions.repository import LIVE
+from policies import termination_refund
+
+
+async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+                      allowed_from: tuple[str, ...], status: str, action: str, reason: str):
+    principal.require_ops()
+    customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
+    if customer.status in ("terminated", "erased"):
+        raise CustomerTerminated(f"the account is {customer.status}; it cannot change any more")
+    if customer.status not in allowed_from:
+        raise ValidationFailed(f"the account is {customer.status}", status=customer.status)
+    now = await ctx.clock.now(conn)
+    await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
+    await record(conn, principal, action, now, subject_type="customer", subject_id=customer.id,
+                 customer_id=customer.id, reason=reason, policy_version=ctx.policies.at(now).version,
+                 data={"before": customer.status, "after": status})
+    return customer, now
+
+
+async def suspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+    """R3: no access until lifted; the period keeps running and renewals follow the policy as usual."""
+    await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "suspended",
+                      "customer.suspended", reason)
+    return await repository.get_visible(conn, principal, customer_id)
+
+
+async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+    await _set_status(conn, ctx, principal, customer_id, ("suspended", "active"), "active",
+                      "customer.unsuspended", reason)
+    return await repository.get_visible(conn, principal, customer_id)
+
+
+async def terminate(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+    """R3: every subscription and trial ends at once; credits are forfeited; nothing is refunded; the account
+    cannot buy again."""
+    customer, now = await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "terminated",
+                                      "customer.terminated", reason)
+    await end_everything(conn, ctx, principal, customer.id, now, "terminated", reason)
+    return await repository.get_visible(conn, principal, customer_id)
+
+
+async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, now,  # noqa: ANN001
+                         ended_reason: str, reason: str | None) -> None:
+    """End every live subscription and running trial of the customer now, forfeit credit, refund nothing."""
+    await conn.execute(update(subscriptions).where(subscriptions.c.customer_id == customer_id,
+                                                   subscriptions.c.status.in_(LIVE)).values(
+        status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None))
+    await conn.execute(update(payments).where(payments.c.customer_id == customer_id, payments.c.status == "pending")
+                       .values(status="failed", failure_code=ended_reason, updated_at=now))
+    await conn.execute(update(trials).where(trials.c.customer_id == customer_id, trials.c.status == "active")
+                       .values(status="terminated", ended_at=now))
+    for currency, balance in (await credit_repo.all_balances(conn, customer_id)).items():
+        if balance > 0:
+            await conn.execute(insert(credit_entries).values(
+                id=new_id("cred"), customer_id=customer_id, kind="forfeit", amount=-balance, currency=currency,
+                reason=reason, created_by=principal.sub, payment_id=None, policy_version=None, created_at=now))
+    await record(conn, principal, f"customer.{ended_reason}.effects", now, subject_type="customer",
+                 subject_id=customer_id, customer_id=customer_id, reason=reason,
+                 data={"refunded": termination_refund()})

@@ -1,0 +1,59 @@
+"""Tables of ops' discretionary actions (R2): refunds and the account-credit ledger."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from app.models.base import Id, Money, UTCDateTime, metadata
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", Id(), primary_key=True),
+    Column("payment_id", Id(), ForeignKey("payments.id"), nullable=False, index=True),
+    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("source", String(16), nullable=False),  # ops: issued here; gateway: made in Stripe's dashboard
+    Column("status", String(16), nullable=False),
+    Column("gateway_refund_id", String(255), nullable=True, unique=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("policy_version", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount >= 1", name="amount_positive"),
+    CheckConstraint("source IN ('ops', 'gateway')", name="source"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    Index("ix_refunds_pending", "updated_at", sqlite_where=text("status = 'pending'"),
+          postgresql_where=text("status = 'pending'")),
+)
+
+# Append-only ledger: a grant is positive; spending on a charge and forfeiture on termination are negative.
+# The balance is the sum per customer and currency.
+credit_entries = Table(
+    "credit_entries",
+    metadata,
+    Column("id", Id(), primary_key=True),
+    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("payment_id", Id(), ForeignKey("payments.id"), nullable=True, unique=True),
+    Column("policy_version", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('grant', 'spend', 'forfeit')", name="kind"),
+    CheckConstraint("(kind = 'grant' AND amount > 0) OR (kind <> 'grant' AND amount < 0)", name="sign"),
+)

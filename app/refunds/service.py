@@ -1,0 +1,124 @@
+"""R2: discretionary refunds, by ops staff only, with a reason, never more than what is left of the payment.
+
+The amount is reserved on the payment (`refunded_amount`) under the payment's row lock before the gateway is
+called, so concurrent refunds can never exceed the payment; the gateway call carries our refund id as its
+idempotency key; a refused refund releases its reservation. A refund never changes the subscription, and nothing
+in the service ever refunds by itself.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import SYSTEM, record
+from app.auth import Principal
+from app.context import AppContext
+from app.errors import (
+    DomainError,
+    Forbidden,
+    PaymentNotRefundable,
+    RefundExceedsPayment,
+    ValidationFailed,
+)
+from app.gateways.base import GatewayError, RefundResult
+from app.ids import new_id
+from app.models import payments, refunds
+from app.payments import repository as payment_repo
+from app.refunds.schemas import RefundCreate
+from policies import refund_decision
+
+_REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
+
+
+class RefundFailed(DomainError):
+    code = "refund_failed"
+
+
+async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal, payment_id: str,
+                   body: RefundCreate):
+    principal.require_ops()
+    await payment_repo.get_visible(conn, principal, payment_id)
+    payment = (await conn.execute(select(payments).where(payments.c.id == payment_id).with_for_update())).one()
+    if payment.status != "succeeded":
+        raise PaymentNotRefundable(f"payment {payment.id} is {payment.status}")
+    decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
+    if not decision.allowed:
+        left = payment.amount - payment.refunded_amount
+        raise _REFUSALS.get(decision.code, ValidationFailed)(
+            f"{decision.reason} ({left} {payment.currency} left to refund)", rule=decision.rule, refundable=left)
+    now = await ctx.clock.now(conn)
+    policy = ctx.policies.at(now)
+    refund_id = new_id("re")
+    await conn.execute(insert(refunds).values(
+        id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=body.amount,
+        currency=payment.currency, reason=body.reason, created_by=principal.sub, source="ops", status="pending",
+        gateway_refund_id=None, failure_reason=None, policy_version=policy.version, created_at=now, updated_at=now))
+    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
+        refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now))
+    await record(conn, principal, "refund.requested", now, subject_type="refund", subject_id=refund_id,
+                 customer_id=payment.customer_id, reason=body.reason, policy_version=policy.version,
+                 data={"payment_id": payment.id, "amount": body.amount, "currency": payment.currency,
+                       "refunded_before": payment.refunded_amount, "paid": payment.amount})
+    return refund_id, payment
+
+
+async def settle_refund(conn: AsyncConnection, ctx: AppContext, refund_id: str, result: RefundResult | None,
+                        error: str | None, now: _dt.datetime, actor: Principal = SYSTEM) -> None:
+    refund = (await conn.execute(select(refunds).where(refunds.c.id == refund_id).with_for_update())).one()
+    if refund.status != "pending":
+        return
+    if result is not None and result.status in ("succeeded", "pending"):
+        await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
+            status="succeeded", gateway_refund_id=result.refund_id, updated_at=now))
+        await record(conn, actor, "refund.succeeded", now, subject_type="refund", subject_id=refund_id,
+                     customer_id=refund.customer_id, data={"amount": refund.amount, "payment_id": refund.payment_id})
+        return
+    await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
+        status="failed", failure_reason=error or "refused by the gateway", updated_at=now))
+    await conn.execute(update(payments).where(payments.c.id == refund.payment_id).values(
+        refunded_amount=payments.c.refunded_amount - refund.amount, updated_at=now))
+    await record(conn, actor, "refund.failed", now, subject_type="refund", subject_id=refund_id,
+                 customer_id=refund.customer_id, data={"amount": refund.amount, "error": error})
+
+
+async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate):
+    async with ctx.db.transaction() as conn:
+        refund_id, payment = await _reserve(conn, ctx, principal, payment_id, body)
+    error = None
+    try:
+        result = await ctx.gateway.refund(payment.gateway_payment_id, body.amount, idempotency_key=refund_id)
+    except GatewayError as exc:
+        result, error = None, exc.detail
+    # GatewayUnavailable propagates (503): the refund stays pending and `retry_pending_refunds` repeats the call
+    # with the same idempotency key.
+    async with ctx.db.transaction() as conn:
+        await settle_refund(conn, ctx, refund_id, result, error, await ctx.clock.now(conn), principal)
+        row = (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
+    if row.status == "failed":
+        raise RefundFailed(f"the gateway refused the refund: {row.failure_reason}", refund_id=refund_id)
+    return row
+
+
+async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
+    """Scheduled: refunds whose gateway call got no answer (5 minutes on) are sent again with the same key."""
+    async with ctx.db.read() as conn:
+        pending = (await conn.execute(
+            select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+            .join(payments, payments.c.id == refunds.c.payment_id)
+            .where(refunds.c.status == "pending", refunds.c.updated_at <= now - _dt.timedelta(minutes=5))
+            .limit(ctx.settings.job_batch_size))).all()
+    done = 0
+    for item in pending:
+        try:
+            result, error = await ctx.gateway.refund(item.gateway_payment_id, item.amount, item.id), None
+        except GatewayError as exc:
+            result, error = None, exc.detail
+        except DomainError:
+            continue  # still unavailable: try again on a later run
+        async with ctx.db.transaction() as conn:
+            await settle_refund(conn, ctx, item.id, result, error, now)
+        done += 1
+    return done
