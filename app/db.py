@@ -56,7 +56,7 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = url
         self.backend = backend_name(url)
-        kwargs: dict = {"pool_pre_ping": False}
+        kwargs: dict = {"pool_pre_ping": False, "hide_parameters": True}  # no personal data in error logs
         if self.backend == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)

@@ -25,6 +25,7 @@ from app.gateways.sandbox import SandboxGateway
 from app.http import problem_response
 from app.idempotency import IdempotencyMiddleware
 from app.notices.mailer import Mailer, mailer_from
+from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(refunds_router)
     app.include_router(credits_router)
     app.include_router(audit_router)
+    app.include_router(messages_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)

@@ -21,3 +21,7 @@ async def get_visible(conn: AsyncConnection, principal: Principal, customer_id: 
     if row is None:
         raise NotFound(f"no customer {customer_id!r}")
     return row
+
+
+async def get(conn: AsyncConnection, customer_id: str):
+    return (await conn.execute(select(customers).where(customers.c.id == customer_id))).one()

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from app.auth import Caller, OpsCaller
 from app.context import Ctx
-from app.customers import repository, service, standing
+from app.customers import privacy, repository, service, standing
 from app.customers.schemas import (
     Customer,
     CustomerCreate,
@@ -57,3 +57,17 @@ async def unsuspend(customer_id: str, body: StandingChange, ctx: Ctx, caller: Op
 @router.post("/{customer_id}/terminate", response_model=Customer)
 async def terminate(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
     return await _standing(standing.terminate, customer_id, body, ctx, caller)
+
+
+@router.get("/{customer_id}/export")
+async def export_customer(customer_id: str, ctx: Ctx, caller: Caller):
+    """D1: every personal datum held about the customer, and everything linked to it, as one JSON document."""
+    return JSON(await privacy.export(ctx, caller, customer_id))
+
+
+@router.delete("/{customer_id}", response_model=Customer)
+async def erase_customer(customer_id: str, ctx: Ctx, caller: Caller):
+    """D3: erasure. Access ends at once, nothing is refunded, the books keep payments unlinked from a name."""
+    async with ctx.db.transaction() as conn:
+        row = await privacy.erase(conn, ctx, caller, customer_id)
+    return JSON(to_api(row))

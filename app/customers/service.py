@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import record
@@ -13,7 +13,9 @@ from app.customers.schemas import CustomerCreate, CustomerUpdate
 from app.db import insert_ignoring_conflict
 from app.errors import CustomerExists, ValidationFailed
 from app.ids import new_id
-from app.models import customers
+from app.models import customers, trial_exclusions
+from app.trials.identity import person_identities
+from app.trials.service import mark_person
 
 
 async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: CustomerCreate):
@@ -55,6 +57,18 @@ async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
         raise ValidationFailed("an erased customer has no details to correct")
     now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=now))
+    if "email" in changes:
+        await carry_trial_marks(conn, ctx, current.id, changes["email"], now)
     await record(conn, principal, "customer.updated", now, subject_type="customer", subject_id=customer_id,
                  customer_id=customer_id, data={"fields": sorted(changes)})
     return await repository.get_visible(conn, principal, customer_id)
+
+
+async def carry_trial_marks(conn: AsyncConnection, ctx: AppContext, customer_id: str, new_email: str, now) -> None:  # noqa: ANN001
+    """T5/D3: a person who had a trial or a paid subscription stays marked under every e-mail address they use,
+    so changing the address (or erasing the account later) never opens a second trial."""
+    [customer_mark] = person_identities(ctx.settings.identity_key, customer_id, [])
+    kind = (await conn.execute(select(trial_exclusions.c.kind).where(
+        trial_exclusions.c.identity == customer_mark))).scalar()
+    if kind is not None:
+        await mark_person(conn, person_identities(ctx.settings.identity_key, customer_id, [new_email]), kind, now)

@@ -53,6 +53,9 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     for name in ("uvicorn.access",):  # our own access line replaces it
         logging.getLogger(name).disabled = True
+    # Drivers that log statements with their parameters (personal data) at DEBUG stay quiet at any level.
+    for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Metrics:

@@ -1,0 +1,43 @@
+"""Messages ops send to a customer (announcements, offers). Marketing ones respect the customer's objection (D4);
+service ones are always delivered."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import Field
+from sqlalchemy import select
+
+from app.audit.service import record
+from app.auth import OpsCaller
+from app.context import Ctx
+from app.customers import repository as customer_repo
+from app.http import JSON
+from app.ids import new_id
+from app.models import notices
+from app.notices.schemas import Notice, to_api
+from app.notices.service import NewNotice, create_notices
+from app.schemas import RequestModel
+
+router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices"])
+
+
+class MessageCreate(RequestModel):
+    category: Literal["service", "marketing"]
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=5000)
+
+
+@router.post("", status_code=201, response_model=Notice)
+async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller):
+    async with ctx.db.transaction() as conn:
+        customer = await customer_repo.get_visible(conn, caller, customer_id)
+        now = await ctx.clock.now(conn)
+        key = new_id("msg")
+        await create_notices(conn, [NewNotice(customer.id, body.category, key, body.subject, body.body,
+                                              category=body.category)], now, ctx.system_clock.wall())
+        row = (await conn.execute(select(notices).where(notices.c.dedupe_key == key))).one()
+        await record(conn, caller, "notice.message_queued", now, subject_type="notice", subject_id=row.id,
+                     customer_id=customer.id, data={"category": body.category})
+    return JSON(to_api(row), status_code=201)
