@@ -82,6 +82,36 @@ def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
+    """Fetch Stripe's events since a time and apply those we missed; events seen before change nothing."""
+    from app.main import build_context
+    from app.webhooks.service import handle_event
+
+    if settings.gateway != "stripe":
+        print("replay-events needs the Stripe gateway (BILLING_STRIPE_API_KEY)", file=sys.stderr)
+        return 2
+    since = _dt.datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    if since.tzinfo is None:
+        print("--since needs a time zone, e.g. 2026-11-29T10:00:00Z", file=sys.stderr)
+        return 2
+    ctx = build_context(settings)
+
+    async def main() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        try:
+            async for event in ctx.gateway.events_since(int(since.timestamp())):
+                duplicate, outcome = await handle_event(ctx, event)
+                counts[outcome] = counts.get(outcome, 0) + 1
+        finally:
+            await ctx.gateway.aclose()
+            await ctx.db.dispose()
+        return counts
+
+    counts = asyncio.run(main())
+    print(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no events")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing", description="Subscription billing service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", choices=["customer", "ops"], required=True)
     p.add_argument("--hours", type=float, default=24.0)
     p.set_defaults(func=_cmd_token)
+    p = sub.add_parser("replay-events", help="apply Stripe events missed during an outage (safe to repeat)")
+    p.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-29T10:00:00Z")
+    p.set_defaults(func=_cmd_replay_events)
     args = parser.parse_args(argv)
     return args.func(args, Settings())
 

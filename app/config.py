@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     identity_key: str = ""
     sandbox: bool | None = None  # default: on when no Stripe key is configured
     demo_plans: bool | None = None  # default: follows sandbox
+    # Which payment gateway moves money: the built-in sandbox or Stripe. Default: the sandbox while the sandbox is
+    # on, Stripe otherwise. Stripe with the sandbox on is Stripe's test mode driven by the sandbox clock.
+    gateway: Literal["sandbox", "stripe"] | None = None
     stripe_api_key: str = ""
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
@@ -40,6 +44,10 @@ class Settings(BaseSettings):
     def _defaults(self) -> "Settings":
         if self.sandbox is None:
             self.sandbox = not self.stripe_api_key
+        if self.gateway is None:
+            self.gateway = "sandbox" if self.sandbox else "stripe"
+        if self.gateway == "stripe" and not self.stripe_api_key:
+            raise ValueError("BILLING_GATEWAY=stripe needs BILLING_STRIPE_API_KEY")
         if self.demo_plans is None:
             self.demo_plans = self.sandbox
         if not self.auth_secret and self.sandbox:

@@ -44,7 +44,7 @@ log = logging.getLogger("billing")
 
 
 def make_gateway(settings: Settings, db: Database, system_clock: SystemClock) -> PaymentGateway:
-    if settings.sandbox:
+    if settings.gateway == "sandbox":
         return SandboxGateway(db, system_clock)
     from app.gateways.stripe import StripeGateway
 
@@ -82,12 +82,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = []
         for err in exc.errors():
             field, location = _field(tuple(err.get("loc", ())))
+            if err.get("type") == "json_invalid":  # the location is a character offset, not a field
+                field = location
             errors.append({"field": field, "location": location, "message": err.get("msg", "invalid")})
         fields = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response("validation_error", f"invalid fields: {fields}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # a body the framework could not even decode: malformed input
+            return problem_response("validation_error", str(exc.detail),
+                                    errors=[{"field": "body", "location": "body", "message": str(exc.detail)}])
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "internal_error")
         return problem_response(code, str(exc.detail), status=exc.status_code)
 
@@ -119,6 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
+            await ctx.gateway.aclose()
             await ctx.db.dispose()
 
     app = FastAPI(title="Billing", version="1.0.0", lifespan=lifespan,

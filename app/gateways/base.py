@@ -63,3 +63,7 @@ class PaymentGateway(Protocol):
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a succeeded PaymentIntent."""
         ...
+
+    async def aclose(self) -> None:
+        """Release connections at shutdown."""
+        ...

@@ -67,6 +67,9 @@ class SandboxGateway:
                                      "authentication_required": "This payment needs the customer's authentication.",
                                      "invalid_payment_method": "Unknown payment method."}.get(row.decline_code))
 
+    async def aclose(self) -> None:
+        """Nothing to release: the ledger uses the service's own database."""
+
     async def complete_action(self, payment_intent_id: str) -> None:
         """The customer completed 3-D Secure (what a signed `payment_intent.succeeded` reports)."""
         async with self._db.transaction() as conn:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import stripe
@@ -135,7 +136,9 @@ class StripeGateway:
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         try:
             refund = await self._stripe().v1.refunds.create_async(
-                {"payment_intent": payment_id, "amount": amount},
+                # Our refund id in the metadata lets the `charge.refunded` webhook tell our refunds from ones
+                # made in Stripe's dashboard.
+                {"payment_intent": payment_id, "amount": amount, "metadata": {"billing_refund_id": idempotency_key}},
                 {"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as err:
@@ -144,6 +147,21 @@ class StripeGateway:
         if status is None:
             raise GatewayError(f"Stripe answered refund {refund.id} with an unknown status {refund.status!r}")
         return RefundResult(refund_id=refund.id, status=status)
+
+
+    async def events_since(self, created_gte: int) -> AsyncIterator[dict[str, Any]]:
+        """Every event created at or after `created_gte` (unix seconds), oldest first, for replay after an outage."""
+        try:
+            page = await self._stripe().v1.events.list_async({"created": {"gte": created_gte}, "limit": 100})
+            events = [e.to_dict() for e in page.data]
+            while page.has_more:
+                page = await self._stripe().v1.events.list_async(
+                    {"created": {"gte": created_gte}, "limit": 100, "starting_after": page.data[-1].id})
+                events.extend(e.to_dict() for e in page.data)
+        except stripe.StripeError as err:
+            raise _translate(err, "list events") from err
+        for event in sorted(events, key=lambda e: (e.get("created") or 0, e.get("id") or "")):
+            yield event
 
 
 def _charge_result(intent: Any, *, off_session: bool) -> ChargeResult:

@@ -23,7 +23,7 @@ from app.notices.service import NewNotice, create_notices
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate
-from policies import cancellation_refund, tax_for
+from policies import cancellation_refund, period_end_action, tax_for
 
 
 async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: str) -> str:
@@ -133,6 +133,9 @@ async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
         if not sub.cancel_at_period_end:
             return sub
         now = await ctx.clock.now(conn)
+        if period_end_action(sub.status, True, sub.current_period_end, now) == "end":
+            # The cancellation took effect at the period end, even if the job has not recorded it yet.
+            raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.current_period_end.isoformat()}")
         await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
             cancel_at_period_end=False, canceled_at=None))
         await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
 from app.audit.service import SYSTEM, record
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
 from app.gateways.base import ChargeResult
-from app.models import payments, webhook_events
+from app.ids import new_id
+from app.models import payments, refunds, webhook_events
 from app.payments import repository as payment_repo
 from app.subscriptions import charging
 
@@ -53,9 +54,54 @@ async def _intent_failed(conn, ctx: AppContext, intent: dict[str, Any], now) -> 
     return "applied"
 
 
+async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -> str:  # noqa: ANN001
+    """A refund made in Stripe's dashboard is recorded once, keyed by Stripe's refund id, and counts against what
+    is left to refund. Our own refunds carry our id in their metadata and are recorded by us already."""
+    payment = await payment_repo.by_gateway_id(conn, charge.get("payment_intent") or "", for_update=True)
+    if payment is None:
+        return "unknown_object"
+    recorded = 0
+    for item in (charge.get("refunds") or {}).get("data") or []:
+        if item.get("status") not in ("succeeded", "pending") or not item.get("id"):
+            continue
+        ours = (item.get("metadata") or {}).get("billing_refund_id")
+        known = await conn.execute(select(refunds.c.id).where(
+            (refunds.c.gateway_refund_id == item["id"]) | (refunds.c.id == (ours or ""))))
+        if known.first() is not None:
+            continue
+        amount = int(item.get("amount") or 0)
+        refund_id = new_id("re")
+        await conn.execute(insert(refunds).values(
+            id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=amount,
+            currency=payment.currency, reason="refunded in Stripe's dashboard", created_by="stripe",
+            source="gateway", status="succeeded", gateway_refund_id=item["id"], failure_reason=None,
+            policy_version=None, created_at=now, updated_at=now))
+        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
+            refunded_amount=payments.c.refunded_amount + amount, updated_at=now))
+        await record(conn, SYSTEM, "refund.recorded_from_gateway", now, subject_type="refund", subject_id=refund_id,
+                     customer_id=payment.customer_id, reason="refunded in Stripe's dashboard",
+                     data={"payment_id": payment.id, "amount": amount, "gateway_refund_id": item["id"]})
+        recorded += 1
+    return "applied" if recorded else "already_applied"
+
+
+async def _dispute_created(conn, ctx: AppContext, dispute: dict[str, Any], now) -> str:  # noqa: ANN001
+    """A chargeback: recorded and audited for ops to act on; it changes no subscription by itself."""
+    payment = await payment_repo.by_gateway_id(conn, dispute.get("payment_intent") or "")
+    if payment is None:
+        return "unknown_object"
+    await record(conn, SYSTEM, "payment.disputed", now, subject_type="payment", subject_id=payment.id,
+                 customer_id=payment.customer_id, reason=dispute.get("reason"),
+                 data={"dispute_id": dispute.get("id"), "amount": dispute.get("amount"),
+                       "status": dispute.get("status")})
+    return "recorded"
+
+
 HANDLERS = {
     "payment_intent.succeeded": _intent_succeeded,
     "payment_intent.payment_failed": _intent_failed,
+    "charge.refunded": _charge_refunded,
+    "charge.dispute.created": _dispute_created,
 }
 
 
