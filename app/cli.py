@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.config import Settings
 
 
@@ -112,6 +114,76 @@ def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run_as_staff(settings: Settings, staff: str, action) -> int:  # noqa: ANN001
+    """Run one ops action through the same service functions as the API, as staff member `staff`."""
+    import json
+
+    from app.auth import Principal
+    from app.errors import DomainError
+    from app.http import dumps
+    from app.main import build_context
+
+    ctx = build_context(settings)
+    principal = Principal(sub=staff, role="ops")
+
+    async def main() -> dict:
+        try:
+            return await action(ctx, principal)
+        finally:
+            await ctx.gateway.aclose()
+            await ctx.db.dispose()
+
+    try:
+        result = asyncio.run(main())
+    except DomainError as exc:
+        print(json.dumps({"code": exc.code, "detail": exc.detail, **exc.extra}, default=str), file=sys.stderr)
+        return 1
+    print(dumps(result).decode())
+    return 0
+
+
+def _cmd_refund(args: argparse.Namespace, settings: Settings) -> int:
+    """R2: a discretionary refund of part or all of a payment."""
+    from app.refunds.schemas import RefundCreate, to_api
+    from app.refunds.service import create_refund
+
+    body = RefundCreate(amount=args.amount, reason=args.reason)
+
+    async def action(ctx, principal):  # noqa: ANN001, ANN202
+        return to_api(await create_refund(ctx, principal, args.payment, body))
+
+    return _run_as_staff(settings, args.staff, action)
+
+
+def _cmd_credit(args: argparse.Namespace, settings: Settings) -> int:
+    """R2: an account credit, spent on the next charges before the card."""
+    from app.credits.schemas import CreditCreate, to_api
+    from app.credits.service import grant_credit
+
+    body = CreditCreate(amount=args.amount, currency=args.currency, reason=args.reason)
+
+    async def action(ctx, principal):  # noqa: ANN001, ANN202
+        async with ctx.db.transaction() as conn:
+            return to_api(await grant_credit(conn, ctx, principal, args.customer, body))
+
+    return _run_as_staff(settings, args.staff, action)
+
+
+def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
+    """R3: suspend, lift a suspension, or terminate an account."""
+    from app.customers import standing
+    from app.customers.schemas import StandingChange, to_api
+
+    body = StandingChange(reason=args.reason)
+    change = getattr(standing, args.command)
+
+    async def action(ctx, principal):  # noqa: ANN001, ANN202
+        async with ctx.db.transaction() as conn:
+            return to_api(await change(conn, ctx, principal, args.customer, body.reason))
+
+    return _run_as_staff(settings, args.staff, action)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing", description="Subscription billing service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,8 +204,33 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("replay-events", help="apply Stripe events missed during an outage (safe to repeat)")
     p.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-29T10:00:00Z")
     p.set_defaults(func=_cmd_replay_events)
+    p = sub.add_parser("refund", help="refund part or all of a payment (ops, with a reason)")
+    p.add_argument("--payment", required=True)
+    p.add_argument("--amount", type=int, required=True, help="minor units")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--staff", required=True, help="your staff id, recorded in the audit log")
+    p.set_defaults(func=_cmd_refund)
+    p = sub.add_parser("credit", help="grant an account credit (ops, with a reason)")
+    p.add_argument("--customer", required=True)
+    p.add_argument("--amount", type=int, required=True, help="minor units")
+    p.add_argument("--currency", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--staff", required=True)
+    p.set_defaults(func=_cmd_credit)
+    for name, text in (("suspend", "suspend an account"), ("unsuspend", "lift a suspension"),
+                       ("terminate", "terminate an account: ends everything, refunds nothing")):
+        p = sub.add_parser(name, help=f"{text} (ops, with a reason)")
+        p.add_argument("--customer", required=True)
+        p.add_argument("--reason", required=True)
+        p.add_argument("--staff", required=True)
+        p.set_defaults(func=_cmd_standing)
     args = parser.parse_args(argv)
-    return args.func(args, Settings())
+    try:
+        return args.func(args, Settings())
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"invalid {'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
