@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     scheduler_interval_seconds: float = Field(default=60.0, gt=0)
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
+    rate_limit_writes_per_minute: int = Field(default=600, ge=0)  # per caller and replica; 0 turns it off
     log_level: str = "INFO"
     db_pool_size: int = Field(default=10, ge=1)
 

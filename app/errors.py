@@ -71,6 +71,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "subscription_ended": (409, "The subscription has ended"),
     "gateway_unavailable": (503, "The payment gateway is unavailable; try again later"),
     "gateway_error": (502, "The payment gateway refused the request"),
+    "rate_limited": (429, "Too many requests"),
     "service_unavailable": (503, "Service unavailable"),
     "internal_error": (500, "Internal error"),
 }

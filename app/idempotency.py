@@ -46,11 +46,13 @@ class IdempotencyMiddleware:
                 errors=[{"field": "Idempotency-Key", "location": "header", "message": "invalid length"}],
             )(scope, receive, send)
         ctx = scope["app"].state.ctx
-        try:
-            principal = verify_token(ctx.settings.auth_secret, headers.get("authorization"))
-        except Unauthenticated:
-            return await self.app(scope, receive, send)  # the route answers 401; nothing is stored
-        scope.setdefault("state", {})["principal"] = principal
+        principal = scope.get("state", {}).get("principal")  # verified already by the rate limiter
+        if principal is None:
+            try:
+                principal = verify_token(ctx.settings.auth_secret, headers.get("authorization"))
+            except Unauthenticated:
+                return await self.app(scope, receive, send)  # the route answers 401; nothing is stored
+            scope.setdefault("state", {})["principal"] = principal
 
         body = await _read_body(receive)
         digest = hashlib.sha256()

@@ -31,6 +31,7 @@ from app.ops.observability import Metrics, ObservabilityMiddleware, configure_lo
 from app.ops.routes import router as ops_router
 from app.payments.routes import router as payments_router
 from app.plans.routes import router as plans_router
+from app.ratelimit import RateLimitMiddleware
 from app.refunds.routes import router as refunds_router
 from app.sandbox.routes import router as sandbox_router
 from app.subscriptions.routes import customer_router as customer_subscriptions_router
@@ -149,6 +150,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)
+    if settings.rate_limit_writes_per_minute:
+        app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_writes_per_minute)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],

@@ -88,7 +88,8 @@ def clean_db(database_url: str) -> str:
 
 def make_settings(database_url: str, **overrides) -> Settings:  # noqa: ANN003
     values = dict(database_url=database_url, auth_secret=SECRET, sandbox=True, demo_plans=False,
-                  scheduler_enabled=False, log_level="WARNING", stripe_api_key="", smtp_url="", cors_origins=[])
+                  scheduler_enabled=False, log_level="WARNING", stripe_api_key="", smtp_url="", cors_origins=[],
+                  rate_limit_writes_per_minute=0)
     values.update(overrides)
     return Settings(**values)
 

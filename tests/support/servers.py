@@ -41,7 +41,8 @@ def start_replica(database_url: str, **env: str) -> Replica:
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
-                       BILLING_DEMO_PLANS="false", BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING")
+                       BILLING_DEMO_PLANS="false", BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING",
+                       BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0")
     environment.update(env)
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
