@@ -9,6 +9,7 @@ in the service ever refunds by itself.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +24,7 @@ from app.errors import (
     RefundExceedsPayment,
     ValidationFailed,
 )
-from app.gateways.base import GatewayError, RefundResult
+from app.gateways.base import GatewayError, GatewayUnavailable, RefundResult
 from app.ids import new_id
 from app.models import payments, refunds
 from app.payments import repository as payment_repo
@@ -31,6 +32,7 @@ from app.refunds.schemas import RefundCreate
 from policies import refund_decision
 
 _REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
+log = logging.getLogger("billing.refunds")
 
 
 class RefundFailed(DomainError):
@@ -92,8 +94,13 @@ async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, 
         result = await ctx.gateway.refund(payment.gateway_payment_id, body.amount, idempotency_key=refund_id)
     except GatewayError as exc:
         result, error = None, exc.detail
-    # GatewayUnavailable propagates (503): the refund stays pending and `retry_pending_refunds` repeats the call
-    # with the same idempotency key.
+    except GatewayUnavailable:
+        # No answer: the refund may or may not have happened. It stays `pending`, its amount reserved, and
+        # `retry_pending_refunds` repeats the call with the same idempotency key; the caller gets the pending
+        # refund (and a repeated request with the same Idempotency-Key gets it again, never a second refund).
+        log.warning("refund got no answer from the gateway; it will be retried", extra={"refund_id": refund_id})
+        async with ctx.db.read() as conn:
+            return (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
     async with ctx.db.transaction() as conn:
         await settle_refund(conn, ctx, refund_id, result, error, await ctx.clock.now(conn), principal)
         row = (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()

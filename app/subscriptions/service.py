@@ -49,35 +49,17 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
             raise CustomerInactive(f"the customer is {customer.status}")
         plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
         live = await repository.live_for_customer(conn, customer.id)
-        if live is not None:
+        unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
+        if live is not None and unanswered is None:
             raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
                                      subscription_id=live.id)
         now = await ctx.clock.now(conn)
-        policy = ctx.policies.at(now)
-        sub_id = new_id("sub")
-        sub = {
-            "id": sub_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
-            "interval": plan.interval, "status": "incomplete",
-            "price_amount": plan.amount, "currency": plan.currency,  # B3: the list price of the day, locked
-            "tax_amount": tax_for(plan.amount, customer.country, policy),  # P2
-            "payment_method": body.payment_method, "anchor_at": None, "period_index": 0,
-            "current_period_start": None, "current_period_end": None, "cancel_at_period_end": False,
-            "canceled_at": None, "ended_at": None, "ended_reason": None, "failed_attempts": 0,
-            "next_retry_at": None, "claimed_until": None, "policy_version": policy.version, "created_at": now,
-        }
-        try:
-            await conn.execute(insert(subscriptions).values(sub))
-        except IntegrityError:  # a concurrent purchase for the same customer won the live slot
-            raise SubscriptionExists("the customer already has a live subscription") from None
-        sub_row = await repository.get(conn, sub_id)
-        credit = (await credit_repo.balances(conn, [customer.id], plan.currency))[customer.id]
-        payment = charging.new_payment(ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1,
-                                       now=now, credit_balance=credit)
-        await conn.execute(insert(payments).values(payment))
-        await record(conn, principal, "subscription.requested", now, subject_type="subscription", subject_id=sub_id,
-                     customer_id=customer.id, policy_version=policy.version,
-                     data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]})
-        payment_row = (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
+        if unanswered is not None:
+            # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
+            # which returns the first charge's result if it went through, instead of refusing or charging twice.
+            sub_id, payment_row = live.id, unanswered
+        else:
+            sub_id, payment_row = await _create_incomplete(conn, ctx, principal, customer, plan, body, now)
 
     result = await charging.charge(ctx, payment_row, gateway_customer, off_session=False)
     async with ctx.db.transaction() as conn:
@@ -87,6 +69,46 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         raise CardDeclined(f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
                            decline_code=result.decline_code, payment_id=payment_row.id)
     return sub_row, (result.client_secret if status == "pending" else None)
+
+
+async def _unanswered_purchase(conn, live, plan_code: str, payment_method: str):  # noqa: ANN001, ANN202
+    """The pending first payment of `live` if the gateway never answered it and the request is the same."""
+    if live is None or live.status != "incomplete" or live.plan_code != plan_code \
+            or live.payment_method != payment_method:
+        return None
+    return (await conn.execute(select(payments).where(
+        payments.c.subscription_id == live.id, payments.c.purpose == "purchase", payments.c.status == "pending",
+        payments.c.gateway_payment_id.is_(None)))).first()
+
+
+async def _create_incomplete(conn, ctx: AppContext, principal: Principal, customer, plan,  # noqa: ANN001, ANN202
+                             body: SubscriptionCreate, now):
+    """B1/B3/P2: the subscription waits, `incomplete`, for its first payment, at today's list price plus tax."""
+    policy = ctx.policies.at(now)
+    sub_id = new_id("sub")
+    sub = {
+        "id": sub_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
+        "interval": plan.interval, "status": "incomplete",
+        "price_amount": plan.amount, "currency": plan.currency,  # B3: the list price of the day, locked
+        "tax_amount": tax_for(plan.amount, customer.country, policy),  # P2
+        "payment_method": body.payment_method, "anchor_at": None, "period_index": 0,
+        "current_period_start": None, "current_period_end": None, "cancel_at_period_end": False,
+        "canceled_at": None, "ended_at": None, "ended_reason": None, "failed_attempts": 0,
+        "next_retry_at": None, "claimed_until": None, "policy_version": policy.version, "created_at": now,
+    }
+    try:
+        await conn.execute(insert(subscriptions).values(sub))
+    except IntegrityError:  # a concurrent purchase for the same customer won the live slot
+        raise SubscriptionExists("the customer already has a live subscription") from None
+    sub_row = await repository.get(conn, sub_id)
+    credit = (await credit_repo.balances(conn, [customer.id], plan.currency))[customer.id]
+    payment = charging.new_payment(ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1,
+                                   now=now, credit_balance=credit)
+    await conn.execute(insert(payments).values(payment))
+    await record(conn, principal, "subscription.requested", now, subject_type="subscription", subject_id=sub_id,
+                 customer_id=customer.id, policy_version=policy.version,
+                 data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]})
+    return sub_id, (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
 
 
 async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
