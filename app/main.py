@@ -15,6 +15,7 @@ from app.access.routes import router as access_router
 from app.audit.routes import router as audit_router
 from app.clock import Clock, SandboxClock, SystemClock
 from app.config import Settings
+from app.console.routes import router as console_router
 from app.context import AppContext
 from app.credits.routes import router as credits_router
 from app.customers.routes import router as customers_router
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(credits_router)
     app.include_router(audit_router)
     app.include_router(messages_router)
+    app.include_router(console_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
     app.add_middleware(IdempotencyMiddleware)

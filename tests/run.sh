@@ -12,6 +12,9 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 
+# The browser tests drive Debian's Chromium (no browser download).
+bash tests/browser/requirements.sh
+
 PG_URL=${BILLING_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "PostgreSQL is down; starting it" >&2

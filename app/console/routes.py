@@ -1,0 +1,417 @@
+"""The ops console at /ops: find a customer, see everything about them, refund, credit, suspend, lift, terminate.
+
+Same rules as the API: every action calls the domain service the API calls (refunds.service.create_refund,
+credits.service.grant_credit, customers.standing.*), with the same request schemas; a refusal (DomainError or a
+schema error) is shown on the page as a readable message with its stable code, and nothing changes. Pages are
+plain HTML forms (no JavaScript), rendered by Jinja2 with autoescaping, and sent with a CSP that allows no script.
+Sign-in and CSRF: see app/console/security.py.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth import Principal
+from app.console import service
+from app.console.security import (
+    COOKIE,
+    Session,
+    bare_token,
+    check_token,
+    clear_session_cookie,
+    csrf_ok,
+    current_session,
+    set_session_cookie,
+)
+from app.context import Ctx
+from app.credits import service as credits_service
+from app.credits.schemas import CreditCreate
+from app.customers import standing
+from app.customers.schemas import StandingChange
+from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
+from app.refunds import service as refunds_service
+from app.refunds.schemas import RefundCreate
+from policies import refund_decision
+
+router = APIRouter(prefix="/ops", include_in_schema=False)
+
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                   autoescape=select_autoescape(default=True, default_for_string=True),
+                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+# No script at all; the only inline content is the <style> block; forms post only to this origin.
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    """Integer minor units as major units with 2 decimals (the currencies offered all have 2), sign kept."""
+    if amount is None:
+        return "—"
+    sign = "-" if amount < 0 else ""
+    value = abs(int(amount))
+    return f"{sign}{value // 100}.{value % 100:02d} {(currency or '').upper()}".strip()
+
+
+def when(value: _dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
+
+
+_env.filters.update(money=money, when=when, json=as_json, major=lambda amount: major(amount))
+
+
+# -- small helpers ------------------------------------------------------------------------------------------------
+
+def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    defaults = {"session": None, "notice": None, "error": None, "values": {}, "failed": None, "query": ""}
+    response = HTMLResponse(_env.get_template(name).render({**defaults, **context}), status_code=status)
+    response.headers.update(_HEADERS)
+    return response
+
+
+def _redirect(url: str) -> RedirectResponse:
+    response = RedirectResponse(url, status_code=303)
+    response.headers.update(_HEADERS)
+    return response
+
+
+def _to_login(request: Request, expired: bool = False) -> RedirectResponse:
+    response = _redirect("/ops/login?expired=1" if expired and request.cookies.get(COOKIE) else "/ops/login")
+    clear_session_cookie(response, request)
+    return response
+
+
+def _error(code: str, detail: str = "") -> dict[str, str]:
+    _status, title = ERROR_TABLE.get(code, (500, "Error"))
+    return {"code": code, "title": title, "detail": detail if detail and detail != title else ""}
+
+
+def _status(code: str) -> int:
+    return ERROR_TABLE.get(code, (500, ""))[0]
+
+
+def _domain_error(exc: DomainError, currency: str | None = None) -> dict[str, str]:
+    detail = exc.detail
+    if exc.code == "refund_exceeds_payment" and isinstance(exc.extra.get("refundable"), int) and currency:
+        detail = f"Only {money(exc.extra['refundable'], currency)} of this payment is left to refund."
+    if exc.code == "gateway_unavailable":
+        detail = (f"{detail} The refund is recorded as pending and will be sent again automatically; "
+                  "do not issue it a second time.").strip()
+    return _error(exc.code, detail)
+
+
+def _decision_detail(decision, left: int, currency: str) -> str:  # noqa: ANN001
+    if decision.code == "refund_exceeds_payment":  # the policy counts in minor units; staff read currency units
+        return f"Only {money(left, currency)} of this payment is left to refund."
+    return decision.reason
+
+
+class FormError(ValueError):
+    pass
+
+
+# The schemas' messages where they would confuse on a form (amounts are typed in currency units there).
+_FRIENDLY = {
+    ("reason", "string_too_short"): "a reason is required",
+    ("amount", "greater_than_equal"): "the amount must be more than zero",
+    ("amount", "less_than_equal"): "the amount is too large",
+}
+
+
+def _form_error(exc: Exception) -> dict[str, str]:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ())) or "form"
+            message = _FRIENDLY.get((where, err.get("type")), str(err.get("msg", "invalid")))
+            parts.append(f"{where}: {message.removeprefix('Value error, ')}")
+        return _error("validation_error", "; ".join(parts))
+    return _error("validation_error", str(exc))
+
+
+_AMOUNT = re.compile(r"^\d{1,10}(?:\.\d{1,2})?$")
+
+
+def parse_amount(text: str) -> int:
+    """A form amount in currency units ("5", "5.00") to integer minor units; never through a float."""
+    text = text.strip()
+    if not _AMOUNT.match(text):
+        raise FormError("amount: enter an amount in currency units with at most 2 decimals, like 5 or 12.50")
+    units, _, cents = text.partition(".")
+    return int(units) * 100 + int((cents + "00")[:2])
+
+
+def major(amount: int) -> str:
+    return f"{amount // 100}.{amount % 100:02d}"
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(24)
+
+
+async def _post_guard(request: Request) -> tuple[Session | None, FormData | None, Response | None]:
+    """Every POST: a verified session, then the CSRF token, before anything else happens."""
+    session = current_session(request)
+    if session is None:
+        return None, None, _to_login(request, expired=True)
+    form = await request.form()
+    if not csrf_ok(session, _text(form, "csrf")):
+        return session, None, _page("error.html", 403, session=session, title="Forbidden",
+                                    error=_error("forbidden", "The form's security token is missing or wrong. "
+                                                              "Nothing was changed; reload the page and try again."))
+    return session, form, None
+
+
+def _not_found(session: Session, exc: DomainError) -> HTMLResponse:
+    return _page("error.html", 404, session=session, title="Not found", error=_error("not_found", exc.detail))
+
+
+# -- sign-in ------------------------------------------------------------------------------------------------------
+
+@router.get("/login")
+async def login_page(request: Request):
+    if current_session(request) is not None:
+        return _redirect("/ops")
+    notice = "Your session has expired or is no longer valid. Paste a new token." if request.query_params.get(
+        "expired") else None
+    return _page("login.html", notice=notice)
+
+
+@router.post("/login")
+async def login(request: Request, ctx: Ctx):
+    # No CSRF token here: there is no session yet, and a forged sign-in would need a valid ops token anyway.
+    form = await request.form()
+    raw = _text(form, "token")
+    try:
+        principal = check_token(ctx.settings.auth_secret, raw)
+    except Unauthenticated as exc:
+        return _page("login.html", 401, error=_error("unauthenticated", f"This token was refused: {exc.detail}."))
+    if not principal.is_ops:
+        return _page("login.html", 403, error=_error("forbidden", "This is a customer token; the console is for "
+                                                                   "ops staff only."))
+    response = _redirect("/ops")
+    set_session_cookie(response, request, bare_token(raw))
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request):
+    session = current_session(request)
+    if session is not None:
+        form = await request.form()
+        if not csrf_ok(session, _text(form, "csrf")):
+            return _page("error.html", 403, session=session, title="Forbidden",
+                         error=_error("forbidden", "The form's security token is missing or wrong."))
+    return _to_login(request)
+
+
+# -- pages --------------------------------------------------------------------------------------------------------
+
+@router.get("")
+async def home(request: Request, ctx: Ctx, q: str = ""):
+    session = current_session(request)
+    if session is None:
+        return _to_login(request, expired=True)
+    query = q.strip()
+    results = await service.find_customers(ctx, query) if query else []
+    return _page("search.html", session=session, query=query, results=results, searched=bool(query))
+
+
+_DONE = {
+    "credit": "Credit granted.",
+    "suspended": "The account is suspended: no access until the suspension is lifted.",
+    "unsuspended": "The suspension is lifted.",
+    "terminated": "The account is terminated: every subscription and trial has ended; nothing was refunded.",
+    "duplicate": "That form had already been submitted; nothing more was done.",
+}
+
+
+async def _customer_page(ctx, session: Session, customer_id: str, status: int = 200, **context: Any) -> HTMLResponse:  # noqa: ANN001
+    try:
+        overview = await service.customer_overview(ctx, session.principal, customer_id)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    return _page("customer.html", status, session=session, o=overview, c=overview.customer, nonce=_nonce(),
+                 **context)
+
+
+@router.get("/customers/{customer_id}")
+async def customer_page(customer_id: str, request: Request, ctx: Ctx):
+    session = current_session(request)
+    if session is None:
+        return _to_login(request, expired=True)
+    return await _customer_page(ctx, session, customer_id, notice=_DONE.get(request.query_params.get("done", "")))
+
+
+@router.post("/customers/{customer_id}/credit")
+async def grant_credit(customer_id: str, request: Request, ctx: Ctx):
+    session, form, refusal = await _post_guard(request)
+    if refusal is not None:
+        return refusal
+    values = {k: _text(form, k) for k in ("amount", "currency", "reason")}
+    try:
+        body = CreditCreate(amount=parse_amount(values["amount"]), currency=values["currency"].strip().lower(),
+                            reason=values["reason"])
+    except (ValidationError, FormError) as exc:
+        return await _customer_page(ctx, session, customer_id, 422, error=_form_error(exc), values=values,
+                                    failed="credit")
+    nonce = _text(form, "nonce")
+    if not _NONCE.match(nonce):
+        return await _customer_page(ctx, session, customer_id, 422, values=values, failed="credit",
+                                    error=_error("validation_error", "The form is incomplete; try again."))
+    if not await service.use_once(ctx, session.principal, "credit", nonce, f"{customer_id}:{body.model_dump()}"):
+        return _redirect(f"/ops/customers/{customer_id}?done=duplicate")
+    try:
+        async with ctx.db.transaction() as conn:
+            await credits_service.grant_credit(conn, ctx, session.principal, customer_id, body)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    except DomainError as exc:
+        return await _customer_page(ctx, session, customer_id, _status(exc.code), error=_domain_error(exc),
+                                    values=values, failed="credit")
+    return _redirect(f"/ops/customers/{customer_id}?done=credit")
+
+
+_STANDING = {
+    "suspend": (standing.suspend, "suspended"),
+    "unsuspend": (standing.unsuspend, "unsuspended"),
+    "terminate": (standing.terminate, "terminated"),
+}
+
+
+@router.post("/customers/{customer_id}/{action}")
+async def change_standing(customer_id: str, action: str, request: Request, ctx: Ctx):
+    """R3: suspend, lift a suspension, terminate; always with a reason."""
+    if action not in _STANDING:
+        session = current_session(request)
+        if session is None:
+            return _to_login(request, expired=True)
+        return _not_found(session, NotFound(f"no action {action!r}"))
+    session, form, refusal = await _post_guard(request)
+    if refusal is not None:
+        return refusal
+    change, done = _STANDING[action]
+    values = {"reason": _text(form, "reason"), "confirm": _text(form, "confirm")}
+    try:
+        body = StandingChange(reason=values["reason"])
+        if action == "terminate" and values["confirm"] != "yes":
+            raise FormError("confirm: tick the box to confirm that the account is terminated for good")
+    except (ValidationError, FormError) as exc:
+        return await _customer_page(ctx, session, customer_id, 422, error=_form_error(exc), values=values,
+                                    failed=action)
+    try:
+        async with ctx.db.transaction() as conn:
+            await change(conn, ctx, session.principal, customer_id, body.reason)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    except DomainError as exc:
+        return await _customer_page(ctx, session, customer_id, _status(exc.code), error=_domain_error(exc),
+                                    values=values, failed=action)
+    return _redirect(f"/ops/customers/{customer_id}?done={done}")
+
+
+async def _payment_page(ctx, session: Session, payment_id: str, status: int = 200,  # noqa: ANN001
+                        refusal: DomainError | None = None, **context: Any) -> HTMLResponse:
+    try:
+        view = await service.payment_view(ctx, session.principal, payment_id)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    if refusal is not None:
+        context["error"] = _domain_error(refusal, view.payment.currency)
+    context.setdefault("made", None)
+    return _page("payment.html", status, session=session, v=view, p=view.payment, **context)
+
+
+@router.get("/payments/{payment_id}")
+async def payment_page(payment_id: str, request: Request, ctx: Ctx):
+    session = current_session(request)
+    if session is None:
+        return _to_login(request, expired=True)
+    notice = None
+    if request.query_params.get("done") == "duplicate":
+        notice = _DONE["duplicate"]
+    return await _payment_page(ctx, session, payment_id, notice=notice, made=request.query_params.get("refund"))
+
+
+@router.post("/payments/{payment_id}/refund")
+async def refund(payment_id: str, request: Request, ctx: Ctx):
+    """R2, in two steps through this one handler: without `confirm` it shows what would be refunded and what is left
+    (nothing changes); with `confirm=yes` it makes the refund through the API's service function.
+
+    A double submit of the confirmation (double click, re-post, two tabs) must not refund twice. Relying on the
+    refund reservation rule alone (never more than what is left, enforced under the payment's row lock) would bound
+    the damage but still let a partial refund go through twice, so the confirmation form also carries a one-time
+    nonce that is spent atomically before the service is called (service.use_once); a second submission finds it
+    spent and changes nothing. The reservation rule still guards against stale confirmations: confirming after
+    someone else refunded the rest is refused with refund_exceeds_payment.
+    """
+    session, form, refusal = await _post_guard(request)
+    if refusal is not None:
+        return refusal
+    principal: Principal = session.principal
+    values = {"amount": _text(form, "amount"), "reason": _text(form, "reason")}
+    try:
+        body = RefundCreate(amount=parse_amount(values["amount"]), reason=values["reason"])
+    except (ValidationError, FormError) as exc:
+        return await _payment_page(ctx, session, payment_id, 422, error=_form_error(exc), values=values)
+
+    if _text(form, "confirm") != "yes":
+        try:
+            view = await service.payment_view(ctx, principal, payment_id)
+        except NotFound as exc:
+            return _not_found(session, exc)
+        payment = view.payment
+        # The preview asks the same policy function the service applies (R2); the service decides again, under
+        # the payment's lock, when the refund is confirmed.
+        decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount,
+                                   body.reason)
+        if not decision.allowed:
+            return _page("payment.html", _status(decision.code or "validation_error"), session=session, v=view,
+                         p=payment, values=values, made=None,
+                         error=_error(decision.code or "validation_error",
+                                      _decision_detail(decision, view.left_to_refund, payment.currency)))
+        return _page("refund_confirm.html", session=session, v=view, p=payment, amount=body.amount,
+                     amount_text=major(body.amount), reason=body.reason, nonce=_nonce())
+
+    nonce = _text(form, "nonce")
+    if not _NONCE.match(nonce):
+        return await _payment_page(ctx, session, payment_id, 422, values=values,
+                                   error=_error("validation_error", "The confirmation is incomplete; start again."))
+    if not await service.use_once(ctx, principal, "refund", nonce, f"{payment_id}:{body.amount}:{body.reason}"):
+        return _redirect(f"/ops/payments/{payment_id}?done=duplicate")
+    try:
+        row = await refunds_service.create_refund(ctx, principal, payment_id, body)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    except DomainError as exc:
+        return await _payment_page(ctx, session, payment_id, _status(exc.code), values=values, refusal=exc)
+    return _redirect(f"/ops/payments/{payment_id}?refund={row.id}")

@@ -1,0 +1,385 @@
+"""The ops console (/ops) through HTTP: sign-in with an ops token, CSRF on every form, search, the two-step refund,
+credit, suspension, lifting and termination, all through the same services and rules as the API (R2, R3), with
+refusals shown as readable messages and every action in the audit log under the staff member's id."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+import pytest
+
+from tests.api.test_ops_actions import buy, payments_of
+from tests.conftest import (
+    customer_headers,
+    make_customer,
+    make_plan,
+    ops_headers,
+    token,
+)
+
+STAFF = "staff-console-7"
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+def login(client, sub: str = STAFF) -> None:  # noqa: ANN001
+    response = client.post("/ops/login", data={"token": token(sub, "ops")}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ops", response.text
+    assert "ops_session" in client.cookies
+
+
+def text(response) -> str:  # noqa: ANN001
+    """The page's visible text, tags stripped and whitespace collapsed."""
+    body = response.text.split("<main>", 1)[-1]
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+
+
+def field(response, name: str) -> str:  # noqa: ANN001
+    match = re.search(rf'name="{name}" value="([^"]*)"', response.text)
+    assert match, f"no {name} field on the page"
+    return html.unescape(match.group(1))
+
+
+def csrf(client, path: str = "/ops") -> str:  # noqa: ANN001
+    return field(client.get(path), "csrf")
+
+
+def setup_paid(client, sub: str = "alice", email: str | None = None, amount: int = 2000):  # noqa: ANN001, ANN201
+    make_plan(client, amount=amount)
+    customer = make_customer(client, sub, email=email)
+    buy(client, customer)
+    [payment] = payments_of(client, customer)
+    return customer, payment
+
+
+def api_payment(client, payment_id: str) -> dict:  # noqa: ANN001
+    return client.get(f"/v1/payments/{payment_id}", headers=ops_headers()).json()
+
+
+def api_refunds(client, payment_id: str) -> list[dict]:  # noqa: ANN001
+    return client.get(f"/v1/payments/{payment_id}/refunds", headers=ops_headers()).json()["data"]
+
+
+def api_customer(client, customer_id: str) -> dict:  # noqa: ANN001
+    return client.get(f"/v1/customers/{customer_id}", headers=ops_headers()).json()
+
+
+def audit(client, customer_id: str) -> list[dict]:  # noqa: ANN001
+    response = client.get("/v1/audit-events", params={"customer_id": customer_id, "limit": 100},
+                          headers=ops_headers())
+    return response.json()["data"]
+
+
+def preview_refund(client, payment_id: str, amount: str, reason: str):  # noqa: ANN001, ANN201
+    token_ = csrf(client, f"/ops/payments/{payment_id}")
+    return client.post(f"/ops/payments/{payment_id}/refund", data={"csrf": token_, "amount": amount,
+                                                                   "reason": reason})
+
+
+def confirm_form(confirmation) -> dict:  # noqa: ANN001
+    """The hidden fields of the confirmation page's form, as the browser would post them."""
+    return {name: field(confirmation, name) for name in ("csrf", "nonce", "confirm", "amount", "reason")}
+
+
+# -- sign-in ------------------------------------------------------------------------------------------------------
+
+def test_login_with_an_ops_token_sets_a_strict_httponly_cookie(client):
+    response = client.post("/ops/login", data={"token": token(STAFF, "ops")}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ops"
+    cookie = response.headers["set-cookie"]
+    attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+    assert cookie.startswith("ops_session=") and "httponly" in attributes and "secure" not in attributes
+    assert "samesite=strict" in cookie.lower() and "path=/ops" in cookie.lower()
+    page = client.get("/ops")
+    assert page.status_code == 200 and f"Signed in as <strong>{STAFF}</strong>" in page.text
+    # Over https the cookie is also Secure; a pasted "Bearer <jwt>" header value works too.
+    secure = client.post("https://testserver/ops/login", data={"token": f"Bearer {token(STAFF, 'ops')}"},
+                         follow_redirects=False)
+    assert secure.status_code == 303 and "secure" in secure.headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("pasted, status", [
+    (token("alice", "customer"), 403),
+    ("garbage", 401),
+    ("", 401),
+    (token(STAFF, "ops", hours=-1), 401),  # expired
+    (token(STAFF, "ops", secret="another-secret-0123456789abcdef-0123456789"), 401),  # not signed by us
+])
+def test_login_refuses_customer_tokens_and_garbage(client, pasted, status):
+    response = client.post("/ops/login", data={"token": pasted}, follow_redirects=False)
+    assert response.status_code == status
+    assert "set-cookie" not in response.headers and "ops_session" not in client.cookies
+    assert "Sign in" in response.text and ("customer token" in text(response) or "refused" in text(response))
+    assert client.get("/ops", follow_redirects=False).status_code == 303
+
+
+def test_every_page_needs_a_valid_session(client):
+    customer, payment = setup_paid(client)
+    for path in ("/ops", "/ops?q=alice", f"/ops/customers/{customer['id']}", f"/ops/payments/{payment['id']}"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/ops/login", path
+    for path, data in ((f"/ops/payments/{payment['id']}/refund", {"amount": "1", "reason": "x", "confirm": "yes"}),
+                       (f"/ops/customers/{customer['id']}/suspend", {"reason": "x"}),
+                       (f"/ops/customers/{customer['id']}/credit", {"amount": "1", "currency": "usd",
+                                                                    "reason": "x"})):
+        response = client.post(path, data=data, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/ops/login"), path
+    # A customer token in the cookie, or an expired one, is no session either: back to the login page.
+    for bad in (token("alice", "customer"), token(STAFF, "ops", hours=-1), "garbage"):
+        response = client.get("/ops", headers={"Cookie": f"ops_session={bad}"}, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/ops/login?expired=1"
+        assert response.headers["set-cookie"].startswith('ops_session=""')  # cleared
+    assert "expired" in text(client.get("/ops/login?expired=1"))
+    assert api_payment(client, payment["id"])["refunded_amount"] == 0
+    assert api_customer(client, customer["id"])["status"] == "active"
+
+
+def test_logout_clears_the_session(client):
+    login(client)
+    response = client.post("/ops/logout", data={"csrf": csrf(client)}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ops/login"
+    assert "ops_session" not in client.cookies
+    assert client.get("/ops", follow_redirects=False).status_code == 303
+
+
+def test_the_console_is_not_in_the_openapi_document_and_sends_no_script(client):
+    assert not [p for p in client.get("/openapi.json").json()["paths"] if p.startswith("/ops")]
+    login(client)
+    page = client.get("/ops")
+    assert "script-src" not in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    assert "<script" not in page.text.lower()
+
+
+# -- search and the customer's page -------------------------------------------------------------------------------
+
+def test_search_by_email_ignores_case_and_spaces_and_finds_every_account(client):
+    make_plan(client)
+    one = make_customer(client, "alice-1", email="Alice@Example.com")
+    two = make_customer(client, "alice-2", email="alice@example.COM")
+    other = make_customer(client, "bob", email="bob@example.com")
+    login(client)
+    found = client.get("/ops", params={"q": "  ALICE@example.com "})
+    assert found.status_code == 200
+    assert one["id"] in found.text and two["id"] in found.text and other["id"] not in found.text
+    assert "2 customers found" in text(found)
+    by_id = client.get("/ops", params={"q": other["id"]})
+    assert other["id"] in by_id.text and one["id"] not in by_id.text
+    assert other["id"] in client.get("/ops", params={"q": "bob"}).text  # the external id
+    assert "No customer matches" in text(client.get("/ops", params={"q": "nobody@example.com"}))
+
+
+def test_customer_page_shows_everything_and_escapes_it(client):
+    make_plan(client)
+    customer = make_customer(client, "eve", email="eve@example.com")
+    client.patch(f"/v1/customers/{customer['id']}", json={"name": "<b>Eve</b> & co"},
+                 headers=customer_headers("eve"))
+    sub = buy(client, customer)
+    [payment] = payments_of(client, customer)
+    login(client)
+    page = client.get(f"/ops/customers/{customer['id']}")
+    assert page.status_code == 200
+    assert "<b>Eve</b>" not in page.text and "&lt;b&gt;Eve&lt;/b&gt; &amp; co" in page.text
+    body = text(page)
+    for expected in (sub["id"], payment["id"], "20.00 USD", "customer.created", "Subscriptions", "Trials",
+                     "Payments", "Refunds", "Credits", "Notices", "Audit log", "Left to refund"):
+        assert expected in body, expected
+    assert client.get("/ops/customers/cus_missing").status_code == 404
+    assert client.get("/ops/payments/pay_missing").status_code == 404
+
+
+# -- refunds (R2) -------------------------------------------------------------------------------------------------
+
+def test_refund_goes_through_a_confirmation_then_is_made_like_the_api(client):
+    customer, payment = setup_paid(client)
+    login(client)
+    confirmation = preview_refund(client, payment["id"], "5.00", "service outage on 3 March")
+    assert confirmation.status_code == 200
+    body = text(confirmation)
+    assert "Confirm the refund" in body and "Nothing has been refunded yet" in body
+    assert "Left to refund now 20.00 USD" in body and "This refund 5.00 USD" in body
+    assert "Left to refund after it 15.00 USD" in body
+    assert api_payment(client, payment["id"])["refunded_amount"] == 0 and api_refunds(client, payment["id"]) == []
+
+    form = confirm_form(confirmation)
+    done = client.post(f"/ops/payments/{payment['id']}/refund", data=form, follow_redirects=False)
+    assert done.status_code == 303 and "refund=re_" in done.headers["location"]
+    page = client.get(done.headers["location"])
+    assert "of 5.00 USD made" in text(page) and "Left to refund: 15.00 USD" in text(page)
+
+    assert api_payment(client, payment["id"])["refunded_amount"] == 500
+    [made] = api_refunds(client, payment["id"])
+    assert made["amount"] == 500 and made["currency"] == "usd" and made["reason"] == "service outage on 3 March"
+    assert made["created_by"] == STAFF and made["status"] == "succeeded" and made["source"] == "ops"
+
+    # A double submit of the same confirmation (double click, re-post) refunds once.
+    again = client.post(f"/ops/payments/{payment['id']}/refund", data=form, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"].endswith("?done=duplicate")
+    assert "already been submitted" in text(client.get(again.headers["location"]))
+    assert api_payment(client, payment["id"])["refunded_amount"] == 500 and len(api_refunds(client, payment["id"])) == 1
+
+    # The rest, then nothing more.
+    rest = confirm_form(preview_refund(client, payment["id"], "15", "goodwill"))
+    assert client.post(f"/ops/payments/{payment['id']}/refund", data=rest).status_code == 200
+    assert api_payment(client, payment["id"])["refunded_amount"] == 2000
+    assert "fully refunded" in text(client.get(f"/ops/payments/{payment['id']}"))
+    assert [e["actor"] for e in audit(client, customer["id"]) if e["action"] == "refund.requested"] == [STAFF, STAFF]
+
+
+def test_over_refund_shows_refund_exceeds_payment_and_changes_nothing(client):
+    _customer, payment = setup_paid(client)
+    login(client)
+    over = preview_refund(client, payment["id"], "20.01", "too much")
+    assert over.status_code == 422
+    assert "refund_exceeds_payment" in over.text and "Only 20.00 USD of this payment is left to refund" in text(over)
+    assert 'name="confirm"' not in over.text and "too much" in over.text  # the form is kept, no confirmation
+    # A stale confirmation: it was valid when shown, but someone refunded in the meantime. The service refuses.
+    stale = confirm_form(preview_refund(client, payment["id"], "20.00", "full refund"))
+    assert client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 100, "reason": "api"},
+                       headers=ops_headers()).status_code == 201
+    refused = client.post(f"/ops/payments/{payment['id']}/refund", data=stale)
+    assert refused.status_code == 422 and "refund_exceeds_payment" in refused.text
+    assert "Only 19.00 USD of this payment is left to refund" in text(refused)
+    assert api_payment(client, payment["id"])["refunded_amount"] == 100 and len(api_refunds(client, payment["id"])) == 1
+
+
+@pytest.mark.parametrize("amount, reason, message", [
+    ("5.00", "", "a reason is required"),
+    ("5.00", "   ", "a reason is required"),
+    ("0", "x", "amount"),
+    ("-5", "x", "amount"),
+    ("5.001", "x", "at most 2 decimals"),
+    ("five", "x", "amount"),
+])
+def test_refund_form_refuses_bad_input_readably(client, amount, reason, message):
+    _customer, payment = setup_paid(client)
+    login(client)
+    response = preview_refund(client, payment["id"], amount, reason)
+    assert response.status_code == 422 and "validation_error" in response.text and message in text(response)
+    assert api_payment(client, payment["id"])["refunded_amount"] == 0
+
+
+# -- CSRF ---------------------------------------------------------------------------------------------------------
+
+def test_posts_without_or_with_a_wrong_csrf_token_are_403_and_change_nothing(client):
+    customer, payment = setup_paid(client)
+    login(client, "staff-other")
+    other_csrf = csrf(client)  # valid, but for another session
+    login(client)
+    confirmation = preview_refund(client, payment["id"], "5.00", "outage")
+    form = confirm_form(confirmation)
+    cid, pid = customer["id"], payment["id"]
+    posts = [
+        (f"/ops/payments/{pid}/refund", {**form}),
+        (f"/ops/payments/{pid}/refund", {k: v for k, v in form.items() if k != "nonce"}),
+        (f"/ops/customers/{cid}/credit", {"amount": "5", "currency": "usd", "reason": "x", "nonce": "n" * 32}),
+        (f"/ops/customers/{cid}/suspend", {"reason": "abuse"}),
+        (f"/ops/customers/{cid}/terminate", {"reason": "abuse", "confirm": "yes"}),
+    ]
+    for path, data in posts:
+        for bad in (None, "", "0" * 64, other_csrf, form["csrf"][:-1] + "x", "é" * 64):
+            sent = {k: v for k, v in data.items() if k != "csrf"}
+            if bad is not None:
+                sent["csrf"] = bad
+            response = client.post(path, data=sent, follow_redirects=False)
+            assert response.status_code == 403, (path, bad)
+            assert "security token is missing or wrong" in text(response)
+    assert api_payment(client, pid)["refunded_amount"] == 0 and api_refunds(client, pid) == []
+    assert api_customer(client, cid)["status"] == "active"
+    credits = client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()
+    assert credits["data"] == [] and credits["balances"] == {}
+    assert not [e for e in audit(client, cid) if e["actor"] == STAFF or e["action"].startswith(
+        ("refund.", "credit.", "customer.suspended", "customer.terminated"))]
+    # The right token still works afterwards (the refusals spent nothing).
+    assert client.post(f"/ops/payments/{pid}/refund", data=form).status_code == 200
+    assert api_payment(client, pid)["refunded_amount"] == 500
+
+
+# -- credit, suspension, lifting, termination (R2, R3) ------------------------------------------------------------
+
+def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client):
+    customer, payment = setup_paid(client)
+    cid = customer["id"]
+    login(client)
+    page = client.get(f"/ops/customers/{cid}")
+    token_, nonce = field(page, "csrf"), field(page, "nonce")
+
+    def post(action: str, **data: str):  # noqa: ANN202
+        return client.post(f"/ops/customers/{cid}/{action}", data={"csrf": token_, **data})
+
+    # Empty reasons are refused with a readable message; nothing changes.
+    empty = post("credit", amount="7.50", currency="usd", reason="  ", nonce=nonce)
+    assert empty.status_code == 422 and "a reason is required" in text(empty) and "7.50" in empty.text
+    for action in ("suspend", "terminate"):
+        refused = post(action, reason="", confirm="yes")
+        assert refused.status_code == 422 and "a reason is required" in text(refused), action
+    unticked = post("terminate", reason="fraud")
+    assert unticked.status_code == 422 and "tick the box" in text(unticked)
+    assert api_customer(client, cid)["status"] == "active"
+    assert client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()["data"] == []
+
+    # Credit (the refused attempt above spent no nonce), once even when posted twice.
+    granted = post("credit", amount="7.50", currency="usd", reason="apology for the outage", nonce=nonce)
+    assert granted.status_code == 200 and "Credit granted" in text(granted) and "7.50 USD" in text(granted)
+    assert "already been submitted" in text(post("credit", amount="7.50", currency="usd",
+                                                 reason="apology for the outage", nonce=nonce))
+    credits = client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()
+    assert credits["balances"] == {"usd": 750} and len(credits["data"]) == 1
+    assert credits["data"][0]["created_by"] == STAFF and credits["data"][0]["reason"] == "apology for the outage"
+
+    suspended = post("suspend", reason="chargeback under review")
+    assert suspended.status_code == 200 and "The account is suspended" in text(suspended)
+    assert api_customer(client, cid)["status"] == "suspended"
+    assert client.get(f"/v1/customers/{cid}/access", headers=ops_headers()).json()["has_access"] is False
+    lifted = post("unsuspend", reason="chargeback withdrawn")
+    assert lifted.status_code == 200 and "suspension is lifted" in text(lifted)
+    assert api_customer(client, cid)["status"] == "active"
+    terminated = post("terminate", reason="fraud confirmed", confirm="yes")
+    assert terminated.status_code == 200 and "The account is terminated" in text(terminated)
+    assert api_customer(client, cid)["status"] == "terminated"
+    # R3: nothing refunded, the credit forfeited.
+    assert api_payment(client, payment["id"])["refunded_amount"] == 0
+    assert client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()["balances"] == {}
+
+    # A terminated account: the services refuse, the page says why, nothing changes.
+    late = post("credit", amount="1", currency="usd", reason="late", nonce="m" * 32)
+    assert late.status_code == 409 and "customer_terminated" in late.text
+    again = post("suspend", reason="again")
+    assert again.status_code == 409 and "customer_terminated" in again.text
+
+    events = {e["action"]: e for e in audit(client, cid) if e["actor"] == STAFF}
+    for action, reason in (("credit.granted", "apology for the outage"), ("customer.suspended", "chargeback under review"),
+                           ("customer.unsuspended", "chargeback withdrawn"), ("customer.terminated", "fraud confirmed")):
+        assert events[action]["reason"] == reason and events[action]["actor_role"] == "ops", action
+    page = text(client.get(f"/ops/customers/{cid}"))
+    assert "customer.terminated" in page and "fraud confirmed" in page and STAFF in page
+
+
+def test_unknown_action_is_404(client):
+    customer, _payment = setup_paid(client)
+    login(client)
+    response = client.post(f"/ops/customers/{customer['id']}/delete", data={"csrf": csrf(client), "reason": "x"})
+    assert response.status_code == 404
+    assert api_customer(client, customer["id"])["status"] == "active"
+
+
+
+def test_a_form_nonce_is_spent_once_even_under_concurrent_submissions(settings):
+    """The guarantee behind "a double submit refunds once": of concurrent claims of one nonce, exactly one wins."""
+    from app.auth import Principal
+    from app.console import service
+    from app.main import build_context
+
+    async def claim_together() -> list[bool]:
+        ctx = build_context(settings)
+        try:
+            staff = Principal(STAFF, "ops")
+            return await asyncio.gather(*(service.use_once(ctx, staff, "refund", "n" * 32, "pay_1:500:x")
+                                          for _ in range(8)))
+        finally:
+            await ctx.db.dispose()
+
+    assert sorted(asyncio.run(claim_together())) == [False] * 7 + [True]
