@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
 from app.auth import Caller, OpsCaller
 from app.context import Ctx
@@ -17,8 +17,14 @@ from app.schemas import RequestModel
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
 
 
+def _rfc3339(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("an RFC 3339 time with a UTC offset, e.g. 2030-01-01T00:00:00Z")
+    return value
+
+
 class ClockMove(RequestModel):
-    now: AwareDatetime
+    now: Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 class Clock(BaseModel):
