@@ -119,7 +119,7 @@ def intent_event(event_type: str, intent_id: str, *, event_id: str | None = None
                  event_id=event_id)
 
 
-def post_event(client, evt: dict[str, Any], secret: str, *, timestamp: int | None = None,  # noqa: ANN001
+def post_event(client, evt: dict[str, Any], secret: str, *, timestamp: int | None = None,
                header: str | None = None):
     """POST the event to the webhook endpoint, signed with `secret` at `timestamp` (default: now)."""
     payload = json.dumps(evt, separators=(",", ":"))
