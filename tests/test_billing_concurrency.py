@@ -66,15 +66,6 @@ def _assert_one_subscription(replicas: list[str], customer: dict, responses: lis
     assert [(p["status"], p["subscription_id"]) for p in payments] == [("succeeded", created["id"])]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: app/subscriptions/service.py purchase()/_unanswered_purchase() takes an identical purchase that arrives "
-    "while the first one's charge is still in flight (incomplete subscription, pending payment without "
-    "gateway_payment_id) for a retry of a purchase whose gateway gave no answer: it charges again with the same "
-    "payment key and answers 201 with the same subscription instead of 409 subscription_exists. api.md: another "
-    "purchase while a live (incl. incomplete) subscription exists is 409 subscription_exists (retries are what "
-    "Idempotency-Key is for, and one still running is 409 idempotency_key_in_use). Observed: 3 to 6 of 6 "
-    "concurrent identical purchases answer 201 (one subscription, one payment, the gateway called several "
-    "times with one key)."))
 def test_concurrent_identical_purchases_for_one_customer_make_one_subscription(replicas):
     _setup(replicas[0])
     for round_ in range(3):  # several rounds, so that the outcome does not hang on one race

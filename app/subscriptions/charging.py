@@ -69,11 +69,13 @@ async def settle(conn: AsyncConnection, ctx: AppContext, payment_id: str, result
     if payment.status != "pending":
         return payment.status  # settled already (a repeat, a second replica, a late webhook): forward only
     if result.status == "succeeded":
-        await _succeeded(conn, ctx, payment, result.payment_id, now, actor)
+        await record_success(conn, ctx, payment, result.payment_id, now, actor)
         return "succeeded"
     if result.status == "requires_action" and payment.purpose == "purchase":
         await conn.execute(update(payments).where(payments.c.id == payment.id).values(
             gateway_payment_id=result.payment_id, client_secret=result.client_secret, updated_at=now))
+        await conn.execute(update(subscriptions).where(subscriptions.c.id == payment.subscription_id)
+                           .values(claimed_until=None))
         return "pending"
     # Off-session, a payment needing the customer's action cannot complete: it counts as a failure (B5).
     code = result.decline_code or ("authentication_required" if result.status == "requires_action" else "failed")
@@ -85,18 +87,23 @@ async def plan_name(conn: AsyncConnection, plan_id: str) -> str:
     return (await conn.execute(select(plans.c.name).where(plans.c.id == plan_id))).scalar_one()
 
 
-async def _succeeded(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str,  # noqa: ANN001
+async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str,  # noqa: ANN001
                      now: _dt.datetime, actor: Principal) -> None:
+    """A charge succeeded (now, or late through a webhook): the subscription starts (purchase) or moves to the
+    period paid for (renewal, retry). A payment for a period that is no longer the next one (the subscription
+    ended, or that period was paid by another charge) is recorded for the books and for ops, and grants nothing."""
     sub = (await conn.execute(select(subscriptions).where(subscriptions.c.id == payment.subscription_id)
                               .with_for_update())).one()
+    expected = sub.status == "incomplete" if payment.purpose == "purchase" else (
+        sub.status in ("active", "past_due") and sub.period_index + 1 == payment.period_index)
+    if not expected:
+        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
+            status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now))
+        await record(conn, actor, "payment.succeeded_without_effect", now, subject_type="payment",
+                     subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version,
+                     data={"subscription_status": sub.status, "period_index": payment.period_index})
+        return
     if payment.purpose == "purchase":
-        if sub.status != "incomplete":
-            # The money moved after the purchase was abandoned: record it for the books and for ops, grant nothing.
-            await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-                status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now))
-            await record(conn, actor, "payment.succeeded_after_abandon", now, subject_type="payment",
-                         subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version)
-            return
         # B1: the subscription starts at its first successful payment; its periods are anchored there (B4).
         anchor, index = now, 0
         start, end = period_bounds(anchor, sub.interval, index)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -16,6 +18,7 @@ from app.errors import (
     SubscriptionEnded,
     SubscriptionExists,
 )
+from app.gateways.base import GatewayUnavailable
 from app.ids import new_id
 from app.models import customers, payments, subscriptions
 from app.notices import templates
@@ -24,6 +27,10 @@ from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate
 from policies import cancellation_refund, period_end_action, tax_for
+
+# While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
+# a crash mid-flight frees the purchase for a retry after this long.
+PURCHASE_LEASE = _dt.timedelta(minutes=2)
 
 
 async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: str) -> str:
@@ -50,18 +57,28 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
         live = await repository.live_for_customer(conn, customer.id)
         unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
-        if live is not None and unanswered is None:
-            raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
-                                     subscription_id=live.id)
         now = await ctx.clock.now(conn)
-        if unanswered is not None:
+        wall = ctx.system_clock.wall()
+        if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall):
             # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
             # which returns the first charge's result if it went through, instead of refusing or charging twice.
             sub_id, payment_row = live.id, unanswered
+            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id)
+                               .values(claimed_until=wall + PURCHASE_LEASE))
+        elif live is not None:  # an identical purchase whose charge is still in flight, or any other
+            raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
+                                     subscription_id=live.id)
         else:
-            sub_id, payment_row = await _create_incomplete(conn, ctx, principal, customer, plan, body, now)
+            sub_id, payment_row = await _create_incomplete(conn, ctx, principal, customer, plan, body, now,
+                                                           lease_until=wall + PURCHASE_LEASE)
 
-    result = await charging.charge(ctx, payment_row, gateway_customer, off_session=False)
+    try:
+        result = await charging.charge(ctx, payment_row, gateway_customer, off_session=False)
+    except GatewayUnavailable:
+        # No answer: release the purchase so that the same request, repeated, charges again with the same key.
+        async with ctx.db.transaction() as conn:
+            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(claimed_until=None))
+        raise
     async with ctx.db.transaction() as conn:
         status = await charging.settle(conn, ctx, payment_row.id, result, await ctx.clock.now(conn), principal)
         sub_row = await repository.get(conn, sub_id)
@@ -82,7 +99,7 @@ async def _unanswered_purchase(conn, live, plan_code: str, payment_method: str):
 
 
 async def _create_incomplete(conn, ctx: AppContext, principal: Principal, customer, plan,  # noqa: ANN001, ANN202
-                             body: SubscriptionCreate, now):
+                             body: SubscriptionCreate, now, *, lease_until):
     """B1/B3/P2: the subscription waits, `incomplete`, for its first payment, at today's list price plus tax."""
     policy = ctx.policies.at(now)
     sub_id = new_id("sub")
@@ -94,7 +111,7 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
         "payment_method": body.payment_method, "anchor_at": None, "period_index": 0,
         "current_period_start": None, "current_period_end": None, "cancel_at_period_end": False,
         "canceled_at": None, "ended_at": None, "ended_reason": None, "failed_attempts": 0,
-        "next_retry_at": None, "claimed_until": None, "policy_version": policy.version, "created_at": now,
+        "next_retry_at": None, "claimed_until": lease_until, "policy_version": policy.version, "created_at": now,
     }
     try:
         await conn.execute(insert(subscriptions).values(sub))

@@ -33,11 +33,9 @@ async def _intent_succeeded(conn, ctx: AppContext, intent: dict[str, Any], now) 
         await charging.settle(conn, ctx, payment.id, ChargeResult("succeeded", intent["id"]), now)
         return "applied"
     if payment.status == "failed":
-        # Money moved after we had given the purchase up: the books record it, nothing is granted; ops decide.
-        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-            status="succeeded", gateway_payment_id=intent["id"], updated_at=now))
-        await record(conn, SYSTEM, "payment.succeeded_after_abandon", now, subject_type="payment",
-                     subject_id=payment.id, customer_id=payment.customer_id)
+        # The gateway says a charge we had recorded as failed went through after all (e.g. the customer completed
+        # an authentication): a renewal still awaited renews; anything else is recorded and grants nothing.
+        await charging.record_success(conn, ctx, payment, intent["id"], now, SYSTEM)
         return "recorded_late_success"
     return "already_applied"
 

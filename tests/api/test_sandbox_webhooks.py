@@ -206,14 +206,6 @@ def test_T5_a_pending_purchase_that_failed_leaves_the_person_eligible(client, se
     assert start_trial(client, alice).status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: app/webhooks/service.py _intent_succeeded(): a payment_intent.succeeded for a renewal payment already "
-    "marked failed is filed like an abandoned purchase ('recorded_late_success'): the payment becomes succeeded "
-    "but the subscription stays past_due with no new period. The retries (app/subscriptions/tasks.py "
-    "retry_failed_renewals) then go on for the period already paid: with the method unchanged they fail and the "
-    "subscription ends 'payment_failed' although the period was paid (no access); with a working method the "
-    "period is charged a second time. B2/B5: one charge per period; a renewal whose payment succeeded renews "
-    "the subscription on its anchor and nothing more is retried or charged."))
 @pytest.mark.parametrize("then_fix_method", [False, True], ids=["method_unchanged", "method_fixed"])
 def test_B2_B5_a_late_success_of_a_failed_renewal_renews_it_and_is_not_charged_again(client, settings,
                                                                                       then_fix_method):
