@@ -6,19 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
-from app.errors import NotFound
-from app.models import customers, payments
+from app.customers.repository import get_owned
+from app.models import payments
 
 
 async def get_visible(conn: AsyncConnection, principal: Principal, payment_id: str):
-    stmt = select(payments).where(payments.c.id == payment_id)
-    if not principal.is_ops:
-        stmt = stmt.join(customers, customers.c.id == payments.c.customer_id).where(
-            customers.c.external_id == principal.sub)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        raise NotFound(f"no payment {payment_id!r}")
-    return row
+    return await get_owned(conn, principal, payments, payment_id, "payment")
 
 
 async def by_key(conn: AsyncConnection, idempotency_key: str, *, for_update: bool = False):

@@ -6,24 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
-from app.errors import NotFound
-from app.models import customers, payments, subscriptions
+from app.customers.repository import get_owned
+from app.models import payments, subscriptions
 
 LIVE = ("incomplete", "active", "past_due")
 
 
 async def get_visible(conn: AsyncConnection, principal: Principal, subscription_id: str, *,
                       for_update: bool = False):
-    stmt = select(subscriptions).where(subscriptions.c.id == subscription_id)
-    if not principal.is_ops:
-        stmt = stmt.join(customers, customers.c.id == subscriptions.c.customer_id).where(
-            customers.c.external_id == principal.sub)
-    if for_update:
-        stmt = stmt.with_for_update(of=subscriptions)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        raise NotFound(f"no subscription {subscription_id!r}")
-    return row
+    return await get_owned(conn, principal, subscriptions, subscription_id, "subscription", for_update=for_update)
 
 
 async def get(conn: AsyncConnection, subscription_id: str, *, for_update: bool = False):

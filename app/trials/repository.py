@@ -6,19 +6,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
-from app.errors import NotFound
-from app.models import customers, trials
+from app.customers.repository import get_owned
+from app.models import trials
 
 
 async def get_visible(conn: AsyncConnection, principal: Principal, trial_id: str):
-    stmt = select(trials).where(trials.c.id == trial_id)
-    if not principal.is_ops:
-        stmt = stmt.join(customers, customers.c.id == trials.c.customer_id).where(
-            customers.c.external_id == principal.sub)
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        raise NotFound(f"no trial {trial_id!r}")
-    return row
+    return await get_owned(conn, principal, trials, trial_id, "trial")
 
 
 def for_customer(customer_id: str):  # noqa: ANN201
