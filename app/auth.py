@@ -64,7 +64,7 @@ def mint_token(secret: str, sub: str, role: str, ttl: _dt.timedelta, now: _dt.da
     return jwt.encode({"sub": sub, "role": role, "exp": int((now + ttl).timestamp())}, secret, algorithm="HS256")
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:  # async: no thread-pool hop
     # The idempotency middleware may already have verified the token for this request.
     principal = getattr(request.state, "principal", None)
     if principal is None:
@@ -73,7 +73,7 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def ops_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+async def ops_principal(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
     principal.require_ops()
     return principal
 

@@ -28,7 +28,7 @@ class AppContext:
     gateway: PaymentGateway
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:  # async: no thread-pool hop per request
     return request.app.state.ctx
 
 

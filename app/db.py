@@ -7,6 +7,7 @@ no transaction use `db.read()`, an autocommit connection: no BEGIN/COMMIT round 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 from sqlalchemy import event
@@ -82,10 +83,24 @@ class Database:
         await self.engine.dispose()
 
 
-def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conflict_on=None):  # noqa: ANN001
-    """`INSERT ... ON CONFLICT DO NOTHING` on either database; returns the statement's result (rowcount 0 = existed)."""
-    if conn.dialect.name == "postgresql":
+@functools.cache
+def _insert_ignoring(dialect: str, table, conflict_on: tuple[str, ...] | None, many: bool):  # noqa: ANN001, ANN202
+    # Built once per table: values travel as parameters, so SQLAlchemy caches the compiled statement (a multi-row
+    # VALUES clause would be compiled again on every call).
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return conn.execute(dialect_insert(table).values(values).on_conflict_do_nothing(index_elements=conflict_on))
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(conflict_on) if conflict_on else None)
+    return stmt.returning(*table.primary_key.columns) if many else stmt
+
+
+async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conflict_on=None) -> int:  # noqa: ANN001
+    """`INSERT ... ON CONFLICT DO NOTHING` of one row (a dict) or many (a list) on either database; returns how
+    many rows were inserted (0 for a row that existed already)."""
+    many = isinstance(values, list)
+    if many and not values:
+        return 0
+    stmt = _insert_ignoring(conn.dialect.name, table, tuple(conflict_on) if conflict_on else None, many)
+    result = await conn.execute(stmt, values)
+    return len(result.all()) if many else result.rowcount

@@ -119,15 +119,17 @@ async def _read_body(receive: Receive) -> bytes:
 async def _claim(ctx, caller: str, key: str, fingerprint: str):  # noqa: ANN001
     """Take the key for this request, or return the response that refuses or replays it."""
     now = ctx.system_clock.wall()
+    fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
+             "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours), "response_status": None,
+             "response_headers": None, "response_body": None}
     async with ctx.db.transaction() as conn:
-        await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key, keys.c.expires_at <= now))
-        inserted = await insert_ignoring_conflict(conn, keys, {
-            "caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress",
-            "created_at": now, "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
-        })
-        if inserted.rowcount == 1:
+        if await insert_ignoring_conflict(conn, keys, fresh) == 1:
+            return None  # the usual case: a new key, one statement
+        row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key)
+                                  .with_for_update())).one()
+        if row.expires_at <= now:  # a key past its retention is a new key
+            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
             return None
-        row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key))).one()
         if row.request_hash != fingerprint:
             return problem_response("idempotency_key_reused",
                                     "this Idempotency-Key was used with a different request")

@@ -19,7 +19,7 @@ class PageParams:
     starting_after: str | None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     starting_after: Annotated[str | None, Query(min_length=1, max_length=40)] = None,
 ) -> PageParams:

@@ -148,4 +148,4 @@ async def use_once(ctx: AppContext, principal: Principal, purpose: str, nonce: s
             "request_hash": hashlib.sha256(request.encode()).hexdigest(), "status": "completed",
             "created_at": now, "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
         })
-    return inserted.rowcount == 1
+    return inserted == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table, select
+import functools
+
+from sqlalchemy import Select, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
@@ -10,30 +12,32 @@ from app.errors import NotFound
 from app.models import customers
 
 
+@functools.cache
+def _owned(table: Table, scoped: bool, for_update: bool) -> Select:
+    """The statement reading one object of `table`, limited to the token's own customer when `scoped`: built once,
+    so SQLAlchemy reuses its compiled form (the hot read path does no statement building)."""
+    stmt = select(table).where(table.c.id == bindparam("object_id"))
+    if scoped:
+        if table is customers:
+            stmt = stmt.where(customers.c.external_id == bindparam("sub"))
+        else:
+            stmt = stmt.join(customers, customers.c.id == table.c.customer_id).where(
+                customers.c.external_id == bindparam("sub"))
+    return stmt.with_for_update(of=table) if for_update else stmt
+
+
 async def get_visible(conn: AsyncConnection, principal: Principal, customer_id: str, *, for_update: bool = False):
     """The customer, if the caller may see it; otherwise 404 (a customer token sees only its own)."""
-    stmt = select(customers).where(customers.c.id == customer_id)
-    if not principal.is_ops:
-        stmt = stmt.where(customers.c.external_id == principal.sub)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        raise NotFound(f"no customer {customer_id!r}")
-    return row
+    return await get_owned(conn, principal, customers, customer_id, "customer", for_update=for_update)
 
 
 async def get_owned(conn: AsyncConnection, principal: Principal, table: Table, object_id: str, noun: str, *,
                     for_update: bool = False):
-    """A row of `table` (which has a `customer_id`) if the caller may see it; otherwise 404. The one place where a
-    customer token is limited to its own customer's objects (existence is not revealed)."""
-    stmt = select(table).where(table.c.id == object_id)
-    if not principal.is_ops:
-        stmt = stmt.join(customers, customers.c.id == table.c.customer_id).where(
-            customers.c.external_id == principal.sub)
-    if for_update:
-        stmt = stmt.with_for_update(of=table)
-    row = (await conn.execute(stmt)).first()
+    """A row of `table` (a customer, or an object with a `customer_id`) if the caller may see it; otherwise 404.
+    The one place where a customer token is limited to its own customer's objects (existence is not revealed)."""
+    scoped = not principal.is_ops
+    params = {"object_id": object_id, "sub": principal.sub} if scoped else {"object_id": object_id}
+    row = (await conn.execute(_owned(table, scoped, for_update), params)).first()
     if row is None:
         raise NotFound(f"no {noun} {object_id!r}")
     return row

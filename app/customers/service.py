@@ -37,8 +37,8 @@ async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
         "country": body.country, "marketing_opt_out": body.marketing_opt_out, "status": "active",
         "created_at": now, "updated_at": now,
     }
-    result = await insert_ignoring_conflict(conn, customers, row, conflict_on=["external_id"])
-    if result.rowcount != 1:
+    inserted = await insert_ignoring_conflict(conn, customers, row, conflict_on=["external_id"])
+    if inserted != 1:
         raise CustomerExists(f"a customer with external_id {external_id!r} already exists")
     await record(conn, principal, "customer.created", now, subject_type="customer", subject_id=row["id"],
                  customer_id=row["id"])

@@ -107,7 +107,7 @@ class ObservabilityMiddleware:
             if length is not None:
                 if not length.isdigit() or int(length) > MAX_BODY_BYTES:
                     return await too_large()
-            else:
+            elif scope["method"] in ("POST", "PUT", "PATCH"):
                 # No declared length (chunked): read the body up to the limit before the app sees it. An error
                 # raised from `receive` inside the app would be turned into a 400 by the framework, not a 413.
                 buffered = await _buffer_body(receive)

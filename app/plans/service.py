@@ -32,7 +32,7 @@ def _row(body: PlanCreate, now) -> dict:  # noqa: ANN001
 async def create_plan(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: PlanCreate):
     now = await ctx.clock.now(conn)
     row = _row(body, now)
-    if (await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"])).rowcount != 1:
+    if await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"]) != 1:
         raise PlanExists(f"plan code {body.code!r} is already used")
     await record(conn, principal, "plan.created", now, subject_type="plan", subject_id=row["id"], customer_id=None,
                  data={"code": body.code, "amount": body.amount, "currency": body.currency})

@@ -34,8 +34,8 @@ async def mark_person(conn: AsyncConnection, identities: list[str], kind: str, n
     """T5: remember that this person had a trial or a paid subscription. False if any identity was marked
     already (by an earlier trial or purchase, or by a concurrent request that committed first)."""
     rows = [{"identity": i, "kind": kind, "created_at": now} for i in identities]
-    result = await insert_ignoring_conflict(conn, trial_exclusions, rows, conflict_on=["identity"])
-    return result.rowcount == len(rows)
+    inserted = await insert_ignoring_conflict(conn, trial_exclusions, rows, conflict_on=["identity"])
+    return inserted == len(rows)
 
 
 async def start_trial(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: TrialCreate):

@@ -115,7 +115,7 @@ async def handle_event(ctx: AppContext, event: dict[str, Any]) -> tuple[bool, st
             "id": event["id"], "type": event_type, "object_id": obj.get("id"), "received_at": now,
             "outcome": "received", "payload": event, "note": None,
         }, conflict_on=["id"])
-        if stored.rowcount == 0:
+        if stored == 0:
             return True, "duplicate"
         handler = HANDLERS.get(event_type)
         outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
