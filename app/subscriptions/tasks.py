@@ -4,6 +4,7 @@ PostgreSQL) keeps replicas off each other's subscriptions while the gateway is c
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 
@@ -21,6 +22,7 @@ from policies import period_end_action, renewal_due
 
 log = logging.getLogger("billing.subscriptions")
 LEASE = _dt.timedelta(minutes=2)
+CONCURRENT_CHARGES = 8  # gateway calls in flight at once per batch
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
@@ -81,20 +83,24 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
         keyed = {p.idempotency_key: p for p in (await conn.execute(select(payments).where(
             payments.c.idempotency_key.in_([r["idempotency_key"] for r in rows])))).all()}
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
-    done = 0
-    for sub, payment in work:
-        if payment.status != "pending":
-            continue
-        try:
-            result = await charging.charge(ctx, payment, sub.gateway_customer_id or "", off_session=True)
-        except GatewayUnavailable:
-            log.warning("gateway unavailable; the charge will be retried with the same key",
-                        extra={"payment_id": payment.id})
-            continue  # the lease runs out and a later run repeats the charge with the same idempotency key
-        async with ctx.db.transaction() as conn:
+    pending = [(sub, payment) for sub, payment in work if payment.status == "pending"]
+    gate = asyncio.Semaphore(CONCURRENT_CHARGES)
+
+    async def charge(sub, payment):  # noqa: ANN001, ANN202
+        async with gate:
+            try:
+                return payment, await charging.charge(ctx, payment, sub.gateway_customer_id or "", off_session=True)
+            except GatewayUnavailable:
+                log.warning("gateway unavailable; the charge will be retried with the same key",
+                            extra={"payment_id": payment.id})
+                return payment, None  # the lease runs out and a later run repeats it with the same key
+
+    outcomes = [(p, r) for p, r in await asyncio.gather(*(charge(s, p) for s, p in pending)) if r is not None]
+    # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
+    async with ctx.db.transaction() as conn:
+        for payment, result in outcomes:
             await charging.settle(conn, ctx, payment.id, result, now)
-        done += 1
-    return done
+    return len(outcomes)
 
 
 async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
