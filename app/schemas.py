@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from policies.details import check_country, check_currency, check_email, check_name
 
 
 class RequestModel(BaseModel):
-    """Request bodies refuse unknown and server-owned fields (no mass assignment)."""
+    """Request bodies refuse unknown and server-owned fields (no mass assignment), and text that no database
+    stores as text (NUL characters)."""
 
     model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(check_email)]

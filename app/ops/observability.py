@@ -103,6 +103,12 @@ class ObservabilityMiddleware:
                 scope, receive, send_wrapper)
 
         try:
+            if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"") \
+                    or "\x00" in scope["path"]:
+                # No database stores a NUL in text: refuse it at the door rather than as a 500 deeper in.
+                return await problem_response("validation_error", "NUL characters are not allowed in URLs",
+                                              errors=[{"field": "url", "location": "path",
+                                                       "message": "NUL character"}])(scope, receive, send_wrapper)
             length = headers.get("content-length")
             if length is not None:
                 if not length.isdigit() or int(length) > MAX_BODY_BYTES:

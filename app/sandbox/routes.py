@@ -6,7 +6,7 @@ import datetime as _dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, BaseModel, BeforeValidator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator
 
 from app.auth import Caller, OpsCaller
 from app.context import Ctx
@@ -23,8 +23,21 @@ def _rfc3339(value: object) -> object:
     return value
 
 
+LATEST = _dt.datetime(9000, 1, 1, tzinfo=_dt.timezone.utc)  # far enough; later dates overflow period arithmetic
+
+
+def _computable(value: _dt.datetime) -> _dt.datetime:
+    try:
+        value = value.astimezone(_dt.timezone.utc)
+    except OverflowError:
+        raise ValueError("the time is outside the range the service computes with") from None
+    if value >= LATEST:
+        raise ValueError(f"the sandbox clock goes up to {LATEST.isoformat()}")
+    return value
+
+
 class ClockMove(RequestModel):
-    now: Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+    now: Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_computable)]
 
 
 class Clock(BaseModel):

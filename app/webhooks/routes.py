@@ -23,7 +23,7 @@ async def stripe_webhook(request: Request, ctx: Ctx):
     except BadSignature as exc:
         log.warning("webhook refused", extra={"why": str(exc)[:200]})
         return problem_response("invalid_signature", str(exc))
-    if not isinstance(event.get("id"), str) or not event["id"]:
-        return problem_response("invalid_signature", "the event has no id")
+    if not isinstance(event.get("id"), str) or not event["id"] or "\x00" in event["id"]:
+        return problem_response("invalid_signature", "the event has no valid id")
     duplicate, outcome = await handle_event(ctx, event)
     return JSON({"received": True, "duplicate": duplicate, "outcome": outcome})
