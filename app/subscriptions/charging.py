@@ -25,7 +25,13 @@ from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
-from policies import after_failed_charge, charge_breakdown, forfeit_at, period_bounds
+from policies import (
+    FailureOutcome,
+    after_failed_charge,
+    charge_breakdown,
+    forfeit_at,
+    period_bounds,
+)
 
 
 def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
@@ -170,6 +176,10 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     policy = ctx.policies.at(now)
     attempt = sub.failed_attempts + 1
     outcome = after_failed_charge(sub.current_period_end, attempt, policy)  # B5
+    if sub.cancel_at_period_end:
+        # C1: a cancellation recorded while this charge was in flight: no retry, the subscription ends with its
+        # period, as it would have without the charge.
+        outcome = FailureOutcome("ended", None, "canceled")
     name = await plan_name(conn, sub.plan_id)
     subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
@@ -178,9 +188,10 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
             status="past_due", failed_attempts=attempt, next_retry_at=outcome.next_retry_at, claimed_until=None))
     else:
         await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            status="canceled", failed_attempts=attempt, next_retry_at=None, ended_at=now,
+            status="canceled", failed_attempts=attempt, next_retry_at=None,
+            ended_at=sub.current_period_end if outcome.ended_reason == "canceled" else now,
             ended_reason=outcome.ended_reason, claimed_until=None))
-        subject, body = templates.subscription_ended(name, "payment_failed")
+        subject, body = templates.subscription_ended(name, outcome.ended_reason)
         notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject,
                                  body))
     await create_notices(conn, notices, now, ctx.system_clock.wall())

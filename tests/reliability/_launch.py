@@ -1,0 +1,50 @@
+"""`billing serve` (or any `billing` command) under test conditions that only the environment sets:
+
+- RELIABILITY_WALL_OFFSET_SECONDS: the process's *real* clock runs ahead by that much. It models a process that
+  starts after that much real time has passed, e.g. a replica restarted after the 2-minute work leases
+  (`claimed_until`, `lease_until`) that a killed replica took have run out, without the test sleeping for two
+  minutes. The business clock (the sandbox clock in the database) is not touched; only `SystemClock.wall`, the
+  infrastructure time used for leases, idempotency-key ages and webhook timestamps.
+- RELIABILITY_CHARGE_DELAY_SECONDS / RELIABILITY_CHARGE_LOG: every off-session sandbox charge (renewals, retries)
+  is made, then noted in that file, then answered only after that delay, as a slow gateway would. A test that
+  sees a charge noted knows the process is inside a batch, after the money moved and before it is recorded.
+
+Nothing in app/ changes: the patches are applied in this process before the app runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+
+from app import clock
+
+_OFFSET = _dt.timedelta(seconds=float(os.environ.get("RELIABILITY_WALL_OFFSET_SECONDS", "0")))
+_real_wall = clock.SystemClock.wall
+clock.SystemClock.wall = staticmethod(lambda: _real_wall() + _OFFSET)
+
+_DELAY = float(os.environ.get("RELIABILITY_CHARGE_DELAY_SECONDS", "0"))
+_LOG = os.environ.get("RELIABILITY_CHARGE_LOG", "")
+if _DELAY or _LOG:
+    import asyncio
+
+    from app.gateways import sandbox
+
+    _real_charge = sandbox.SandboxGateway.charge
+
+    async def _slow_charge(self, request):  # noqa: ANN001, ANN202
+        result = await _real_charge(self, request)  # the money has moved (the sandbox ledger is written) ...
+        if request.off_session:
+            if _LOG:
+                with open(_LOG, "a") as log:
+                    log.write(f"{request.idempotency_key}\n")
+            await asyncio.sleep(_DELAY)  # ... and the answer takes its time to come back
+        return result
+
+    sandbox.SandboxGateway.charge = _slow_charge
+
+if __name__ == "__main__":
+    from app.cli import main
+
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,330 @@
+"""Crash recovery: a replica is killed with SIGKILL in the middle of a batch of renewals, and in the middle of a
+batch of notice deliveries to a real (slow) SMTP server. After a restart every due item is done exactly once and
+nothing is lost (B2, T3, T4, receipts).
+
+How the kill lands mid-batch: the jobs claim a batch (JOB_BATCH_SIZE), send its charges or messages, and record
+the outcomes. For renewals, the killed replica's sandbox gateway notes each renewal charge once it is made and
+answers it a second later (tests/reliability/_launch.py, a slow gateway): the test kills the process as
+soon as the third batch's first charge is noted, so money has moved that nothing records yet. For notices, the
+SMTP server answers each message slowly and the test kills the process once the second batch is part sent.
+
+Work leases: a batch is claimed with a lease in *real* time (`claimed_until`/`lease_until` = wall + 2 minutes, see
+app/subscriptions/tasks.py and app/notices/delivery.py: LEASE). A replica restarted at once leaves the killed
+batch's unfinished items alone until that lease runs out: recovery of those items takes up to 2 minutes. The test
+shows this (a first restart with the real clock finishes everything *except* the killed batch), then models the
+passing of those 2 minutes by restarting with the replica's real clock shifted past the lease
+(tests/reliability/_launch.py); the business (sandbox) clock is not touched and no row is edited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as _dt
+import time
+from collections import Counter
+from email.utils import parseaddr
+
+import httpx
+import pytest
+
+from tests.conftest import START, _empty
+from tests.reliability.support import Api, iso, parse, start_service
+from tests.support.servers import Inbox, SmtpServer
+
+LEASE = _dt.timedelta(minutes=2)  # app/subscriptions/tasks.py and app/notices/delivery.py
+AFTER_THE_LEASE = LEASE + _dt.timedelta(seconds=30)
+PLAN = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
+        "currency": "usd", "trial_available": True}
+
+
+def wait_for(condition, timeout: float, interval: float = 0.1, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def in_parallel(fn, items, workers: int = 4) -> list:  # noqa: ANN001
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def new_customer(url: str, sub: str) -> dict:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        return Api(http).as_customer(sub).ok("POST", "/v1/customers", 201, json={
+            "email": f"{sub}@example.com", "name": f"Name {sub}", "country": "US"})
+
+
+def buy(url: str, customer: dict) -> dict:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        return Api(http).as_customer(customer["external_id"]).ok("POST", "/v1/subscriptions", 201, json={
+            "customer_id": customer["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"})
+
+
+def count(api: Api, action: str) -> int:
+    return len(api.all("/v1/audit-events", {"action": action}))
+
+
+# --- renewals ---------------------------------------------------------------------------------------------------
+
+SUBSCRIBERS = 60
+TRIALISTS = 10
+RENEWAL_BATCH = 6
+CHARGE_DELAY = 1.0  # seconds between a renewal charge and its answer, in the replica that is killed
+
+
+@pytest.fixture(scope="module")
+def renewal_crash(database_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """Run the scenario once; the tests below check its outcome."""
+    asyncio.run(_empty(database_url))
+    charges = tmp_path_factory.mktemp("renewals") / "charges.log"
+    charges.touch()
+    scheduler_env = {"BILLING_SCHEDULER_ENABLED": "true", "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.5",
+                     "BILLING_JOB_BATCH_SIZE": str(RENEWAL_BATCH)}
+    # The replica that will be killed also serves the setup: nothing is due until the clock moves. Its gateway
+    # notes each renewal charge once made and answers it CHARGE_DELAY later (see _launch).
+    doomed = start_service(database_url, charge_delay=CHARGE_DELAY, charge_log=charges, **scheduler_env)
+    workers = [doomed]
+    try:
+        with httpx.Client(base_url=doomed.url, timeout=60) as http:
+            api = Api(http)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
+            api.ok("POST", "/v1/plans", 201, json=PLAN)
+            subscribers = in_parallel(lambda i: new_customer(doomed.url, f"sub{i}"), range(SUBSCRIBERS))
+            bought = in_parallel(lambda c: buy(doomed.url, c), subscribers)
+            trialists = in_parallel(lambda i: new_customer(doomed.url, f"trial{i}"), range(TRIALISTS))
+            for c in trialists:
+                api.as_customer(c["external_id"]).ok("POST", "/v1/trials", 201,
+                                                     json={"customer_id": c["id"], "plan": PLAN["code"]})
+            # One period on: every subscription is due for renewal, every trial for its notice and its expiry.
+            due_at = max(parse(s["current_period_end"]) for s in bought) + _dt.timedelta(hours=1)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(due_at)})
+            # Kill it inside its third batch: the first charge of that batch has been made (money moved), its answer
+            # is on its way, nothing of the batch is recorded yet.
+            wait_for(lambda: len(charges.read_text().split()) > 2 * RENEWAL_BATCH, timeout=60, interval=0.002,
+                     what="the third batch of renewal charges")
+            renewed_at_kill = count(api, "subscription.renewed")  # nothing settles while that answer is awaited
+            doomed.stop(kill=True)
+            charged_at_kill = len(charges.read_text().split())
+        assert doomed.process.returncode == -9
+
+        # Restart at once, real clock: everything but the killed batch's unfinished items gets done.
+        restarted = start_service(database_url, **scheduler_env)
+        workers.append(restarted)
+        http = httpx.Client(base_url=restarted.url, timeout=120)
+        api = Api(http)
+        last = [-1, time.monotonic()]
+
+        def settled() -> bool:
+            n = count(api, "subscription.renewed")
+            if n != last[0]:
+                last[:] = [n, time.monotonic()]
+            return time.monotonic() - last[1] > 1.5 and count(api, "trial.expired") == TRIALISTS
+
+        wait_for(settled, timeout=90, interval=0.25, what="the restarted replica to run out of claimable work")
+        renewed_before_lease = last[0]
+        # What is left are the killed batch's claimed items: their payments, written at the claim, are pending.
+        left_pending = sum(1 for c in subscribers for p in api.all(f"/v1/customers/{c['id']}/payments")
+                              if p["status"] == "pending")
+        restarted.stop()
+
+        # The lease has run out (modelled by the shifted real clock): the rest is renewed. The shifted replica runs
+        # the scheduler's work through `run-due` (the same `run_due` a tick calls): APScheduler would wait for its
+        # own real clock to reach the shifted first run time.
+        later = start_service(database_url, wall_offset=AFTER_THE_LEASE, BILLING_JOB_BATCH_SIZE=str(RENEWAL_BATCH))
+        workers.append(later)
+        http.close()
+        http = httpx.Client(base_url=later.url, timeout=120)
+        api = Api(http)
+        jobs = api.ok("POST", "/v1/sandbox/run-due")["jobs"]
+        again = api.ok("POST", "/v1/sandbox/run-due")["jobs"]  # a second run finds nothing left to do
+        yield {"jobs_after_lease": jobs, "jobs_again": again,
+               "api": api, "subscribers": subscribers, "bought": {s["customer_id"]: s for s in bought},
+               "trialists": trialists, "renewed_at_kill": renewed_at_kill, "left_pending": left_pending,
+               "charged_at_kill": charged_at_kill,
+               "renewed_before_lease": renewed_before_lease}
+        http.close()
+    finally:
+        for worker in workers:
+            worker.stop(kill=True)
+
+
+def test_the_kill_landed_in_the_middle_of_the_renewals(renewal_crash, record_property):
+    r = renewal_crash
+    record_property("renewed_at_kill", r["renewed_at_kill"])
+    record_property("charged_at_kill", r["charged_at_kill"])
+    record_property("left_pending", r["left_pending"])
+    record_property("renewed_before_lease_expiry", r["renewed_before_lease"])
+    assert 0 < r["renewed_at_kill"] < r["charged_at_kill"] < SUBSCRIBERS  # charged, but not all recorded
+    # Observed behaviour: the restart at once renewed everything except the killed batch's unfinished items,
+    # which waited for their lease (2 minutes); once it ran out, one run renewed exactly those.
+    stuck = SUBSCRIBERS - r["renewed_before_lease"]
+    assert 1 <= stuck <= RENEWAL_BATCH, stuck  # the kill left (part of) a claimed batch
+    assert r["left_pending"] == stuck  # each with its payment written before the charge, still pending
+    assert r["jobs_after_lease"]["subscription_renewals"] == SUBSCRIBERS - r["renewed_before_lease"]
+    assert not any(n for job, n in r["jobs_again"].items() if job != "purge_idempotency_keys"), r["jobs_again"]
+
+
+def test_B2_after_the_restart_every_subscription_is_renewed_exactly_once(renewal_crash):
+    api = renewal_crash["api"]
+    problems = []
+    for customer in renewal_crash["subscribers"]:
+        first = renewal_crash["bought"][customer["id"]]
+        payments = sorted(api.all(f"/v1/customers/{customer['id']}/payments"), key=lambda p: p["created_at"])
+        summary = [(p["purpose"], p["status"], p["period_start"]) for p in payments]
+        expected = [("purchase", "succeeded", first["current_period_start"]),
+                    ("renewal", "succeeded", first["current_period_end"])]
+        if summary != expected:
+            problems.append(f"{customer['id']}: payments {summary}, expected {expected}")
+        sub = api.ok("GET", f"/v1/subscriptions/{first['id']}")
+        if sub["status"] != "active" or sub["current_period_start"] != first["current_period_end"]:
+            problems.append(f"{customer['id']}: subscription {sub['status']} from {sub['current_period_start']}")
+        if len({p["gateway_payment_id"] for p in payments}) != len(payments):
+            problems.append(f"{customer['id']}: two payments share a PaymentIntent")
+    assert not problems, "\n".join(problems[:20])
+    assert count(api, "subscription.renewed") == SUBSCRIBERS  # no renewal recorded twice
+
+
+def test_receipts_and_trial_notices_exist_exactly_once_and_are_delivered(renewal_crash):
+    api = renewal_crash["api"]
+    problems = []
+    for customer in renewal_crash["subscribers"]:
+        notices = api.all(f"/v1/customers/{customer['id']}/notices")
+        if sorted(n["type"] for n in notices) != ["receipt", "receipt"]:
+            problems.append(f"{customer['id']}: notices {[n['type'] for n in notices]}")
+        if len({n["body"] for n in notices}) != len(notices):
+            problems.append(f"{customer['id']}: a receipt exists twice")
+    for customer in renewal_crash["trialists"]:
+        notices = api.all(f"/v1/customers/{customer['id']}/notices")
+        if sorted(n["type"] for n in notices) != ["trial_expired", "trial_expiring"]:
+            problems.append(f"{customer['id']}: notices {[n['type'] for n in notices]}")
+        [trial] = api.all(f"/v1/customers/{customer['id']}/trials")
+        if trial["status"] != "expired":
+            problems.append(f"{customer['id']}: trial {trial['status']}")
+        if api.all(f"/v1/customers/{customer['id']}/payments"):
+            problems.append(f"T3: trial customer {customer['id']} was charged")
+    everything = [n for c in renewal_crash["subscribers"] + renewal_crash["trialists"]
+                  for n in api.all(f"/v1/customers/{c['id']}/notices")]
+    problems += [f"notice {n['id']} is {n['status']}" for n in everything if n["status"] != "logged"]
+    assert not problems, "\n".join(problems[:20])
+
+
+# --- notice delivery --------------------------------------------------------------------------------------------
+
+NOTICE_CUSTOMERS = 12
+MESSAGES_EACH = 2  # plus the purchase receipt: 3 notices per customer
+NOTICE_BATCH = 8
+KILL_AFTER = NOTICE_BATCH + 3  # three messages into the second batch
+
+
+class SlowInbox(Inbox):
+    """Receives each message, then takes its time to answer 250: a kill lands while a message is in flight."""
+
+    delay = 0.3
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)
+        return reply
+
+
+@pytest.fixture(scope="module")
+def delivery_crash(database_url: str):
+    asyncio.run(_empty(database_url))
+    smtp = SmtpServer()
+    smtp.inbox = SlowInbox()
+    smtp.start()
+    reader = start_service(database_url)
+    workers = []
+    try:
+        http = httpx.Client(base_url=reader.url, timeout=60)
+        api = Api(http)
+        api.ok("POST", "/v1/sandbox/clock", json={"now": START})
+        api.ok("POST", "/v1/plans", 201, json=PLAN)
+        customers = in_parallel(lambda i: new_customer(reader.url, f"mail{i}"), range(NOTICE_CUSTOMERS))
+        in_parallel(lambda c: buy(reader.url, c), customers)
+        for c in customers:
+            for k in range(MESSAGES_EACH):
+                api.ok("POST", f"/v1/customers/{c['id']}/messages", 201,
+                       json={"category": "service", "subject": f"Message {k} for {c['external_id']}",
+                             "body": f"Body {k}"})
+        notices = {n["id"]: n for c in customers for n in api.all(f"/v1/customers/{c['id']}/notices")}
+        assert len(notices) == NOTICE_CUSTOMERS * (MESSAGES_EACH + 1)
+        assert {n["status"] for n in notices.values()} == {"pending"}
+
+        env = {"BILLING_SCHEDULER_ENABLED": "true", "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.5",
+               "BILLING_JOB_BATCH_SIZE": str(NOTICE_BATCH), "BILLING_SMTP_URL": smtp.url}
+        doomed = start_service(database_url, **env)
+        workers.append(doomed)
+        wait_for(lambda: len(smtp.inbox.messages) >= KILL_AFTER, timeout=60, interval=0.01,
+                 what="the second batch of deliveries to start")
+        doomed.stop(kill=True)
+        received_at_kill = len(smtp.inbox.messages)
+        sent_at_kill = sum(1 for c in customers for n in api.all(f"/v1/customers/{c['id']}/notices")
+                           if n["status"] == "sent")
+        smtp.inbox.delay = 0.0
+
+        later = start_service(database_url, wall_offset=AFTER_THE_LEASE, BILLING_JOB_BATCH_SIZE=str(NOTICE_BATCH),
+                              BILLING_SMTP_URL=smtp.url)  # run-due instead of the scheduler: see renewal_crash
+        workers.append(later)
+        with httpx.Client(base_url=later.url, timeout=120) as late_http:
+            Api(late_http).ok("POST", "/v1/sandbox/run-due")
+            assert Api(late_http).ok("POST", "/v1/sandbox/run-due")["jobs"]["deliver_notices"] == 0
+        yield {"api": api, "customers": customers, "notices": notices, "inbox": list(smtp.inbox.messages),
+               "received_at_kill": received_at_kill, "sent_at_kill": sent_at_kill}
+        http.close()
+    finally:
+        for worker in workers:
+            worker.stop(kill=True)
+        reader.stop()
+        smtp.stop()
+
+
+def message_ids(inbox: list) -> Counter:
+    return Counter(message["Message-ID"] for _rcpt, message in inbox)
+
+
+def test_the_kill_landed_in_the_middle_of_a_delivery_batch(delivery_crash, record_property):
+    d = delivery_crash
+    record_property("received_at_kill", d["received_at_kill"])
+    record_property("recorded_sent_at_kill", d["sent_at_kill"])
+    assert NOTICE_BATCH < d["received_at_kill"] < len(d["notices"])
+    assert d["sent_at_kill"] == NOTICE_BATCH  # the first batch was recorded, the second was not
+
+
+def test_no_notice_is_lost_and_copies_carry_the_same_message_id(delivery_crash):
+    d = delivery_crash
+    api, notices = d["api"], d["notices"]
+    after = {n["id"]: n for c in d["customers"] for n in api.all(f"/v1/customers/{c['id']}/notices")}
+    assert after.keys() == notices.keys()  # no notice created or dropped by the crash
+    assert {n["status"] for n in after.values()} == {"sent"}
+    ids = message_ids(d["inbox"])
+    expected = {f"<{notice_id}@billing.notices>" for notice_id in notices}
+    assert set(ids) == expected  # every notice arrived; nothing arrived that is not a notice
+    emails = {c["id"]: c["email"] for c in d["customers"]}
+    by_id: dict[str, set] = {}
+    for rcpt, message in d["inbox"]:
+        by_id.setdefault(message["Message-ID"], set()).add(
+            (tuple(rcpt), parseaddr(message["To"])[1], message["Subject"], message.get_content()))
+    for message_id, versions in by_id.items():
+        assert len(versions) == 1, f"copies of {message_id} differ: {versions}"  # at-least-once, same message
+        notice = after[message_id[1:].split("@")[0]]
+        [(rcpt, to, subject, _body)] = versions
+        assert subject == notice["subject"] and to == emails[notice["customer_id"]] and rcpt == (to,)
+    # At most the unrecorded part of one batch is sent again.
+    assert sum(n - 1 for n in ids.values()) <= NOTICE_BATCH
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: app/notices/delivery.py:deliver_notices records the outcomes of a whole claimed batch in one transaction "
+    "after every message of the batch was sent; a crash in the middle of a batch re-sends every message already "
+    "sent in it (here 3 copies, not just the one in flight). Its docstring promises 'the notice is never "
+    "duplicated'; each delivery should be recorded as soon as the SMTP server accepted it."))
+def test_only_the_message_in_flight_is_sent_twice(delivery_crash):
+    duplicated = [mid for mid, n in message_ids(delivery_crash["inbox"]).items() if n > 1]
+    assert len(duplicated) <= 1, f"{len(duplicated)} notices were delivered twice: {duplicated}"
