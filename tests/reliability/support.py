@@ -28,9 +28,9 @@ def iso(value: _dt.datetime) -> str:
 
 
 def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None, charge_delay: float = 0.0,
-                  charge_log: Path | None = None, **env: str) -> Replica:
+                  charge_log: Path | None = None, log_file: Path | None = None, **env: str) -> Replica:
     """Like tests.support.servers.start_replica, optionally with the real clock shifted or a slow gateway (see
-    _launch)."""
+    _launch), and its log (JSON lines on stderr) appended to `log_file`."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
@@ -41,8 +41,11 @@ def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None
                        RELIABILITY_CHARGE_LOG=str(charge_log or ""))
     environment.update(env)
     module = "tests.reliability._launch" if wall_offset or charge_delay or charge_log else "app.cli"
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it open
     process = subprocess.Popen([sys.executable, "-m", module, "serve", "--port", str(port)], env=environment,
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    if log_file:
+        log.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -54,6 +57,26 @@ def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("replica did not become healthy in 60 s")
+
+
+def server_errors(log_file: Path) -> list[str]:
+    """The unhandled errors replicas logged (JSON lines): the exception, and where in app/ it was raised."""
+    import json
+
+    found = []
+    for line in log_file.read_text(errors="replace").splitlines() if log_file.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") != "error" or not entry.get("exc") or entry.get("logger") == "uvicorn.error":
+            continue  # uvicorn logs the same exception again for the request
+        lines = [x.strip() for x in entry["exc"].splitlines()]
+        errors = [x for x in lines if not x.startswith(("File ", "(Background", "^", "Traceback", "The above"))
+                  and ("Error" in x.split(":")[0] or "Exception" in x.split(":")[0])]
+        frames = [x for x in lines if x.startswith("File ") and "/app/" in x]
+        found.append(f"{entry.get('msg')}: {errors[-1] if errors else lines[-1]} at {frames[-1] if frames else '?'}")
+    return found
 
 
 class Api:

@@ -389,11 +389,14 @@ def test_absurd_clock_dates_are_refused(world):
     "0001-01-01T00:00:00+14:00",
 ])
 def test_clock_dates_that_overflow_in_utc_are_refused(world, now):
+    """Aware times whose UTC value falls outside the datetime range (a 500 until the clock validated them)."""
     with Refusals(world) as refusals:
-        refusals.send("POST", "/v1/sandbox/clock", json={"now": now})
+        assert refusals.send("POST", "/v1/sandbox/clock", json={"now": now})["_status"] == 422
 
 
 def test_a_clock_at_the_end_of_time_is_refused_or_harmless(world):
+    """A clock so late that the next period or trial end overflows must be refused, or leave the API working
+    (it used to make every trial and purchase a 500, for good: the clock never moves back)."""
     api = world["api"]
     spoil()
     moved = api.post("/v1/sandbox/clock", json={"now": "9999-12-20T00:00:00Z"})

@@ -7,7 +7,12 @@ while the schedulers renew, retry, expire and deliver.
 Afterwards, through the API only (the sandbox gateway's ledger is not exposed): no person has two trials (T5); one
 succeeded payment per subscription and period (B2); nothing is charged after a subscription ended or for a trial;
 every notice at most once per trial/payment/subscription (T3, T4, receipts, B5); refunded <= paid and the
-refunds add up to what each payment says (R2); no 5xx was ever answered."""
+refunds add up to what each payment says (R2); no 5xx was ever answered and no scheduler run failed.
+
+Two known bugs show up here or not depending on timing (a lock-order deadlock on PostgreSQL, a refund retried while
+in flight). Each is replayed deterministically, and marked xfail, in test_races.py; here their symptoms are
+recognised, counted in the test's recorded properties (junit XML), and kept apart from everything else, which
+fails the test."""
 
 from __future__ import annotations
 
@@ -17,13 +22,14 @@ import random
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import START
 from tests.reliability import invariants
-from tests.reliability.support import Api, start_service
+from tests.reliability.support import Api, server_errors, start_service
 from tests.support.webhooks import intent_event, signature
 
 pytestmark = pytest.mark.postgres
@@ -52,13 +58,19 @@ EXPECTED = {
 
 
 @pytest.fixture
-def replicas(clean_db, is_postgres):
+def replica_log(tmp_path) -> Path:  # noqa: ANN001
+    return tmp_path / "replicas.log"
+
+
+@pytest.fixture
+def replicas(clean_db, is_postgres, replica_log):  # noqa: ANN001
     if not is_postgres:
         pytest.skip("replicas share one database on PostgreSQL (BILLING_TEST_POSTGRES_URL)")
     env = {"BILLING_SCHEDULER_ENABLED": "true", "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.5"}
     servers = []
     try:
-        servers = [start_service(clean_db, **env), start_service(clean_db, **env)]
+        servers = [start_service(clean_db, log_file=replica_log, **env),
+                   start_service(clean_db, log_file=replica_log, **env)]
         yield [s.url for s in servers]
     finally:
         for server in servers:
@@ -76,6 +88,7 @@ class Traffic:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.unexpected: list[str] = []
+        self.resets: list[str] = []
         self.calls: Counter = Counter()
 
     def api(self, http_by_url: dict[str, httpx.Client], rnd: random.Random) -> tuple[Api, str]:
@@ -96,9 +109,14 @@ class Traffic:
                 while not self.stop.is_set():
                     try:
                         step(self, clients, rnd)
-                    except httpx.TransportError as exc:  # a replica that stops answering is a failure too
+                    except httpx.TransportError as exc:
+                        # A replica closes the connection after answering 500 (uvicorn, after an unhandled
+                        # error): the next request on it may be reset. Counted, and a new connection is made.
                         with self.lock:
-                            self.unexpected.append(f"{name}: {type(exc).__name__} {exc}")
+                            self.resets.append(f"{name}: {type(exc).__name__} {exc}")
+                        for url in self.urls:
+                            clients[url].close()
+                            clients[url] = httpx.Client(base_url=url, timeout=60)
             finally:
                 for client in clients.values():
                     client.close()
@@ -244,7 +262,8 @@ def quiesce(api: Api, customers: list[dict], timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invariant(replicas, record_property):
+def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invariant(replicas, replica_log, clean_db,
+                                                                                   record_property):
     people, buyers = setup(replicas)
     traffic = Traffic(replicas, people, buyers)
     plan = [("trials", start_trials, 3), ("purchases", purchase, 2), ("cancel-resume", cancel_resume_or_change, 2),
@@ -256,7 +275,33 @@ def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invari
     for thread in threads:
         thread.join(timeout=60)
     record_property("calls", dict(sorted((f"{k} {s}", n) for (k, s), n in traffic.calls.items())))
-    assert not traffic.unexpected, "\n".join(traffic.unexpected[:30])
+    # Known bugs that this stress test hits or not, depending on timing; each is replayed deterministically (and
+    # marked xfail) in test_races.py. Their symptoms are counted apart; anything else fails the test.
+    logged = server_errors(replica_log)
+    deadlocks = [e for e in logged if "deadlock detected" in e]
+    known = {
+        # test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_server_error
+        "deadlock_500": [u for u in traffic.unexpected if " 500 " in u and deadlocks],
+        # test_R2_a_refund_in_flight_is_not_refunded_twice_by_the_retry_job
+        "refund_retried_in_flight_502": [u for u in traffic.unexpected
+                                         if u.startswith("refund ") and " 502 " in u and "refund_failed" in u],
+    }
+    record_property("known_bug_hits", {k: len(v) for k, v in known.items()} | {"deadlocks_logged": len(deadlocks),
+                                                                               "connection_resets": len(traffic.resets)})
+    unexpected = [u for u in traffic.unexpected if not any(u in v for v in known.values())]
+    assert not unexpected, "\n".join(unexpected[:30] + ["logged by the replicas:"] + logged[:10])
+    assert len(known["deadlock_500"]) <= len(deadlocks), "\n".join(traffic.unexpected + logged)
+    assert len(traffic.resets) <= len(known["deadlock_500"]), "\n".join(traffic.resets + logged)
+    assert not [e for e in logged if e not in deadlocks], "\n".join(logged[:20])
+
+    # A scheduler run that failed (a deadlock) left its claimed batch to a lease that runs out in 2 minutes: a
+    # replica started past that time finishes it, as one would after the lease (see test_crash_recovery.py).
+    later = start_service(clean_db, wall_offset=_dt.timedelta(minutes=3), log_file=replica_log)
+    try:
+        with httpx.Client(base_url=later.url, timeout=120) as http:
+            Api(http).ok("POST", "/v1/sandbox/run-due")
+    finally:
+        later.stop()
 
     with httpx.Client(base_url=replicas[1], timeout=60) as http:
         api = Api(http)
@@ -279,9 +324,4 @@ def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invari
 
     emails = {a["id"]: a["email"] for a in traffic.accounts}
     problems = invariants.all_invariants(views, exact=True, settled=True, emails=emails)
-    # A cancellation that lands while its subscription's renewal is being charged is a known bug, replayed
-    # deterministically (and marked xfail) in test_races.py; here it only depends on timing, so it is recorded.
-    known = [p for p in problems if p.startswith(invariants.KNOWN_CANCEL_RACE)]
-    record_property("known_cancel_race_hits", len(known))
-    problems = [p for p in problems if p not in known]
     assert not problems, "\n".join(problems[:40])
