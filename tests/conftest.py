@@ -14,10 +14,23 @@ from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
 from app.auth import mint_token
+from app.clock import SystemClock
 from app.cli import migrate
 from app.config import Settings
 from app.db import Database
 from app.models import metadata
+
+
+class ManualWall(SystemClock):
+    """Real time plus an offset the test moves: infrastructure time (leases, "no answer for 5 minutes"), not the
+    sandbox clock."""
+
+    def __init__(self) -> None:
+        self.offset = _dt.timedelta()
+
+    def wall(self) -> _dt.datetime:
+        return SystemClock.wall() + self.offset
+
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 START = "2030-01-15T12:00:00Z"  # where every test's sandbox clock starts

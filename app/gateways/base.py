@@ -61,7 +61,14 @@ class PaymentGateway(Protocol):
         ...
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
-        """Refund part or all of a succeeded PaymentIntent."""
+        """Refund part or all of a succeeded PaymentIntent, once per idempotency key (R2: our refund id): a repeat
+        with the same key returns the first result and moves no money."""
+        ...
+
+    async def complete_action(self, payment_intent_id: str) -> None:
+        """A signed `payment_intent.succeeded` webhook reported that the customer completed the action a payment
+        needed (3-D Secure): the gateway's own books follow it. The sandbox marks its charge succeeded, so it can be
+        refunded; Stripe keeps its own books, so there it does nothing."""
         ...
 
     async def aclose(self) -> None:

@@ -6,7 +6,9 @@
   `authentication_required`; on-session it completes only through a signed `payment_intent.succeeded` webhook.
 
 Each charge is recorded under its idempotency key in its own transaction, like a call to an outside system, so
-a charge repeated after a crash returns the first result and never charges twice.
+a charge repeated after a crash returns the first result and never charges twice. Each refund is too
+(`sandbox_refunds`, written in the transaction that moves the charge's refunded amount), so a refund repeated with
+its key (R2: the retry job, or a call whose answer was slow) returns the first result and never refunds twice.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import hashlib
 from sqlalchemy import select, update
 
 from app.db import insert_ignoring_conflict
-from app.gateways.base import ChargeRequest, ChargeResult, RefundResult
+from app.gateways.base import ChargeRequest, ChargeResult, GatewayError, RefundResult
 from app.ids import new_id
-from app.models import sandbox_charges
+from app.models import sandbox_charges, sandbox_refunds
 
 DECLINED = frozenset({"pm_card_visa_chargeDeclined", "pm_card_chargeDeclined", "pm_card_chargeCustomerFail"})
 NEEDS_ACTION = frozenset({"pm_card_authenticationRequired"})
@@ -78,11 +80,27 @@ class SandboxGateway:
                 sandbox_charges.c.status == "requires_action").values(status="succeeded"))
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
+        """Refund part or all of a succeeded charge, once per idempotency key (as Stripe does): a repeat with the same
+        key returns the first result, refusal included, and moves no money; the same key for another refund is a
+        `GatewayError`. The charge's row lock orders concurrent refunds of it, repeats of one key included."""
         async with self._db.transaction() as conn:
             row = (await conn.execute(select(sandbox_charges).where(
                 sandbox_charges.c.payment_intent_id == payment_id).with_for_update())).one()
-            if row.status != "succeeded" or row.refunded_amount + amount > row.amount:
-                return RefundResult(refund_id="", status="failed")
-            await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
-                               .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
-        return RefundResult(refund_id=new_id("re_sandbox"), status="succeeded")
+            first = (await conn.execute(select(sandbox_refunds).where(
+                sandbox_refunds.c.idempotency_key == idempotency_key))).first()
+            if first is None:
+                refused = amount < 1 or row.status != "succeeded" or row.refunded_amount + amount > row.amount
+                inserted = await insert_ignoring_conflict(conn, sandbox_refunds, {
+                    "idempotency_key": idempotency_key, "payment_intent_id": payment_id, "amount": amount,
+                    "refund_id": None if refused else new_id("re_sandbox"),
+                    "status": "failed" if refused else "succeeded", "created_at": self._clock.wall(),
+                }, conflict_on=["idempotency_key"])
+                if inserted and not refused:
+                    await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
+                                       .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
+                first = (await conn.execute(select(sandbox_refunds).where(
+                    sandbox_refunds.c.idempotency_key == idempotency_key))).one()
+        if (first.payment_intent_id, first.amount) != (payment_id, amount):
+            raise GatewayError(f"idempotency key {idempotency_key!r} was used for another refund "
+                               f"({first.amount} of {first.payment_intent_id})")
+        return RefundResult(refund_id=first.refund_id or "", status=first.status)

@@ -148,6 +148,9 @@ class StripeGateway:
             raise GatewayError(f"Stripe answered refund {refund.id} with an unknown status {refund.status!r}")
         return RefundResult(refund_id=refund.id, status=status)
 
+    async def complete_action(self, payment_intent_id: str) -> None:
+        """Nothing to do: Stripe keeps its own books, and the signed `payment_intent.succeeded` that reports the
+        completed action came from them."""
 
     async def events_since(self, created_gte: int) -> AsyncIterator[dict[str, Any]]:
         """Every event created at or after `created_gte` (unix seconds), oldest first, for replay after an outage."""

@@ -1,7 +1,7 @@
 """Every table, so that Alembic and the services see one metadata."""
 
 from app.models.base import metadata
-from app.models.billing import payments, sandbox_charges, subscriptions, webhook_events
+from app.models.billing import payments, sandbox_charges, sandbox_refunds, subscriptions, webhook_events
 from app.models.core import (
     audit_events,
     customers,
@@ -14,6 +14,6 @@ from app.models.trials import notices, trial_exclusions, trials
 
 __all__ = [
     "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events",
-    "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "webhook_events",
-    "refunds", "credit_entries",
+    "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "sandbox_refunds",
+    "webhook_events", "refunds", "credit_entries",
 ]

@@ -110,6 +110,22 @@ sandbox_charges = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+# The sandbox gateway's refunds, standing in for Stripe's: one row per idempotency key (our refund id), written in
+# the transaction that moves the charge's `refunded_amount`, so a refund repeated with its key (R2: the retry job)
+# returns the first result and moves no money. A refusal is kept too, as Stripe keeps an error under its key.
+sandbox_refunds = Table(
+    "sandbox_refunds",
+    metadata,
+    Column("idempotency_key", String(120), primary_key=True),
+    Column("payment_intent_id", String(64), ForeignKey("sandbox_charges.payment_intent_id"), nullable=False,
+           index=True),
+    Column("amount", Money, nullable=False),
+    Column("refund_id", String(64), nullable=True, unique=True),  # null when refused
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),  # real time (the system clock)
+    CheckConstraint("status IN ('succeeded', 'failed')", name="status"),
+)
+
 # Every inbound Stripe event, unique on its id, stored in the transaction that applies it (exactly once).
 webhook_events = Table(
     "webhook_events",

@@ -32,10 +32,14 @@ refunds = Table(
     Column("policy_version", String(32), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # R2: real time (the system clock, never the business clock) at which the gateway was last asked for this
+    # refund. A refund still pending 5 minutes of real time after that got no answer and is sent again with its
+    # key; setting it again before re-sending is the retry job's lease. Null for refunds recorded from the gateway.
+    Column("gateway_attempted_at", UTCDateTime, nullable=True),
     CheckConstraint("amount >= 1", name="amount_positive"),
     CheckConstraint("source IN ('ops', 'gateway')", name="source"),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
-    Index("ix_refunds_pending", "updated_at", sqlite_where=text("status = 'pending'"),
+    Index("ix_refunds_pending", "gateway_attempted_at", sqlite_where=text("status = 'pending'"),
           postgresql_where=text("status = 'pending'")),
 )
 

@@ -4,6 +4,10 @@ The amount is reserved on the payment (`refunded_amount`) under the payment's ro
 called, so concurrent refunds can never exceed the payment; the gateway call carries our refund id as its
 idempotency key; a refused refund releases its reservation. A refund never changes the subscription, and nothing
 in the service ever refunds by itself.
+
+A refund whose gateway call got no answer stays `pending` and is sent again, with the same key, by the retry job.
+"Got no answer" is measured in real time (`gateway_attempted_at`, from the system clock, like the work leases),
+never on the business clock: the sandbox clock can move days while a call is still under way.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import SYSTEM, record
@@ -33,6 +37,7 @@ from policies import refund_decision
 
 _REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
 log = logging.getLogger("billing.refunds")
+NO_ANSWER_AFTER = _dt.timedelta(minutes=5)  # real time after a gateway call before its refund is sent again
 
 
 class RefundFailed(DomainError):
@@ -57,7 +62,8 @@ async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal,
     await conn.execute(insert(refunds).values(
         id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=body.amount,
         currency=payment.currency, reason=body.reason, created_by=principal.sub, source="ops", status="pending",
-        gateway_refund_id=None, failure_reason=None, policy_version=policy.version, created_at=now, updated_at=now))
+        gateway_refund_id=None, failure_reason=None, policy_version=policy.version, created_at=now, updated_at=now,
+        gateway_attempted_at=ctx.system_clock.wall()))  # the gateway is called as soon as this commits
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now))
     await record(conn, principal, "refund.requested", now, subject_type="refund", subject_id=refund_id,
@@ -109,22 +115,40 @@ async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, 
     return row
 
 
+async def _claim_unanswered(ctx: AppContext) -> list:
+    """Pending refunds whose last gateway call is `NO_ANSWER_AFTER` old in real time, leased to this run: their mark
+    is set again before they are re-sent, so another run (another replica) leaves them alone for as long again.
+    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work."""
+    wall = ctx.system_clock.wall()
+    async with ctx.db.transaction() as conn:
+        stmt = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+                .join(payments, payments.c.id == refunds.c.payment_id)
+                .where(refunds.c.status == "pending",
+                       # null: pending from before the mark existed, taken as unanswered
+                       or_(refunds.c.gateway_attempted_at.is_(None),
+                           refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER))
+                .order_by(refunds.c.id)
+                .limit(ctx.settings.job_batch_size))
+        if ctx.db.is_postgres:
+            stmt = stmt.with_for_update(of=refunds, skip_locked=True)
+        due = (await conn.execute(stmt)).all()
+        if due:
+            await conn.execute(update(refunds).where(refunds.c.id.in_([r.id for r in due]))
+                               .values(gateway_attempted_at=wall))
+    return due
+
+
 async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
-    """Scheduled: refunds whose gateway call got no answer (5 minutes on) are sent again with the same key."""
-    async with ctx.db.read() as conn:
-        pending = (await conn.execute(
-            select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-            .join(payments, payments.c.id == refunds.c.payment_id)
-            .where(refunds.c.status == "pending", refunds.c.updated_at <= now - _dt.timedelta(minutes=5))
-            .limit(ctx.settings.job_batch_size))).all()
+    """Scheduled (R2): refunds whose gateway call got no answer (5 minutes on, in real time) are sent again with
+    the same key; the gateway answers a repeat with its first result, so a refund is never made twice."""
     done = 0
-    for item in pending:
+    for item in await _claim_unanswered(ctx):
         try:
             result, error = await ctx.gateway.refund(item.gateway_payment_id, item.amount, item.id), None
         except GatewayError as exc:
             result, error = None, exc.detail
         except DomainError:
-            continue  # still unavailable: try again on a later run
+            continue  # still unavailable: tried again once its mark is NO_ANSWER_AFTER old
         async with ctx.db.transaction() as conn:
             await settle_refund(conn, ctx, item.id, result, error, now)
         done += 1

@@ -196,6 +196,16 @@ async def test_completed_authentication_is_reported_by_a_signed_webhook(gateway:
         assert not hooks.signature_valid(event["id"], "whsec_other")
 
 
+async def test_a_completed_action_needs_nothing_from_stripe() -> None:
+    """`complete_action` follows a signed `payment_intent.succeeded` in the gateway's own books; Stripe's are Stripe's:
+    nothing is asked of it (here nothing listens, so any call would be GatewayUnavailable)."""
+    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{free_port()}", max_network_retries=0, timeout=1.0)
+    try:
+        assert await gateway.complete_action("pi_x") is None
+    finally:
+        await gateway.aclose()
+
+
 async def test_unknown_kind_of_payment_method_is_refused_without_calling_stripe(gateway: StripeGateway,
                                                                               fake: FakeStripe) -> None:
     result = await gateway.charge(charge_request("cus_x", "4242424242424242"))
