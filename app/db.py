@@ -1,7 +1,7 @@
 """The database: one async engine for SQLite (embedded default) and PostgreSQL (production), one code path.
 
-Writes run in `db.transaction()`, committed at the edge (the route dependency or the job wrapper). Reads that need
-no transaction use `db.read()`, an autocommit connection: no BEGIN/COMMIT round trips on the hot path.
+Writes run in `db.transaction()`. Reads that need no transaction use `db.read()`, and single-statement writes
+`db.autocommit()`: the same autocommit connection, with no BEGIN/COMMIT round trips on the hot path.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ class Database:
         self.backend = backend_name(url)
         kwargs: dict = {"pool_pre_ping": False, "hide_parameters": True}  # no personal data in error logs
         if self.backend == "postgresql":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            # A fixed pool: under a burst, requests queue for a connection instead of opening and closing extra
+            # ones (a new asyncpg connection costs more CPU than the request it would serve).
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_timeout=30)
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         if self.backend == "sqlite":
             _sqlite_setup(self.engine)
@@ -76,8 +78,12 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        """An autocommit connection: for reads, and for single-statement writes (atomic by themselves), with no
+        BEGIN/COMMIT round trips."""
         async with self._reader.connect() as conn:
             yield conn
+
+    autocommit = read  # the same connection, named for a single-statement write
 
     async def dispose(self) -> None:
         await self.engine.dispose()
