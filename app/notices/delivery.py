@@ -1,19 +1,37 @@
 """The `deliver_notices` job. Claims a batch of pending notices with a short lease (so several replicas never
-send the same notice at once and no transaction is held open while talking to SMTP), sends them, then records
-the outcome. A failure is retried later with back-off; the notice is never duplicated."""
+send the same notice at once and no transaction is held open while talking to SMTP), then sends them one by one,
+recording each outcome as soon as it is known: a delivery is written the moment the SMTP server has accepted the
+message, a failure is retried later with back-off.
+
+Delivery is at-least-once: after a crash (or a lost connection to the database) between the server's acceptance
+of a message and the recording of it, that one message is sent again once its lease runs out. Only the message in
+flight at the crash can be sent twice, and every copy carries the same Message-ID (derived from the notice id, see
+app/notices/mailer.py), so the receiving side can recognise and drop the duplicate. A batch stops starting messages shortly before its
+lease runs out and gives the rest back, so a slow SMTP server never has two replicas sending the same notice."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.models import customers, notices
 
 log = logging.getLogger("billing.notices")
 LEASE = _dt.timedelta(minutes=2)
+LEASE_MARGIN = _dt.timedelta(seconds=30)  # no message is started this close to the end of the batch's lease
 MAX_BACKOFF = _dt.timedelta(hours=6)
+
+# Each outcome, written only while the notice is still pending (statements built once; values are parameters).
+_STILL_PENDING = update(notices).where(notices.c.id == bindparam("notice_id"), notices.c.status == "pending")
+_SKIPPED = _STILL_PENDING.values(status="skipped", lease_until=None)
+_FAILED = _STILL_PENDING.values(attempts=bindparam("b_attempts"), next_attempt_at=bindparam("b_next"),
+                                last_error=bindparam("b_error"), lease_until=None)
+_SENT = _STILL_PENDING.values(status=bindparam("b_status"), sent_at=bindparam("b_at"),
+                              attempts=bindparam("b_attempts"), last_error=None, lease_until=None)
+_RELEASE = update(notices).where(notices.c.id.in_(bindparam("ids", expanding=True)),
+                                 notices.c.status == "pending").values(lease_until=None)
 
 
 def backoff(attempts: int) -> _dt.timedelta:
@@ -43,25 +61,32 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             .where(notices.c.id.in_(ids))
         )).all()
 
-    outcomes: list[tuple[str, dict]] = []
-    for item in batch:
-        if item.email is None or (item.category == "marketing" and item.marketing_opt_out):
-            # D3: nobody to write to any more; D4: the customer objected to marketing.
-            outcomes.append((item.id, {"status": "skipped", "lease_until": None}))
-            continue
-        try:
-            await ctx.mailer.send(item.id, item.email, item.subject, item.body)
-        except Exception as exc:  # noqa: BLE001 - a failed delivery of any kind stays pending and is retried
-            attempts = item.attempts + 1
-            log.warning("notice delivery failed", extra={"notice_id": item.id, "attempts": attempts,
-                                                         "error": type(exc).__name__})
-            outcomes.append((item.id, {"attempts": attempts, "next_attempt_at": wall + backoff(attempts),
-                                       "lease_until": None, "last_error": type(exc).__name__}))
-            continue
-        outcomes.append((item.id, {"status": ctx.mailer.delivered_status, "sent_at": now,
-                                   "attempts": item.attempts + 1, "lease_until": None, "last_error": None}))
-
-    async with ctx.db.transaction() as conn:
-        for notice_id, values in outcomes:
-            await conn.execute(update(notices).where(notices.c.id == notice_id).values(**values))
-    return len(outcomes)
+    # One autocommit connection for the batch's outcomes: each is a single UPDATE, durable as soon as it returns
+    # (no BEGIN/COMMIT round trips, no transaction open while SMTP is talked to). Only a row still pending is
+    # written: one whose lease ran out and that another replica recorded meanwhile, or that an erasure (D3)
+    # marked skipped, keeps what it says.
+    done = 0
+    async with ctx.db.autocommit() as conn:
+        for item in batch:
+            if ctx.system_clock.wall() >= wall + LEASE - LEASE_MARGIN:
+                # The lease is nearly over: the rest goes back to the queue rather than meet another replica.
+                await conn.execute(_RELEASE, {"ids": [i.id for i in batch[done:]]})
+                break
+            done += 1
+            if item.email is None or (item.category == "marketing" and item.marketing_opt_out):
+                # D3: nobody to write to any more; D4: the customer objected to marketing.
+                await conn.execute(_SKIPPED, {"notice_id": item.id})
+                continue
+            try:
+                await ctx.mailer.send(item.id, item.email, item.subject, item.body)
+            except Exception as exc:  # noqa: BLE001 - a failed delivery of any kind stays pending and is retried
+                attempts = item.attempts + 1
+                log.warning("notice delivery failed", extra={"notice_id": item.id, "attempts": attempts,
+                                                             "error": type(exc).__name__})
+                await conn.execute(_FAILED, {"notice_id": item.id, "b_attempts": attempts,
+                                             "b_next": wall + backoff(attempts), "b_error": type(exc).__name__})
+                continue
+            # Accepted by the server: recorded at once, so a crash from here on re-sends nothing of this notice.
+            await conn.execute(_SENT, {"notice_id": item.id, "b_status": ctx.mailer.delivered_status, "b_at": now,
+                                       "b_attempts": item.attempts + 1})
+    return done

@@ -8,20 +8,9 @@ import datetime as _dt
 import pytest
 from fastapi.testclient import TestClient
 
-from app.clock import SystemClock
 from tests.api.test_trials import iso, notices, parse, start_trial
-from tests.conftest import START, make_customer, make_plan, make_settings, move_clock, run_due
+from tests.conftest import START, ManualWall, make_customer, make_plan, make_settings, move_clock, run_due
 from tests.support.servers import SmtpServer
-
-
-class ManualWall(SystemClock):
-    """Real time plus an offset the test moves, for delivery back-off (infrastructure time)."""
-
-    def __init__(self) -> None:
-        self.offset = _dt.timedelta()
-
-    def wall(self) -> _dt.datetime:
-        return SystemClock.wall() + self.offset
 
 
 @pytest.fixture
@@ -87,3 +76,50 @@ def test_T3_failed_delivery_is_retried_later_without_duplicates(clean_db):
             down.stop()
     finally:
         client.__exit__(None, None, None)
+
+
+class SlowMailer:
+    """Each message takes 150 s of real time (the wall moves on); records, per send, the notice's lease in the
+    database and the time the send started."""
+
+    delivered_status = "sent"
+
+    def __init__(self, wall: ManualWall) -> None:
+        self.wall = wall
+        self.db = None
+        self.sends: list[tuple[str, _dt.datetime, _dt.datetime]] = []
+
+    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
+        from sqlalchemy import select
+
+        from app.models import notices as notices_table
+
+        async with self.db.read() as conn:
+            lease = (await conn.execute(select(notices_table.c.lease_until)
+                                        .where(notices_table.c.id == notice_id))).scalar_one()
+        self.sends.append((notice_id, lease, self.wall.wall()))
+        self.wall.offset += _dt.timedelta(seconds=150)
+
+
+def test_a_slow_batch_gives_back_what_it_cannot_send_within_its_lease(clean_db):
+    """A message is only started while the batch's lease has time left; the rest goes back to the queue (and is
+    claimed again with a lease of its own), so no other replica can claim a notice this one is sending."""
+    from app.main import create_app
+
+    wall = ManualWall()
+    mailer = SlowMailer(wall)
+    app = create_app(make_settings(clean_db), system_clock=wall, mailer=mailer)
+    mailer.db = app.state.ctx.db
+    with TestClient(app, raise_server_exceptions=False) as client:
+        move_clock(client, START)
+        make_plan(client)
+        alice = make_customer(client, "alice")
+        trial = start_trial(client, alice).json()
+        move_clock(client, iso(parse(trial["ends_at"])))
+        jobs = run_due(client)
+        expected = {n["id"] for n in notices(client, alice)}
+        assert len(expected) == 2 and jobs["deliver_notices"] == 2
+        assert sorted(notice_id for notice_id, _, _ in mailer.sends) == sorted(expected)  # each sent once
+        for notice_id, lease, started in mailer.sends:
+            assert lease is not None and started < parse(iso(lease)), (notice_id, lease, started)
+        assert {n["status"] for n in notices(client, alice)} == {"sent"}
