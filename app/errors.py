@@ -42,6 +42,7 @@ SubscriptionEnded = _error("SubscriptionEnded", "subscription_ended")
 RefundExceedsPayment = _error("RefundExceedsPayment", "refund_exceeds_payment")
 PaymentNotRefundable = _error("PaymentNotRefundable", "payment_not_refundable")
 CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
+ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `retry_after` (seconds)
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
@@ -69,6 +70,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "card_declined": (402, "The payment was declined"),
     "subscription_exists": (409, "The customer already has a live subscription"),
     "subscription_ended": (409, "The subscription has ended"),
+    "charge_in_progress": (409, "A charge for this subscription is in flight; retry shortly"),
     "gateway_unavailable": (503, "The payment gateway is unavailable; try again later"),
     "gateway_error": (502, "The payment gateway refused the request"),
     "rate_limited": (429, "Too many requests"),
@@ -81,6 +83,8 @@ def problem(code: str, detail: str = "", status: int | None = None, **extra: Any
     """The status and problem+json body for `code`."""
     table_status, title = ERROR_TABLE.get(code, (500, "Error"))
     status = status or table_status
+    if code == "validation_error" and "errors" not in extra:  # api.md: a validation error always lists errors
+        extra["errors"] = [{"field": "body", "location": "body", "message": detail or title}]
     body = {"type": f"https://billing.example.com/problems/{code}", "title": title, "status": status,
             "detail": detail or title, "code": code, **extra}
     return status, json.dumps(body, default=str).encode()

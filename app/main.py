@@ -28,6 +28,7 @@ from app.idempotency import IdempotencyMiddleware
 from app.notices.mailer import Mailer, mailer_from
 from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
+from app.openapi import install_openapi
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
 from app.payments.routes import router as payments_router
@@ -77,7 +78,10 @@ def _field(loc: tuple) -> tuple[str, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(_request: Request, exc: DomainError):
-        return problem_response(exc.code, exc.detail, **exc.extra)
+        response = problem_response(exc.code, exc.detail, **exc.extra)
+        if "retry_after" in exc.extra:  # a transient refusal says when to try again
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError):
@@ -133,6 +137,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
                   description="Plans, subscriptions, free trials and the published refund/cancellation policy.")
     app.state.ctx = ctx
     _install_error_handlers(app)
+    install_openapi(app, rate_limited=bool(settings.rate_limit_writes_per_minute))
     app.include_router(ops_router)
     app.include_router(customers_router)
     app.include_router(plans_router)

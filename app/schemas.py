@@ -6,7 +6,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from policies.details import check_country, check_currency, check_email, check_name
+from policies.details import (
+    check_country,
+    check_currency,
+    check_email,
+    check_multi_line,
+    check_name,
+    check_single_line,
+)
 
 
 class RequestModel(BaseModel):
@@ -35,8 +42,11 @@ def _reason(value: str) -> str:
     return value.strip()
 
 
-# R2/R3: every discretionary action carries a non-empty reason.
-Reason = Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(_reason)]
+# R2/R3: every discretionary action carries a non-empty reason: one line of text, without control characters.
+Reason = Annotated[str, Field(min_length=1, max_length=1000, description="One line, without control characters."),
+                   AfterValidator(_reason), AfterValidator(check_single_line)]
+SingleLine = AfterValidator(check_single_line)
+MultiLine = AfterValidator(check_multi_line)
 PositiveAmount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 
 

@@ -38,6 +38,34 @@ def check_email(email: str) -> str:
     return candidate
 
 
+# Text the service stores, shows, logs and mails carries no control characters: no terminal escapes in logs and
+# consoles, no header injection through an e-mail subject. Refused: the C0 controls (below U+0020), DEL, the C1
+# controls (U+0080-U+009F) and, in single-line text, the line and paragraph separators; multi-line text may use line
+# feeds and tabs (not carriage returns: a line break is a line feed). Spaces and any other unicode are kept.
+_LINE_SEPARATORS = "\u2028\u2029"
+
+
+def control_characters(text: str, allowed: str = "") -> str:
+    """P1/R2/D4: the control characters in `text` (except `allowed`), as `U+XXXX` codes, or ''."""
+    found = sorted({ch for ch in text if (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or ch in _LINE_SEPARATORS)
+                    and ch not in allowed})
+    return ", ".join(f"U+{ord(ch):04X}" for ch in found)
+
+
+def check_single_line(text: str) -> str:
+    """R2/R3/D4: one line of text (a reason, a message subject), without control characters."""
+    if found := control_characters(text):
+        raise ValueError(f"must be a single line without control characters (found {found})")
+    return text
+
+
+def check_multi_line(text: str) -> str:
+    """D4: text with lines and tabs (a message body), without other control characters."""
+    if found := control_characters(text, allowed="\n\t" + _LINE_SEPARATORS):
+        raise ValueError(f"must not contain control characters other than line feeds and tabs (found {found})")
+    return text
+
+
 def check_name(name: str) -> str:
     """P1: a non-empty name after trimming, at most MAX_NAME_LENGTH characters, no control characters."""
     candidate = name.strip()
@@ -45,8 +73,8 @@ def check_name(name: str) -> str:
         raise ValueError("name must not be empty")
     if len(candidate) > MAX_NAME_LENGTH:
         raise ValueError(f"name must be at most {MAX_NAME_LENGTH} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in candidate):
-        raise ValueError("name must not contain control characters")
+    if found := control_characters(candidate):
+        raise ValueError(f"name must not contain control characters (found {found})")
     return candidate
 
 

@@ -54,7 +54,9 @@ async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
     if not changes:
         return current
     if current.status == "erased":
-        raise ValidationFailed("an erased customer has no details to correct")
+        raise ValidationFailed("an erased customer has no details to correct",
+                               errors=[{"field": "customer_id", "location": "path",
+                                        "message": "the customer was erased"}])
     now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=now))
     if "email" in changes:

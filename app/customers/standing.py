@@ -24,7 +24,9 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
     if customer.status in ("terminated", "erased"):
         raise CustomerTerminated(f"the account is {customer.status}; it cannot change any more")
     if customer.status not in allowed_from:
-        raise ValidationFailed(f"the account is {customer.status}", status=customer.status)
+        raise ValidationFailed(f"the account is {customer.status}", account_status=customer.status,
+                               errors=[{"field": "customer_id", "location": "path",
+                                        "message": f"the account is {customer.status}"}])
     now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
     await record(conn, principal, action, now, subject_type="customer", subject_id=customer.id,

@@ -3,7 +3,7 @@ service ones are always delivered."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import Field
@@ -18,15 +18,18 @@ from app.ids import new_id
 from app.models import notices
 from app.notices.schemas import Notice, to_api
 from app.notices.service import NewNotice, create_notices
-from app.schemas import RequestModel
+from app.schemas import MultiLine, RequestModel, SingleLine
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices"])
 
 
 class MessageCreate(RequestModel):
     category: Literal["service", "marketing"]
-    subject: str = Field(min_length=1, max_length=200)
-    body: str = Field(min_length=1, max_length=5000)
+    # The subject becomes an e-mail header: one line, no control characters. The body may have lines and tabs.
+    subject: Annotated[str, SingleLine] = Field(min_length=1, max_length=200,
+                                                description="One line of text, without control characters.")
+    body: Annotated[str, MultiLine] = Field(min_length=1, max_length=5000, description=(
+        "Plain text; lines end with a line feed (\\n). Tabs are allowed, other control characters are not."))
 
 
 @router.post("", status_code=201, response_model=Notice)

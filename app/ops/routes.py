@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from app.context import Ctx
 from app.http import JSON, problem_response
@@ -28,6 +28,7 @@ async def readyz(ctx: Ctx):
     return JSON({"status": "ready"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse,
+            response_description="Prometheus text exposition format (text/plain; version=0.0.4)")
 async def metrics(ctx: Ctx):
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
