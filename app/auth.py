@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import jwt
 from fastapi import Depends, Request
 
+from app.clock import SystemClock
 from app.errors import Forbidden, NotFound, Unauthenticated
 
 ROLES = ("customer", "ops")
@@ -38,23 +40,42 @@ class Principal:
             raise Forbidden("this action is for ops staff only")
 
 
+# Tokens verified recently: (secret, token) -> (principal, exp). A client sends the same token with every request;
+# its signature is checked once, its expiry on every use. Only a token that verified is kept (keyed by its exact
+# text, so nothing else can match it), bounded in size.
+_VERIFIED: OrderedDict[tuple[str, str], tuple[Principal, float]] = OrderedDict()
+_VERIFIED_MAX = 10_000
+
+
 def verify_token(secret: str, authorization: str | None) -> Principal:
     """Verify `Authorization: Bearer <jwt>`; anything but a valid, unexpired HS256 token is 401."""
     if not authorization:
         raise Unauthenticated("missing bearer token")
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("expected 'Authorization: Bearer <token>'")
+    cached = _VERIFIED.get((secret, token))
+    if cached is not None:
+        if SystemClock.wall().timestamp() < cached[1]:  # PyJWT checks `exp` against the same real time
+            return cached[0]
+        del _VERIFIED[(secret, token)]
+        raise Unauthenticated("token expired")
     try:
-        claims = jwt.decode(token.strip(), secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]})
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]})
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("token expired") from None
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from None
-    sub, role = claims.get("sub"), claims.get("role")
+    sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
     if not isinstance(sub, str) or not sub or role not in ROLES:
         raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
-    return Principal(sub=sub, role=role)
+    principal = Principal(sub=sub, role=role)
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        _VERIFIED[(secret, token)] = (principal, float(exp))
+        if len(_VERIFIED) > _VERIFIED_MAX:
+            _VERIFIED.popitem(last=False)
+    return principal
 
 
 def mint_token(secret: str, sub: str, role: str, ttl: _dt.timedelta, now: _dt.datetime) -> str:

@@ -68,6 +68,18 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.jobs = Counter("billing_job_items_total", "Items processed by scheduled jobs", ["job"],
                             registry=self.registry)
+        self._children: dict[tuple[str, str, int], tuple] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request and its latency. The labelled children are looked up once per (method, route, status):
+        routes are templates, so there are few."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(method, route, str(status)),
+                                              self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class BodyTooLarge(Exception):
@@ -140,9 +152,8 @@ class ObservabilityMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], template).observe(elapsed)
-            if template not in ("/healthz", "/metrics"):
+            self.metrics.observe_request(scope["method"], template, status, elapsed)
+            if template not in ("/healthz", "/metrics") and log.isEnabledFor(logging.INFO):
                 log.info("request", extra={"method": scope["method"], "route": template, "status": status,
                                            "duration_ms": round(elapsed * 1000, 2)})
             request_id_var.reset(token)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import time
 
 import jwt
 import pytest
@@ -169,6 +170,20 @@ def test_the_valid_token_used_as_a_control_is_accepted(client) -> None:  # noqa:
     good = jwt.encode(_claims(), SECRET, algorithm="HS256")
     response = client.post("/v1/sandbox/run-due", headers={"Authorization": f"Bearer {good}"})
     assert response.status_code == 200, response.text
+
+
+def test_a_token_that_verified_once_is_refused_once_it_expires(client) -> None:  # noqa: ANN001
+    """A verified token is remembered for speed; its expiry is still checked on every request."""
+    expires = int(time.time()) + 2
+    short = jwt.encode({**_claims(), "exp": expires}, SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {short}"}
+    assert client.post("/v1/sandbox/run-due", headers=headers).status_code == 200
+    assert client.post("/v1/sandbox/run-due", headers=headers).status_code == 200  # the remembered verification
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
+    response = client.post("/v1/sandbox/run-due", headers=headers)
+    assert response.status_code == 401 and "expired" in response.json()["detail"], response.text
+    tampered = short[:-2] + ("AA" if not short.endswith("AA") else "BB")  # never verified: not remembered
+    assert client.post("/v1/sandbox/run-due", headers={"Authorization": f"Bearer {tampered}"}).status_code == 401
 
 
 class Nowhere(dict):
