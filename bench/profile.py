@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Where the time goes, for one benchmarked path. Not part of run.py's figures: a diagnostic tool.
 
-    /work/venv/bin/python bench/profile.py read|write|webhooks [--seconds 20] [--connections 8] [--experiment]
-    /work/venv/bin/python bench/profile.py renewals [--count 1000]
-    /work/venv/bin/python bench/profile.py sweep [--total 10000]
+    .venv/bin/python bench/profile.py read|write|webhooks [--seconds 20] [--connections 8]
+    .venv/bin/python bench/profile.py renewals [--count 1000]
+    .venv/bin/python bench/profile.py sweep [--total 10000]
 
 HTTP paths: the service runs as in run.py (`billing serve`), wrk drives it, and py-spy samples the service
 process (`--gil`: only while a thread holds the GIL, i.e. Python CPU, not waiting) for the whole run. Printed:
@@ -14,7 +14,7 @@ shows without the calling app frames: app functions' inclusive shares miss most 
 Scheduled work: the jobs run in-process, timed by wall clock and CPU, with every SQL statement and transaction
 counted (SQLAlchemy events), and pyinstrument's wall-clock profile (awaits included) printed.
 
-py-spy and pyinstrument come from PyPI:  /work/venv/bin/pip install py-spy pyinstrument
+py-spy and pyinstrument come from PyPI:  .venv/bin/pip install -e ".[bench]"
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def profile_http(args: argparse.Namespace) -> None:
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
-        run.fail("py-spy is missing: /work/venv/bin/pip install py-spy")
+        run.fail('py-spy is missing: .venv/bin/pip install -e ".[bench]"')
     dbs = run.Databases(args.database_url, keep=False)
     workdir = Path(tempfile.mkdtemp(prefix="billing-profile-"))
     service = None
@@ -94,12 +94,7 @@ def profile_http(args: argparse.Namespace) -> None:
         base_rows(conn, run.NOW)
         customers(conn, run.API_PREFIX, 1000, run.NOW)
         active_subscriptions(conn, run.API_PREFIX, 1000, run.NOW - _dt.timedelta(days=5), run.policy_version())
-        cmd = None
-        if args.experiment:
-            cmd = [sys.executable, str(BENCH / "experiment_serve.py")]
-            if args.experiment != "all":
-                cmd += ["--only", args.experiment]
-        service = run.start_service(dbs.service_url(api_db), workdir, cmd)
+        service = run.start_service(dbs.service_url(api_db), workdir)
         tokens = run.mint_tokens(1000, run.API_PREFIX)
         pool = workdir / "pool.tsv"
         pool.write_text("".join(f"sub_{run.API_PREFIX}_{i:08d}\t{tokens[i - 1]}\n" for i in range(1, 1001)))
@@ -235,8 +230,6 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=4000, help="webhooks: events prepared")
     parser.add_argument("--count", type=int, default=1000, help="renewals: subscriptions due")
     parser.add_argument("--total", type=int, default=10_000, help="sweep: trials in the table (1,000 due)")
-    parser.add_argument("--experiment", nargs="?", const="all", choices=["all", "async-deps", "cached-inserts"],
-                        help="HTTP paths: serve with bench/experiment_serve.py's patches instead of `billing serve`")
     args = parser.parse_args()
     run.preflight()
     if args.path in ("read", "write", "webhooks"):
