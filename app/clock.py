@@ -41,6 +41,9 @@ class SystemClock:
         return _dt.datetime.now(UTC)
 
 
+_READ_SANDBOX_NOW = select(sandbox_clock.c.now).where(sandbox_clock.c.id == 1)  # built once: read on every request
+
+
 class SandboxClock:
     """Frozen business time stored in the database; starts at the real time of its first use."""
 
@@ -54,12 +57,12 @@ class SandboxClock:
             return await self._read(c)
 
     async def _read(self, conn: AsyncConnection) -> _dt.datetime:
-        value = (await conn.execute(select(sandbox_clock.c.now).where(sandbox_clock.c.id == 1))).scalar()
+        value = (await conn.execute(_READ_SANDBOX_NOW)).scalar()
         if value is not None:
             return value
         start = SystemClock.wall()
         await insert_ignoring_conflict(conn, sandbox_clock, {"id": 1, "now": start})
-        return (await conn.execute(select(sandbox_clock.c.now).where(sandbox_clock.c.id == 1))).scalar_one()
+        return (await conn.execute(_READ_SANDBOX_NOW)).scalar_one()
 
     async def advance_to(self, conn: AsyncConnection, target: _dt.datetime) -> _dt.datetime:
         """Move the clock forward to `target`; moving it back is refused (409 clock_backwards)."""

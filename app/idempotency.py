@@ -2,9 +2,9 @@
 `idempotency_key_reused`; a key whose first request is still running is 409 `idempotency_key_in_use`.
 Keys are stored per caller (role and `sub` of the verified token) and kept at least 24 hours.
 
-A pure ASGI middleware, so the response is captured exactly as sent. Failures (5xx or an exception) release the
-key: our transactions rolled back, and every money movement carries its own gateway idempotency key, so the
-retry is safe.
+A pure ASGI middleware, so the response is captured exactly as sent. Failures (5xx or an exception) and
+transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key: our transactions rolled
+back or changed nothing, and every money movement carries its own gateway idempotency key, so the retry is safe.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +27,9 @@ MAX_KEY_LENGTH = 255
 # A request that has held its key this long without finishing died with its process: the key may be taken over.
 ABANDONED_AFTER = _dt.timedelta(minutes=10)
 _REPLAYED_HEADERS = ("content-type", "location")
+_COMPLETE = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
+    status="completed", response_status=bindparam("b_status"), response_headers=bindparam("b_headers"),
+    response_body=bindparam("b_body"))
 
 
 class IdempotencyMiddleware:
@@ -90,18 +93,15 @@ class IdempotencyMiddleware:
         except BaseException:
             await _release(ctx, caller, key)
             raise
-        if captured["status"] >= 500:
+        if captured["status"] >= 500 or any(k.lower() == b"retry-after" for k, _v in captured["headers"]):
+            # A failure, or a transient refusal that says when to try again: the key is free for that retry.
             await _release(ctx, caller, key)
             return
         kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in captured["headers"]
                 if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
-        async with ctx.db.transaction() as conn:
-            await conn.execute(
-                update(keys).where(keys.c.caller == caller, keys.c.key == key).values(
-                    status="completed", response_status=captured["status"], response_headers=kept,
-                    response_body=bytes(captured["body"]),
-                )
-            )
+        async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
+            await conn.execute(_COMPLETE, {"b_caller": caller, "b_key": key, "b_status": captured["status"],
+                                           "b_headers": kept, "b_body": bytes(captured["body"])})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -122,29 +122,36 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str):  # noqa: ANN001
     fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
              "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours), "response_status": None,
              "response_headers": None, "response_body": None}
-    async with ctx.db.transaction() as conn:
-        if await insert_ignoring_conflict(conn, keys, fresh) == 1:
-            return None  # the usual case: a new key, one statement
-        row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key)
-                                  .with_for_update())).one()
-        if row.expires_at <= now:  # a key past its retention is a new key
-            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
-            return None
-        if row.request_hash != fingerprint:
-            return problem_response("idempotency_key_reused",
-                                    "this Idempotency-Key was used with a different request")
-        if row.status == "in_progress":
-            if now - row.created_at < ABANDONED_AFTER:
-                return problem_response("idempotency_key_in_use", "the first request with this key is still running")
-            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(created_at=now))
-            return None
+    while True:
+        async with ctx.db.autocommit() as conn:
+            if await insert_ignoring_conflict(conn, keys, fresh) == 1:
+                return None  # the usual case: a new key, one statement, no transaction round trips
+        async with ctx.db.transaction() as conn:
+            row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key)
+                                      .with_for_update())).first()
+            if row is None:
+                continue  # released or purged since the insert found it: claim it again
+            if row.expires_at <= now:  # a key past its retention is a new key
+                await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
+                return None
+            if row.request_hash != fingerprint:
+                return problem_response("idempotency_key_reused",
+                                        "this Idempotency-Key was used with a different request")
+            if row.status == "in_progress":
+                if now - row.created_at < ABANDONED_AFTER:
+                    return problem_response("idempotency_key_in_use",
+                                            "the first request with this key is still running")
+                await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
+                                   .values(created_at=now))
+                return None
+            break
     response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
 async def _release(ctx, caller: str, key: str) -> None:  # noqa: ANN001
-    async with ctx.db.transaction() as conn:
+    async with ctx.db.autocommit() as conn:
         await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key,
                                               keys.c.status == "in_progress"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
@@ -17,9 +17,19 @@ async def get_visible(conn: AsyncConnection, principal: Principal, subscription_
     return await get_owned(conn, principal, subscriptions, subscription_id, "subscription", for_update=for_update)
 
 
+_GET = select(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
+_GET_FOR_UPDATE = _GET.with_for_update()
+# The changes a customer makes to their subscription, built once (values travel as parameters); each returns
+# the row as changed, so no second read is needed.
+SET_CANCELLATION = (update(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
+                    .values(cancel_at_period_end=bindparam("flag"), canceled_at=bindparam("at"))
+                    .returning(*subscriptions.c))
+SET_PAYMENT_METHOD = (update(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))
+                      .values(payment_method=bindparam("method")).returning(*subscriptions.c))
+
+
 async def get(conn: AsyncConnection, subscription_id: str, *, for_update: bool = False):
-    stmt = select(subscriptions).where(subscriptions.c.id == subscription_id)
-    return (await conn.execute(stmt.with_for_update() if for_update else stmt)).one()
+    return (await conn.execute(_GET_FOR_UPDATE if for_update else _GET, {"subscription_id": subscription_id})).one()
 
 
 async def live_for_customer(conn: AsyncConnection, customer_id: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -14,6 +15,7 @@ from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
 from app.errors import (
     CardDeclined,
+    ChargeInProgress,
     CustomerInactive,
     SubscriptionEnded,
     SubscriptionExists,
@@ -138,20 +140,22 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
             raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
         if sub.cancel_at_period_end:
             return sub
+        _refuse_while_charging(ctx, sub)
         refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
         if sub.status in ("incomplete", "past_due"):
             # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
             # retried. Either way it ends now, with no charge.
-            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-                status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None))
+            changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+                status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
+                .returning(*subscriptions.c))).one()
             await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
                                                       payments.c.status == "pending")
                                .values(status="failed", failure_code="canceled", updated_at=now))
             action = "subscription.canceled"
         else:
-            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-                cancel_at_period_end=True, canceled_at=now))
-            subject, body = templates.cancellation_scheduled(await charging.plan_name(conn, sub.plan_id),
+            changed = (await conn.execute(repository.SET_CANCELLATION,
+                                          {"subscription_id": sub.id, "flag": True, "at": now})).one()
+            subject, body = templates.cancellation_scheduled(await plan_repo.name_of(conn, sub.plan_id),
                                                              sub.current_period_end)
             await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
                                                   f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
@@ -160,7 +164,19 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
         await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
                      customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
                      data={"refunded": refunded, "effective_at": (sub.current_period_end or now).isoformat()})
-        return await repository.get(conn, sub.id)
+        return changed
+
+
+def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
+    """C1: a cancellation is confirmed for the period end it names, with no further charge. While a charge for
+    the subscription is in flight (a purchase, a renewal or a retry holds its lease), its outcome decides which
+    period that is, so the cancellation is refused for the moment (409 with Retry-After) rather than confirmed for
+    a period the charge may already be paying for."""
+    wall = ctx.system_clock.wall()
+    if sub.claimed_until is not None and sub.claimed_until > wall:
+        wait = math.ceil((sub.claimed_until - wall).total_seconds())
+        raise ChargeInProgress(f"a charge for subscription {sub.id} is in flight; retry in {wait} s",
+                               retry_after=wait)
 
 
 async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
@@ -175,11 +191,11 @@ async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
         if period_end_action(sub.status, True, sub.current_period_end, now) == "end":
             # The cancellation took effect at the period end, even if the job has not recorded it yet.
             raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.current_period_end.isoformat()}")
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            cancel_at_period_end=False, canceled_at=None))
+        changed = (await conn.execute(repository.SET_CANCELLATION,
+                                      {"subscription_id": sub.id, "flag": False, "at": None})).one()
         await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
                      customer_id=sub.customer_id)
-        return await repository.get(conn, sub.id)
+        return changed
 
 
 async def change_payment_method(ctx: AppContext, principal: Principal, subscription_id: str,
@@ -190,8 +206,8 @@ async def change_payment_method(ctx: AppContext, principal: Principal, subscript
         if sub.status == "canceled":
             raise SubscriptionEnded(f"subscription {sub.id} has ended")
         now = await ctx.clock.now(conn)
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            payment_method=body.payment_method))
+        changed = (await conn.execute(repository.SET_PAYMENT_METHOD,
+                                      {"subscription_id": sub.id, "method": body.payment_method})).one()
         await record(conn, principal, "subscription.payment_method_changed", now, subject_type="subscription",
                      subject_id=sub.id, customer_id=sub.customer_id)
-        return await repository.get(conn, sub.id)
+        return changed
