@@ -6,11 +6,15 @@ message, a failure is retried later with back-off.
 Delivery is at-least-once: after a crash (or a lost connection to the database) between the server's acceptance
 of a message and the recording of it, that one message is sent again once its lease runs out. Only the message in
 flight at the crash can be sent twice, and every copy carries the same Message-ID (derived from the notice id, see
-app/notices/mailer.py), so the receiving side can recognise and drop the duplicate. A batch stops starting messages shortly before its
-lease runs out and gives the rest back, so a slow SMTP server never has two replicas sending the same notice."""
+app/notices/mailer.py), so the receiving side can recognise and drop the duplicate.
+
+A slow SMTP server cannot make two replicas send one notice: a message is only started with at least SEND_LIMIT of
+its lease left (the lease is extended first if needed, provided this run still holds it), a send is given up after
+SEND_LIMIT (and retried later), and every outcome is written only while this run's lease is still on the notice."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 
@@ -20,18 +24,19 @@ from app.models import customers, notices
 
 log = logging.getLogger("billing.notices")
 LEASE = _dt.timedelta(minutes=2)
-LEASE_MARGIN = _dt.timedelta(seconds=30)  # no message is started this close to the end of the batch's lease
+SEND_LIMIT = _dt.timedelta(seconds=30)  # the longest one message may take; a send still running then is given up
 MAX_BACKOFF = _dt.timedelta(hours=6)
 
-# Each outcome, written only while the notice is still pending (statements built once; values are parameters).
-_STILL_PENDING = update(notices).where(notices.c.id == bindparam("notice_id"), notices.c.status == "pending")
-_SKIPPED = _STILL_PENDING.values(status="skipped", lease_until=None)
-_FAILED = _STILL_PENDING.values(attempts=bindparam("b_attempts"), next_attempt_at=bindparam("b_next"),
-                                last_error=bindparam("b_error"), lease_until=None)
-_SENT = _STILL_PENDING.values(status=bindparam("b_status"), sent_at=bindparam("b_at"),
-                              attempts=bindparam("b_attempts"), last_error=None, lease_until=None)
-_RELEASE = update(notices).where(notices.c.id.in_(bindparam("ids", expanding=True)),
-                                 notices.c.status == "pending").values(lease_until=None)
+# Statements on one notice, written only while it is pending and this run's lease (`held`) is on it (built once;
+# values travel as parameters).
+_HELD = update(notices).where(notices.c.id == bindparam("notice_id"), notices.c.status == "pending",
+                              notices.c.lease_until == bindparam("held"))
+_EXTEND = _HELD.values(lease_until=bindparam("b_until"))
+_SKIPPED = _HELD.values(status="skipped", lease_until=None)
+_FAILED = _HELD.values(attempts=bindparam("b_attempts"), next_attempt_at=bindparam("b_next"),
+                       last_error=bindparam("b_error"), lease_until=None)
+_SENT = _HELD.values(status=bindparam("b_status"), sent_at=bindparam("b_at"), attempts=bindparam("b_attempts"),
+                     last_error=None, lease_until=None)
 
 
 def backoff(attempts: int) -> _dt.timedelta:
@@ -53,7 +58,8 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
         ids = (await conn.execute(due)).scalars().all()
         if not ids:
             return 0
-        await conn.execute(update(notices).where(notices.c.id.in_(ids)).values(lease_until=wall + LEASE))
+        lease = wall + LEASE
+        await conn.execute(update(notices).where(notices.c.id.in_(ids)).values(lease_until=lease))
         batch = (await conn.execute(
             select(notices.c.id, notices.c.category, notices.c.subject, notices.c.body, notices.c.attempts,
                    customers.c.email, customers.c.marketing_opt_out)
@@ -61,32 +67,35 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             .where(notices.c.id.in_(ids))
         )).all()
 
-    # One autocommit connection for the batch's outcomes: each is a single UPDATE, durable as soon as it returns
-    # (no BEGIN/COMMIT round trips, no transaction open while SMTP is talked to). Only a row still pending is
-    # written: one whose lease ran out and that another replica recorded meanwhile, or that an erasure (D3)
-    # marked skipped, keeps what it says.
+    # One autocommit connection for the batch: each statement is a single UPDATE, durable as soon as it returns (no
+    # BEGIN/COMMIT round trips, no transaction open while SMTP is talked to).
     done = 0
     async with ctx.db.autocommit() as conn:
         for item in batch:
-            if ctx.system_clock.wall() >= wall + LEASE - LEASE_MARGIN:
-                # The lease is nearly over: the rest goes back to the queue rather than meet another replica.
-                await conn.execute(_RELEASE, {"ids": [i.id for i in batch[done:]]})
-                break
+            held, started = lease, ctx.system_clock.wall()
+            if started + SEND_LIMIT > held:  # too little of the batch's lease is left for this message: extend it
+                extended = started + LEASE
+                taken = await conn.execute(_EXTEND, {"notice_id": item.id, "held": held, "b_until": extended})
+                if taken.rowcount == 0:
+                    continue  # recorded meanwhile, erased (D3), or claimed by another run once the lease ran out
+                held = extended
             done += 1
             if item.email is None or (item.category == "marketing" and item.marketing_opt_out):
                 # D3: nobody to write to any more; D4: the customer objected to marketing.
-                await conn.execute(_SKIPPED, {"notice_id": item.id})
+                await conn.execute(_SKIPPED, {"notice_id": item.id, "held": held})
                 continue
             try:
-                await ctx.mailer.send(item.id, item.email, item.subject, item.body)
+                async with asyncio.timeout(SEND_LIMIT.total_seconds()):
+                    await ctx.mailer.send(item.id, item.email, item.subject, item.body)
             except Exception as exc:  # noqa: BLE001 - a failed delivery of any kind stays pending and is retried
                 attempts = item.attempts + 1
                 log.warning("notice delivery failed", extra={"notice_id": item.id, "attempts": attempts,
                                                              "error": type(exc).__name__})
-                await conn.execute(_FAILED, {"notice_id": item.id, "b_attempts": attempts,
-                                             "b_next": wall + backoff(attempts), "b_error": type(exc).__name__})
+                await conn.execute(_FAILED, {"notice_id": item.id, "held": held, "b_attempts": attempts,
+                                             "b_next": ctx.system_clock.wall() + backoff(attempts),
+                                             "b_error": type(exc).__name__})
                 continue
             # Accepted by the server: recorded at once, so a crash from here on re-sends nothing of this notice.
-            await conn.execute(_SENT, {"notice_id": item.id, "b_status": ctx.mailer.delivered_status, "b_at": now,
-                                       "b_attempts": item.attempts + 1})
+            await conn.execute(_SENT, {"notice_id": item.id, "held": held, "b_status": ctx.mailer.delivered_status,
+                                       "b_at": now, "b_attempts": item.attempts + 1})
     return done
