@@ -199,7 +199,11 @@ def _declined(err: stripe.CardError) -> ChargeResult:
 def _translate(err: stripe.StripeError, action: str) -> Exception:
     """A Stripe error that is not a decline, as the service's error (a card error outside `charge` included)."""
     message = err.user_message or str(err)
-    if isinstance(err, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)):
+    # A 409 is Stripe's answer to a request whose key is still in flight elsewhere (a repeat racing the first): no
+    # answer yet, so it is tried again later with the same key, never taken as a refusal. (The same key with other
+    # parameters is a 400 idempotency_error: a refusal.)
+    if isinstance(err, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)) or (
+            isinstance(err, stripe.IdempotencyError) and err.http_status == 409):
         log.warning("stripe unavailable (%s): %s", action, message)
         return GatewayUnavailable(f"Stripe could not be reached to {action}: {message}")
     log.warning("stripe refused to %s: %s (%s)", action, message, type(err).__name__)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import SYSTEM, record
@@ -115,16 +115,16 @@ async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, 
     return row
 
 
-async def _claim_unanswered(ctx: AppContext) -> list:
+async def _claim_unanswered(ctx: AppContext) -> tuple[list, _dt.datetime]:
     """Pending refunds whose last gateway call is `NO_ANSWER_AFTER` old in real time, leased to this run: their mark
     is set again before they are re-sent, so another run (another replica) leaves them alone for as long again.
-    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work."""
+    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work. Returns them and the mark."""
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
         stmt = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
                 .join(payments, payments.c.id == refunds.c.payment_id)
                 .where(refunds.c.status == "pending",
-                       # null: pending from before the mark existed, taken as unanswered
+                       # null: written by an older version (a dashboard refund is never pending), taken as unanswered
                        or_(refunds.c.gateway_attempted_at.is_(None),
                            refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER))
                 .order_by(refunds.c.id)
@@ -135,14 +135,27 @@ async def _claim_unanswered(ctx: AppContext) -> list:
         if due:
             await conn.execute(update(refunds).where(refunds.c.id.in_([r.id for r in due]))
                                .values(gateway_attempted_at=wall))
-    return due
+    return due, wall
+
+
+# Just before each call the mark is moved to the real time of that call, provided this run still holds it: a long
+# batch (a slow gateway) never sends a refund whose mark another run has taken over in the meantime.
+_REMARK = (update(refunds).where(refunds.c.id == bindparam("refund_id"), refunds.c.status == "pending",
+                                 refunds.c.gateway_attempted_at == bindparam("claimed"))
+           .values(gateway_attempted_at=bindparam("at")))
 
 
 async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
     """Scheduled (R2): refunds whose gateway call got no answer (5 minutes on, in real time) are sent again with
     the same key; the gateway answers a repeat with its first result, so a refund is never made twice."""
     done = 0
-    for item in await _claim_unanswered(ctx):
+    due, claimed = await _claim_unanswered(ctx)
+    for item in due:
+        async with ctx.db.autocommit() as conn:
+            held = (await conn.execute(_REMARK, {"refund_id": item.id, "claimed": claimed,
+                                                 "at": ctx.system_clock.wall()})).rowcount
+        if not held:
+            continue  # settled meanwhile, or taken over by another run after this batch's mark grew old
         try:
             result, error = await ctx.gateway.refund(item.gateway_payment_id, item.amount, item.id), None
         except GatewayError as exc:

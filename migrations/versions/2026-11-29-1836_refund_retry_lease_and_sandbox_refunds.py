@@ -2,7 +2,8 @@
 clock when the gateway is asked, replacing the business-clock `updated_at` in the pending-refunds index), and the
 sandbox gateway keeps its refunds by idempotency key (`sandbox_refunds`), as Stripe does.
 
-Refunds pending before this revision have no `gateway_attempted_at`: the retry job takes them as unanswered.
+Refunds pending when this revision runs are marked with its time (a replica of the previous version may still be
+waiting for their answer): the retry job gives them 5 minutes, like any other.
 
 Revision ID: 0006_refund_retries
 Revises: 0005_audit_erasure
@@ -46,6 +47,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("gateway_attempted_at", UTCDateTime(), nullable=True))
         batch_op.create_index("ix_refunds_pending", ["gateway_attempted_at"], unique=False,
                               sqlite_where=PENDING, postgresql_where=PENDING)
+    # CURRENT_TIMESTAMP is UTC on both databases (SQLite: naive UTC text, as UTCDateTime stores it).
+    op.execute("UPDATE refunds SET gateway_attempted_at = CURRENT_TIMESTAMP WHERE status = 'pending'")
 
 
 def downgrade() -> None:

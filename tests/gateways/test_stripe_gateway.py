@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+import stripe
 from aiohttp import web
 
 from app.gateways.base import ChargeRequest, GatewayError, GatewayUnavailable
@@ -360,3 +361,17 @@ async def test_a_server_that_never_answers_times_out_as_unavailable() -> None:
         server.close()
         await server.wait_closed()
     assert time.monotonic() - started < 5
+
+
+def test_a_key_still_in_flight_at_stripe_is_no_answer_yet_and_other_parameters_are_a_refusal():
+    """Stripe answers a repeat that races the first request with 409 (retry later, same key); the same key with
+    other parameters is a 400 (a refusal). Taking the 409 as a refusal would give back a refund's reservation while
+    the first call is still moving the money."""
+    from app.gateways.stripe import _translate
+
+    in_flight = stripe.IdempotencyError("There is currently another in-progress request using this key",
+                                        http_status=409)
+    assert isinstance(_translate(in_flight, "refund"), GatewayUnavailable)
+    mismatch = stripe.IdempotencyError("Keys for idempotent requests can only be used with the same parameters",
+                                       http_status=400)
+    assert type(_translate(mismatch, "refund")) is GatewayError
