@@ -72,7 +72,7 @@ def verify_token(secret: str, authorization: str | None) -> Principal:
         raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
     principal = Principal(sub=sub, role=role)
     if isinstance(exp, int | float) and not isinstance(exp, bool):
-        _VERIFIED[(secret, token)] = (principal, float(exp))
+        _VERIFIED[(secret, token)] = (principal, int(exp))  # as PyJWT compares it
         if len(_VERIFIED) > _VERIFIED_MAX:
             _VERIFIED.popitem(last=False)
     return principal
@@ -86,11 +86,13 @@ def mint_token(secret: str, sub: str, role: str, ttl: _dt.timedelta, now: _dt.da
 
 
 async def current_principal(request: Request) -> Principal:  # async: no thread-pool hop
-    # The idempotency middleware may already have verified the token for this request.
-    principal = getattr(request.state, "principal", None)
+    # The rate limiter or the idempotency middleware may already have verified the token for this request (read
+    # from the scope's state directly: `request.state` raises, and catches, an AttributeError when it is not set).
+    state = request.scope.setdefault("state", {})
+    principal = state.get("principal")
     if principal is None:
-        principal = verify_token(request.app.state.ctx.settings.auth_secret, request.headers.get("authorization"))
-        request.state.principal = principal
+        principal = state["principal"] = verify_token(request.app.state.ctx.settings.auth_secret,
+                                                      request.headers.get("authorization"))
     return principal
 
 

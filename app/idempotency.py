@@ -2,9 +2,10 @@
 `idempotency_key_reused`; a key whose first request is still running is 409 `idempotency_key_in_use`.
 Keys are stored per caller (role and `sub` of the verified token) and kept at least 24 hours.
 
-A pure ASGI middleware, so the response is captured exactly as sent. Failures (5xx or an exception) and
-transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key: our transactions rolled
-back or changed nothing, and every money movement carries its own gateway idempotency key, so the retry is safe.
+A pure ASGI middleware, so the response is captured exactly as sent. Unexpected errors (500 or an exception), an
+unreachable gateway (503) and transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key
+before the answer leaves: our transactions rolled back or changed nothing, and every money movement carries its own
+gateway idempotency key, so the retry is safe. Every other answer is kept and replayed.
 """
 
 from __future__ import annotations
@@ -69,12 +70,16 @@ class IdempotencyMiddleware:
         if refusal is not None:
             return await refusal(scope, receive, send)
 
-        captured: dict = {"status": 500, "headers": [], "body": bytearray()}
+        captured: dict = {"status": 500, "headers": [], "body": bytearray(), "released": False}
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
                 captured["headers"] = message.get("headers", [])
+                if _releases(message["status"], captured["headers"]):
+                    # Freed before the client hears back, so the retry it makes at once finds the key free.
+                    await _release(ctx, caller, key)
+                    captured["released"] = True
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
             await send(message)
@@ -91,17 +96,24 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_body, capture)
         except BaseException:
-            await _release(ctx, caller, key)
+            if not captured["released"]:
+                await _release(ctx, caller, key)
             raise
-        if captured["status"] >= 500 or any(k.lower() == b"retry-after" for k, _v in captured["headers"]):
-            # A failure, or a transient refusal that says when to try again: the key is free for that retry.
-            await _release(ctx, caller, key)
+        if captured["released"]:
             return
         kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in captured["headers"]
                 if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
         async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
             await conn.execute(_COMPLETE, {"b_caller": caller, "b_key": key, "b_status": captured["status"],
                                            "b_headers": kept, "b_body": bytes(captured["body"])})
+
+
+def _releases(status: int, headers: list) -> bool:
+    """An answer that leaves the key free for a retry: an unexpected error (500: our transaction rolled back), the
+    gateway unreachable (503: nothing assumed to have happened, the retry repeats the gateway call with its own
+    key), or a transient refusal that says when to try again (Retry-After, e.g. 409 `charge_in_progress`). Any
+    other answer, 502 `refund_failed` included (a refusal that was recorded), is kept and replayed."""
+    return status in (500, 503) or any(k.lower() == b"retry-after" for k, _v in headers)
 
 
 async def _read_body(receive: Receive) -> bytes:
