@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     rate_limit_writes_per_minute: int = Field(default=600, ge=0)  # per caller and replica; 0 turns it off
     log_level: str = "INFO"
     # Connections kept open to PostgreSQL by one process; requests beyond it wait for one (no connection churn).
-    db_pool_size: int = Field(default=20, ge=1)
+    db_pool_size: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
     def _defaults(self) -> "Settings":

@@ -138,6 +138,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.state.ctx = ctx
     _install_error_handlers(app)
     install_openapi(app, rate_limited=bool(settings.rate_limit_writes_per_minute))
+    # Routes are matched in order: the busiest (subscription reads and writes, Stripe's webhooks) come first. No
+    # two routers share a path, so the order changes nothing else.
+    app.include_router(subscriptions_router)
+    app.include_router(webhooks_router)
     app.include_router(ops_router)
     app.include_router(customers_router)
     app.include_router(plans_router)
@@ -145,10 +149,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(customer_trials_router)
     app.include_router(notices_router)
     app.include_router(access_router)
-    app.include_router(subscriptions_router)
     app.include_router(customer_subscriptions_router)
     app.include_router(payments_router)
-    app.include_router(webhooks_router)
     app.include_router(refunds_router)
     app.include_router(credits_router)
     app.include_router(audit_router)
