@@ -90,15 +90,17 @@ class Database:
 
 
 @functools.cache
-def _insert_ignoring(dialect: str, table, conflict_on: tuple[str, ...] | None, many: bool):  # noqa: ANN001, ANN202
+def _insert_ignoring(dialect: str, table, conflict_on: tuple[str, ...] | None, returning: str | None):  # noqa: ANN001, ANN202
     # Built once per table: values travel as parameters, so SQLAlchemy caches the compiled statement (a multi-row
-    # VALUES clause would be compiled again on every call).
+    # VALUES clause would be compiled again on every call). Both databases support RETURNING (SQLite since 3.35).
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(conflict_on) if conflict_on else None)
-    return stmt.returning(*table.primary_key.columns) if many else stmt
+    if returning == "keys":
+        return stmt.returning(*table.primary_key.columns)
+    return stmt.returning(*table.c) if returning == "rows" else stmt
 
 
 async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conflict_on=None) -> int:  # noqa: ANN001
@@ -107,6 +109,15 @@ async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conf
     many = isinstance(values, list)
     if many and not values:
         return 0
-    stmt = _insert_ignoring(conn.dialect.name, table, tuple(conflict_on) if conflict_on else None, many)
+    stmt = _insert_ignoring(conn.dialect.name, table, tuple(conflict_on) if conflict_on else None,
+                            "keys" if many else None)
     result = await conn.execute(stmt, values)
     return len(result.all()) if many else result.rowcount
+
+
+async def insert_ignoring_returning(conn: AsyncConnection, table, values, *, conflict_on) -> list:  # noqa: ANN001
+    """`INSERT ... ON CONFLICT DO NOTHING RETURNING *` of one row or many: the rows inserted, with every column;
+    a row whose key existed already is not among them."""
+    if isinstance(values, list) and not values:
+        return []
+    return (await conn.execute(_insert_ignoring(conn.dialect.name, table, tuple(conflict_on), "rows"), values)).all()

@@ -32,12 +32,17 @@ def audit_row(actor: Principal, action: str, at: _dt.datetime, *, subject_type: 
     }
 
 
+# One statement object for every append: rows travel as parameters, so neither the construct nor its cache key is
+# rebuilt per event (`insert(...).values(row)` would build both each time).
+_APPEND = insert(audit_events)
+
+
 async def record(conn: AsyncConnection, actor: Principal, action: str, at: _dt.datetime, **fields: Any) -> None:
     """Append one audit event in the caller's transaction (so it exists exactly when the change does)."""
-    await conn.execute(insert(audit_events).values(audit_row(actor, action, at, **fields)))
+    await conn.execute(_APPEND, audit_row(actor, action, at, **fields))
 
 
 async def record_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     """Append a batch of audit events built with `audit_row` (scheduled jobs write in batches)."""
     if rows:
-        await conn.execute(insert(audit_events), rows)
+        await conn.execute(_APPEND, rows)

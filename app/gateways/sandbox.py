@@ -5,7 +5,7 @@
 - `pm_card_authenticationRequired` needs the customer's action; off-session it fails with
   `authentication_required`; on-session it completes only through a signed `payment_intent.succeeded` webhook.
 
-Each charge is recorded under its idempotency key in its own transaction, like a call to an outside system, so
+Each charge is recorded under its idempotency key by a statement of its own, like a call to an outside system, so
 a charge repeated after a crash returns the first result and never charges twice. Each refund is too
 (`sandbox_refunds`, written in the transaction that moves the charge's refunded amount), so a refund repeated with
 its key (R2: the retry job, or a call whose answer was slow) returns the first result and never refunds twice.
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from app.db import insert_ignoring_conflict
+from app.db import insert_ignoring_conflict, insert_ignoring_returning
 from app.gateways.base import ChargeRequest, ChargeResult, GatewayError, RefundResult
 from app.ids import new_id
 from app.models import sandbox_charges, sandbox_refunds
@@ -36,6 +36,12 @@ def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
     return "succeeded", None
 
 
+_CHARGE_BY_KEY = select(sandbox_charges).where(sandbox_charges.c.idempotency_key == bindparam("key"))
+_COMPLETE_ACTION = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
+                                                  sandbox_charges.c.status == "requires_action")
+                    .values(status="succeeded"))
+
+
 class SandboxGateway:
     name = "sandbox"
 
@@ -49,14 +55,16 @@ class SandboxGateway:
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         status, decline = _outcome(request)
         intent_id = "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24]
-        async with self._db.transaction() as conn:
-            await insert_ignoring_conflict(conn, sandbox_charges, {
+        # One statement on an autocommit connection (atomic by itself): the charge is recorded under its key and
+        # returned; a key recorded before (a repeat) is read back and answers as the first charge did.
+        async with self._db.autocommit() as conn:
+            recorded = await insert_ignoring_returning(conn, sandbox_charges, {
                 "idempotency_key": request.idempotency_key, "payment_intent_id": intent_id,
                 "amount": request.amount, "currency": request.currency, "payment_method": request.payment_method,
                 "status": status, "decline_code": decline, "refunded_amount": 0, "created_at": self._clock.wall(),
             }, conflict_on=["idempotency_key"])
-            row = (await conn.execute(select(sandbox_charges).where(
-                sandbox_charges.c.idempotency_key == request.idempotency_key))).one()
+            row = recorded[0] if recorded else (
+                await conn.execute(_CHARGE_BY_KEY, {"key": request.idempotency_key})).one()
         return self._result(row)
 
     @staticmethod
@@ -74,10 +82,8 @@ class SandboxGateway:
 
     async def complete_action(self, payment_intent_id: str) -> None:
         """The customer completed 3-D Secure (what a signed `payment_intent.succeeded` reports)."""
-        async with self._db.transaction() as conn:
-            await conn.execute(update(sandbox_charges).where(
-                sandbox_charges.c.payment_intent_id == payment_intent_id,
-                sandbox_charges.c.status == "requires_action").values(status="succeeded"))
+        async with self._db.autocommit() as conn:  # one statement
+            await conn.execute(_COMPLETE_ACTION, {"intent": payment_intent_id})
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a succeeded charge, once per idempotency key (as Stripe does): a repeat with the same

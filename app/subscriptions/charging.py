@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import SYSTEM, record
+from app.audit.service import SYSTEM, audit_row, record, record_many
 from app.auth import Principal
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
@@ -68,14 +68,111 @@ async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session
     ))
 
 
+# Statements built once at import: executing the same statement object skips building the construct and
+# computing its cache key on every call (SQLAlchemy memoizes the key on the object).
+#
+# A settlement locks the subscription, then the payment: the one order every writer of both follows
+# (cancellation, termination, erasure, other settlements), so one racing another waits instead of deadlocking.
+# The subscription comes with what a settlement writes about it: its plan's name (receipts, failure notices), its
+# customer's e-mail (T5: the identity marked by a purchase) and whether the customer has a running trial (T6: a
+# purchase forfeits it; read, as `_forfeit_trials` reads the trials, without a lock).
+_SUBSCRIPTION_COLUMNS = (
+    subscriptions, plans.c.name.label("plan_name"), customers.c.email.label("customer_email"),
+    exists().where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
+    .label("has_running_trial"))
+_SUBSCRIPTION_JOINS = (subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id)
+                       .join(customers, customers.c.id == subscriptions.c.customer_id))
+
+
+def _lock_subscription_of_payment(where):  # noqa: ANN001, ANN202
+    """The subscription of the payment matching `where` (a payment's subscription never changes), locked; only
+    the subscription's row is locked (`FOR UPDATE OF`), the payment is locked next, by its id."""
+    return (select(*_SUBSCRIPTION_COLUMNS, payments.c.id.label("locked_payment_id"))
+            .select_from(_SUBSCRIPTION_JOINS.join(payments, payments.c.subscription_id == subscriptions.c.id))
+            .where(where).with_for_update(of=subscriptions))
+
+
+_LOCK_VIA = {
+    "id": _lock_subscription_of_payment(payments.c.id == bindparam("value")),
+    "gateway_payment_id": _lock_subscription_of_payment(payments.c.gateway_payment_id == bindparam("value")),
+    "idempotency_key": _lock_subscription_of_payment(payments.c.idempotency_key == bindparam("value")),
+}
+_LOCK_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id")).with_for_update()
+_LOCK_SUBSCRIPTION = (select(*_SUBSCRIPTION_COLUMNS).select_from(_SUBSCRIPTION_JOINS)
+                      .where(subscriptions.c.id == bindparam("subscription_id")).with_for_update(of=subscriptions))
+# A batch: its subscriptions, then its payments, each in ascending id order (two batches, or a batch and a
+# termination, meet in the same order and cannot deadlock).
+_LOCK_SUBSCRIPTIONS = (select(*_SUBSCRIPTION_COLUMNS).select_from(_SUBSCRIPTION_JOINS)
+                       .where(subscriptions.c.id.in_(bindparam("ids", expanding=True)))
+                       .order_by(subscriptions.c.id).with_for_update(of=subscriptions))
+_LOCK_PAYMENTS = (select(payments).where(payments.c.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(payments.c.id).with_for_update())
+_RENEW_SUBSCRIPTION = update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
+    status="active", period_index=bindparam("b_index"), current_period_start=bindparam("b_start"),
+    current_period_end=bindparam("b_end"), tax_amount=bindparam("b_tax"), failed_attempts=0, next_retry_at=None,
+    claimed_until=None)
+_PAYMENT_SUCCEEDED = update(payments).where(payments.c.id == bindparam("b_id")).values(
+    status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), period_start=bindparam("b_start"),
+    period_end=bindparam("b_end"), client_secret=None, updated_at=bindparam("b_now"))
+_START_SUBSCRIPTION = update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
+    status="active", anchor_at=bindparam("b_anchor"), period_index=bindparam("b_index"),
+    current_period_start=bindparam("b_start"), current_period_end=bindparam("b_end"), tax_amount=bindparam("b_tax"),
+    failed_attempts=0, next_retry_at=None, claimed_until=None)
+_PAYMENT_SUCCEEDED_WITHOUT_EFFECT = update(payments).where(payments.c.id == bindparam("b_id")).values(
+    status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), updated_at=bindparam("b_now"))
+# A purchase paid (the webhook's common case): the payment, still pending, is written succeeded and locked by the
+# one statement, which returns it; nothing matches (and nothing is written) when it is no longer a pending purchase.
+_PURCHASE_PAID = (update(payments).where(payments.c.id == bindparam("b_id"), payments.c.status == "pending",
+                                         payments.c.purpose == "purchase")
+                  .values(status="succeeded", gateway_payment_id=bindparam("b_gateway_id"),
+                          period_start=bindparam("b_start"), period_end=bindparam("b_end"), client_secret=None,
+                          updated_at=bindparam("b_now"))
+                  .returning(*payments.c))
+_RUNNING_TRIALS = select(trials.c.id, trials.c.ends_at).where(trials.c.customer_id == bindparam("customer_id"),
+                                                              trials.c.status == "active")
+
+
+async def lock_subscription_of_payment(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
+    """Lock the subscription of the payment whose `by` ("id", "gateway_payment_id" or "idempotency_key") is
+    `value` and return it (`locked_payment_id` names the payment), or None when no payment matches. Lock the
+    payment next (`lock_payment_of`) before reading or writing it."""
+    return (await conn.execute(_LOCK_VIA[by], {"value": value})).first()
+
+
+async def lock_payment_of(conn: AsyncConnection, sub):  # noqa: ANN001, ANN201
+    """The payment of a subscription row returned by `lock_subscription_of_payment`, locked."""
+    return (await conn.execute(_LOCK_PAYMENT, {"payment_id": sub.locked_payment_id})).one()
+
+
+async def lock_for_settlement(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
+    """Lock the subscription of the payment whose `by` ("id", "gateway_payment_id" or "idempotency_key") is
+    `value`, then the payment; returns (subscription, payment), or None when no payment matches."""
+    sub = await lock_subscription_of_payment(conn, by=by, value=value)
+    return None if sub is None else (sub, await lock_payment_of(conn, sub))
+
+
 async def settle(conn: AsyncConnection, ctx: AppContext, payment_id: str, result: ChargeResult,
                  now: _dt.datetime, actor: Principal = SYSTEM) -> str:
-    """Record a gateway outcome on a payment that is still pending; returns the payment's status afterwards."""
-    payment = (await conn.execute(select(payments).where(payments.c.id == payment_id).with_for_update())).one()
+    """Record a gateway outcome on a payment that is still pending; returns the payment's status afterwards.
+
+    Locks the subscription, then the payment: the one order every writer of both follows (cancel, termination,
+    erasure), so a settlement racing them waits instead of deadlocking."""
+    sub, payment = await lock_for_settlement(conn, by="id", value=payment_id)
+    return await settle_locked(conn, ctx, payment, result, now, actor, sub=sub)
+
+
+async def settle_locked(conn: AsyncConnection, ctx: AppContext, payment, result: ChargeResult,  # noqa: ANN001
+                        now: _dt.datetime, actor: Principal = SYSTEM, *, sub=None) -> str:  # noqa: ANN001
+    """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand)."""
     if payment.status != "pending":
+        if payment.status == "failed" and result.status == "succeeded":
+            # The gateway took the money for a charge we stopped waiting for (the subscription was ended while
+            # it was in flight): the books record what happened, for ops to refund (R2); it grants nothing.
+            await record_success(conn, ctx, payment, result.payment_id, now, actor, sub=sub)
+            return "succeeded"
         return payment.status  # settled already (a repeat, a second replica, a late webhook): forward only
     if result.status == "succeeded":
-        await record_success(conn, ctx, payment, result.payment_id, now, actor)
+        await record_success(conn, ctx, payment, result.payment_id, now, actor, sub=sub)
         return "succeeded"
     if result.status == "requires_action" and payment.purpose == "purchase":
         await conn.execute(update(payments).where(payments.c.id == payment.id).values(
@@ -85,26 +182,123 @@ async def settle(conn: AsyncConnection, ctx: AppContext, payment_id: str, result
         return "pending"
     # Off-session, a payment needing the customer's action cannot complete: it counts as a failure (B5).
     code = result.decline_code or ("authentication_required" if result.status == "requires_action" else "failed")
-    await failed(conn, ctx, payment, result.payment_id or None, code, now, actor)
+    await failed(conn, ctx, payment, result.payment_id or None, code, now, actor, sub=sub)
     return "failed"
 
 
-async def plan_name(conn: AsyncConnection, plan_id: str) -> str:
-    return (await conn.execute(select(plans.c.name).where(plans.c.id == plan_id))).scalar_one()
+async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, now: _dt.datetime,  # noqa: ANN001
+                      actor: Principal = SYSTEM) -> dict[str, str]:
+    """`settle` for a batch of (payment, gateway outcome) pairs of renewals and retries, with one statement per
+    kind of write instead of a dozen per payment; returns each payment's status afterwards, by payment id.
+
+    Locks every subscription of the batch, then every payment, each in id order (the order of
+    `lock_for_settlement`).
+    The common case, a charge that succeeded for the period next due of an active or past-due subscription, is
+    written set-based: exactly what `record_success` writes for it (the subscription moves to the period paid
+    for, the payment records it, the credit spent, the receipt notice under its key, the audit event). Anything
+    else (a failure, a payment settled already, a subscription ended or renewed meanwhile) goes through
+    `settle_locked`, one by one, under the locks already held."""
+    if not outcomes:
+        return {}
+    # A payment's subscription never changes: the rows read before the gateway call name it.
+    subs = {s.id: s for s in (await conn.execute(
+        _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})}))}
+    locked = {p.id: p for p in (await conn.execute(
+        _LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})}))}
+    statuses: dict[str, str] = {}
+    slow = []
+    sub_rows, payment_rows, credit_rows, notice_items, audit_rows = [], [], [], [], []
+    wall = ctx.system_clock.wall()
+    for stale, result in outcomes:
+        payment = locked[stale.id]
+        sub = subs[payment.subscription_id]
+        if not (payment.status == "pending" and result.status == "succeeded" and payment.purpose != "purchase"
+                and renews(sub, payment)):
+            slow.append((payment, result))
+            continue
+        # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
+        start, end = period_bounds(sub.anchor_at, sub.interval, payment.period_index)
+        sub_rows.append({"b_id": sub.id, "b_index": payment.period_index, "b_start": start, "b_end": end,
+                         "b_tax": payment.tax_amount})
+        payment_rows.append({"b_id": payment.id, "b_gateway_id": result.payment_id, "b_start": start, "b_end": end,
+                             "b_now": now})
+        if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
+            credit_rows.append(_credit_spend(payment, now))
+        subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount,
+                                          payment.credit_applied, payment.amount, payment.currency, start, end)
+        notice_items.append(NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body))
+        audit_rows.append(audit_row(actor, "subscription.renewed", now, subject_type="subscription",
+                                    subject_id=sub.id, customer_id=sub.customer_id,
+                                    policy_version=payment.policy_version,
+                                    data=_success_data(payment, start, end)))
+        statuses[payment.id] = "succeeded"
+    if sub_rows:
+        await conn.execute(_RENEW_SUBSCRIPTION, sub_rows)
+        await conn.execute(_PAYMENT_SUCCEEDED, payment_rows)
+        if credit_rows:
+            await insert_ignoring_conflict(conn, credit_entries, credit_rows, conflict_on=["payment_id"])
+        await create_notices(conn, notice_items, now, wall)
+        await record_many(conn, audit_rows)
+    for payment, result in slow:
+        statuses[payment.id] = await settle_locked(conn, ctx, payment, result, now, actor,
+                                                   sub=subs[payment.subscription_id])
+    return statuses
+
+
+def renews(sub, payment) -> bool:  # noqa: ANN001
+    """B2/B5/C1: a renewal or retry charge that succeeded moves the subscription to the period it paid for when that
+    period is the next one of a running subscription, and no cancellation was confirmed after the charge was made
+    (its outcome was unknown then: the gateway gave no answer). Such a cancellation was confirmed for the current
+    period end with no further charge: the charge is booked for ops to refund (R2) and grants nothing."""
+    canceled_since = sub.cancel_at_period_end and sub.canceled_at is not None and sub.canceled_at >= payment.created_at
+    return (sub.status in ("active", "past_due") and sub.period_index + 1 == payment.period_index
+            and not canceled_since)
+
+
+def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001
+    return {"id": new_id("cred"), "customer_id": payment.customer_id, "kind": "spend",
+            "amount": -payment.credit_applied, "currency": payment.currency, "reason": None,
+            "created_by": "system", "payment_id": payment.id, "policy_version": payment.policy_version,
+            "created_at": now}
+
+
+def _success_data(payment, start: _dt.datetime, end: _dt.datetime) -> dict:  # noqa: ANN001
+    return {"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
+            "period_start": start.isoformat(), "period_end": end.isoformat()}
+
+
+async def record_purchase_paid(conn: AsyncConnection, ctx: AppContext, sub, gateway_payment_id: str,  # noqa: ANN001
+                               now: _dt.datetime, actor: Principal = SYSTEM):  # noqa: ANN201
+    """The gateway reports the purchase payment of an incomplete subscription paid (a signed
+    `payment_intent.succeeded`), with `sub` locked by `lock_subscription_of_payment`: what `settle` records for
+    it, the payment locked, checked still pending and written succeeded by one statement. Returns that payment,
+    or None when it is not a pending purchase of an incomplete subscription any more: nothing is written then,
+    and the caller settles it the general way (`lock_payment_of`, then `settle_locked`)."""
+    if sub.status != "incomplete":
+        return None
+    start, end = period_bounds(now, sub.interval, 0)  # B1/B4: the periods are anchored at the payment
+    payment = (await conn.execute(_PURCHASE_PAID, {"b_id": sub.locked_payment_id, "b_gateway_id": gateway_payment_id,
+                                                   "b_start": start, "b_end": end, "b_now": now})).first()
+    if payment is not None:
+        await record_success(conn, ctx, payment, gateway_payment_id, now, actor, sub=sub, payment_recorded=True)
+    return payment
 
 
 async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str,  # noqa: ANN001
-                     now: _dt.datetime, actor: Principal) -> None:
+                         now: _dt.datetime, actor: Principal, *, sub=None,  # noqa: ANN001
+                         payment_recorded: bool = False) -> None:
     """A charge succeeded (now, or late through a webhook): the subscription starts (purchase) or moves to the
     period paid for (renewal, retry). A payment for a period that is no longer the next one (the subscription
-    ended, or that period was paid by another charge) is recorded for the books and for ops, and grants nothing."""
-    sub = (await conn.execute(select(subscriptions).where(subscriptions.c.id == payment.subscription_id)
-                              .with_for_update())).one()
-    expected = sub.status == "incomplete" if payment.purpose == "purchase" else (
-        sub.status in ("active", "past_due") and sub.period_index + 1 == payment.period_index)
+    ended, or that period was paid by another charge) is recorded for the books and for ops, and grants nothing.
+
+    `sub`: the payment's subscription as `lock_for_settlement` returned it (locked in this transaction);
+    without it, it is locked here. `payment_recorded`: `record_purchase_paid` wrote the payment already."""
+    if sub is None:
+        sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
+    expected = sub.status == "incomplete" if payment.purpose == "purchase" else renews(sub, payment)
     if not expected:
-        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-            status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now))
+        await conn.execute(_PAYMENT_SUCCEEDED_WITHOUT_EFFECT,
+                           {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_now": now})
         await record(conn, actor, "payment.succeeded_without_effect", now, subject_type="payment",
                      subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version,
                      data={"subscription_status": sub.status, "period_index": payment.period_index})
@@ -113,41 +307,35 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
         # B1: the subscription starts at its first successful payment; its periods are anchored there (B4).
         anchor, index = now, 0
         start, end = period_bounds(anchor, sub.interval, index)
-        await _forfeit_trials(conn, payment.customer_id, now)  # T6
-        customer = (await conn.execute(select(customers).where(customers.c.id == payment.customer_id))).one()
-        await mark_person(conn, person_identities(ctx.settings.identity_key, customer.id, [customer.email]),
-                          "paid", now)  # T5: a paid subscription bars a later trial
+        if sub.has_running_trial:
+            await _forfeit_trials(conn, payment.customer_id, now)  # T6
+        # T5: a paid subscription bars a later trial (the payment's customer is the subscription's).
+        await mark_person(conn, person_identities(ctx.settings.identity_key, payment.customer_id,
+                                                  [sub.customer_email]), "paid", now)
     else:
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
         anchor, index = sub.anchor_at, payment.period_index
         start, end = period_bounds(anchor, sub.interval, index)
-    await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-        status="active", anchor_at=anchor, period_index=index, current_period_start=start, current_period_end=end,
-        tax_amount=payment.tax_amount, failed_attempts=0, next_retry_at=None, claimed_until=None))
-    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-        status="succeeded", gateway_payment_id=gateway_payment_id, period_start=start, period_end=end,
-        client_secret=None, updated_at=now))
+    await conn.execute(_START_SUBSCRIPTION, {"b_id": sub.id, "b_anchor": anchor, "b_index": index, "b_start": start,
+                                             "b_end": end, "b_tax": payment.tax_amount})
+    if not payment_recorded:
+        await conn.execute(_PAYMENT_SUCCEEDED, {"b_id": payment.id, "b_gateway_id": gateway_payment_id,
+                                                "b_start": start, "b_end": end, "b_now": now})
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-        await insert_ignoring_conflict(conn, credit_entries, {
-            "id": new_id("cred"), "customer_id": payment.customer_id, "kind": "spend",
-            "amount": -payment.credit_applied, "currency": payment.currency, "reason": None,
-            "created_by": "system", "payment_id": payment.id, "policy_version": payment.policy_version,
-            "created_at": now}, conflict_on=["payment_id"])
-    subject, body = templates.receipt(await plan_name(conn, sub.plan_id), payment.price_amount, payment.tax_amount,
+        await insert_ignoring_conflict(conn, credit_entries, _credit_spend(payment, now), conflict_on=["payment_id"])
+    subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount,
                                       payment.credit_applied, payment.amount, payment.currency, start, end)
     await create_notices(conn, [NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)],
                          now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == "purchase" else "subscription.renewed"
     await record(conn, actor, action, now, subject_type="subscription", subject_id=sub.id,
                  customer_id=sub.customer_id, policy_version=payment.policy_version,
-                 data={"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
-                       "period_start": start.isoformat(), "period_end": end.isoformat()})
+                 data=_success_data(payment, start, end))
 
 
 async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> None:
     """T6: buying during a trial ends it at once; its unused days are not added to the paid period."""
-    running = (await conn.execute(select(trials.c.id, trials.c.ends_at).where(
-        trials.c.customer_id == customer_id, trials.c.status == "active"))).all()
+    running = (await conn.execute(_RUNNING_TRIALS, {"customer_id": customer_id})).all()
     for trial in running:
         ended = forfeit_at(trial.ends_at, now)
         if ended is not None:  # a trial already past its end is left to expire (T3)
@@ -156,12 +344,13 @@ async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.date
 
 
 async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str | None,  # noqa: ANN001
-                 code: str, now: _dt.datetime, actor: Principal = SYSTEM) -> None:
+                 code: str, now: _dt.datetime, actor: Principal = SYSTEM, *, sub=None) -> None:  # noqa: ANN001
+    """`sub`: as in `record_success`."""
+    if sub is None:
+        sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, client_secret=None,
         updated_at=now))
-    sub = (await conn.execute(select(subscriptions).where(subscriptions.c.id == payment.subscription_id)
-                              .with_for_update())).one()
     if payment.purpose == "purchase":
         # B1: a purchase whose payment fails leaves no active subscription and grants nothing.
         if sub.status == "incomplete":
@@ -177,10 +366,11 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     attempt = sub.failed_attempts + 1
     outcome = after_failed_charge(sub.current_period_end, attempt, policy)  # B5
     if sub.cancel_at_period_end:
-        # C1: a cancellation recorded while this charge was in flight: no retry, the subscription ends with its
-        # period, as it would have without the charge.
+        # C1: a cancellation recorded while this charge's outcome was unknown (the gateway gave no answer, and the
+        # failure came later, e.g. by webhook): no retry, the subscription ends with its period, as it would have
+        # without the charge.
         outcome = FailureOutcome("ended", None, "canceled")
-    name = await plan_name(conn, sub.plan_id)
+    name = sub.plan_name
     subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
     if outcome.status == "past_due":

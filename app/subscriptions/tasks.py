@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 
 from app.audit.service import SYSTEM, audit_row, record_many
 from app.credits import repository as credit_repo
-from app.db import insert_ignoring_conflict
+from app.db import insert_ignoring_returning
 from app.gateways.base import GatewayUnavailable
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
@@ -69,8 +69,9 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
         due = [s for s in due if is_due(s, now)]
         if not due:
             return 0
+        lease = wall + LEASE
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
-                           .values(claimed_until=wall + LEASE))
+                           .values(claimed_until=lease))
         credit: dict[str, int] = {}
         for currency in {s.currency for s in due}:
             credit.update(await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency],
@@ -78,10 +79,14 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
         rows = [charging.new_payment(ctx, s, s, purpose=purpose, period_index=s.period_index + 1,
                                      attempt=s.failed_attempts + 1, now=now, credit_balance=credit[s.customer_id])
                 for s in due]
-        # A payment left pending by a crash has the same key: it is reused, and charged again with that key.
-        await insert_ignoring_conflict(conn, payments, rows, conflict_on=["idempotency_key"])
-        keyed = {p.idempotency_key: p for p in (await conn.execute(select(payments).where(
-            payments.c.idempotency_key.in_([r["idempotency_key"] for r in rows])))).all()}
+        # A payment left pending by a crash has the same key: it is reused, and charged again with that key. The
+        # insert returns the rows it made; only the keys that existed already are read back.
+        keyed = {p.idempotency_key: p for p in await insert_ignoring_returning(conn, payments, rows,
+                                                                               conflict_on=["idempotency_key"])}
+        existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
+        if existing:
+            keyed.update((p.idempotency_key, p) for p in await conn.execute(
+                select(payments).where(payments.c.idempotency_key.in_(existing))))
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(sub, payment) for sub, payment in work if payment.status == "pending"]
     gate = asyncio.Semaphore(CONCURRENT_CHARGES)
@@ -93,13 +98,18 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
             except GatewayUnavailable:
                 log.warning("gateway unavailable; the charge will be retried with the same key",
                             extra={"payment_id": payment.id})
-                return payment, None  # the lease runs out and a later run repeats it with the same key
+                return payment, None  # a later run repeats it with the same key
 
     outcomes = [(p, r) for p, r in await asyncio.gather(*(charge(s, p) for s, p in pending)) if r is not None]
     # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
     async with ctx.db.transaction() as conn:
-        for payment, result in outcomes:
-            await charging.settle(conn, ctx, payment.id, result, now)
+        await charging.settle_many(conn, ctx, outcomes, now)
+        # The lease is given back wherever settling did not (no answer from the gateway, a payment settled
+        # already): no charge is in flight for those any more, so a cancellation is not held up (C1), and a later
+        # run charges again with the same key.
+        await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]),
+                                                       subscriptions.c.claimed_until == lease)
+                           .values(claimed_until=None))
     return len(outcomes)
 
 

@@ -4,7 +4,7 @@ import logging
 
 from fastapi import APIRouter, Request
 
-from app.context import Ctx
+from app.context import AppContext
 from app.gateways.stripe_events import BadSignature, verify_event
 from app.http import JSON, problem_response
 from app.webhooks.service import handle_event
@@ -14,8 +14,9 @@ log = logging.getLogger("billing.webhooks")
 
 
 @router.post("/v1/webhooks/stripe")
-async def stripe_webhook(request: Request, ctx: Ctx):
+async def stripe_webhook(request: Request):
     """Stripe's signature instead of a token. Bad or stale signature: 400 and nothing changes; a repeat: 200."""
+    ctx: AppContext = request.app.state.ctx  # what the `Ctx` dependency returns, without resolving a dependency
     payload = await request.body()
     try:
         event = verify_event(payload, request.headers.get("stripe-signature"),

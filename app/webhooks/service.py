@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from app.audit.service import SYSTEM, record
 from app.context import AppContext
@@ -17,38 +17,52 @@ from app.payments import repository as payment_repo
 from app.subscriptions import charging
 
 
-async def _payment_for(conn, intent: dict[str, Any]):  # noqa: ANN001, ANN202
-    payment = await payment_repo.by_gateway_id(conn, intent.get("id", ""), for_update=True)
+async def _locked_subscription_for(conn, intent: dict[str, Any]):  # noqa: ANN001, ANN202
+    """The subscription of the payment an intent is about, locked (a payment is locked after its subscription,
+    as every writer locks them), or None. The payment is found by the intent's id, else by the idempotency key we
+    sent in its metadata (a charge whose answer was lost has no intent id recorded yet)."""
+    sub = await charging.lock_subscription_of_payment(conn, by="gateway_payment_id", value=intent.get("id") or "")
     key = (intent.get("metadata") or {}).get("idempotency_key")
-    if payment is None and key:
-        payment = await payment_repo.by_key(conn, key, for_update=True)
-    return payment
+    if sub is None and key:
+        sub = await charging.lock_subscription_of_payment(conn, by="idempotency_key", value=key)
+    return sub
+
+
+async def _locked_payment_for(conn, intent: dict[str, Any]):  # noqa: ANN001, ANN202
+    """(subscription, payment), both locked, subscription first; or None."""
+    sub = await _locked_subscription_for(conn, intent)
+    return None if sub is None else (sub, await charging.lock_payment_of(conn, sub))
 
 
 async def _intent_succeeded(conn, ctx: AppContext, intent: dict[str, Any], now) -> str:  # noqa: ANN001
-    payment = await _payment_for(conn, intent)
-    if payment is None:
+    sub = await _locked_subscription_for(conn, intent)
+    if sub is None:
         return "unknown_object"
-    if payment.status == "pending":
-        await charging.settle(conn, ctx, payment.id, ChargeResult("succeeded", intent["id"]), now)
+    # The common case: the purchase of an incomplete subscription completed (e.g. after the customer's
+    # authentication), recorded with the payment's lock and pending check in the statement that writes it.
+    if await charging.record_purchase_paid(conn, ctx, sub, intent["id"], now) is not None:
         return "applied"
-    if payment.status == "failed":
-        # The gateway says a charge we had recorded as failed went through after all (e.g. the customer completed
-        # an authentication): a renewal still awaited renews; anything else is recorded and grants nothing.
-        await charging.record_success(conn, ctx, payment, intent["id"], now, SYSTEM)
-        return "recorded_late_success"
-    return "already_applied"
+    payment = await charging.lock_payment_of(conn, sub)
+    if payment.status == "succeeded":
+        return "already_applied"
+    # Pending: the charge completed (a renewal or retry whose answer was lost). Failed: the gateway says a charge
+    # we had recorded as failed went through after all: a renewal still awaited renews; anything else is recorded
+    # and grants nothing.
+    await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", intent["id"]), now, sub=sub)
+    return "applied" if payment.status == "pending" else "recorded_late_success"
 
 
 async def _intent_failed(conn, ctx: AppContext, intent: dict[str, Any], now) -> str:  # noqa: ANN001
-    payment = await _payment_for(conn, intent)
-    if payment is None:
+    found = await _locked_payment_for(conn, intent)
+    if found is None:
         return "unknown_object"
+    sub, payment = found
     if payment.status != "pending":
         return "already_applied"  # a late failure never undoes a success
     error = intent.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code") or "payment_failed"
-    await charging.settle(conn, ctx, payment.id, ChargeResult("failed", intent["id"], decline_code=code), now)
+    await charging.settle_locked(conn, ctx, payment, ChargeResult("failed", intent["id"], decline_code=code), now,
+                                 sub=sub)
     return "applied"
 
 
@@ -103,21 +117,45 @@ HANDLERS = {
 }
 
 
+class _Duplicate(Exception):
+    """The event's id is in the inbox already: the transaction that applied it again is rolled back."""
+
+
 async def handle_event(ctx: AppContext, event: dict[str, Any]) -> tuple[bool, str]:
-    """Store and apply one verified event; returns (duplicate, outcome)."""
+    """Store and apply one verified event; returns (duplicate, outcome).
+
+    The event is applied, then stored in the inbox with its outcome by one `INSERT ... ON CONFLICT DO NOTHING`, in
+    the same transaction: the insert is what decides, under concurrency too, whether this delivery is the first.
+    When it finds the id there already (a repeat, or a concurrent delivery that committed first), the transaction
+    is rolled back whole, so a repeat changes nothing, exactly as if it had been turned away before applying."""
     event_type = event.get("type", "")
     obj = (event.get("data") or {}).get("object") or {}
-    if event_type == "payment_intent.succeeded" and hasattr(ctx.gateway, "complete_action"):
-        await ctx.gateway.complete_action(obj.get("id", ""))  # the sandbox's own books follow the event
-    async with ctx.db.transaction() as conn:
-        now = await ctx.clock.now(conn)
-        stored = await insert_ignoring_conflict(conn, webhook_events, {
-            "id": event["id"], "type": event_type, "object_id": obj.get("id"), "received_at": now,
-            "outcome": "received", "payload": event, "note": None,
-        }, conflict_on=["id"])
-        if stored == 0:
+    if event_type == "payment_intent.succeeded":
+        await ctx.gateway.complete_action(obj.get("id", ""))  # the gateway's own books follow (sandbox; Stripe: no-op)
+    handler = HANDLERS.get(event_type)
+    try:
+        async with ctx.db.transaction() as conn:
+            now = await ctx.clock.now(conn)
+            outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
+            stored = await insert_ignoring_conflict(conn, webhook_events, {
+                "id": event["id"], "type": event_type, "object_id": obj.get("id"), "received_at": now,
+                "outcome": outcome, "payload": event, "note": None,
+            }, conflict_on=["id"])
+            if stored == 0:
+                raise _Duplicate
+    except _Duplicate:
+        return True, "duplicate"
+    except Exception:
+        # A repeat must be answered as one even if applying it again fails (the first delivery was applied).
+        if await _stored(ctx, event["id"]):
             return True, "duplicate"
-        handler = HANDLERS.get(event_type)
-        outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
-        await conn.execute(update(webhook_events).where(webhook_events.c.id == event["id"]).values(outcome=outcome))
+        raise
     return False, outcome
+
+
+_STORED = select(webhook_events.c.id).where(webhook_events.c.id == bindparam("event_id"))
+
+
+async def _stored(ctx: AppContext, event_id: str) -> bool:
+    async with ctx.db.read() as conn:
+        return (await conn.execute(_STORED, {"event_id": event_id})).first() is not None

@@ -66,7 +66,8 @@ def gated(clean_db):  # noqa: ANN001, ANN201
 
 def test_C1_a_cancellation_racing_a_failing_renewal_stops_all_further_charges(gated):
     api, gateway = gated
-    alice, sub, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_chargeDeclined")
+    alice, sub, refused, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_chargeDeclined")
+    assert cancelled["status"] == "canceled"  # past due after the declined renewal: it ends at once, no retry
     period_end = parse(sub["current_period_end"])
     # The retry dates (period end + 1, 3, 7 days) all pass.
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(period_end + _dt.timedelta(days=8))})
@@ -77,9 +78,10 @@ def test_C1_a_cancellation_racing_a_failing_renewal_stops_all_further_charges(ga
     assert api.ok("GET", f"/v1/subscriptions/{sub['id']}")["status"] == "canceled"
 
 
-
-def race_cancel_with_renewal(api: Api, gateway: GatedGateway, payment_method: str) -> tuple[dict, dict, dict]:
-    """A subscriber cancels while the renewal due at the end of their first period is being charged."""
+def race_cancel_with_renewal(api: Api, gateway: GatedGateway, payment_method: str) -> tuple[dict, ...]:
+    """A subscriber cancels while the renewal due at the end of their first period is being charged: the
+    cancellation is refused for the moment (409 `charge_in_progress`, with Retry-After, the Idempotency-Key
+    released), and the same request, repeated once the charge is settled, is confirmed."""
     alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
                                         json={"email": "alice@example.com", "name": "Alice", "country": "US"})
     me = api.as_customer("alice")
@@ -91,43 +93,42 @@ def race_cancel_with_renewal(api: Api, gateway: GatedGateway, payment_method: st
     ran: dict = {}
     renewal = threading.Thread(target=lambda: ran.update(api.ok("POST", "/v1/sandbox/run-due")["jobs"]))
     renewal.start()
+    key = {"Idempotency-Key": "cancel-during-renewal"}
     try:
         assert gateway.started.wait(30), "the renewal never reached the gateway"
-        cancelled = me.ok("POST", f"/v1/subscriptions/{sub['id']}/cancel")  # while the renewal charge is running
+        refused = me.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=key)  # while the charge is running
     finally:
         gateway.release.set()
         renewal.join(30)
     assert ran["subscription_renewals"] == 1
-    assert cancelled["cancel_at_period_end"] is True
-    return alice, sub, cancelled
+    assert refused.status_code == 409 and refused.json()["code"] == "charge_in_progress", refused.text
+    assert 0 < int(refused.headers["Retry-After"]) <= 120
+    assert not [n for n in api.all(f"/v1/customers/{alice['id']}/notices") if n["type"] == "cancellation_scheduled"]
+    cancelled = me.ok("POST", f"/v1/subscriptions/{sub['id']}/cancel", headers=key)  # the retry, same key
+    return alice, sub, refused, cancelled
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a cancellation that lands while a due renewal is being charged gets a confirmation that the service "
-    "does not keep. app/subscriptions/service.py:cancel sees the subscription still 'active' in its ended period, "
-    "sets cancel_at_period_end and queues 'cancellation_scheduled': 'will end on <old period end> ... no further "
-    "charge will be made'; the in-flight renewal then succeeds (charging.record_success does not look at the flag), "
-    "charges a new full period and the subscription runs a month longer. Either the renewal must not be settled "
-    "as a renewal once the cancellation is recorded, or the confirmation must name the real end."))
 def test_C1_a_cancellation_racing_a_successful_renewal_is_honoured_as_confirmed(gated):
     api, gateway = gated
-    alice, sub, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_visa")
+    alice, sub, _refused, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_visa")
+    assert cancelled["cancel_at_period_end"] is True and cancelled["status"] == "active"
+    renewed_end = parse(cancelled["current_period_end"])
+    assert renewed_end > parse(sub["current_period_end"])  # the renewal, settled first, paid the next period
     [confirmation] = [n for n in api.all(f"/v1/customers/{alice['id']}/notices")
                       if n["type"] == "cancellation_scheduled"]
-    promised_end = parse(sub["current_period_end"])  # what the confirmation names
-    assert promised_end.strftime("%d %B %Y, %H:%M UTC") in confirmation["subject"]
+    assert renewed_end.strftime("%d %B %Y, %H:%M UTC") in confirmation["subject"]  # the end it names is kept
+    api.ok("POST", "/v1/sandbox/clock", json={"now": iso(renewed_end + _dt.timedelta(days=40))})
+    api.ok("POST", "/v1/sandbox/run-due")
     after = [p for p in api.all(f"/v1/customers/{alice['id']}/payments")
-             if p["status"] == "succeeded" and parse(p["period_start"]) >= promised_end]
-    now = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
-    assert after == [] and parse(now["current_period_end"]) == promised_end, (
-        f"confirmed end {promised_end.isoformat()}, but charged {[p['amount'] for p in after]} for a period to "
-        f"{now['current_period_end']}")
+             if parse(p["created_at"]) > parse(cancelled["canceled_at"])]
+    final = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert after == [] and final["status"] == "canceled" and parse(final["ended_at"]) == renewed_end
 
 
 @pytest.fixture
 def paused_settlement(monkeypatch):  # noqa: ANN001, ANN201
-    """Pause `charging.record_success` (called by `settle` once it holds the payment's row lock, before it locks
-    the subscription) until the test releases it: the window in which a concurrent request can interleave."""
+    """Pause `charging.record_success` (called by `settle` once it holds the subscription's and the payment's row
+    locks) until the test releases it: the window in which a concurrent request can interleave."""
     from app.subscriptions import charging
 
     reached, release = threading.Event(), threading.Event()
@@ -164,16 +165,9 @@ def waiting_on_a_lock(database_url: str, timeout: float = 15) -> bool:
 
 
 def test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_server_error(
-        gated, paused_settlement, request, is_postgres, clean_db):
-    if is_postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: lock-order deadlock on PostgreSQL. charging.settle locks the payment row, then record_success / "
-            "failed lock the subscription row; subscriptions/service.py:cancel (and customers/standing.py:"
-            "end_everything) lock the subscription, then update its pending payments. A cancellation racing a "
-            "settlement (webhook, purchase, renewal batch) deadlocks; PostgreSQL aborts one: the cancel answers "
-            "500 (or the scheduler's whole renewal batch rolls back and waits for its 2-minute lease). Seen in "
-            "test_replicas under load; replayed here. Both should lock in one order (e.g. the subscription "
-            "first).")))
+        gated, paused_settlement, is_postgres, clean_db):
+    """Settlements and cancellations lock the subscription, then its payments: one order, no deadlock on
+    PostgreSQL (the cancellation waits for the settlement, then ends what the settlement left)."""
     api, _gateway = gated
     reached, release = paused_settlement
     alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
@@ -195,13 +189,13 @@ def test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_serv
     webhook.start()
     try:
         assert reached.wait(30), "the webhook never reached the settlement"
-        cancel.start()  # locks the subscription, then waits for the payment the webhook holds
+        cancel.start()  # waits for the subscription the settlement holds
         if is_postgres:
             assert waiting_on_a_lock(clean_db), "the cancellation never waited for the payment's lock"
         else:
             time.sleep(0.5)  # SQLite: the cancellation waits for the write lock (BEGIN IMMEDIATE)
     finally:
-        release.set()  # the webhook now wants the subscription the cancel holds
+        release.set()
         webhook.join(30)
         cancel.join(30)
     statuses = {name: response.status_code for name, response in answers.items()}
@@ -210,16 +204,9 @@ def test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_serv
     assert final["status"] in ("active", "canceled")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (sandbox): app/refunds/service.py:retry_pending_refunds decides that a refund 'got no answer (5 minutes "
-    "on)' from `updated_at <= now - 5 min` on the business clock; in the sandbox any clock move makes every refund "
-    "still in flight look abandoned, so a scheduler tick or run-due on any replica sends it to the gateway again "
-    "while the first call is under way. app/gateways/sandbox.py:SandboxGateway.refund ignores its "
-    "idempotency_key (its charge does not), so the repeat is refunded a second time in the sandbox's books: here "
-    "500 recorded, 1000 returned; the rest of the payment (1500) is then refused by the gateway (502 "
-    "refund_failed). Staleness should be measured in real time (system_clock, like the work leases), and the "
-    "sandbox refund should be idempotent per key, as Stripe's is."))
 def test_R2_a_refund_in_flight_is_not_refunded_twice_by_the_retry_job(gated):
+    """A refund still waiting for the gateway's answer is not abandoned by a move of the sandbox clock: "no answer"
+    is measured in real time, and the sandbox refunds once per idempotency key, as Stripe does."""
     api, gateway = gated
     alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
                                         json={"email": "alice@example.com", "name": "Alice", "country": "US"})
@@ -243,3 +230,87 @@ def test_R2_a_refund_in_flight_is_not_refunded_twice_by_the_retry_job(gated):
     assert api.ok("GET", f"/v1/payments/{payment['id']}")["refunded_amount"] == 500
     rest = api.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 1500, "reason": "goodwill"})
     assert rest.status_code == 201, rest.text  # 1500 of the 2000 paid is left to refund
+
+
+def test_R3_a_renewal_charge_that_succeeds_after_a_termination_is_booked_for_ops_not_lost(gated):
+    """Ops terminate an account while its renewal is being charged. The termination ends the subscription and
+    gives up the pending payment; the charge then succeeds at the gateway. The books record the money taken
+    (succeeded, audited as `payment.succeeded_without_effect`, for ops to refund at their discretion, R2) and the
+    subscription stays ended: nothing is renewed, nothing lost."""
+    api, gateway = gated
+    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
+                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
+    sub = api.as_customer("alice").ok("POST", "/v1/subscriptions", 201, json={
+        "customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(hours=1))})
+    ran: dict = {}
+    renewal = threading.Thread(target=lambda: ran.update(api.ok("POST", "/v1/sandbox/run-due")["jobs"]))
+    renewal.start()
+    try:
+        assert gateway.started.wait(30), "the renewal never reached the gateway"
+        api.ok("POST", f"/v1/customers/{alice['id']}/terminate", json={"reason": "terms violation"})
+    finally:
+        gateway.release.set()
+        renewal.join(30)
+    final = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert final["status"] == "canceled" and final["ended_reason"] == "terminated"
+    assert final["current_period_end"] == sub["current_period_end"]  # not renewed
+    renewal_payment = [p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] == "renewal"]
+    assert [p["status"] for p in renewal_payment] == ["succeeded"]  # the money the gateway took is on the books
+    events = api.all("/v1/audit-events", params={"customer_id": alice["id"]})
+    assert [e for e in events if e["action"] == "payment.succeeded_without_effect"
+            and e["subject_id"] == renewal_payment[0]["id"]]
+
+
+def test_C1_a_cancellation_during_a_gateway_outage_is_kept_even_if_the_lost_charge_went_through(gated):
+    """The renewal is charged but the answer is lost (GatewayUnavailable): no charge is in flight any more, so the
+    subscriber's cancellation is accepted at once (not held up for the outage) and confirmed for the current
+    period end. When the gateway later reports that charge succeeded, the books record the money (for ops to
+    refund, R2) and the confirmed end is kept: no new period, no further charge."""
+    from app.gateways.base import GatewayUnavailable
+    from tests.support.webhooks import intent_event, post_event
+
+    api, gateway = gated
+    gateway.release.set()  # charges are not held here: their answers are lost instead
+    answered = gateway.inner
+    made: list = []
+
+    class LostAnswers:
+        name = answered.name
+
+        async def charge(self, request):  # noqa: ANN001, ANN202
+            result = await answered.charge(request)
+            if request.off_session:
+                made.append(result)
+                raise GatewayUnavailable("the answer was lost")
+            return result
+
+        def __getattr__(self, attr: str):  # noqa: ANN204
+            return getattr(answered, attr)
+
+    gateway.inner = LostAnswers()
+    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
+                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
+    me = api.as_customer("alice")
+    sub = me.ok("POST", "/v1/subscriptions", 201, json={"customer_id": alice["id"], "plan": "pro-monthly",
+                                                         "payment_method": "pm_card_visa"})
+    api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(hours=1))})
+    assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0  # no answer
+    assert made and made[0].status == "succeeded"  # ... but the gateway did charge
+    cancelled = me.ok("POST", f"/v1/subscriptions/{sub['id']}/cancel")  # not held up by the outage
+    assert cancelled["cancel_at_period_end"] is True
+    assert cancelled["current_period_end"] == sub["current_period_end"]
+
+    answer = post_event(api.http, intent_event("payment_intent.succeeded", made[0].payment_id, amount=2000,
+                                               metadata={"idempotency_key": f"{sub['id']}:period-1:attempt-1"}),
+                        "whsec_sandbox")
+    assert answer.status_code == 200, answer.text
+    renewal = [p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] == "renewal"]
+    assert [p["status"] for p in renewal] == ["succeeded"]  # the money taken is on the books
+    events = api.all("/v1/audit-events", params={"customer_id": alice["id"]})
+    assert [e for e in events if e["action"] == "payment.succeeded_without_effect"]
+    api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(days=40))})
+    api.ok("POST", "/v1/sandbox/run-due")
+    final = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert final["status"] == "canceled" and final["ended_at"] == sub["current_period_end"]
+    assert len([p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] != "purchase"]) == 1
