@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of the billing service (issue #8). See bench/README.md.
 
-    /work/venv/bin/python bench/run.py [--quick] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/run.py [--quick] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Creates fresh PostgreSQL databases on the server of --database-url (and drops them at the end), runs the service as
 production does (`billing serve`: uvicorn, one worker) next to a bare FastAPI app (bench/bare_app.py), drives both
@@ -72,7 +72,7 @@ def preflight() -> None:
         import app.main  # noqa: F401
     except ImportError as exc:
         fail(f"cannot import the service or psycopg ({exc}); run with the project's virtualenv, e.g.\n"
-             f"    /work/venv/bin/python bench/run.py")
+             f"    .venv/bin/python bench/run.py")
 
 
 @dataclass
@@ -564,6 +564,8 @@ def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figur
     figures.add("renewals_due", n)
     figures.add("renewals_run_due_seconds", elapsed)
     figures.add("renewals_job_seconds", per_job.get("renew_subscriptions", 0.0))
+    if per_job.get("renew_subscriptions"):  # the renewal job alone (receipts queued, not yet delivered)
+        figures.add("renewals_job_per_s", n / per_job["renew_subscriptions"])
     figures.add("renewals_deliver_notices_seconds", per_job.get("deliver_notices", 0.0))
     figures.add("renewals_cpu_ms_per_renewal", 1000 * cpu / n)
     figures.add("renewals_per_s", n / elapsed)
