@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import datetime as _dt
+import gc
 import signal
 import sys
 from pathlib import Path
