@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.schemas import Country, Email, Name, Reason, RequestModel
+from app.schemas import Country, Email, Name, Reason, RequestModel, SingleLine
 
 
 class CustomerCreate(RequestModel):
@@ -14,7 +14,7 @@ class CustomerCreate(RequestModel):
     country: Country
     marketing_opt_out: bool = False
     # Ops only: with a customer token the external id is the token's `sub`.
-    external_id: str | None = Field(default=None, min_length=1, max_length=255)
+    external_id: Annotated[str, Field(min_length=1, max_length=255), SingleLine] | None = None
 
 
 class CustomerUpdate(RequestModel):

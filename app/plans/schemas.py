@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas import Amount, Currency, Money, RequestModel
+from app.schemas import Amount, Currency, Money, RequestModel, SingleLine
 
 PlanCode = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class PlanCreate(RequestModel):
     code: str = PlanCode
-    name: str = Field(min_length=1, max_length=200)
+    # The name goes into notices' subjects (receipts, reminders): one line, without control characters.
+    name: Annotated[str, Field(min_length=1, max_length=200), SingleLine]
     tier: Literal["subscription", "enterprise"]
     interval: Literal["month", "year"]
     amount: Amount

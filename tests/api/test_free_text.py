@@ -134,3 +134,19 @@ def test_ordinary_unicode_reasons_and_subjects_are_accepted(client, world, write
         assert response.json()["subject"] == UNICODE_REASON
     else:
         assert UNICODE_REASON in [event.get("reason") for event in stored(client, world)["audit"]["data"]]
+
+
+@pytest.mark.parametrize("kind", sorted(CONTROL))
+def test_a_plan_name_or_an_external_id_with_a_control_character_is_refused_and_not_stored(client, kind) -> None:  # noqa: ANN001
+    """A plan's name goes into notices' subjects (receipts, reminders); an external id into logs and the console."""
+    value = CONTROL[kind]
+    plan = client.post("/v1/plans", headers=ops_headers(), json={
+        "code": "pro", "name": value, "tier": "subscription", "interval": "month", "amount": 2000,
+        "currency": "usd"})
+    assert_refused(plan, "name", kind)
+    assert client.get("/v1/plans/pro", headers=ops_headers()).status_code == 404
+    audit_before = client.get("/v1/audit-events?limit=100", headers=ops_headers()).json()
+    customer = client.post("/v1/customers", headers=ops_headers(), json={
+        "email": "bob@example.com", "name": "Bob", "country": "US", "external_id": value})
+    assert_refused(customer, "external_id", kind)
+    assert client.get("/v1/audit-events?limit=100", headers=ops_headers()).json() == audit_before  # nobody created
