@@ -14,11 +14,6 @@ async def get_visible(conn: AsyncConnection, principal: Principal, payment_id: s
     return await get_owned(conn, principal, payments, payment_id, "payment")
 
 
-async def by_key(conn: AsyncConnection, idempotency_key: str, *, for_update: bool = False):
-    stmt = select(payments).where(payments.c.idempotency_key == idempotency_key)
-    return (await conn.execute(stmt.with_for_update() if for_update else stmt)).first()
-
-
 async def by_gateway_id(conn: AsyncConnection, gateway_payment_id: str, *, for_update: bool = False):
     stmt = select(payments).where(payments.c.gateway_payment_id == gateway_payment_id)
     return (await conn.execute(stmt.with_for_update() if for_update else stmt)).first()
