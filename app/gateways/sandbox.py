@@ -17,7 +17,7 @@ import hashlib
 
 from sqlalchemy import bindparam, select, update
 
-from app.db import insert_ignoring_conflict, insert_ignoring_returning
+from app.db import insert_ignoring_returning
 from app.gateways.base import ChargeRequest, ChargeResult, GatewayError, RefundResult
 from app.ids import new_id
 from app.models import sandbox_charges, sandbox_refunds
@@ -92,20 +92,18 @@ class SandboxGateway:
         async with self._db.transaction() as conn:
             row = (await conn.execute(select(sandbox_charges).where(
                 sandbox_charges.c.payment_intent_id == payment_id).with_for_update())).one()
-            first = (await conn.execute(select(sandbox_refunds).where(
-                sandbox_refunds.c.idempotency_key == idempotency_key))).first()
-            if first is None:
-                refused = amount < 1 or row.status != "succeeded" or row.refunded_amount + amount > row.amount
-                inserted = await insert_ignoring_conflict(conn, sandbox_refunds, {
-                    "idempotency_key": idempotency_key, "payment_intent_id": payment_id, "amount": amount,
-                    "refund_id": None if refused else new_id("re_sandbox"),
-                    "status": "failed" if refused else "succeeded", "created_at": self._clock.wall(),
-                }, conflict_on=["idempotency_key"])
-                if inserted and not refused:
-                    await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
-                                       .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
-                first = (await conn.execute(select(sandbox_refunds).where(
-                    sandbox_refunds.c.idempotency_key == idempotency_key))).one()
+            refused = amount < 1 or row.status != "succeeded" or row.refunded_amount + amount > row.amount
+            recorded = await insert_ignoring_returning(conn, sandbox_refunds, {
+                "idempotency_key": idempotency_key, "payment_intent_id": payment_id, "amount": amount,
+                "refund_id": None if refused else new_id("re_sandbox"),
+                "status": "failed" if refused else "succeeded", "created_at": self._clock.wall(),
+            }, conflict_on=["idempotency_key"])
+            if recorded and not refused:
+                await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
+                                   .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
+            # A key recorded before (a repeat) answers as its first refund did.
+            first = recorded[0] if recorded else (await conn.execute(select(sandbox_refunds).where(
+                sandbox_refunds.c.idempotency_key == idempotency_key))).one()
         if (first.payment_intent_id, first.amount) != (payment_id, amount):
             raise GatewayError(f"idempotency key {idempotency_key!r} was used for another refund "
                                f"({first.amount} of {first.payment_intent_id})")
