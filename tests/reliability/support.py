@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import SECRET, customer_headers, ops_headers
-from tests.support.servers import Replica, free_port
+from tests.support.servers import Replica, free_port, when_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,17 +46,7 @@ def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     if log_file:
         log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"replica exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return Replica(port, process)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("replica did not become healthy in 60 s")
+    return when_healthy(Replica(port, process), 60)
 
 
 def server_errors(log_file: Path) -> list[str]:

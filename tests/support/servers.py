@@ -46,17 +46,22 @@ def start_replica(database_url: str, **env: str) -> Replica:
     environment.update(env)
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
+    return when_healthy(Replica(port, process), 30, lambda: process.stderr.read().decode()[-2000:])
+
+
+def when_healthy(replica: Replica, seconds: float, exit_detail=lambda: "") -> Replica:  # noqa: ANN001
+    """`replica` once it answers /healthz; an error if its process exits first or it is not healthy in time."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"replica exited: {process.stderr.read().decode()[-2000:]}")
+        if replica.process.poll() is not None:
+            raise RuntimeError(f"replica exited with {replica.process.returncode}: {exit_detail()}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return Replica(port, process)
+            if httpx.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
+                return replica
         except httpx.TransportError:
             time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("replica did not become healthy in 30 s")
+    replica.process.kill()
+    raise RuntimeError(f"replica did not become healthy in {seconds:g} s")
 
 
 @dataclass
