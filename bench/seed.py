@@ -17,6 +17,16 @@ PLAN_NAME = "Bench, monthly"
 PRICE = 999
 CURRENCY = "usd"
 
+# The columns of the rows seeded into these tables, in the order of the SELECTs below.
+SUBSCRIPTION_COLUMNS = ("id, customer_id, plan_id, plan_code, interval, status, price_amount, currency, tax_amount, "
+                        "payment_method, anchor_at, period_index, current_period_start, current_period_end, "
+                        "cancel_at_period_end, canceled_at, ended_at, ended_reason, failed_attempts, next_retry_at, "
+                        "claimed_until, policy_version, created_at")
+PAYMENT_COLUMNS = ("id, customer_id, subscription_id, purpose, period_index, period_start, period_end, price_amount, "
+                   "tax_amount, credit_applied, amount, currency, status, failure_code, refunded_amount, "
+                   "payment_method, gateway, gateway_payment_id, client_secret, idempotency_key, policy_version, "
+                   "created_at, updated_at")
+
 
 def base_rows(conn: psycopg.Connection, now: _dt.datetime) -> None:
     """The sandbox clock (frozen at `now`) and the one plan every benchmark row refers to."""
@@ -57,21 +67,14 @@ def active_subscriptions(conn: psycopg.Connection, prefix: str, count: int, anch
         params = {"n": count, "anchor": anchor, "pv": policy_version, "plan": PLAN_ID, "code": PLAN_CODE,
                   "price": PRICE, "cur": CURRENCY}
         cur.execute(
-            f"""INSERT INTO subscriptions (id, customer_id, plan_id, plan_code, interval, status, price_amount, currency,
-                                           tax_amount, payment_method, anchor_at, period_index, current_period_start,
-                                           current_period_end, cancel_at_period_end, canceled_at, ended_at,
-                                           ended_reason, failed_attempts, next_retry_at, claimed_until,
-                                           policy_version, created_at)
+            f"""INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
                 SELECT 'sub_{prefix}_' || lpad(i::text, 8, '0'), 'cus_{prefix}_' || lpad(i::text, 8, '0'),
                        %(plan)s, %(code)s, 'month', 'active', %(price)s, %(cur)s, 0, 'pm_card_visa',
                        %(anchor)s, 0, %(anchor)s, %(anchor)s::timestamptz + interval '1 month', false, NULL, NULL,
                        NULL, 0, NULL, NULL, %(pv)s, %(anchor)s
                 FROM generate_series(1, %(n)s::int) AS i""", params)
         cur.execute(
-            f"""INSERT INTO payments (id, customer_id, subscription_id, purpose, period_index, period_start, period_end,
-                                      price_amount, tax_amount, credit_applied, amount, currency, status,
-                                      failure_code, refunded_amount, payment_method, gateway, gateway_payment_id,
-                                      client_secret, idempotency_key, policy_version, created_at, updated_at)
+            f"""INSERT INTO payments ({PAYMENT_COLUMNS})
                 SELECT 'pay_{prefix}_' || lpad(i::text, 8, '0'), 'cus_{prefix}_' || lpad(i::text, 8, '0'),
                        'sub_{prefix}_' || lpad(i::text, 8, '0'), 'purchase', 0, %(anchor)s,
                        %(anchor)s::timestamptz + interval '1 month', %(price)s, 0, 0, %(price)s, %(cur)s,
@@ -102,20 +105,13 @@ def incomplete_purchases(conn: psycopg.Connection, prefix: str, count: int, now:
     intent = f"'pi_sandbox_{prefix}_' || lpad(i::text, 8, '0')"
     with conn.cursor() as cur:
         cur.execute(
-            f"""INSERT INTO subscriptions (id, customer_id, plan_id, plan_code, interval, status, price_amount, currency,
-                                           tax_amount, payment_method, anchor_at, period_index, current_period_start,
-                                           current_period_end, cancel_at_period_end, canceled_at, ended_at,
-                                           ended_reason, failed_attempts, next_retry_at, claimed_until,
-                                           policy_version, created_at)
+            f"""INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
                 SELECT {sub}, {cus}, %(plan)s, %(code)s, 'month', 'incomplete', %(price)s, %(cur)s, 0,
                        'pm_card_authenticationRequired', NULL, 0, NULL, NULL, false, NULL, NULL, NULL, 0, NULL, NULL,
                        %(pv)s, %(now)s
                 FROM generate_series(1, %(n)s::int) AS i""", params)
         cur.execute(
-            f"""INSERT INTO payments (id, customer_id, subscription_id, purpose, period_index, period_start, period_end,
-                                      price_amount, tax_amount, credit_applied, amount, currency, status,
-                                      failure_code, refunded_amount, payment_method, gateway, gateway_payment_id,
-                                      client_secret, idempotency_key, policy_version, created_at, updated_at)
+            f"""INSERT INTO payments ({PAYMENT_COLUMNS})
                 SELECT 'pay_{prefix}_' || lpad(i::text, 8, '0'), {cus}, {sub}, 'purchase', 0, NULL, NULL,
                        %(price)s, 0, 0, %(price)s, %(cur)s, 'pending', NULL, 0, 'pm_card_authenticationRequired',
                        'sandbox', {intent}, {intent} || '_secret_sandbox', {sub} || ':period-0:attempt-1', %(pv)s,
