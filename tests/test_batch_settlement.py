@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from app.audit.service import SYSTEM
 from app.customers import standing
+from app.gateways.base import charge_each
 from tests.api.test_dunning import PERIOD_END, RETRY_1, switch_method
 from tests.api.test_subscriptions import buy, payments_of, subscription
 from tests.api.test_trials import notices
@@ -28,6 +29,9 @@ class TerminatingGateway:
             async with self.ctx.db.transaction() as conn:
                 await standing.terminate(conn, self.ctx, SYSTEM, self.victim, "fraud")
         return await self.inner.charge(request)
+
+    async def charge_many(self, requests):  # noqa: ANN001, ANN201 - a batch goes through `charge` above
+        return await charge_each(self.charge, requests)
 
     def __getattr__(self, name: str):  # noqa: ANN204
         return getattr(self.inner, name)

@@ -3,6 +3,9 @@ passes payment method ids (`pm_...`) that the frontend obtained from the gateway
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -60,6 +63,12 @@ class PaymentGateway(Protocol):
         """Create and confirm a PaymentIntent. Declines are a `failed` result, never an exception."""
         ...
 
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
+        """`charge` for each request of a batch (renewals, retries), each under its own idempotency key: the results
+        in the order of the requests, `None` for a charge the gateway gave no answer to (`GatewayUnavailable`: it is
+        tried again later with the same key). A `GatewayError` is raised, as by `charge`."""
+        ...
+
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a succeeded PaymentIntent, once per idempotency key (R2: our refund id): a repeat
         with the same key returns the first result and moves no money."""
@@ -74,3 +83,25 @@ class PaymentGateway(Protocol):
     async def aclose(self) -> None:
         """Release connections at shutdown."""
         ...
+
+
+log = logging.getLogger("billing.gateways")
+CONCURRENT_CHARGES = 8  # calls in flight at once for a batch charged one call at a time
+
+
+async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]],
+                      requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
+    """`charge_many` for a gateway that takes one charge per call (Stripe): at most `CONCURRENT_CHARGES` calls in
+    flight, `None` where the gateway gave no answer."""
+    gate = asyncio.Semaphore(CONCURRENT_CHARGES)
+
+    async def one(request: ChargeRequest) -> ChargeResult | None:
+        async with gate:
+            try:
+                return await charge(request)
+            except GatewayUnavailable:
+                log.warning("gateway unavailable; the charge will be retried with the same key",
+                            extra={"idempotency_key": request.idempotency_key})
+                return None
+
+    return list(await asyncio.gather(*(one(r) for r in requests)))

@@ -5,8 +5,9 @@
 - `pm_card_authenticationRequired` needs the customer's action; off-session it fails with
   `authentication_required`; on-session it completes only through a signed `payment_intent.succeeded` webhook.
 
-Each charge is recorded under its idempotency key by a statement of its own, like a call to an outside system, so
-a charge repeated after a crash returns the first result and never charges twice. Each refund is too
+Each charge is recorded under its idempotency key, by a statement of its own (a batch of charges by one statement),
+like a call to an outside system, so a charge repeated after a crash returns the first result and never charges
+twice. Each refund is too
 (`sandbox_refunds`, written in the transaction that moves the charge's refunded amount), so a refund repeated with
 its key (R2: the retry job, or a call whose answer was slow) returns the first result and never refunds twice.
 """
@@ -14,6 +15,7 @@ its key (R2: the retry job, or a call whose answer was slow) returns the first r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from sqlalchemy import bindparam, select, update
 
@@ -36,7 +38,8 @@ def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
     return "succeeded", None
 
 
-_CHARGE_BY_KEY = select(sandbox_charges).where(sandbox_charges.c.idempotency_key == bindparam("key"))
+_CHARGES_BY_KEY = select(sandbox_charges).where(
+    sandbox_charges.c.idempotency_key.in_(bindparam("keys", expanding=True)))
 _COMPLETE_ACTION = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
                                                   sandbox_charges.c.status == "requires_action")
                     .values(status="succeeded"))
@@ -53,19 +56,32 @@ class SandboxGateway:
         return f"cus_sandbox_{customer_id}"
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        status, decline = _outcome(request)
-        intent_id = "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24]
-        # One statement on an autocommit connection (atomic by itself): the charge is recorded under its key and
-        # returned; a key recorded before (a repeat) is read back and answers as the first charge did.
+        return (await self.charge_many([request]))[0]
+
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
+        """One statement on an autocommit connection, atomic per charge: the new charges are recorded under their
+        keys and returned; a key recorded before (a repeat) is read back and answers as the first charge did. The
+        sandbox always answers, so no result is `None`."""
+        if not requests:
+            return []
+        wall = self._clock.wall()
         async with self._db.autocommit() as conn:
-            recorded = await insert_ignoring_returning(conn, sandbox_charges, {
-                "idempotency_key": request.idempotency_key, "payment_intent_id": intent_id,
+            rows = {row.idempotency_key: row for row in await insert_ignoring_returning(
+                conn, sandbox_charges, [self._record(request, wall) for request in requests],
+                conflict_on=["idempotency_key"])}
+            repeats = [r.idempotency_key for r in requests if r.idempotency_key not in rows]
+            if repeats:
+                repeated = await conn.execute(_CHARGES_BY_KEY, {"keys": repeats})
+                rows.update((row.idempotency_key, row) for row in repeated)
+        return [self._result(rows[request.idempotency_key]) for request in requests]
+
+    @staticmethod
+    def _record(request: ChargeRequest, wall) -> dict:  # noqa: ANN001
+        status, decline = _outcome(request)
+        return {"idempotency_key": request.idempotency_key,
+                "payment_intent_id": "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24],
                 "amount": request.amount, "currency": request.currency, "payment_method": request.payment_method,
-                "status": status, "decline_code": decline, "refunded_amount": 0, "created_at": self._clock.wall(),
-            }, conflict_on=["idempotency_key"])
-            row = recorded[0] if recorded else (
-                await conn.execute(_CHARGE_BY_KEY, {"key": request.idempotency_key})).one()
-        return self._result(row)
+                "status": status, "decline_code": decline, "refunded_amount": 0, "created_at": wall}
 
     @staticmethod
     def _result(row) -> ChargeResult:  # noqa: ANN001

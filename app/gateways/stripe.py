@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import stripe
@@ -25,6 +25,7 @@ from app.gateways.base import (
     GatewayError,
     GatewayUnavailable,
     RefundResult,
+    charge_each,
 )
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,10 @@ class StripeGateway:
         except stripe.StripeError as err:
             raise _translate(err, "charge") from err
         return _charge_result(intent, off_session=request.off_session)
+
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
+        """One PaymentIntent per request (Stripe has no batch call), a few in flight at once."""
+        return await charge_each(self.charge, requests)
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         try:

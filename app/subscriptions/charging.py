@@ -57,15 +57,31 @@ def new_payment(ctx: AppContext, sub, customer, *, purpose: str, period_index: i
     }
 
 
-async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session: bool) -> ChargeResult:  # noqa: ANN001
-    """Call the gateway for a pending payment (outside any transaction). Nothing to charge: succeeded at once."""
-    if payment.amount == 0:
-        return ChargeResult(status="succeeded", payment_id=f"free_{payment.id}")
-    return await ctx.gateway.charge(ChargeRequest(
+def _request(payment, gateway_customer: str, off_session: bool) -> ChargeRequest:  # noqa: ANN001
+    return ChargeRequest(
         amount=payment.amount, currency=payment.currency, payment_method=payment.payment_method,
         customer_id=payment.customer_id, gateway_customer=gateway_customer, off_session=off_session,
         idempotency_key=payment.idempotency_key, description=f"subscription {payment.subscription_id}",
-    ))
+    )
+
+
+def _nothing_to_charge(payment) -> ChargeResult:  # noqa: ANN001
+    return ChargeResult(status="succeeded", payment_id=f"free_{payment.id}")
+
+
+async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session: bool) -> ChargeResult:  # noqa: ANN001
+    """Call the gateway for a pending payment (outside any transaction). Nothing to charge: succeeded at once."""
+    if payment.amount == 0:
+        return _nothing_to_charge(payment)
+    return await ctx.gateway.charge(_request(payment, gateway_customer, off_session))
+
+
+async def charge_many(ctx: AppContext, work: list) -> list[ChargeResult | None]:  # noqa: ANN001
+    """`charge` off-session for a batch of (pending payment, gateway customer) pairs, in one call to the gateway
+    (`PaymentGateway.charge_many`): the results in order, `None` where the gateway gave no answer."""
+    billable = [(payment, customer) for payment, customer in work if payment.amount > 0]
+    answers = iter(await ctx.gateway.charge_many([_request(p, c, True) for p, c in billable]) if billable else [])
+    return [next(answers) if payment.amount > 0 else _nothing_to_charge(payment) for payment, _ in work]
 
 
 # Statements built once at import: executing the same statement object skips building the construct and

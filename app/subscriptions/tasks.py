@@ -4,25 +4,20 @@ PostgreSQL) keeps replicas off each other's subscriptions while the gateway is c
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
-import logging
 
 from sqlalchemy import or_, select, update
 
 from app.audit.service import SYSTEM, audit_row, record_many
 from app.credits import repository as credit_repo
 from app.db import insert_ignoring_returning
-from app.gateways.base import GatewayUnavailable
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.subscriptions import charging
 from policies import period_end_action, renewal_due
 
-log = logging.getLogger("billing.subscriptions")
 LEASE = _dt.timedelta(minutes=2)
-CONCURRENT_CHARGES = 8  # gateway calls in flight at once per batch
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
@@ -88,19 +83,9 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
             keyed.update((p.idempotency_key, p) for p in await conn.execute(
                 select(payments).where(payments.c.idempotency_key.in_(existing))))
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
-    pending = [(sub, payment) for sub, payment in work if payment.status == "pending"]
-    gate = asyncio.Semaphore(CONCURRENT_CHARGES)
-
-    async def charge(sub, payment):  # noqa: ANN001, ANN202
-        async with gate:
-            try:
-                return payment, await charging.charge(ctx, payment, sub.gateway_customer_id or "", off_session=True)
-            except GatewayUnavailable:
-                log.warning("gateway unavailable; the charge will be retried with the same key",
-                            extra={"payment_id": payment.id})
-                return payment, None  # a later run repeats it with the same key
-
-    outcomes = [(p, r) for p, r in await asyncio.gather(*(charge(s, p) for s, p in pending)) if r is not None]
+    pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
+    outcomes = [(payment, result) for (payment, _), result in zip(pending, await charging.charge_many(ctx, pending),
+                                                                    strict=True) if result is not None]
     # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
     async with ctx.db.transaction() as conn:
         await charging.settle_many(conn, ctx, outcomes, now)

@@ -101,6 +101,32 @@ async def test_one_key_for_another_refund_is_a_gateway_error(gateway, db) -> Non
     assert await refunded(db, payment) == 500 and await refunded(db, other) == 0
 
 
+def request(key: str, payment_method: str = "pm_card_visa", amount: int = 2000) -> ChargeRequest:
+    return ChargeRequest(amount=amount, currency="usd", payment_method=payment_method, customer_id="cus_1",
+                         gateway_customer="cus_sandbox_cus_1", off_session=True, idempotency_key=key,
+                         description="subscription sub_1")
+
+
+async def charges(db: Database) -> int:
+    async with db.read() as conn:
+        return (await conn.execute(select(func.count()).select_from(sandbox_charges))).scalar_one()
+
+
+async def test_a_batch_of_charges_answers_each_in_order_and_a_repeated_key_charges_once(gateway, db) -> None:
+    earlier = await gateway.charge(request("sub_1:period-1:attempt-1"))
+    batch = [request("sub_2:period-1:attempt-1"), request("sub_3:period-1:attempt-1", "pm_card_chargeDeclined"),
+             request("sub_1:period-1:attempt-1"), request("sub_4:period-1:attempt-1", "pm_card_authenticationRequired")]
+    results = await gateway.charge_many(batch)
+    assert [(r.status, r.decline_code) for r in results] == [
+        ("succeeded", None), ("failed", "card_declined"), ("succeeded", None), ("failed", "authentication_required")]
+    assert results[2] == earlier  # charged before under its key: the first answer, no second charge
+    assert len({r.payment_id for r in results}) == 4
+    assert await gateway.charge_many(batch) == results  # the whole batch again (after a crash): the same answers
+    assert await gateway.charge(batch[1]) == results[1]
+    assert await charges(db) == 4
+    assert await gateway.charge_many([]) == []
+
+
 def _protocol_methods() -> set[str]:
     return {name for name, member in vars(PaymentGateway).items()
             if not name.startswith("_") and inspect.iscoroutinefunction(member)}

@@ -159,6 +159,49 @@ async def test_repeated_charge_with_the_same_key_charges_once(gateway: StripeGat
     assert len(fake.get("/v1/charges")["data"]) == 1
 
 
+async def test_a_batch_of_charges_is_one_intent_each_answered_in_order(gateway: StripeGateway,
+                                                                     fake: FakeStripe) -> None:
+    customer = await gateway.create_customer("cust_1")
+    first = await gateway.charge(charge_request(customer, key="sub_1:period-1:attempt-1", off_session=True))
+    batch = [charge_request(customer, key=f"sub_{i}:period-1:attempt-1", off_session=True) for i in range(1, 11)]
+    batch[4] = charge_request(customer, "pm_card_visa_chargeDeclined", key="sub_5:period-1:attempt-1",
+                              off_session=True)
+    results = await gateway.charge_many(batch)
+    assert results[0] == first  # its key was charged before: Stripe's first answer, no second charge
+    assert [r.status for r in results] == ["succeeded"] * 4 + ["failed"] + ["succeeded"] * 5
+    assert len({r.payment_id for r in results}) == 10
+    intents = {i["id"]: i for i in fake.get("/v1/payment_intents", limit=100)["data"]}
+    assert [intents[r.payment_id]["metadata"]["idempotency_key"] for r in results] == [
+        r.idempotency_key for r in batch]
+    assert len(intents) == 10
+
+
+async def test_a_batch_charge_without_an_answer_is_none_and_the_rest_are_answered() -> None:
+    async def flaky(request: web.Request) -> web.Response:
+        form = await request.post()
+        if form["metadata[idempotency_key]"] == "sub_2:period-1:attempt-1":
+            return web.json_response({"error": {"type": "api_error", "message": "Something went wrong."}},
+                                     status=500)
+        return web.json_response({"id": f"pi_{form['metadata[idempotency_key]']}", "object": "payment_intent",
+                                  "status": "succeeded", "client_secret": None})
+
+    app = web.Application()
+    app.router.add_post("/v1/payment_intents", flaky)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=0, timeout=2.0)
+    try:
+        results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
+                                                            off_session=True) for i in (1, 2, 3)])
+    finally:
+        await gateway.aclose()
+        await runner.cleanup()
+    assert [r and (r.status, r.payment_id) for r in results] == [
+        ("succeeded", "pi_sub_1:period-1:attempt-1"), None, ("succeeded", "pi_sub_3:period-1:attempt-1")]
+
+
 async def test_off_session_renewal_on_the_saved_method(gateway: StripeGateway, fake: FakeStripe) -> None:
     customer = await gateway.create_customer("cust_1")
     purchase = await gateway.charge(charge_request(customer))

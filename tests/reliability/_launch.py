@@ -5,9 +5,10 @@
   (`claimed_until`, `lease_until`) that a killed replica took have run out, without the test sleeping for two
   minutes. The business clock (the sandbox clock in the database) is not touched; only `SystemClock.wall`, the
   infrastructure time used for leases, idempotency-key ages and webhook timestamps.
-- RELIABILITY_CHARGE_DELAY_SECONDS / RELIABILITY_CHARGE_LOG: every off-session sandbox charge (renewals, retries)
-  is made, then noted in that file, then answered only after that delay, as a slow gateway would. A test that
-  sees a charge noted knows the process is inside a batch, after the money moved and before it is recorded.
+- RELIABILITY_CHARGE_DELAY_SECONDS / RELIABILITY_CHARGE_LOG: the off-session sandbox charges (renewals, retries)
+  of a batch are made, then noted in that file, then answered only after that delay, as a slow gateway would. A
+  test that sees a charge noted knows the process is inside a batch, after the money moved and before it is
+  recorded.
 
 Nothing in app/ changes: the patches are applied in this process before the app runs.
 """
@@ -31,18 +32,19 @@ if _DELAY or _LOG:
 
     from app.gateways import sandbox
 
-    _real_charge = sandbox.SandboxGateway.charge
+    _real_charge_many = sandbox.SandboxGateway.charge_many  # single charges go through it too
 
-    async def _slow_charge(self, request):  # noqa: ANN001, ANN202
-        result = await _real_charge(self, request)  # the money has moved (the sandbox ledger is written) ...
-        if request.off_session:
+    async def _slow_charge_many(self, requests):  # noqa: ANN001, ANN202
+        results = await _real_charge_many(self, requests)  # the money has moved (the sandbox ledger is written) ...
+        off_session = [request.idempotency_key for request in requests if request.off_session]
+        if off_session:
             if _LOG:
                 with open(_LOG, "a") as log:
-                    log.write(f"{request.idempotency_key}\n")
+                    log.writelines(f"{key}\n" for key in off_session)
             await asyncio.sleep(_DELAY)  # ... and the answer takes its time to come back
-        return result
+        return results
 
-    sandbox.SandboxGateway.charge = _slow_charge
+    sandbox.SandboxGateway.charge_many = _slow_charge_many
 
 if __name__ == "__main__":
     from app.cli import main

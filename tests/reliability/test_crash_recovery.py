@@ -3,9 +3,9 @@ batch of notice deliveries to a real (slow) SMTP server. After a restart every d
 nothing is lost (B2, T3, T4, receipts).
 
 How the kill lands mid-batch: the jobs claim a batch (JOB_BATCH_SIZE), send its charges or messages, and record
-the outcomes. For renewals, the killed replica's sandbox gateway notes each renewal charge once it is made and
-answers it a second later (tests/reliability/_launch.py, a slow gateway): the test kills the process as
-soon as the third batch's first charge is noted, so money has moved that nothing records yet. For notices, the
+the outcomes. For renewals, the killed replica's sandbox gateway notes a batch's renewal charges once they are made
+and answers them a second later (tests/reliability/_launch.py, a slow gateway): the test kills the process as soon
+as the third batch's charges are noted, so money has moved that nothing records yet. For notices, the
 SMTP server answers each message slowly and the test kills the process once the second batch is part sent.
 
 Work leases: a batch is claimed with a lease in *real* time (`claimed_until`/`lease_until` = wall + 2 minutes, see
@@ -104,7 +104,7 @@ def renewal_crash(database_url: str, tmp_path_factory: pytest.TempPathFactory):
             # One period on: every subscription is due for renewal, every trial for its notice and its expiry.
             due_at = max(parse(s["current_period_end"]) for s in bought) + _dt.timedelta(hours=1)
             api.ok("POST", "/v1/sandbox/clock", json={"now": iso(due_at)})
-            # Kill it inside its third batch: the first charge of that batch has been made (money moved), its answer
+            # Kill it inside its third batch: the charges of that batch have been made (money moved), their answer
             # is on its way, nothing of the batch is recorded yet.
             wait_for(lambda: len(charges.read_text().split()) > 2 * RENEWAL_BATCH, timeout=60, interval=0.002,
                      what="the third batch of renewal charges")
