@@ -7,16 +7,15 @@ import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]  # every 10-bit value as two digits
 _lock = threading.Lock()
 _last = 0
 
 
-def _b32(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+def _b32(value: int) -> str:
+    """The 128-bit `value` as 26 Crockford base32 digits, most significant first (130 bits: two leading zeros),
+    spelt two digits at a time."""
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def new_id(prefix: str) -> str:
@@ -27,4 +26,4 @@ def new_id(prefix: str) -> str:
         if value <= _last:
             value = _last + 1
         _last = value
-    return f"{prefix}_{_b32(value, 26)}"
+    return f"{prefix}_{_b32(value)}"
