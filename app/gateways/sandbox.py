@@ -71,7 +71,7 @@ class SandboxGateway:
                 conflict_on=["idempotency_key"])}
             repeats = [r.idempotency_key for r in requests if r.idempotency_key not in rows]
             if repeats:
-                repeated = await conn.execute(_CHARGES_BY_KEY, {"keys": repeats})
+                repeated = (await conn.execute(_CHARGES_BY_KEY, {"keys": repeats})).all()
                 rows.update((row.idempotency_key, row) for row in repeated)
         return [self._result(rows[request.idempotency_key]) for request in requests]
 

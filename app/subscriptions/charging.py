@@ -218,9 +218,9 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
         return {}
     # A payment's subscription never changes: the rows read before the gateway call name it.
     subs = {s.id: s for s in (await conn.execute(
-        _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})}))}
+        _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})})).all()}
     locked = {p.id: p for p in (await conn.execute(
-        _LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})}))}
+        _LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})})).all()}
     statuses: dict[str, str] = {}
     slow = []
     sub_rows, payment_rows, credit_rows, notice_items, audit_rows = [], [], [], [], []

@@ -80,8 +80,8 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
                                                                                conflict_on=["idempotency_key"])}
         existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
         if existing:
-            keyed.update((p.idempotency_key, p) for p in await conn.execute(
-                select(payments).where(payments.c.idempotency_key.in_(existing))))
+            keyed.update((p.idempotency_key, p) for p in (await conn.execute(
+                select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
     outcomes = [(payment, result) for (payment, _), result in zip(pending, await charging.charge_many(ctx, pending),
