@@ -51,13 +51,7 @@ async def run_jobs(ctx: AppContext, now: _dt.datetime, names: tuple[str, ...]) -
     for job in registry.registered_jobs():
         if job.name not in names:
             continue
-        total = 0
-        for _ in range(registry.MAX_BATCHES_PER_RUN):
-            count = await job.run(ctx, now)
-            total += count
-            if count == 0:
-                break
-        done[job.name] = total
+        done[job.name] = await registry.run_job(ctx, job, now)
     return done
 
 
@@ -69,7 +63,8 @@ def timed_sweep(runner: Runner, now: _dt.datetime) -> tuple[float, dict[str, int
 
 class JobTimer:
     """Times each job of one `run_due` call by wrapping the job functions where `registered_jobs` imports them
-    from (measurement only; the jobs run unchanged)."""
+    from (measurement only; the jobs run unchanged): from the start of its first batch to the end of its last (a
+    job with several workers has batches in flight at once)."""
 
     TARGETS = {
         "app.subscriptions.tasks": ("end_canceled_subscriptions", "renew_subscriptions", "retry_failed_renewals",
@@ -81,7 +76,7 @@ class JobTimer:
     }
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
+        self.spans: dict[str, tuple[float, float]] = {}
         self._saved: list[tuple[object, str, Callable]] = []
 
     def __enter__(self) -> "JobTimer":
@@ -101,9 +96,14 @@ class JobTimer:
             try:
                 return await original(ctx, now)
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                first, _ = self.spans.get(name, (started, started))
+                self.spans[name] = (first, time.perf_counter())
 
         return timed
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return {name: end - start for name, (start, end) in self.spans.items()}
 
     def __exit__(self, *exc) -> None:  # noqa: ANN002
         for module, name, original in self._saved:

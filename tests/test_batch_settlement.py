@@ -6,13 +6,15 @@ money is recorded, nothing is granted)."""
 
 from __future__ import annotations
 
+import pytest
+
 from app.audit.service import SYSTEM
 from app.customers import standing
 from app.gateways.base import charge_each
 from tests.api.test_dunning import PERIOD_END, RETRY_1, switch_method
 from tests.api.test_subscriptions import buy, payments_of, subscription
 from tests.api.test_trials import notices
-from tests.conftest import START, make_customer, make_plan, move_clock, ops_headers, run_due
+from tests.conftest import START, make_customer, make_plan, make_settings, move_clock, ops_headers, run_due
 
 NEXT_END = "2030-03-15T12:00:00Z"
 
@@ -99,3 +101,36 @@ def test_a_mixed_renewal_batch_settles_each_payment_as_if_alone(client):
     assert run_due(client)["subscription_renewals"] == 0
     assert before == {name: (len(payments_of(client, c)), len(notices(client, c))) for name, c in people.items()}
     assert START < PERIOD_END
+
+
+@pytest.fixture
+def small_batches(clean_db):  # noqa: ANN001, ANN201
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(make_settings(clean_db, job_batch_size=3)), raise_server_exceptions=False) as client:
+        move_clock(client, START)
+        yield client
+
+
+def test_B2_a_run_renews_every_due_subscription_once_in_batches_some_at_once(small_batches):
+    """More due than a batch holds: `run_due` claims batch after batch, on PostgreSQL several at once (the renewal
+    job's workers, whose claims skip each other's rows). Each subscription is renewed once: one charge, one period,
+    one receipt, one audit event."""
+    client = small_batches
+    make_plan(client, amount=2000)
+    people = [make_customer(client, f"p{i}") for i in range(11)]
+    subs = [buy(client, person) for person in people]
+    move_clock(client, PERIOD_END)
+
+    jobs = run_due(client)
+    assert jobs["subscription_renewals"] == 11 and jobs["deliver_notices"] == 22  # purchase and renewal receipts
+    assert run_due(client)["subscription_renewals"] == 0
+    for person, sub in zip(people, subs, strict=True):
+        renewals = [p for p in payments_of(client, person) if p["purpose"] == "renewal"]
+        assert [(p["status"], p["amount"], p["period_start"]) for p in renewals] == [
+            ("succeeded", 2000, PERIOD_END)], person["id"]
+        assert subscription(client, sub["id"])["current_period_end"] == NEXT_END
+        assert sorted(n["type"] for n in notices(client, person)) == ["receipt", "receipt"]
+        assert audit_actions(client, person).count("subscription.renewed") == 1

@@ -2,11 +2,14 @@
 
 Each job processes one claimed batch of due work per call and returns how many items it did; `run_due` calls it
 again until nothing is left. Jobs are idempotent and claim their rows atomically, so several replicas (or the
-scheduler and a sandbox `run-due`) may run them at once.
+scheduler and a sandbox `run-due`) may run them at once. For the same reason a job may have several batches in
+flight within one run (`Job.workers`, on PostgreSQL, whose claims skip each other's rows): while one batch waits
+for the database, the next is being prepared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +25,7 @@ MAX_BATCHES_PER_RUN = 100_000
 class Job:
     name: str
     run: Callable[[AppContext, _dt.datetime], Awaitable[int]]
+    workers: int = 1  # batches in flight at once on PostgreSQL; one at a time on SQLite (a single writer)
 
 
 def registered_jobs() -> list[Job]:
@@ -38,8 +42,8 @@ def registered_jobs() -> list[Job]:
 
     return [
         Job("subscription_period_ends", end_canceled_subscriptions),  # C1
-        Job("subscription_renewals", renew_subscriptions),  # B2, B3
-        Job("subscription_retries", retry_failed_renewals),  # B5
+        Job("subscription_renewals", renew_subscriptions, workers=2),  # B2, B3
+        Job("subscription_retries", retry_failed_renewals, workers=2),  # B5
         Job("incomplete_purchase_expiry", expire_incomplete_purchases),  # B1
         Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
         Job("trial_expiry", expire_trials),  # T3
@@ -49,17 +53,31 @@ def registered_jobs() -> list[Job]:
     ]
 
 
+async def _run_until_done(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
+    total = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        count = await job.run(ctx, now)
+        total += count
+        if count == 0:
+            break
+    return total
+
+
+async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
+    """Run one job until it has nothing left (with its workers' batches in flight at once); returns items done."""
+    workers = job.workers if ctx.db.is_postgres else 1
+    if workers == 1:
+        return await _run_until_done(ctx, job, now)
+    async with asyncio.TaskGroup() as group:  # a failing worker stops the others, and the run fails as with one
+        tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
+    return sum(task.result() for task in tasks)
+
+
 async def run_due(ctx: AppContext, now: _dt.datetime) -> dict[str, int]:
     """Run every job that is due at `now` until it has nothing left; returns items done per job."""
     done: dict[str, int] = {}
     for job in registered_jobs():
-        total = 0
-        for _ in range(MAX_BATCHES_PER_RUN):
-            count = await job.run(ctx, now)
-            total += count
-            if count == 0:
-                break
-        done[job.name] = total
+        done[job.name] = total = await run_job(ctx, job, now)
         if total:
             ctx.metrics.jobs.labels(job.name).inc(total)
             log.info("job done", extra={"job": job.name, "items": total})
