@@ -165,10 +165,10 @@ class StatementCounter:
     def report(self, per: int, unit: str) -> str:
         total = sum(self.statements.values())
         out = [f"{total / per:.1f} SQL statements and {self.begins / per:.2f} transactions per {unit}",
-               "statements (count per unit, driver time share):"]
+               f"statements (count per unit, driver time share, seconds in all; {sum(self.seconds.values()):.2f} s):"]
         all_time = sum(self.seconds.values()) or 1
         for key, count in self.statements.most_common(20):
-            out.append(f"  {count / per:6.2f}  {100 * self.seconds[key] / all_time:5.1f}%  {key}")
+            out.append(f"  {count / per:6.2f}  {100 * self.seconds[key] / all_time:5.1f}%  {self.seconds[key]:6.2f}  {key}")
         return "\n".join(out)
 
 
