@@ -7,9 +7,9 @@
 
 Each charge is recorded under its idempotency key, by a statement of its own (a batch of charges by one statement),
 like a call to an outside system, so a charge repeated after a crash returns the first result and never charges
-twice. Each refund is too
-(`sandbox_refunds`, written in the transaction that moves the charge's refunded amount), so a refund repeated with
-its key (R2: the retry job, or a call whose answer was slow) returns the first result and never refunds twice.
+twice. Each refund is too (`sandbox_refunds`, written in the transaction that moves the charge's refunded amount),
+so a refund repeated with its key (R2: the retry job, or a call whose answer was slow) returns the first result
+and never refunds twice.
 """
 
 from __future__ import annotations
