@@ -70,7 +70,8 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     # One autocommit connection for the batch: each statement is a single UPDATE, durable as soon as it returns (no
     # BEGIN/COMMIT round trips, no transaction open while SMTP is talked to).
     done = 0
-    async with ctx.db.autocommit() as conn:
+    # One mailer session for the batch, too (over SMTP, one connection).
+    async with ctx.db.autocommit() as conn, ctx.mailer.session() as send:
         for item in batch:
             held, started = lease, ctx.system_clock.wall()
             if started + SEND_LIMIT > held:  # too little of the batch's lease is left for this message: extend it
@@ -86,7 +87,7 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
                 continue
             try:
                 async with asyncio.timeout(SEND_LIMIT.total_seconds()):
-                    await ctx.mailer.send(item.id, item.email, item.subject, item.body)
+                    await send(item.id, item.email, item.subject, item.body)
             except Exception as exc:  # noqa: BLE001 - a failed delivery of any kind stays pending and is retried
                 attempts = item.attempts + 1
                 log.warning("notice delivery failed", extra={"notice_id": item.id, "attempts": attempts,

@@ -1,10 +1,15 @@
 """Notice delivery: real SMTP (BILLING_SMTP_URL, e.g. smtp://user:pass@host:587?starttls=true), or, with no SMTP
 configured (the embedded default), a log line with ids only. The Message-ID derives from the notice id, so a
-re-delivery after a crash is recognisable as the same message."""
+re-delivery after a crash is recognisable as the same message.
+
+A batch of notices is sent through one `session()`: over SMTP, one connection (and one TLS handshake and login)
+for the whole batch instead of one per message."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -14,10 +19,15 @@ import aiosmtplib
 log = logging.getLogger("billing.notices")
 
 
+Send = Callable[[str, str, str, str], Awaitable[None]]  # (notice_id, to, subject, body); returns once accepted
+
+
 class Mailer(Protocol):
     delivered_status: str  # "sent" or "logged"
 
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None: ...
+    def session(self) -> contextlib.AbstractAsyncContextManager[Send]:
+        """A `send` for a batch of messages: it returns once the message is accepted, and raises if it was not."""
+        ...
 
 
 def build_message(sender: str, notice_id: str, to: str, subject: str, body: str) -> EmailMessage:
@@ -49,8 +59,36 @@ class SmtpMailer:
         }
         self._sender = sender
 
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
-        await aiosmtplib.send(build_message(self._sender, notice_id, to, subject, body), **self._options)
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Send]:
+        """One connection for the batch, opened at its first message. After a failure (a refusal, a lost connection,
+        a send given up by the caller's time limit) the connection is in an unknown state: it is closed, and the
+        next message opens a new one."""
+        client: aiosmtplib.SMTP | None = None
+
+        async def send(notice_id: str, to: str, subject: str, body: str) -> None:
+            nonlocal client
+            try:
+                if client is None:
+                    client = aiosmtplib.SMTP(**self._options)
+                    await client.connect()
+                await client.send_message(build_message(self._sender, notice_id, to, subject, body))
+            except BaseException:
+                if client is not None:
+                    client.close()
+                client = None
+                raise
+
+        try:
+            yield send
+        finally:
+            if client is not None:
+                try:
+                    if client.is_connected:
+                        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                            await client.quit()
+                finally:
+                    client.close()
 
 
 class LogMailer:
@@ -58,7 +96,12 @@ class LogMailer:
 
     delivered_status = "logged"
 
-    async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Send]:
+        yield self._log
+
+    @staticmethod
+    async def _log(notice_id: str, to: str, subject: str, body: str) -> None:
         log.info("notice recorded (no SMTP configured)", extra={"notice_id": notice_id})
 
 

@@ -3,14 +3,24 @@ failure without duplicates."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.test_trials import iso, notices, parse, start_trial
-from tests.conftest import START, ManualWall, make_customer, make_plan, make_settings, move_clock, run_due
-from tests.support.servers import SmtpServer
+from tests.conftest import (
+    START,
+    ManualWall,
+    make_customer,
+    make_plan,
+    make_settings,
+    move_clock,
+    ops_headers,
+    run_due,
+)
+from tests.support.servers import Inbox, SmtpServer
 
 
 @pytest.fixture
@@ -78,6 +88,68 @@ def test_T3_failed_delivery_is_retried_later_without_duplicates(clean_db):
         client.__exit__(None, None, None)
 
 
+def send_messages(client, customer: dict, count: int) -> list[dict]:  # noqa: ANN001
+    for k in range(count):
+        response = client.post(f"/v1/customers/{customer['id']}/messages", headers=ops_headers(),
+                               json={"category": "service", "subject": f"Message {k}", "body": f"Body {k}"})
+        assert response.status_code == 201, response.text
+    return notices(client, customer)
+
+
+def test_a_batch_of_notices_goes_over_one_smtp_connection(clean_db, smtp):
+    client = _client(make_settings(clean_db, smtp_url=smtp.url))
+    try:
+        alice = make_customer(client, "alice")
+        sent = send_messages(client, alice, 5)
+        assert run_due(client)["deliver_notices"] == 5
+        assert sorted(m["Message-ID"] for _, m in smtp.inbox.messages) == sorted(
+            f"<{n['id']}@billing.notices>" for n in sent)
+        assert len(set(smtp.inbox.peers)) == 1  # one connection (one EHLO, one login) for the batch
+        assert {n["status"] for n in notices(client, alice)} == {"sent"}
+    finally:
+        client.__exit__(None, None, None)
+
+
+class RefusesOnce(Inbox):
+    """Refuses the `refuse`-th message it is offered (451, try again later), once; accepts the others."""
+
+    refuse = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+        self.offered += 1
+        if self.offered == self.refuse:
+            return "451 try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_T3_a_refused_message_is_retried_later_and_the_rest_of_the_batch_goes_out(clean_db):
+    smtp = SmtpServer()
+    smtp.inbox = RefusesOnce()
+    smtp.start()
+    wall = ManualWall()
+    client = _client(make_settings(clean_db, smtp_url=smtp.url), wall)
+    try:
+        alice = make_customer(client, "alice")
+        sent = send_messages(client, alice, 4)
+        assert run_due(client)["deliver_notices"] == 4
+        statuses = sorted(n["status"] for n in notices(client, alice))
+        assert statuses == ["pending", "sent", "sent", "sent"]  # the refused one waits for its back-off
+        # After the refusal the connection was closed; the next message opened a new one.
+        assert len(smtp.inbox.messages) == 3 and len(set(smtp.inbox.peers)) == 2
+        wall.offset = _dt.timedelta(minutes=5)
+        assert run_due(client)["deliver_notices"] == 1
+        assert sorted(m["Message-ID"] for _, m in smtp.inbox.messages) == sorted(
+            f"<{n['id']}@billing.notices>" for n in sent)  # each once
+        assert {n["status"] for n in notices(client, alice)} == {"sent"}
+    finally:
+        client.__exit__(None, None, None)
+        smtp.stop()
+
+
 class SlowMailer:
     """Each message takes 100 s of real time (the wall moves on: more than the 30 s a message may still need when it
     starts, less than a lease); records, per send, the notice's lease in the database and when the send started."""
@@ -89,6 +161,10 @@ class SlowMailer:
         self.wall = wall
         self.db = None
         self.sends: list[tuple[str, _dt.datetime, _dt.datetime]] = []
+
+    @contextlib.asynccontextmanager
+    async def session(self):  # noqa: ANN201
+        yield self.send
 
     async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
         from sqlalchemy import select

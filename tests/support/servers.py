@@ -67,12 +67,14 @@ def when_healthy(replica: Replica, seconds: float, exit_detail=lambda: "") -> Re
 @dataclass
 class Inbox:
     messages: list = field(default_factory=list)
+    peers: list = field(default_factory=list)  # the client's address of each message: one per SMTP connection
 
     async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802 - aiosmtpd's handler API
         from email import message_from_bytes
         from email.policy import default
 
         self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content, policy=default)))
+        self.peers.append(session.peer)
         return "250 OK"
 
 
