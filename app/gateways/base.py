@@ -65,8 +65,9 @@ class PaymentGateway(Protocol):
 
     async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
         """`charge` for each request of a batch (renewals, retries), each under its own idempotency key: the results
-        in the order of the requests, `None` for a charge the gateway gave no answer to (`GatewayUnavailable`: it is
-        tried again later with the same key). A `GatewayError` is raised, as by `charge`."""
+        in the order of the requests. `None` for a charge without an outcome: the gateway gave no answer
+        (`GatewayUnavailable`) or refused the request itself (`GatewayError`, logged as an error). Nothing is
+        recorded for it, and it is tried again on a later run with the same key; the rest of the batch goes on."""
         ...
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
@@ -92,7 +93,7 @@ CONCURRENT_CHARGES = 8  # calls in flight at once for a batch charged one call a
 async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]],
                       requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
     """`charge_many` for a gateway that takes one charge per call (Stripe): at most `CONCURRENT_CHARGES` calls in
-    flight, `None` where the gateway gave no answer."""
+    flight, `None` where a charge got no outcome."""
     gate = asyncio.Semaphore(CONCURRENT_CHARGES)
 
     async def one(request: ChargeRequest) -> ChargeResult | None:
@@ -102,6 +103,11 @@ async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]]
             except GatewayUnavailable:
                 log.warning("gateway unavailable; the charge will be retried with the same key",
                             extra={"idempotency_key": request.idempotency_key})
-                return None
+            except GatewayError as exc:
+                # Not the card's answer (a configuration or request problem, e.g. a wrong API key): the customer
+                # is not failed for it, and it does not hold up the rest of the batch. Ops see it in the log.
+                log.error("the gateway refused a charge; it will be retried with the same key",
+                          extra={"idempotency_key": request.idempotency_key, "error": str(exc)})
+            return None
 
     return list(await asyncio.gather(*(one(r) for r in requests)))

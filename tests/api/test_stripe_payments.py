@@ -69,13 +69,15 @@ class StripeLink:
     `fault(method, path)` decides each request: "pass" forwards it; "drop" closes the connection without forwarding
     (Stripe unreachable); "lose" forwards it, so Stripe acts, then answers 502 instead of Stripe's answer (the
     answer lost on the way back); "lose_final" is "lose" with `Stripe-Should-Retry: false`, so the client gives up
-    at once instead of retrying (where its retries are not the point). `calls` records (method, path, Idempotency-Key, what happened, Stripe's
-    Idempotent-Replayed header)."""
+    at once instead of retrying (where its retries are not the point). A request whose Idempotency-Key is in
+    `refuse_keys` is answered 400 `invalid_request_error` without forwarding (Stripe refusing the request itself).
+    `calls` records (method, path, Idempotency-Key, what happened, Stripe's Idempotent-Replayed header)."""
 
     def __init__(self, upstream: str, port: int | None = None) -> None:
         self.upstream = upstream
         self.port = port or free_port()
         self.fault: Callable[[str, str], str] = lambda method, path: "pass"
+        self.refuse_keys: set[str] = set()
         self.calls: list[tuple[str, str, str | None, str, str | None]] = []
         link = self
 
@@ -89,7 +91,16 @@ class StripeLink:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path.split("?", 1)[0]
                 key = self.headers.get("Idempotency-Key")
-                action = link.fault(self.command, path)
+                action = "refuse" if key in link.refuse_keys else link.fault(self.command, path)
+                if action == "refuse":
+                    link.calls.append((self.command, path, key, "refused", None))
+                    payload = b'{"error": {"type": "invalid_request_error", "message": "No such customer."}}'
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 if action == "drop":
                     link.calls.append((self.command, path, key, "dropped", None))
                     self.close_connection = True
@@ -424,6 +435,36 @@ def test_a_renewal_whose_answer_was_lost_is_charged_again_with_the_same_key_not_
     assert subscription(client, sub["id"])["current_period_start"] == sub["current_period_end"]
     assert len(intents(fake, stripe_customer)) == 2
     assert run_due(client)["subscription_renewals"] == 0
+
+
+def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_tried_again(open_service, fake,
+                                                                                          link):
+    """Stripe refuses one renewal for a reason that is not the card's (400 `invalid_request_error`): that customer
+    is not failed for it (no dunning), the rest of the batch renews, and the next run tries it again with the same
+    key."""
+    client = open_service(link.url)
+    alice, bob = setup_shop(client, "alice", "bob")
+    subs = {c["id"]: bought(client, c, card(fake)) for c in (alice, bob)}
+    alice_sub, bob_sub = subs[alice["id"]], subs[bob["id"]]
+    key = f"{bob_sub['id']}:period-1:attempt-1"
+    link.refuse_keys = {key}
+    move_clock(client, max(s["current_period_end"] for s in subs.values()))
+    assert run_due(client)["subscription_renewals"] == 1
+    assert subscription(client, alice_sub["id"])["current_period_start"] == alice_sub["current_period_end"]
+    waiting = subscription(client, bob_sub["id"])
+    assert (waiting["status"], waiting["current_period_start"]) == ("active", bob_sub["current_period_start"])
+    assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
+        ("purchase", "succeeded"), ("renewal", "pending")]
+    refused = [c[3] for c in link.posts("/v1/payment_intents") if c[2] == key]
+    assert set(refused) == {"refused"}  # (asked again by the run's next batch, refused again)
+
+    link.refuse_keys = set()
+    assert run_due(client)["subscription_renewals"] == 1
+    renewed = subscription(client, bob_sub["id"])
+    assert (renewed["status"], renewed["current_period_start"]) == ("active", bob_sub["current_period_end"])
+    assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
+        ("purchase", "succeeded"), ("renewal", "succeeded")]
+    assert [c[3] for c in link.posts("/v1/payment_intents") if c[2] == key] == [*refused, "passed"]
 
 
 def test_a_lost_renewal_answer_is_settled_by_stripes_event_and_never_charged_again(open_service, fake, link):

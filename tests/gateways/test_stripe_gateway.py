@@ -176,12 +176,17 @@ async def test_a_batch_of_charges_is_one_intent_each_answered_in_order(gateway: 
     assert len(intents) == 10
 
 
-async def test_a_batch_charge_without_an_answer_is_none_and_the_rest_are_answered() -> None:
+async def test_a_batch_charge_without_an_outcome_is_none_and_the_rest_are_answered() -> None:
+    """A charge the gateway does not answer (5xx after retries) or refuses itself (400, not a card's decline: the
+    customer is not failed for it) has no outcome; it does not hold up the others."""
     async def flaky(request: web.Request) -> web.Response:
         form = await request.post()
         if form["metadata[idempotency_key]"] == "sub_2:period-1:attempt-1":
             return web.json_response({"error": {"type": "api_error", "message": "Something went wrong."}},
                                      status=500)
+        if form["metadata[idempotency_key]"] == "sub_4:period-1:attempt-1":
+            return web.json_response({"error": {"type": "invalid_request_error", "message": "No such customer."}},
+                                     status=400)
         return web.json_response({"id": f"pi_{form['metadata[idempotency_key]']}", "object": "payment_intent",
                                   "status": "succeeded", "client_secret": None})
 
@@ -194,12 +199,13 @@ async def test_a_batch_charge_without_an_answer_is_none_and_the_rest_are_answere
     gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=0, timeout=2.0)
     try:
         results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
-                                                            off_session=True) for i in (1, 2, 3)])
+                                                            off_session=True) for i in (1, 2, 3, 4, 5)])
     finally:
         await gateway.aclose()
         await runner.cleanup()
     assert [r and (r.status, r.payment_id) for r in results] == [
-        ("succeeded", "pi_sub_1:period-1:attempt-1"), None, ("succeeded", "pi_sub_3:period-1:attempt-1")]
+        ("succeeded", "pi_sub_1:period-1:attempt-1"), None, ("succeeded", "pi_sub_3:period-1:attempt-1"), None,
+        ("succeeded", "pi_sub_5:period-1:attempt-1")]
 
 
 async def test_off_session_renewal_on_the_saved_method(gateway: StripeGateway, fake: FakeStripe) -> None:
