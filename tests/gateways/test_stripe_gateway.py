@@ -5,6 +5,7 @@ No network: everything listens on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -48,6 +49,24 @@ def charge_request(customer: str, payment_method: str = "pm_card_visa", *, key: 
                          gateway_customer=customer, off_session=off_session,
                          idempotency_key=key or f"sub_1:period-0:attempt-{uuid.uuid4().hex}",
                          description="subscription sub_1")
+
+
+@contextlib.asynccontextmanager
+async def stub_stripe(create_intent, *, max_network_retries: int):  # noqa: ANN001, ANN201
+    """A gateway talking to a stand-in for Stripe whose `POST /v1/payment_intents` is `create_intent`."""
+    app = web.Application()
+    app.router.add_post("/v1/payment_intents", create_intent)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=max_network_retries,
+                            timeout=2.0)
+    try:
+        yield gateway
+    finally:
+        await gateway.aclose()
+        await runner.cleanup()
 
 
 class Hooks:
@@ -190,19 +209,9 @@ async def test_a_batch_charge_without_an_outcome_is_none_and_the_rest_are_answer
         return web.json_response({"id": f"pi_{form['metadata[idempotency_key]']}", "object": "payment_intent",
                                   "status": "succeeded", "client_secret": None})
 
-    app = web.Application()
-    app.router.add_post("/v1/payment_intents", flaky)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=0, timeout=2.0)
-    try:
+    async with stub_stripe(flaky, max_network_retries=0) as gateway:
         results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
                                                             off_session=True) for i in (1, 2, 3, 4, 5)])
-    finally:
-        await gateway.aclose()
-        await runner.cleanup()
     assert [r and (r.status, r.payment_id) for r in results] == [
         ("succeeded", "pi_sub_1:period-1:attempt-1"), None, ("succeeded", "pi_sub_3:period-1:attempt-1"), None,
         ("succeeded", "pi_sub_5:period-1:attempt-1")]
@@ -374,19 +383,9 @@ async def test_server_errors_are_retried_with_the_same_key_then_unavailable() ->
         keys.append(request.headers.get("Idempotency-Key"))
         return web.json_response({"error": {"type": "api_error", "message": "Something went wrong."}}, status=500)
 
-    app = web.Application()
-    app.router.add_post("/v1/payment_intents", failing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=1, timeout=2.0)
-    try:
+    async with stub_stripe(failing, max_network_retries=1) as gateway:
         with pytest.raises(GatewayUnavailable):
             await gateway.charge(charge_request("cus_x", key="sub_1:period-0:attempt-0"))
-    finally:
-        await gateway.aclose()
-        await runner.cleanup()
     assert keys == ["sub_1:period-0:attempt-0"] * 2
 
 
