@@ -63,11 +63,11 @@ class PaymentGateway(Protocol):
         """Create and confirm a PaymentIntent. Declines are a `failed` result, never an exception."""
         ...
 
-    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
-        """`charge` for each request of a batch (renewals, retries), each under its own idempotency key: the results
-        in the order of the requests. `None` for a charge without an outcome: the gateway gave no answer
-        (`GatewayUnavailable`) or refused the request itself (`GatewayError`, logged as an error). Nothing is
-        recorded for it, and it is tried again on a later run with the same key; the rest of the batch goes on."""
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
+        """`charge` for each request of a batch (renewals, retries), each under its own idempotency key: the
+        outcome of each, in the order of the requests. A charge left without a result has the error instead of
+        raising it, so it holds up nothing else: `GatewayUnavailable` (no answer) or `GatewayError` (the gateway
+        refused the request itself, not the card: a configuration or request problem)."""
         ...
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
@@ -86,28 +86,31 @@ class PaymentGateway(Protocol):
         ...
 
 
+ChargeOutcome = ChargeResult | GatewayUnavailable | GatewayError  # what `charge_many` gives for each request
+
 log = logging.getLogger("billing.gateways")
 CONCURRENT_CHARGES = 8  # calls in flight at once for a batch charged one call at a time
 
 
 async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]],
-                      requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
+                      requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
     """`charge_many` for a gateway that takes one charge per call (Stripe): at most `CONCURRENT_CHARGES` calls in
-    flight, `None` where a charge got no outcome."""
+    flight. Anything unexpected stops the calls not yet made (TaskGroup) and is raised."""
     gate = asyncio.Semaphore(CONCURRENT_CHARGES)
 
-    async def one(request: ChargeRequest) -> ChargeResult | None:
+    async def one(request: ChargeRequest) -> ChargeOutcome:
         async with gate:
             try:
                 return await charge(request)
-            except GatewayUnavailable:
+            except GatewayUnavailable as exc:
                 log.warning("gateway unavailable; the charge will be retried with the same key",
                             extra={"idempotency_key": request.idempotency_key})
+                return exc
             except GatewayError as exc:
-                # Not the card's answer (a configuration or request problem, e.g. a wrong API key): the customer
-                # is not failed for it, and it does not hold up the rest of the batch. Ops see it in the log.
                 log.error("the gateway refused a charge; it will be retried with the same key",
                           extra={"idempotency_key": request.idempotency_key, "error": str(exc)})
-            return None
+                return exc
 
-    return list(await asyncio.gather(*(one(r) for r in requests)))
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(request)) for request in requests]
+    return [task.result() for task in tasks]

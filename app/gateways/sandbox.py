@@ -61,7 +61,7 @@ class SandboxGateway:
     async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
         """One statement on an autocommit connection, atomic per charge: the new charges are recorded under their
         keys and returned; a key recorded before (a repeat) is read back and answers as the first charge did. The
-        sandbox always answers, so no result is `None`."""
+        sandbox always answers: every outcome is a `ChargeResult`."""
         if not requests:
             return []
         wall = self._clock.wall()

@@ -20,6 +20,7 @@ from typing import Any
 import stripe
 
 from app.gateways.base import (
+    ChargeOutcome,
     ChargeRequest,
     ChargeResult,
     GatewayError,
@@ -134,7 +135,7 @@ class StripeGateway:
             raise _translate(err, "charge") from err
         return _charge_result(intent, off_session=request.off_session)
 
-    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult | None]:
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
         """One PaymentIntent per request (Stripe has no batch call), a few in flight at once."""
         return await charge_each(self.charge, requests)
 

@@ -18,7 +18,7 @@ from app.audit.service import SYSTEM, audit_row, record, record_many
 from app.auth import Principal
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
-from app.gateways.base import ChargeRequest, ChargeResult
+from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult
 from app.ids import new_id
 from app.models import credit_entries, customers, payments, plans, subscriptions, trials
 from app.notices import templates
@@ -76,12 +76,15 @@ async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session
     return await ctx.gateway.charge(_request(payment, gateway_customer, off_session))
 
 
-async def charge_many(ctx: AppContext, work: list) -> list[ChargeResult | None]:  # noqa: ANN001
+async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:  # noqa: ANN001
     """`charge` off-session for a batch of (pending payment, gateway customer) pairs, in one call to the gateway
-    (`PaymentGateway.charge_many`): the results in order, `None` where the gateway gave no answer."""
+    (`PaymentGateway.charge_many`): the outcomes in order."""
     billable = [(payment, customer) for payment, customer in work if payment.amount > 0]
-    answers = iter(await ctx.gateway.charge_many([_request(p, c, True) for p, c in billable]) if billable else [])
-    return [next(answers) if payment.amount > 0 else _nothing_to_charge(payment) for payment, _ in work]
+    answers = await ctx.gateway.charge_many([_request(p, c, True) for p, c in billable]) if billable else []
+    if len(answers) != len(billable):
+        raise RuntimeError(f"the gateway answered {len(answers)} of {len(billable)} charges")
+    outcomes = iter(answers)
+    return [next(outcomes) if payment.amount > 0 else _nothing_to_charge(payment) for payment, _ in work]
 
 
 # Statements built once at import: executing the same statement object skips building the construct and

@@ -11,6 +11,7 @@ from sqlalchemy import or_, select, update
 from app.audit.service import SYSTEM, audit_row, record_many
 from app.credits import repository as credit_repo
 from app.db import insert_ignoring_returning
+from app.gateways.base import ChargeResult, GatewayError
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
@@ -84,17 +85,21 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
                 select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    outcomes = [(payment, result) for (payment, _), result in zip(pending, await charging.charge_many(ctx, pending),
-                                                                    strict=True) if result is not None]
+    answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
+    outcomes = [(payment, result) for (payment, _), result in answered if isinstance(result, ChargeResult)]
+    # A charge the gateway refused itself (not the card) keeps its lease: no batch claims it again until the lease
+    # has run out (so refused charges never stand in front of the rest of the due work), then a later run tries it
+    # again with the same key.
+    refused = {payment.subscription_id for (payment, _), result in answered if isinstance(result, GatewayError)}
     # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
     async with ctx.db.transaction() as conn:
         await charging.settle_many(conn, ctx, outcomes, now)
-        # The lease is given back wherever settling did not (no answer from the gateway, a payment settled
-        # already): no charge is in flight for those any more, so a cancellation is not held up (C1), and a later
-        # run charges again with the same key.
-        await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]),
-                                                       subscriptions.c.claimed_until == lease)
-                           .values(claimed_until=None))
+        # The lease is given back wherever settling did not, but for refused charges (no answer from the gateway, a
+        # payment settled already): no charge is in flight for those any more, so a cancellation is not held up
+        # (C1), and a later run charges again with the same key.
+        await conn.execute(update(subscriptions).where(
+            subscriptions.c.id.in_([s.id for s in due if s.id not in refused]), subscriptions.c.claimed_until == lease)
+            .values(claimed_until=None))
     return len(outcomes)
 
 
