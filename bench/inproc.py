@@ -97,7 +97,7 @@ class JobTimer:
                 return await original(ctx, now)
             finally:
                 first, _ = self.spans.get(name, (started, started))
-                self.spans[name] = (first, time.perf_counter())
+                self.spans[name] = (min(first, started), time.perf_counter())
 
         return timed
 

@@ -61,15 +61,15 @@ class SmtpMailer:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Send]:
-        """One connection for the batch, opened at its first message. After a failure (a refusal, a lost connection,
-        a send given up by the caller's time limit) the connection is in an unknown state: it is closed, and the
-        next message opens a new one."""
+        """One connection for the batch, opened at its first message (and again if the server closed it). After a
+        failure (a refusal, a lost connection, a send given up by the caller's time limit) the connection is in an
+        unknown state: it is closed, and the next message opens a new one."""
         client: aiosmtplib.SMTP | None = None
 
         async def send(notice_id: str, to: str, subject: str, body: str) -> None:
             nonlocal client
             try:
-                if client is None:
+                if client is None or not client.is_connected:  # first message, or the server closed it
                     client = aiosmtplib.SMTP(**self._options)
                     await client.connect()
                 await client.send_message(build_message(self._sender, notice_id, to, subject, body))
@@ -85,8 +85,8 @@ class SmtpMailer:
             if client is not None:
                 try:
                     if client.is_connected:
-                        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                            await client.quit()
+                        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                            await client.quit(timeout=2)
                 finally:
                     client.close()
 

@@ -68,8 +68,11 @@ async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
     workers = job.workers if ctx.db.is_postgres else 1
     if workers == 1:
         return await _run_until_done(ctx, job, now)
-    async with asyncio.TaskGroup() as group:  # a failing worker stops the others, and the run fails as with one
-        tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
+    try:
+        async with asyncio.TaskGroup() as group:  # a failing worker stops the others ...
+            tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0]  # ... and the run fails with its error, as with one worker
     return sum(task.result() for task in tasks)
 
 

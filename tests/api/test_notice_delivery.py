@@ -3,6 +3,7 @@ failure without duplicates."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 
@@ -108,6 +109,32 @@ def test_a_batch_of_notices_goes_over_one_smtp_connection(clean_db, smtp):
         assert {n["status"] for n in notices(client, alice)} == {"sent"}
     finally:
         client.__exit__(None, None, None)
+
+
+class HangsUpAfterEach(Inbox):
+    """Accepts each message, then closes the connection (as a server with a one-message limit, or an idle timeout)."""
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+        reply = await super().handle_DATA(server, session, envelope)
+        asyncio.get_running_loop().call_later(0.05, server.transport.close)
+        return reply
+
+
+async def test_a_session_reconnects_when_the_server_has_closed_the_connection() -> None:
+    from app.notices.mailer import SmtpMailer
+
+    smtp = SmtpServer()
+    smtp.inbox = HangsUpAfterEach()
+    smtp.start()
+    try:
+        async with SmtpMailer(smtp.url, "billing@test.example").session() as send:
+            for k in range(3):
+                await send(f"ntc_{k}", "alice@example.com", f"Message {k}", "Body")
+                await asyncio.sleep(0.3)  # the server hangs up meanwhile
+    finally:
+        smtp.stop()
+    assert [m["Message-ID"] for _, m in smtp.inbox.messages] == [f"<ntc_{k}@billing.notices>" for k in range(3)]
+    assert len(set(smtp.inbox.peers)) == 3  # a new connection for each message after a hang-up, none lost
 
 
 class RefusesOnce(Inbox):
