@@ -243,13 +243,8 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
                              "b_now": now})
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
-        subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount,
-                                          payment.credit_applied, payment.amount, payment.currency, start, end)
-        notice_items.append(NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body))
-        audit_rows.append(audit_row(actor, "subscription.renewed", now, subject_type="subscription",
-                                    subject_id=sub.id, customer_id=sub.customer_id,
-                                    policy_version=payment.policy_version,
-                                    data=_success_data(payment, start, end)))
+        notice_items.append(_receipt(sub, payment, start, end))
+        audit_rows.append(_success_event(actor, "subscription.renewed", now, sub, payment, start, end))
         statuses[payment.id] = "succeeded"
     if sub_rows:
         await conn.execute(_RENEW_SUBSCRIPTION, sub_rows)
@@ -281,9 +276,19 @@ def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001
             "created_at": now}
 
 
-def _success_data(payment, start: _dt.datetime, end: _dt.datetime) -> dict:  # noqa: ANN001
-    return {"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
-            "period_start": start.isoformat(), "period_end": end.isoformat()}
+# What a successful charge writes about itself, the same from `record_success` and `settle_many`.
+def _receipt(sub, payment, start: _dt.datetime, end: _dt.datetime) -> NewNotice:  # noqa: ANN001
+    subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount, payment.credit_applied,
+                                      payment.amount, payment.currency, start, end)
+    return NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)
+
+
+def _success_event(actor: Principal, action: str, now: _dt.datetime, sub, payment,  # noqa: ANN001
+                   start: _dt.datetime, end: _dt.datetime) -> dict:
+    return audit_row(actor, action, now, subject_type="subscription", subject_id=sub.id, customer_id=sub.customer_id,
+                     policy_version=payment.policy_version,
+                     data={"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
+                           "period_start": start.isoformat(), "period_end": end.isoformat()})
 
 
 async def record_purchase_paid(conn: AsyncConnection, ctx: AppContext, sub, gateway_payment_id: str,  # noqa: ANN001
@@ -342,14 +347,9 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
                                                 "b_start": start, "b_end": end, "b_now": now})
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
         await insert_ignoring_conflict(conn, credit_entries, _credit_spend(payment, now), conflict_on=["payment_id"])
-    subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount,
-                                      payment.credit_applied, payment.amount, payment.currency, start, end)
-    await create_notices(conn, [NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)],
-                         now, ctx.system_clock.wall())
+    await create_notices(conn, [_receipt(sub, payment, start, end)], now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == "purchase" else "subscription.renewed"
-    await record(conn, actor, action, now, subject_type="subscription", subject_id=sub.id,
-                 customer_id=sub.customer_id, policy_version=payment.policy_version,
-                 data=_success_data(payment, start, end))
+    await record_many(conn, [_success_event(actor, action, now, sub, payment, start, end)])
 
 
 async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> None:
