@@ -42,11 +42,11 @@ def _reason(value: str) -> str:
     return value.strip()
 
 
-# R2/R3: every discretionary action carries a non-empty reason: one line of text, without control characters.
-Reason = Annotated[str, Field(min_length=1, max_length=1000, description="One line, without control characters."),
-                   AfterValidator(_reason), AfterValidator(check_single_line)]
 SingleLine = AfterValidator(check_single_line)
 MultiLine = AfterValidator(check_multi_line)
+# R2/R3: every discretionary action carries a non-empty reason: one line of text, without control characters.
+Reason = Annotated[str, Field(min_length=1, max_length=1000, description="One line, without control characters."),
+                   AfterValidator(_reason), SingleLine]
 PositiveAmount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 
 

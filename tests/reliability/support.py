@@ -7,7 +7,6 @@ import datetime as _dt
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
