@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime as _dt
 import re
 import shutil
 import subprocess
@@ -78,7 +77,7 @@ def xact_commits(dbs: run.Databases, database: str) -> int:
 
 
 def profile_http(args: argparse.Namespace) -> None:
-    from seed import active_subscriptions, base_rows, customers, incomplete_purchases
+    from seed import incomplete_purchases
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
@@ -91,9 +90,7 @@ def profile_http(args: argparse.Namespace) -> None:
         run.migrate(dbs.service_url(template))
         api_db = dbs.create("api", template)
         conn = dbs.connect(api_db)
-        base_rows(conn, run.NOW)
-        customers(conn, run.API_PREFIX, 1000, run.NOW)
-        active_subscriptions(conn, run.API_PREFIX, 1000, run.NOW - _dt.timedelta(days=5), run.policy_version())
+        now = run.seed_api_database(conn, 1000)
         service = run.start_service(dbs.service_url(api_db), workdir)
         tokens = run.mint_tokens(1000, run.API_PREFIX)
         pool = workdir / "pool.tsv"
@@ -103,10 +100,7 @@ def profile_http(args: argparse.Namespace) -> None:
         elif args.path == "write":
             script, script_args = "write.lua", [str(pool), "profile"]
         else:
-            from app.clock import SystemClock
-
-            intents = incomplete_purchases(conn, "whp", args.events, run.NOW, SystemClock.wall(),
-                                           run.policy_version())
+            intents = incomplete_purchases(conn, "whp", args.events, now, now, run.policy_version(now))
             events = workdir / "events.tsv"
             events.write_text("".join(run.signed_events(intents, "whp")))
             script, script_args = "webhook.lua", [str(events)]
@@ -138,27 +132,27 @@ def profile_http(args: argparse.Namespace) -> None:
 
 
 class StatementCounter:
-    """Counts SQL statements and transactions of an engine (SQLAlchemy events), with time in the driver."""
+    """Counts SQL statements (of both engines) and transactions (of the transactional engine: the autocommit one
+    begins no transaction on the server) of an app's `Database`, with time in the driver (SQLAlchemy events)."""
 
-    def __init__(self, engine) -> None:  # noqa: ANN001
+    def __init__(self, engine, autocommit_engine) -> None:  # noqa: ANN001
         from sqlalchemy import event
 
         self.statements: collections.Counter = collections.Counter()
         self.seconds: collections.Counter = collections.Counter()
         self.begins = 0
-        sync = engine.sync_engine
+        for sync in (engine.sync_engine, autocommit_engine.sync_engine):
+            @event.listens_for(sync, "before_cursor_execute")
+            def _before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+                conn.info["bench_t0"] = time.perf_counter()
 
-        @event.listens_for(sync, "before_cursor_execute")
-        def _before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
-            conn.info["bench_t0"] = time.perf_counter()
+            @event.listens_for(sync, "after_cursor_execute")
+            def _after(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+                key = " ".join(statement.split())[:70]
+                self.statements[key] += 1
+                self.seconds[key] += time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
 
-        @event.listens_for(sync, "after_cursor_execute")
-        def _after(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
-            key = " ".join(statement.split())[:70]
-            self.statements[key] += 1
-            self.seconds[key] += time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
-
-        @event.listens_for(sync, "begin")
+        @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn):  # noqa: ANN001, ANN202
             self.begins += 1
 
@@ -195,7 +189,7 @@ def profile_inproc(args: argparse.Namespace) -> None:
         if args.path == "sweep":  # one unprofiled sweep first, as run.py's warm-up
             inproc.timed_sweep(runner, run.NOW)
             restore_due_trials(conn, 1000)
-        counter = StatementCounter(runner.ctx.db.engine)
+        counter = StatementCounter(runner.ctx.db.engine, runner.ctx.db.autocommit_engine)
         profiler = Profiler(interval=0.002, async_mode="enabled")
         cpu0, wall0 = time.process_time(), time.perf_counter()
         profiler.start()

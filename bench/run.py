@@ -36,6 +36,7 @@ ROOT = BENCH.parent
 WRK_DIR = BENCH / "wrk"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 AUTH_SECRET = "bench-auth-secret-0123456789abcdef-0123456789"  # BILLING_AUTH_SECRET of the run (HS256: >= 32 bytes)
+WEBHOOK_SECRET = "whsec_bench_0123456789abcdef"  # BILLING_STRIPE_WEBHOOK_SECRET of the service
 # Business time of every benchmark database (the sandbox clock, frozen): fixed so runs are comparable.
 NOW = _dt.datetime(2027, 2, 10, 12, 0, tzinfo=_dt.timezone.utc)
 STARTED = time.monotonic()
@@ -155,10 +156,24 @@ def migrate(url: str) -> None:
         fail(f"billing migrate failed:\n{result.stderr[-3000:]}")
 
 
-def policy_version() -> str:
+def policy_version(at: _dt.datetime = NOW) -> str:
     from policies import load_policy_book
 
-    return load_policy_book(None).at(NOW).version
+    return load_policy_book(None).at(at).version
+
+
+def seed_api_database(conn, count: int) -> _dt.datetime:  # noqa: ANN001
+    """The HTTP benchmarks' data: `count` customers, each with an active subscription in its sixth day. The service
+    runs on real time there, as in production (see `start_service`), so the rows are dated from the real time,
+    which is returned."""
+    from app.clock import SystemClock
+    from seed import active_subscriptions, base_rows, customers
+
+    now = SystemClock.wall()
+    base_rows(conn, now)
+    customers(conn, API_PREFIX, count, now)
+    active_subscriptions(conn, API_PREFIX, count, now - _dt.timedelta(days=5), policy_version(now))
+    return now
 
 
 # --------------------------------------------------------------------------------------------------- processes
@@ -240,7 +255,10 @@ def start_server(name: str, cmd: list[str], env: dict[str, str], workdir: Path) 
 
 
 def start_service(database_url: str, workdir: Path, cmd: list[str] | None = None) -> Server:
-    env = clean_env(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=AUTH_SECRET, BILLING_SANDBOX="true",
+    """The service as production runs it: real time (the sandbox off, so no sandbox clock is read from the
+    database), with the sandbox gateway in place of Stripe, which the benchmark cannot reach."""
+    env = clean_env(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=AUTH_SECRET, BILLING_SANDBOX="false",
+                    BILLING_GATEWAY="sandbox", BILLING_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
                     BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING",
                     BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0")
     return start_server("service", cmd or billing_cmd("serve"), env, workdir)
@@ -469,7 +487,6 @@ def signed_events(intents: list[tuple[str, str]], prefix: str) -> list[str]:
                     "livemode": False, "data": {"object": {
                         "id": intent_id, "object": "payment_intent", "status": "succeeded", "amount": amount,
                         "amount_received": amount, "currency": currency, "metadata": metadata}}}
-    from app.config import SANDBOX_WEBHOOK_SECRET
     from seed import CURRENCY, PRICE
 
     lines = []
@@ -477,7 +494,7 @@ def signed_events(intents: list[tuple[str, str]], prefix: str) -> list[str]:
         event = intent_event("payment_intent.succeeded", intent, event_id=f"evt_bench_{prefix}_{n:08d}",
                              amount=PRICE, currency=CURRENCY, metadata={"idempotency_key": key})
         payload = json.dumps(event, separators=(",", ":"))
-        lines.append(f"{signature(payload, SANDBOX_WEBHOOK_SECRET)}\t{payload}\n")
+        lines.append(f"{signature(payload, WEBHOOK_SECRET)}\t{payload}\n")
     return lines
 
 
@@ -487,7 +504,6 @@ def webhook_benchmark(mode: Mode, dbs: Databases, api_db: str, workdir: Path, fi
     from seed import count, incomplete_purchases
 
     conn = dbs.connect(api_db)
-    pv = policy_version()
     rates, p99s, cpu, errors = [], [], [], 0
     pool_size = 600 * mode.duration
     attempt = 0
@@ -497,7 +513,8 @@ def webhook_benchmark(mode: Mode, dbs: Databases, api_db: str, workdir: Path, fi
             fail("webhook benchmark: events kept running out")
         prefix = f"wh{attempt}"
         log(f"webhooks: preparing {pool_size} incomplete purchases and their signed events")
-        intents = incomplete_purchases(conn, prefix, pool_size, NOW, SystemClock.wall(), pv)
+        wall = SystemClock.wall()  # the service runs on real time (`start_service`)
+        intents = incomplete_purchases(conn, prefix, pool_size, wall, wall, policy_version(wall))
         events = workdir / f"events-{prefix}.tsv"
         events.write_text("".join(signed_events(intents, prefix)))
         applied_before = count(conn, "SELECT count(*) FROM webhook_events WHERE outcome = 'applied'")
@@ -677,13 +694,9 @@ def main() -> int:
         template = dbs.create("template")
         migrate(dbs.service_url(template))
         if parts & {"api", "webhooks"}:
-            from seed import active_subscriptions, base_rows, customers
-
             api_db = dbs.create("api", template)
             conn = dbs.connect(api_db)
-            base_rows(conn, NOW)
-            customers(conn, API_PREFIX, mode.api_pool, NOW)
-            active_subscriptions(conn, API_PREFIX, mode.api_pool, NOW - _dt.timedelta(days=5), policy_version())
+            seed_api_database(conn, mode.api_pool)
             conn.close()
             service = start_service(dbs.service_url(api_db), workdir)
             log(f"service up on {service.url} (pid {service.process.pid})")
