@@ -9,13 +9,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
 from app.errors import NotFound
-from app.models import customers
+from app.models import customers, plans
 
 
 @functools.cache
-def _owned(table: Table, scoped: bool, for_update: bool) -> Select:
+def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = False) -> Select:
     """The statement reading one object of `table`, limited to the token's own customer when `scoped`: built once,
-    so SQLAlchemy reuses its compiled form (the hot read path does no statement building)."""
+    so SQLAlchemy reuses its compiled form (the hot read path does no statement building). `with_plan_name` adds
+    the name of the object's plan (`plan_name`), for a notice that names it, without a second read."""
     stmt = select(table).where(table.c.id == bindparam("object_id"))
     if scoped:
         if table is customers:
@@ -23,6 +24,8 @@ def _owned(table: Table, scoped: bool, for_update: bool) -> Select:
         else:
             stmt = stmt.join(customers, customers.c.id == table.c.customer_id).where(
                 customers.c.external_id == bindparam("sub"))
+    if with_plan_name:
+        stmt = stmt.add_columns(plans.c.name.label("plan_name")).join(plans, plans.c.id == table.c.plan_id)
     return stmt.with_for_update(of=table) if for_update else stmt
 
 
@@ -32,12 +35,12 @@ async def get_visible(conn: AsyncConnection, principal: Principal, customer_id: 
 
 
 async def get_owned(conn: AsyncConnection, principal: Principal, table: Table, object_id: str, noun: str, *,
-                    for_update: bool = False):
+                    for_update: bool = False, with_plan_name: bool = False):
     """A row of `table` (a customer, or an object with a `customer_id`) if the caller may see it; otherwise 404.
     The one place where a customer token is limited to its own customer's objects (existence is not revealed)."""
     scoped = not principal.is_ops
     params = {"object_id": object_id, "sub": principal.sub} if scoped else {"object_id": object_id}
-    row = (await conn.execute(_owned(table, scoped, for_update), params)).first()
+    row = (await conn.execute(_owned(table, scoped, for_update, with_plan_name), params)).first()
     if row is None:
         raise NotFound(f"no {noun} {object_id!r}")
     return row

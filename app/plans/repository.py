@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import PlanNotFound
 from app.models import plans
-
-
-_NAME_BY_ID = select(plans.c.name).where(plans.c.id == bindparam("plan_id"))
-
-
-async def name_of(conn: AsyncConnection, plan_id: str) -> str:
-    return (await conn.execute(_NAME_BY_ID, {"plan_id": plan_id})).scalar_one()
 
 
 async def get_by_code(conn: AsyncConnection, code: str, *, active_only: bool = False):

@@ -13,8 +13,9 @@ LIVE = ("incomplete", "active", "past_due")
 
 
 async def get_visible(conn: AsyncConnection, principal: Principal, subscription_id: str, *,
-                      for_update: bool = False):
-    return await get_owned(conn, principal, subscriptions, subscription_id, "subscription", for_update=for_update)
+                      for_update: bool = False, with_plan_name: bool = False):
+    return await get_owned(conn, principal, subscriptions, subscription_id, "subscription", for_update=for_update,
+                           with_plan_name=with_plan_name)
 
 
 _GET = select(subscriptions).where(subscriptions.c.id == bindparam("subscription_id"))

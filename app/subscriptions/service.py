@@ -134,7 +134,7 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
     """C1: cancel at any time; effective at the period end, access until then, no further charge.
     R1: nothing is refunded, not even part of the period."""
     async with ctx.db.transaction() as conn:
-        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
         now = await ctx.clock.now(conn)
         if sub.status == "canceled":
             raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
@@ -155,8 +155,7 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
         else:
             changed = (await conn.execute(repository.SET_CANCELLATION,
                                           {"subscription_id": sub.id, "flag": True, "at": now})).one()
-            subject, body = templates.cancellation_scheduled(await plan_repo.name_of(conn, sub.plan_id),
-                                                             sub.current_period_end)
+            subject, body = templates.cancellation_scheduled(sub.plan_name, sub.current_period_end)
             await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
                                                   f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
                                                   body)], now, ctx.system_clock.wall())

@@ -436,6 +436,7 @@ def test_C1_R1_cancel_takes_effect_at_the_period_end_and_refunds_nothing(client)
     assert canceled["canceled_at"] == "2030-02-20T09:30:00Z" and canceled["ended_at"] is None
     assert canceled["current_period_end"] == "2030-03-15T12:00:00Z"
     [scheduled] = [n for n in notices(client, alice) if n["type"] == "cancellation_scheduled"]
+    assert scheduled["subject"] == "Your Pro-Monthly subscription will end on 15 March 2030, 12:00 UTC"
     assert "15 March 2030" in scheduled["body"] and "nothing is refunded" in scheduled["body"]
     # Cancelling again changes nothing.
     again = cancel(client, sub)
