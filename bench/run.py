@@ -79,9 +79,10 @@ def preflight() -> None:
 @dataclass
 class Mode:
     quick: bool
-    duration: int  # seconds per wrk run
+    duration: int  # seconds per wrk run of the webhook benchmark
     warmup: int
     rounds: int  # interleaved (bare, service) rounds per concurrency
+    api_seconds: int  # seconds per wrk run of a round
     concurrencies: tuple[int, ...]
     api_pool: int
     webhook_rounds: int
@@ -94,10 +95,12 @@ class Mode:
     @classmethod
     def make(cls, quick: bool) -> "Mode":
         if quick:
-            return cls(quick=True, duration=3, warmup=2, rounds=3, concurrencies=(32, 8), api_pool=1000,
-                       webhook_rounds=1, webhook_connections=8, renewals=1_000, sweep_reps=5)
-        return cls(quick=False, duration=10, warmup=3, rounds=5, concurrencies=(32, 8), api_pool=1000,
-                   webhook_rounds=3, webhook_connections=8, renewals=10_000, sweep_reps=5)
+            return cls(quick=True, duration=3, warmup=2, rounds=3, api_seconds=3, concurrencies=(32, 8),
+                       api_pool=1000, webhook_rounds=1, webhook_connections=8, renewals=1_000, sweep_reps=5)
+        # Many short rounds rather than a few long ones: this machine's speed drifts over seconds to minutes, and
+        # the closer in time a bare run and its service run are, the less that drift weighs on their ratio.
+        return cls(quick=False, duration=10, warmup=3, rounds=12, api_seconds=4, concurrencies=(32, 8),
+                   api_pool=1000, webhook_rounds=3, webhook_connections=8, renewals=10_000, sweep_reps=5)
 
 
 # --------------------------------------------------------------------------------------------------- databases
@@ -427,13 +430,13 @@ def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figur
                     args = [str(pool)]
                     if kind == "write":
                         args.append(f"{run_id}-bare-{conns}-{rnd}")
-                    b = wrk_on(bare, script, conns, mode.duration, *args)
+                    b = wrk_on(bare, script, conns, mode.api_seconds, *args)
                     if kind == "write":
                         time.sleep(0.5)  # requests cut off by wrk's stop finish before the pool is reset
                         reset_cancellations(conn, API_PREFIX, mode.api_pool)
                         before = audited()
                         args = [str(pool), f"{run_id}-svc-{conns}-{rnd}"]
-                    s = wrk_on(service, script, conns, mode.duration, *args)
+                    s = wrk_on(service, script, conns, mode.api_seconds, *args)
                     if kind == "write":
                         time.sleep(0.5)
                         writes = audited() - before
@@ -676,9 +679,9 @@ def main() -> int:
     load_at_start = loadavg()
     figures = Figures()
     figures.comment(f"machine: {machine()}")
-    figures.comment(f"mode: {'quick' if mode.quick else 'full'}; wrk -t1, {mode.duration} s per run, "
-                    f"{mode.rounds} interleaved rounds (bare, service) at {' and '.join(map(str, mode.concurrencies))}"
-                    " connections")
+    figures.comment(f"mode: {'quick' if mode.quick else 'full'}; wrk -t1; API: {mode.rounds} interleaved rounds "
+                    f"(bare, service) of {mode.api_seconds} s per run at {' and '.join(map(str, mode.concurrencies))}"
+                    f" connections; webhooks: {mode.duration} s per run")
     figures.comment(f"code: {code_version()}")
     import uvicorn
 
