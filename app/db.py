@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -66,34 +67,48 @@ class _Lane:
     Taking an idle connection is a list operation. A use that finds none waits in line, first come first served:
     a connection handed back goes straight to the longest waiter, so a newcomer cannot take it first and starve
     those already waiting. The wait lasts at most `timeout` seconds (then `sqlalchemy.exc.TimeoutError`, as a
-    pool checkout would raise). A connection goes back only in a known state; it is closed instead when SQLAlchemy
-    invalidated it (the server went away) or when its use was interrupted (cancelled mid-statement, its protocol
-    state unknown), and its slot is free for a new one."""
+    pool checkout would raise).
+
+    A connection goes back only in a known state. It is closed for good, and its slot freed for a new one, when its
+    use ended in a database error (a failed COMMIT, say, which on SQLite leaves the transaction open and its write
+    lock held) or was interrupted (cancelled mid-statement: its protocol state is unknown), or when it was opened
+    before `close_all`. When SQLAlchemy found the server gone, the idle connections are closed as well, as its pool
+    would invalidate them all: they were very likely cut off too."""
 
     def __init__(self, engine: AsyncEngine, size: int, timeout: float, *, autocommit: bool) -> None:
         self._engine = engine
         self._timeout = timeout
         # SQLAlchemy begins a transaction object on a connection's first statement even in AUTOCOMMIT mode, where
-        # it is nothing on the server: only on the transactions' lane does an open one mean a use left it open.
+        # it is nothing on the server (so no `begin()` on this lane's connections): only on the transactions' lane
+        # does an open one mean a use left it open.
         self._autocommit = autocommit
         self._idle: list[AsyncConnection | None] = [None] * size  # None: a free slot, no connection opened yet
         self._waiters: collections.deque[asyncio.Future] = collections.deque()
+        self._generation = 0  # moved on by close_all
+        self._born: dict[AsyncConnection, int] = {}  # the generation each open connection was opened in
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         conn = self._idle.pop() if self._idle else await self._wait()
+        if conn is not None and self._born.get(conn) != self._generation:  # opened before close_all
+            await self._retire(conn)
+            conn = None
         if conn is None:
             try:
                 conn = await self._engine.connect()
             except BaseException:
                 self._hand_back(None)
                 raise
+            self._born[conn] = self._generation
         try:
             yield conn
+        except SQLAlchemyError as exc:
+            await self._close(conn, server_gone=getattr(exc, "connection_invalidated", False))
+            raise
         except Exception:
             await self._give_back(conn)
             raise
-        except BaseException:  # cancelled (or interrupted) mid-use: the connection's state is unknown
+        except BaseException:  # cancelled (or interrupted) mid-use
             await self._close(conn)
             raise
         else:
@@ -123,27 +138,41 @@ class _Lane:
         self._idle.append(conn)
 
     async def _give_back(self, conn: AsyncConnection) -> None:
-        if conn.invalidated or (not self._autocommit and conn.in_transaction()):
-            # Invalidated: the server went away. Still in a transaction: a caller began one and did not end it.
+        if conn.invalidated or self._born.get(conn) != self._generation \
+                or (not self._autocommit and conn.in_transaction()):  # a use began a transaction and left it open
             await self._close(conn)
         else:
             self._hand_back(conn)
 
-    async def _close(self, conn: AsyncConnection) -> None:
-        try:
-            await conn.close()
-        except Exception:  # noqa: S110 - a broken connection may fail to close; its slot is freed regardless
-            pass
-        finally:
-            self._hand_back(None)
+    async def _close(self, conn: AsyncConnection, *, server_gone: bool = False) -> None:
+        """Close `conn` for good and free its slot; with `server_gone` (a disconnect), the idle ones too."""
+        await self._retire(conn)
+        self._hand_back(None)
+        if server_gone:
+            await self._retire_idle(graceful=False)
 
-    async def close_all(self) -> None:
-        idle, self._idle = self._idle, []
+    async def _retire(self, conn: AsyncConnection, *, graceful: bool = False) -> None:
+        """Take `conn` out of the lane. Graceful: back to its engine's pool, which closes it when disposed. Else
+        closed at once (a suspect connection, or one whose pool was disposed already)."""
+        self._born.pop(conn, None)
+        try:
+            if not graceful:
+                await conn.invalidate()  # closes the driver's connection; close() alone returns it to the pool
+            await conn.close()
+        except Exception:  # noqa: S110 - a broken connection may fail to close; it is dropped regardless
+            pass
+
+    async def _retire_idle(self, *, graceful: bool) -> None:
+        idle, self._idle = self._idle, [None] * len(self._idle)
         for conn in idle:
             if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._idle = [None] * len(idle)
+                await self._retire(conn, graceful=graceful)
+
+    async def close_all(self) -> None:
+        """Hand the idle connections back to the engine's pool (for `dispose` to close); one in use then is closed
+        when it is handed back. The lane stays usable: later uses open new connections (on their event loop)."""
+        self._generation += 1
+        await self._retire_idle(graceful=True)
 
 
 class Database:
@@ -164,10 +193,10 @@ class Database:
         self._transactions = _Lane(self.engine, pool_size, pool_timeout, autocommit=False)
         self._autocommit = _Lane(self.autocommit_engine, autocommit_size, pool_timeout, autocommit=True)
 
-    def _pool(self, size: int, timeout: float) -> dict:
-        # A fixed pool on PostgreSQL: under a burst, requests queue for a connection instead of opening and closing
-        # extra ones (a new asyncpg connection costs more CPU than the request it would serve).
-        return {"pool_size": size, "max_overflow": 0, "pool_timeout": timeout} if self.is_postgres else {}
+    @staticmethod
+    def _pool(size: int, timeout: float) -> dict:
+        # The engine's pool only opens the lane's connections: as many as the lane holds, no more.
+        return {"pool_size": size, "max_overflow": 0, "pool_timeout": timeout}
 
     @property
     def is_postgres(self) -> bool:
