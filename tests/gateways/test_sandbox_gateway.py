@@ -31,11 +31,15 @@ def gateway(db: Database) -> SandboxGateway:
     return SandboxGateway(db, SystemClock())
 
 
+def request(key: str, payment_method: str = "pm_card_visa", amount: int = 2000, *,
+            off_session: bool = True) -> ChargeRequest:
+    return ChargeRequest(amount=amount, currency="usd", payment_method=payment_method, customer_id="cus_1",
+                         gateway_customer="cus_sandbox_cus_1", off_session=off_session, idempotency_key=key,
+                         description="subscription sub_1")
+
+
 async def paid(gateway: SandboxGateway, amount: int = 2000, payment_method: str = "pm_card_visa") -> str:
-    result = await gateway.charge(ChargeRequest(
-        amount=amount, currency="usd", payment_method=payment_method, customer_id="cus_1",
-        gateway_customer="cus_sandbox_cus_1", off_session=False, idempotency_key=f"key-{uuid.uuid4().hex}",
-        description="subscription sub_1"))
+    result = await gateway.charge(request(f"key-{uuid.uuid4().hex}", payment_method, amount, off_session=False))
     return result.payment_id
 
 
@@ -45,9 +49,9 @@ async def refunded(db: Database, payment_id: str) -> int:
             sandbox_charges.c.payment_intent_id == payment_id))).scalar_one()
 
 
-async def ledger_rows(db: Database) -> int:
+async def rows_of(db: Database, table) -> int:  # noqa: ANN001
     async with db.read() as conn:
-        return (await conn.execute(select(func.count()).select_from(sandbox_refunds))).scalar_one()
+        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
 
 async def test_R2_a_refund_repeated_with_its_key_returns_the_first_result_and_moves_no_money(gateway, db) -> None:
@@ -62,14 +66,14 @@ async def test_R2_a_refund_repeated_with_its_key_returns_the_first_result_and_mo
     assert await refunded(db, payment) == 2000
     assert (await gateway.refund(payment, 1, "re_3")).status == "failed"
     assert await gateway.refund(payment, 1500, "re_2") == rest
-    assert await refunded(db, payment) == 2000 and await ledger_rows(db) == 3
+    assert await refunded(db, payment) == 2000 and await rows_of(db, sandbox_refunds) == 3
 
 
 async def test_R2_repeats_of_one_refund_at_once_refund_once(gateway, db) -> None:
     payment = await paid(gateway)
     results = await asyncio.gather(*(gateway.refund(payment, 700, "re_racing") for _ in range(5)))
     assert len(set(results)) == 1 and results[0].status == "succeeded"
-    assert await refunded(db, payment) == 700 and await ledger_rows(db) == 1
+    assert await refunded(db, payment) == 700 and await rows_of(db, sandbox_refunds) == 1
 
 
 async def test_a_refusal_is_kept_under_its_key(gateway, db) -> None:
@@ -101,17 +105,6 @@ async def test_one_key_for_another_refund_is_a_gateway_error(gateway, db) -> Non
     assert await refunded(db, payment) == 500 and await refunded(db, other) == 0
 
 
-def request(key: str, payment_method: str = "pm_card_visa", amount: int = 2000) -> ChargeRequest:
-    return ChargeRequest(amount=amount, currency="usd", payment_method=payment_method, customer_id="cus_1",
-                         gateway_customer="cus_sandbox_cus_1", off_session=True, idempotency_key=key,
-                         description="subscription sub_1")
-
-
-async def charges(db: Database) -> int:
-    async with db.read() as conn:
-        return (await conn.execute(select(func.count()).select_from(sandbox_charges))).scalar_one()
-
-
 async def test_a_batch_of_charges_answers_each_in_order_and_a_repeated_key_charges_once(gateway, db) -> None:
     earlier = await gateway.charge(request("sub_1:period-1:attempt-1"))
     batch = [request("sub_2:period-1:attempt-1"), request("sub_3:period-1:attempt-1", "pm_card_chargeDeclined"),
@@ -123,7 +116,7 @@ async def test_a_batch_of_charges_answers_each_in_order_and_a_repeated_key_charg
     assert len({r.payment_id for r in results}) == 4
     assert await gateway.charge_many(batch) == results  # the whole batch again (after a crash): the same answers
     assert await gateway.charge(batch[1]) == results[1]
-    assert await charges(db) == 4
+    assert await rows_of(db, sandbox_charges) == 4
     assert await gateway.charge_many([]) == []
 
 
