@@ -94,9 +94,9 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
     # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
     async with ctx.db.transaction() as conn:
         await charging.settle_many(conn, ctx, outcomes, now)
-        # The lease is given back wherever settling did not, but for refused charges (no answer from the gateway, a
-        # payment settled already): no charge is in flight for those any more, so a cancellation is not held up
-        # (C1), and a later run charges again with the same key.
+        # The lease is given back wherever settling did not give it back (no answer from the gateway, a payment
+        # settled already), except for refused charges (above): no charge is in flight for those any more, so a
+        # cancellation is not held up (C1), and a later run charges again with the same key.
         await conn.execute(update(subscriptions).where(
             subscriptions.c.id.in_([s.id for s in due if s.id not in refused]), subscriptions.c.claimed_until == lease)
             .values(claimed_until=None))

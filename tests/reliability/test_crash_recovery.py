@@ -6,8 +6,8 @@ How the kill lands mid-batch: the jobs claim a batch (JOB_BATCH_SIZE), send its 
 the outcomes. For renewals, the killed replica's sandbox gateway notes a batch's renewal charges once they are made
 and answers them a second later (tests/reliability/_launch.py, a slow gateway): the test kills the process as soon
 as the charges of a batch after its first ones (on PostgreSQL it has two batches in flight at once) are noted, so
-money has moved that nothing records yet. For notices, the
-SMTP server answers each message slowly and the test kills the process once the second batch is part sent.
+money has moved that nothing records yet. For notices, the SMTP server answers each message slowly and the test
+kills the process once the second batch is part sent.
 
 Work leases: a batch is claimed with a lease in *real* time (`claimed_until`/`lease_until` = wall + 2 minutes, see
 app/subscriptions/tasks.py and app/notices/delivery.py: LEASE). A replica restarted at once leaves the killed
@@ -74,6 +74,9 @@ def count(api: Api, action: str) -> int:
 # --- renewals ---------------------------------------------------------------------------------------------------
 
 SUBSCRIBERS = 60
+TRIALISTS = 10
+RENEWAL_BATCH = 6
+CHARGE_DELAY = 1.0  # seconds between a renewal charge and its answer, in the replica that is killed
 
 
 def renewal_workers(database_url: str) -> int:
@@ -82,9 +85,6 @@ def renewal_workers(database_url: str) -> int:
 
     [job] = [job for job in registered_jobs() if job.name == "subscription_renewals"]
     return job.workers if database_url.startswith("postgresql") else 1
-TRIALISTS = 10
-RENEWAL_BATCH = 6
-CHARGE_DELAY = 1.0  # seconds between a renewal charge and its answer, in the replica that is killed
 
 
 @pytest.fixture(scope="module")
