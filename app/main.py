@@ -28,7 +28,7 @@ from app.idempotency import IdempotencyMiddleware
 from app.notices.mailer import Mailer, mailer_from
 from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
-from app.openapi import install_openapi
+from app.openapi import install_docs, install_openapi
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
 from app.payments.routes import router as payments_router
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
             await ctx.gateway.aclose()
             await ctx.db.dispose()
 
-    app = FastAPI(title="Billing", version="1.0.0", lifespan=lifespan,
+    app = FastAPI(title="Billing", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Plans, subscriptions, free trials and the published refund/cancellation policy.")
     app.state.ctx = ctx
     _install_error_handlers(app)
@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(console_router)
     if settings.sandbox:
         app.include_router(sandbox_router)
+    install_docs(app)
     app.add_middleware(IdempotencyMiddleware)
     if settings.rate_limit_writes_per_minute:
         app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_writes_per_minute)

@@ -1,4 +1,7 @@
-"""The OpenAPI document (/openapi.json, /docs): FastAPI's, with the errors described as the app really sends them.
+"""The OpenAPI document (/openapi.json, /docs, /redoc): FastAPI's, with the errors described as the app really sends
+them and the bearer token declared, so that "Authorize" in /docs works. The documentation pages load Swagger UI and
+ReDoc from the service itself (the assets of the `fastapi-offline` package), never from a CDN: they work offline and
+behind a strict proxy.
 
 FastAPI documents a 422 `HTTPValidationError` in application/json for every operation with parameters and no other
 error. The app answers every refusal with `application/problem+json` (api.md "Conventions", app/errors.py): a
@@ -18,11 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
 
 from app.auth import current_principal, ops_principal
 from app.errors import ERROR_TABLE, PROBLEM_JSON
@@ -37,6 +45,10 @@ PROBLEM = "#/components/schemas/Problem"
 VALIDATION_PROBLEM = "#/components/schemas/ValidationProblem"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})  # ObservabilityMiddleware limits these bodies (413)
+BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                         "description": "A token minted by `billing token --sub ID --role customer|ops` (HS256, "
+                                        "signed with BILLING_AUTH_SECRET)."}}
+DOCS_ASSETS = "/docs/assets"
 RETRY_AFTER_CODES = frozenset({"rate_limited", "charge_in_progress"})  # answered with a Retry-After header
 
 # The domain refusals of each operation, beyond those its shape implies (see the module docstring). A code that
@@ -128,14 +140,43 @@ def install_openapi(app: FastAPI, *, rate_limited: bool) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc, their JavaScript and CSS served from DOCS_ASSETS. Create the app with
+    `docs_url=None, redoc_url=None` so that FastAPI's CDN-loading pages are not installed as well."""
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    oauth2_redirect = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API",
+                                   oauth2_redirect_url=oauth2_redirect,
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+
+
 def describe_problems(document: dict[str, Any], routes: list, *, rate_limited: bool) -> None:
     """Replace FastAPI's default 422 and add the problem responses of every documented operation, in place."""
     for route, method, operation in _operations(document, routes):
+        if current_principal in set(_calls(route.dependant)):
+            operation["security"] = [{name: []} for name in BEARER]
         responses = operation.setdefault("responses", {})
         responses.pop("422", None)  # FastAPI's HTTPValidationError (application/json): never sent
         for status, codes in sorted(_statuses(route, method, operation, rate_limited=rate_limited).items()):
             responses.setdefault(str(status), _problem_response(status, codes))
-    components = document.setdefault("components", {}).setdefault("schemas", {})
+    document.setdefault("components", {})["securitySchemes"] = BEARER
+    components = document["components"].setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's, unused once the 422s are replaced
         components.pop(name, None)
     components.update(problem_schemas())

@@ -7,6 +7,7 @@ for their operation and status."""
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema_rs
 import pytest
@@ -207,3 +208,33 @@ def test_a_signed_webhook_is_still_documented_as_json(client, document) -> None:
     response = post_event(client, intent_event("payment_intent.succeeded", "pi_unknown"), "whsec_sandbox")
     assert response.status_code == 200, response.text
     assert_documented(document, "POST", "/v1/webhooks/stripe", response)
+
+
+# --- the documentation pages (Swagger UI, ReDoc) ----------------------------------------------------------------
+
+
+def test_the_bearer_scheme_is_declared_and_every_operation_with_a_token_requires_it(document) -> None:  # noqa: ANN001
+    """"Authorize" in /docs works: the token is an HTTP bearer scheme and each operation that needs one says so."""
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"]}
+    for endpoint in DOCUMENTED_ENDPOINTS:
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        needs_token = endpoint.access in ("any", "owner", "ops")
+        assert (operation.get("security") == [{"bearerAuth": []}]) == needs_token, endpoint.id
+
+
+ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:url|spec-url)\s*[:=]\s*["']([^"']+)["']""")
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_pages_load_everything_from_the_service_itself(client, page: str) -> None:  # noqa: ANN001
+    """No CDN: every script, stylesheet and icon the page names is a path on this service, and it is served."""
+    html = client.get(page).text
+    references = [a or b for a, b in ASSET.findall(html)]
+    assert any(ref.endswith(".js") for ref in references), references
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}", html, re.IGNORECASE), html
+    for ref in references:
+        assert ref.startswith("/"), ref
+        response = client.get(ref)
+        assert response.status_code == 200, ref
