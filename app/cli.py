@@ -1,12 +1,18 @@
-"""The `billing` console command: migrate, serve, scheduler, token."""
+"""The `billing` console command: migrate, serve, scheduler, token and the ops actions.
+
+First-run mistakes (no schema yet, a missing secret, a port in use) end in one line that says what to do, not a
+traceback."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import datetime as _dt
+import errno
 import gc
+import shlex
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -33,6 +39,88 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+class StartupError(Exception):
+    """A problem the person starting the service can fix; its message says how, in one line."""
+
+
+def schema_problem(database_url: str) -> str | None:
+    """Why the database cannot serve yet (no schema, an older one, unreachable), or None when it is at head."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.db import async_url
+
+    url = make_url(database_url)
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        return f"there is no database at {url.database} yet: run `billing migrate` first"
+
+    async def current() -> str | None:
+        engine = create_async_engine(async_url(database_url))
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        finally:
+            await engine.dispose()
+
+    try:
+        revision = asyncio.run(current())
+    except (OSError, Exception) as exc:  # noqa: BLE001 - any driver's connection error, reported in one line
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"cannot reach the database {url.render_as_string(hide_password=True)}: {reason}"
+    if revision is None:
+        return "the database has no schema yet: run `billing migrate` first"
+    if revision != head:
+        return f"the database schema is at {revision}, this version needs {head}: run `billing migrate` first"
+    return None
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"{host}:{port} is already in use (another `billing serve`?): stop it, or "
+                                   f"choose another port with --port") from None
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def command_name() -> str:
+    """How the person who started this process runs `billing` (for the hints printed at start-up)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if program is None or program.suffix == ".py" or program.name == "__main__.py":
+        return f"{shlex.quote(sys.executable)} -m app.cli"
+    if program.name == "billing" and program.parent != Path("."):
+        try:
+            return shlex.quote(str(program.resolve().relative_to(Path.cwd())))
+        except ValueError:
+            return shlex.quote(str(program))
+    return "billing"
+
+
+def startup_banner(settings: Settings, host: str, port: int) -> str:
+    """What a person at a terminal needs after `billing serve`: where everything is, and how to get a token."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
+    billing = command_name()
+    mode = ("sandbox: payments go through the built-in sandbox gateway, and the sandbox clock stands still "
+            "until you move it (POST /v1/sandbox/clock)" if settings.sandbox else "live: payments go through Stripe")
+    lines = [f"Billing is starting ({mode}).",
+             f"  API        {base}/v1/plans",
+             f"  API docs   {base}/docs",
+             f"  Console    {base}/ops",
+             f"  Health     {base}/healthz",
+             "Tokens for the API and the console:",
+             f"  {billing} token --sub ops-1 --role ops",
+             f"  {billing} token --sub user-1 --role customer",
+             "Stop with Ctrl-C."]
+    return "\n".join(lines)
+
+
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     migrate(settings.database_url, args.revision)
     print(f"database at {args.revision}", file=sys.stderr)
@@ -44,10 +132,16 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.main import create_app
 
-    if settings.sandbox:
-        print("sandbox mode: payments go through the sandbox gateway; get a token with\n"
-              "  billing token --sub ops-1 --role ops\n  billing token --sub user-1 --role customer",
-              file=sys.stderr)
+    try:
+        settings.check_production()
+    except RuntimeError as exc:
+        raise StartupError(f"{exc} (for example: export BILLING_AUTH_SECRET=$(openssl rand -hex 32))") from None
+    problem = schema_problem(settings.database_url)
+    if problem:
+        raise StartupError(problem)
+    _check_port(args.host, args.port)
+    if sys.stderr.isatty():
+        print(startup_banner(settings, args.host, args.port), file=sys.stderr)
     app = create_app(settings)
     # What start-up built (modules, routes, compiled statements) lives as long as the process: moved out of the
     # garbage collector's generations, so its full collections no longer walk it (they showed as latency spikes).
@@ -64,7 +158,7 @@ def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     from app.ops.observability import configure_logging
     from app.scheduler.runner import start_scheduler
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     ctx = build_context(settings)
 
     async def main() -> None:
@@ -189,52 +283,74 @@ def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
     return _run_as_staff(settings, args.staff, action)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="billing", description="Subscription billing service")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("migrate", help="bring the configured database to the newest schema")
-    p.add_argument("--revision", default="head")
+STAFF_HELP = "your staff id, recorded as the actor in the audit log"
+REASON_HELP = "why (mandatory, recorded in the audit log)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every command and option, each described with its default (`billing COMMAND --help`)."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    top = argparse.ArgumentParser(
+        prog="billing", formatter_class=formatter,
+        description="Subscription billing service. Settings come from BILLING_* environment variables "
+                    "(database, secrets, Stripe, SMTP); see docs/operations.md.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=formatter)
+
+    p = command("migrate", "bring the configured database (BILLING_DATABASE_URL) to a schema revision")
+    p.add_argument("--revision", default="head", help="the Alembic revision to upgrade to; head is the newest")
     p.set_defaults(func=_cmd_migrate)
-    p = sub.add_parser("serve", help="run the API with its scheduler")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p = command("serve", "run the API, the ops console and the scheduled jobs")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on; 0.0.0.0 for every interface (in a container)")
+    p.add_argument("--port", type=int, default=8000, help="the TCP port to listen on")
     p.set_defaults(func=_cmd_serve)
-    p = sub.add_parser("scheduler", help="run only the scheduled jobs")
+    p = command("scheduler", "run only the scheduled jobs, for deployments that separate them from the API")
     p.set_defaults(func=_cmd_scheduler)
-    p = sub.add_parser("token", help="mint a bearer token signed with BILLING_AUTH_SECRET")
-    p.add_argument("--sub", required=True, help="customer external id, or staff id for ops")
-    p.add_argument("--role", choices=["customer", "ops"], required=True)
-    p.add_argument("--hours", type=float, default=24.0)
+    p = command("token", "mint a bearer token signed with BILLING_AUTH_SECRET")
+    p.add_argument("--sub", required=True, help="the customer's external id, or the staff id for ops")
+    p.add_argument("--role", choices=["customer", "ops"], required=True, help="what the token may do")
+    p.add_argument("--hours", type=float, default=24.0, help="how long the token is valid")
     p.set_defaults(func=_cmd_token)
-    p = sub.add_parser("replay-events", help="apply Stripe events missed during an outage (safe to repeat)")
-    p.add_argument("--since", required=True, help="RFC 3339 time, e.g. 2026-11-29T10:00:00Z")
+    p = command("replay-events", "apply the Stripe events missed during an outage (safe to repeat)")
+    p.add_argument("--since", required=True, help="RFC 3339 time with a zone, e.g. 2026-11-29T10:00:00Z")
     p.set_defaults(func=_cmd_replay_events)
-    p = sub.add_parser("refund", help="refund part or all of a payment (ops, with a reason)")
-    p.add_argument("--payment", required=True)
-    p.add_argument("--amount", type=int, required=True, help="minor units")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--staff", required=True, help="your staff id, recorded in the audit log")
+    p = command("refund", "refund part or all of a payment, at the company's discretion (R2)")
+    p.add_argument("--payment", required=True, help="the payment's id (pay_...)")
+    p.add_argument("--amount", type=int, required=True, help="in the currency's minor unit (cents)")
+    p.add_argument("--reason", required=True, help=REASON_HELP)
+    p.add_argument("--staff", required=True, help=STAFF_HELP)
     p.set_defaults(func=_cmd_refund)
-    p = sub.add_parser("credit", help="grant an account credit (ops, with a reason)")
-    p.add_argument("--customer", required=True)
-    p.add_argument("--amount", type=int, required=True, help="minor units")
-    p.add_argument("--currency", required=True)
-    p.add_argument("--reason", required=True)
-    p.add_argument("--staff", required=True)
+    p = command("credit", "grant an account credit, spent on the next charges before the card (R2)")
+    p.add_argument("--customer", required=True, help="the customer's id (cus_...)")
+    p.add_argument("--amount", type=int, required=True, help="in the currency's minor unit (cents)")
+    p.add_argument("--currency", required=True, help="lowercase ISO 4217 code, e.g. usd")
+    p.add_argument("--reason", required=True, help=REASON_HELP)
+    p.add_argument("--staff", required=True, help=STAFF_HELP)
     p.set_defaults(func=_cmd_credit)
-    for name, text in (("suspend", "suspend an account"), ("unsuspend", "lift a suspension"),
-                       ("terminate", "terminate an account: ends everything, refunds nothing")):
-        p = sub.add_parser(name, help=f"{text} (ops, with a reason)")
-        p.add_argument("--customer", required=True)
-        p.add_argument("--reason", required=True)
-        p.add_argument("--staff", required=True)
+    for name, text in (("suspend", "suspend an account: no access until lifted, nothing refunded (R3)"),
+                       ("unsuspend", "lift a suspension (R3)"),
+                       ("terminate", "terminate an account: ends everything at once, refunds nothing (R3)")):
+        p = command(name, text)
+        p.add_argument("--customer", required=True, help="the customer's id (cus_...)")
+        p.add_argument("--reason", required=True, help=REASON_HELP)
+        p.add_argument("--staff", required=True, help=STAFF_HELP)
         p.set_defaults(func=_cmd_standing)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         return args.func(args, Settings())
     except ValidationError as exc:
         for err in exc.errors():
-            print(f"invalid {'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}", file=sys.stderr)
+            print(f"billing: invalid {'.'.join(map(str, err['loc'])) or 'setting'}: {err['msg']}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"billing: {exc}", file=sys.stderr)
         return 2
 
 

@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
                run_scheduler: bool | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.check_production()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     ctx = build_context(settings, clock=clock, mailer=mailer, system_clock=system_clock, gateway=gateway)
     with_scheduler = settings.scheduler_enabled if run_scheduler is None else run_scheduler
 

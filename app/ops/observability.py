@@ -25,7 +25,8 @@ log = logging.getLogger("billing.http")
 class JsonFormatter(logging.Formatter):
     """One JSON object per line. Only ids and codes go into log fields, never personal data (D-rules)."""
 
-    _skip = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+    # uvicorn's `color_message` repeats the message with terminal colour codes: never written.
+    _skip = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -43,16 +44,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str) -> None:
+class TextFormatter(logging.Formatter):
+    """One plain line per record, for a person at a terminal: time (UTC), level, logger, message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)sZ %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        self.converter = time.gmtime
+
+
+def log_format_for(configured: str, stream) -> str:  # noqa: ANN001
+    """`json` or `text`: as configured, or for `auto`, text on a terminal and JSON otherwise (log collectors)."""
+    if configured != "auto":
+        return configured
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def configure_logging(level: str, log_format: str = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    formatter = JsonFormatter()
-    formatter.converter = time.gmtime
+    formatter: logging.Formatter
+    if log_format_for(log_format, sys.stderr) == "text":
+        formatter = TextFormatter()
+    else:
+        formatter = JsonFormatter()
+        formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn.access",):  # our own access line replaces it
         logging.getLogger(name).disabled = True
+    # APScheduler narrates every run of the scheduler's tick at INFO; its warnings and errors still come through.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
     # Drivers that log statements with their parameters (personal data) at DEBUG stay quiet at any level.
     for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine"):
         logging.getLogger(name).setLevel(logging.WARNING)
