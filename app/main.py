@@ -64,7 +64,7 @@ def build_context(settings: Settings, *, clock: Clock | None = None, mailer: Mai
         clock=clock or (SandboxClock(db) if settings.sandbox else SystemClock()),
         system_clock=system_clock,
         policies=load_policy_book(settings.policy_dir),
-        metrics=Metrics(),
+        metrics=Metrics(settings.backlog_refresh_seconds),
         mailer=mailer or mailer_from(settings.smtp_url, settings.smtp_from),
         gateway=gateway or make_gateway(settings, db, system_clock),
     )

@@ -14,8 +14,8 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 
-# The browser tests drive Debian's Chromium (no browser download).
-bash tests/browser/requirements.sh
+# Debian packages the tests drive: Chromium, Docker and debootstrap, promtool (see the script).
+bash tests/system-packages.sh
 
 PG_URL=${BILLING_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/postgres}
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

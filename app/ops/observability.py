@@ -82,7 +82,9 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, backlog_refresh_seconds: float = 15.0) -> None:
+        from app.ops.backlog import Backlog
+
         self.registry = CollectorRegistry()
         self.requests = Counter("billing_http_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
@@ -91,6 +93,11 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.jobs = Counter("billing_job_items_total", "Items processed by scheduled jobs", ["job"],
                             registry=self.registry)
+        self.gateway_refusals = Counter(
+            "billing_gateway_refusals_total",
+            "Scheduled charges the gateway refused itself (a request or configuration problem, not a decline)",
+            registry=self.registry)
+        self.backlog = Backlog(self.registry, backlog_refresh_seconds)
         self._children: dict[tuple[str, str, int], tuple] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -10,6 +12,7 @@ from starlette.responses import PlainTextResponse, Response
 from app.context import Ctx
 from app.http import JSON, problem_response
 
+log = logging.getLogger("billing.metrics")
 router = APIRouter(tags=["operations"])
 
 
@@ -31,4 +34,8 @@ async def readyz(ctx: Ctx):
 @router.get("/metrics", response_class=PlainTextResponse,
             response_description="Prometheus text exposition format (text/plain; version=0.0.4)")
 async def metrics(ctx: Ctx):
+    try:
+        await ctx.metrics.backlog.refresh(ctx)
+    except Exception:  # noqa: BLE001 - the process's own metrics are still served, with the backlog as last read
+        log.warning("backlog metrics not refreshed: the database did not answer", exc_info=True)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

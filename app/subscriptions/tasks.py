@@ -91,6 +91,8 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
     # has run out (so refused charges never stand in front of the rest of the due work), then a later run tries it
     # again with the same key.
     refused = {payment.subscription_id for (payment, _), result in answered if isinstance(result, GatewayError)}
+    if refused:
+        ctx.metrics.gateway_refusals.inc(len(refused))  # alerted on (deploy/prometheus/alerts.yml)
     # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
     async with ctx.db.transaction() as conn:
         await charging.settle_many(conn, ctx, outcomes, now)
