@@ -213,6 +213,20 @@ def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Play one customer's life (trial, notice, expiry, purchase, renewal, cancellation, end) against a running
+    sandbox service, printing the timeline as it goes."""
+    from app.sandbox.demo import DemoError, format_event, play
+
+    print(f"A customer's life against {args.url}, on the sandbox clock (it moves forward as the story needs):")
+    try:
+        play(args.url, settings.auth_secret, args.plan, show=lambda event: print(format_event(event), flush=True))
+    except DemoError as exc:
+        print(f"billing: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_as_staff(settings: Settings, staff: str, action) -> int:  # noqa: ANN001
     """Run one ops action through the same service functions as the API, as staff member `staff`."""
     import json
@@ -314,6 +328,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--role", choices=["customer", "ops"], required=True, help="what the token may do")
     p.add_argument("--hours", type=float, default=24.0, help="how long the token is valid")
     p.set_defaults(func=_cmd_token)
+    p = command("demo", "play a customer's life (trial to end) against a running sandbox service; moves its clock")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the running service")
+    p.add_argument("--plan", default="basic-monthly", help="the plan the customer tries and buys")
+    p.set_defaults(func=_cmd_demo)
     p = command("replay-events", "apply the Stripe events missed during an outage (safe to repeat)")
     p.add_argument("--since", required=True, help="RFC 3339 time with a zone, e.g. 2026-11-29T10:00:00Z")
     p.set_defaults(func=_cmd_replay_events)
