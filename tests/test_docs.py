@@ -52,7 +52,7 @@ def served_routes() -> set[tuple[str, str]]:
     from app.main import create_app
 
     app = create_app(make_settings("sqlite:///unused-never-opened.db", sandbox=True), run_scheduler=False)
-    viewers = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    viewers = {app.openapi_url, "/docs", "/redoc", app.swagger_ui_oauth2_redirect_url}  # app/openapi.py install_docs
     try:  # FastAPI versions that keep included routers as branches
         from fastapi.routing import iter_route_contexts
     except ImportError:  # older versions flatten included routes into app.routes
@@ -138,14 +138,9 @@ def test_the_docs_exist_and_link_checks_cover_them() -> None:
     assert not inside_repository(local_target(ROOT / "README.md", "../shared/spec/policy.md"))
 
 
-README_NOT_FIXED = pytest.mark.xfail(
-    strict=True, reason="README.md still names ../shared/spec/*.md; the lead rewrites it to point at docs/ at merge, "
-                        "and then removes this mark (strict: the test fails once README is fixed and the mark stays)")
-
-
 @pytest.mark.parametrize(
     "source",
-    [pytest.param(p, marks=README_NOT_FIXED) if p == ROOT / "README.md" else p for p in markdown_files()],
+    markdown_files(),
     ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_markdown_file_points_outside_the_repository(source: Path) -> None:
     text = source.read_text(encoding="utf-8")
