@@ -1,4 +1,4 @@
-"""The `billing` console command: migrate, serve, scheduler, token."""
+"""The `billing` console command: migrate, serve, scheduler, token, ops actions, console-sessions."""
 
 from __future__ import annotations
 
@@ -189,6 +189,25 @@ def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
     return _run_as_staff(settings, args.staff, action)
 
 
+def _cmd_console_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    """End every ops console session of one staff member (a lost laptop, someone leaving): signed out at once."""
+    from app.console.sessions import revoke_staff
+    from app.main import build_context
+
+    ctx = build_context(settings)
+
+    async def main() -> int:
+        try:
+            return await revoke_staff(ctx, args.staff)
+        finally:
+            await ctx.gateway.aclose()
+            await ctx.db.dispose()
+
+    ended = asyncio.run(main())
+    print(f"revoked {ended} console session{'' if ended == 1 else 's'} of {args.staff}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing", description="Subscription billing service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--reason", required=True)
         p.add_argument("--staff", required=True)
         p.set_defaults(func=_cmd_standing)
+    p = sub.add_parser("console-sessions", help="manage ops console sessions")
+    actions = p.add_subparsers(dest="action", required=True)
+    p = actions.add_parser("revoke", help="sign a staff member out of the ops console everywhere")
+    p.add_argument("--staff", required=True, help="the staff id (the `sub` of the token they signed in with)")
+    p.set_defaults(func=_cmd_console_sessions)
     args = parser.parse_args(argv)
     try:
         return args.func(args, Settings())

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
     rate_limit_writes_per_minute: int = Field(default=600, ge=0)  # per caller and replica; 0 turns it off
     log_level: str = "INFO"
+    # Ops console sessions (app/console/sessions.py): signed out after this long without a request, and in any
+    # case this long after signing in (or when the pasted token expires, if sooner).
+    console_session_idle_minutes: int = Field(default=30, ge=1)
+    console_session_hours: int = Field(default=12, ge=1)
     # Connections kept open to PostgreSQL by one process; requests beyond it wait for one (no connection churn).
     db_pool_size: int = Field(default=10, ge=1)
 
