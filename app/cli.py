@@ -1,4 +1,5 @@
-"""The `billing` console command: migrate, serve, scheduler, token and the ops actions.
+"""The `billing` console command: migrate, serve, scheduler, token, demo, the ops actions and
+console-sessions.
 
 First-run mistakes (no schema yet, a missing secret, a port in use) end in one line that says what to do, not a
 traceback."""
@@ -297,6 +298,25 @@ def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
     return _run_as_staff(settings, args.staff, action)
 
 
+def _cmd_console_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    """End every ops console session of one staff member (a lost laptop, someone leaving): signed out at once."""
+    from app.console.sessions import revoke_staff
+    from app.main import build_context
+
+    ctx = build_context(settings)
+
+    async def main() -> int:
+        try:
+            return await revoke_staff(ctx, args.staff)
+        finally:
+            await ctx.gateway.aclose()
+            await ctx.db.dispose()
+
+    ended = asyncio.run(main())
+    print(f"revoked {ended} console session{'' if ended == 1 else 's'} of {args.staff}")
+    return 0
+
+
 STAFF_HELP = "your staff id, recorded as the actor in the audit log"
 REASON_HELP = "why (mandatory, recorded in the audit log)"
 
@@ -356,6 +376,13 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", required=True, help=REASON_HELP)
         p.add_argument("--staff", required=True, help=STAFF_HELP)
         p.set_defaults(func=_cmd_standing)
+    p = command("console-sessions", "manage ops console sessions")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser("revoke", help="sign a staff member out of the ops console everywhere",
+                           description="sign a staff member out of the ops console everywhere",
+                           formatter_class=formatter)
+    p.add_argument("--staff", required=True, help="the staff id (the `sub` of the token they signed in with)")
+    p.set_defaults(func=_cmd_console_sessions)
     return top
 
 

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     backlog_refresh_seconds: float = Field(default=15.0, ge=0)
     # `auto`: plain lines on a terminal, one JSON object per line otherwise (what log collectors read).
     log_format: Literal["auto", "json", "text"] = "auto"
+    # Ops console sessions (app/console/sessions.py): signed out after this long without a request, and in any
+    # case this long after signing in (or when the pasted token expires, if sooner).
+    console_session_idle_minutes: int = Field(default=30, ge=1)
+    console_session_hours: int = Field(default=12, ge=1)
     # Connections kept open to PostgreSQL by one process; requests beyond it wait for one (no connection churn).
     db_pool_size: int = Field(default=10, ge=1)
 

@@ -23,15 +23,20 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth import Principal
-from app.console import service
+from app.console import service, sessions
 from app.console.security import (
     COOKIE,
     Session,
-    bare_token,
     check_token,
     clear_session_cookie,
     csrf_ok,
     current_session,
+    login_csrf,
+    login_csrf_ok,
+    login_url,
+    safe_next,
+    session_id,
+    set_login_cookie,
     set_session_cookie,
 )
 from app.context import Ctx
@@ -96,10 +101,10 @@ def _redirect(url: str) -> RedirectResponse:
     return response
 
 
-def _to_login(request: Request, expired: bool = False) -> RedirectResponse:
-    response = _redirect("/ops/login?expired=1" if expired and request.cookies.get(COOKIE) else "/ops/login")
-    clear_session_cookie(response, request)
-    return response
+def _to_login(request: Request) -> RedirectResponse:
+    """No live session: to the sign-in page ("expired" when the browser sent a session cookie), which returns to
+    the page asked for. The cookie is left alone (see security.py)."""
+    return _redirect(login_url(request, expired=bool(request.cookies.get(COOKIE))))
 
 
 def _error(code: str, detail: str = "") -> dict[str, str]:
@@ -180,9 +185,9 @@ def _nonce() -> str:
 
 async def _post_guard(request: Request) -> tuple[Session | None, FormData | None, Response | None]:
     """Every POST: a verified session, then the CSRF token, before anything else happens."""
-    session = current_session(request)
+    session = await current_session(request)
     if session is None:
-        return None, None, _to_login(request, expired=True)
+        return None, None, _to_login(request)
     form = await request.form()
     if not csrf_ok(session, _text(form, "csrf")):
         return session, None, _page("error.html", 403, session=session, title="Forbidden",
@@ -197,50 +202,68 @@ def _not_found(session: Session, exc: DomainError) -> HTMLResponse:
 
 # -- sign-in ------------------------------------------------------------------------------------------------------
 
+def _login_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
+    """The sign-in form with its CSRF token (and the cookie the token is bound to, when the browser has none)."""
+    csrf, new_cookie = login_csrf(request)
+    response = _page("login.html", status, csrf=csrf, next=context.pop("next", None), **context)
+    set_login_cookie(response, request, new_cookie)
+    return response
+
+
 @router.get("/login")
-async def login_page(request: Request):
-    if current_session(request) is not None:
-        return _redirect("/ops")
+async def login_page(request: Request, next: str | None = None):  # noqa: A002 - the parameter's public name
+    target = safe_next(next)
+    if await current_session(request) is not None:
+        return _redirect(target or "/ops")
     notice = "Your session has expired or is no longer valid. Paste a new token." if request.query_params.get(
         "expired") else None
-    return _page("login.html", notice=notice)
+    return _login_page(request, notice=notice, next=target)
 
 
 @router.post("/login")
 async def login(request: Request, ctx: Ctx):
-    # No CSRF token here: there is no session yet, and a forged sign-in would need a valid ops token anyway.
     form = await request.form()
-    raw = _text(form, "token")
+    target = safe_next(_text(form, "next"))
+    if not login_csrf_ok(request, _text(form, "csrf")):
+        return _login_page(request, 403, next=target, error=_error(
+            "forbidden", "The form's security token is missing or wrong. Nothing was done; sign in again."))
     try:
-        principal = check_token(ctx.settings.auth_secret, raw)
+        principal, token_expires_at = check_token(ctx.settings.auth_secret, _text(form, "token"))
     except Unauthenticated as exc:
-        return _page("login.html", 401, error=_error("unauthenticated", f"This token was refused: {exc.detail}."))
+        return _login_page(request, 401, next=target,
+                           error=_error("unauthenticated", f"This token was refused: {exc.detail}."))
     if not principal.is_ops:
-        return _page("login.html", 403, error=_error("forbidden", "This is a customer token; the console is for "
-                                                                   "ops staff only."))
-    response = _redirect("/ops")
-    set_session_cookie(response, request, bare_token(raw))
+        return _login_page(request, 403, next=target, error=_error(
+            "forbidden", "This is a customer token; the console is for ops staff only."))
+    sid = await sessions.open_session(ctx, principal, token_expires_at, replaces=session_id(request))
+    response = _redirect(target or "/ops")
+    set_session_cookie(response, request, sid)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request):
-    session = current_session(request)
-    if session is not None:
-        form = await request.form()
-        if not csrf_ok(session, _text(form, "csrf")):
-            return _page("error.html", 403, session=session, title="Forbidden",
-                         error=_error("forbidden", "The form's security token is missing or wrong."))
-    return _to_login(request)
+async def logout(request: Request, ctx: Ctx):
+    """Ends the session on the server, so that no copy of the cookie works any more."""
+    session = await current_session(request)
+    if session is None:
+        return _redirect("/ops/login")
+    form = await request.form()
+    if not csrf_ok(session, _text(form, "csrf")):
+        return _page("error.html", 403, session=session, title="Forbidden",
+                     error=_error("forbidden", "The form's security token is missing or wrong."))
+    await sessions.end_session(ctx, session.id_hash)
+    response = _redirect("/ops/login")
+    clear_session_cookie(response, request)
+    return response
 
 
 # -- pages --------------------------------------------------------------------------------------------------------
 
 @router.get("")
 async def home(request: Request, ctx: Ctx, q: str = ""):
-    session = current_session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request, expired=True)
+        return _to_login(request)
     query = q.strip()
     results = await service.find_customers(ctx, query) if query else []
     return _page("search.html", session=session, query=query, results=results, searched=bool(query))
@@ -266,9 +289,9 @@ async def _customer_page(ctx, session: Session, customer_id: str, status: int = 
 
 @router.get("/customers/{customer_id}")
 async def customer_page(customer_id: str, request: Request, ctx: Ctx):
-    session = current_session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request, expired=True)
+        return _to_login(request)
     return await _customer_page(ctx, session, customer_id, notice=_DONE.get(request.query_params.get("done", "")))
 
 
@@ -312,9 +335,9 @@ _STANDING = {
 async def change_standing(customer_id: str, action: str, request: Request, ctx: Ctx):
     """R3: suspend, lift a suspension, terminate; always with a reason."""
     if action not in _STANDING:
-        session = current_session(request)
+        session = await current_session(request)
         if session is None:
-            return _to_login(request, expired=True)
+            return _to_login(request)
         return _not_found(session, NotFound(f"no action {action!r}"))
     session, form, refusal = await _post_guard(request)
     if refusal is not None:
@@ -353,9 +376,9 @@ async def _payment_page(ctx, session: Session, payment_id: str, status: int = 20
 
 @router.get("/payments/{payment_id}")
 async def payment_page(payment_id: str, request: Request, ctx: Ctx):
-    session = current_session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request, expired=True)
+        return _to_login(request)
     notice = None
     if request.query_params.get("done") == "duplicate":
         notice = _DONE["duplicate"]

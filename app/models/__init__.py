@@ -2,6 +2,7 @@
 
 from app.models.base import metadata
 from app.models.billing import payments, sandbox_charges, sandbox_refunds, subscriptions, webhook_events
+from app.models.console import console_sessions
 from app.models.core import (
     audit_events,
     customers,
@@ -15,5 +16,5 @@ from app.models.trials import notices, trial_exclusions, trials
 __all__ = [
     "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events",
     "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "sandbox_refunds",
-    "webhook_events", "refunds", "credit_entries",
+    "webhook_events", "refunds", "credit_entries", "console_sessions",
 ]

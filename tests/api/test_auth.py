@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import re
 import time
 
 import jwt
@@ -260,8 +261,17 @@ def test_signed_endpoint_refuses_a_missing_or_bad_signature_whatever_the_token(c
 
 # --- the ops console (session cookie and CSRF token instead of a bearer token) -----------------------------------
 
-def _session(sub: str, role: str) -> dict[str, str]:
-    return {"Cookie": f"ops_session={token(sub, role)}"}
+def _login_csrf(client) -> str:  # noqa: ANN001
+    return re.search(r'name="csrf" value="([^"]*)"', client.get("/ops/login").text).group(1)
+
+
+def _session(client, sub: str = "staff-1") -> dict[str, str]:  # noqa: ANN001
+    """A signed-in ops session's cookie (the cookie holds a server-side session's id, never a token)."""
+    signed_in = client.post("/ops/login", data={"token": token(sub, "ops"), "csrf": _login_csrf(client)},
+                            follow_redirects=False)
+    assert signed_in.status_code == 303, signed_in.text[:300]
+    session_id = client.cookies.pop("ops_session")
+    return {"Cookie": f"ops_session={session_id}"}
 
 
 def _sent_to_login(response) -> bool:  # noqa: ANN001
@@ -273,7 +283,7 @@ def test_console_without_an_ops_session_sends_to_sign_in_and_changes_nothing(cli
                                                                              endpoint: Endpoint) -> None:
     fill(endpoint, world)
     before = snapshot(client, world)
-    for headers in ({}, ops_headers(), _session(OWNER_SUB, "customer"),
+    for headers in ({}, ops_headers(), {"Cookie": f"ops_session={token('staff-1', 'ops')}"},
                     {"Cookie": f"ops_session={BAD_AUTHORIZATION['expired']().split()[1]}"},
                     {"Cookie": f"ops_session={BAD_AUTHORIZATION['alg_none']().split()[1]}"}):
         response = call(client, endpoint, world, headers)
@@ -290,7 +300,7 @@ def test_console_form_without_its_csrf_token_is_403_and_changes_nothing(client, 
     for csrf in (None, "0" * 64):
         path, body = fill(endpoint, world)
         form = {**(body or {}), **({"csrf": csrf} if csrf else {})}
-        response = client.post(path, data=form, headers=_session("staff-1", "ops"), follow_redirects=False)
+        response = client.post(path, data=form, headers=_session(client), follow_redirects=False)
         assert response.status_code == 403, response.text[:300]
     assert snapshot(client, world) == before
 
@@ -298,7 +308,7 @@ def test_console_form_without_its_csrf_token_is_403_and_changes_nothing(client, 
 @pytest.mark.parametrize("endpoint", [e for e in CONSOLE if e.method == "GET"],
                          ids=_ids([e for e in CONSOLE if e.method == "GET"]))
 def test_console_page_answers_an_ops_session(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
-    response = call(client, endpoint, world, _session("staff-1", "ops"))
+    response = call(client, endpoint, world, _session(client))
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"].startswith("text/html")
 
@@ -306,12 +316,15 @@ def test_console_page_answers_an_ops_session(client, world, endpoint: Endpoint) 
 def test_console_sign_in_takes_only_a_valid_ops_token(client) -> None:  # noqa: ANN001
     page = client.get("/ops/login")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csrf = _login_csrf(client)
     for raw, status in ((None, 401), (BAD_AUTHORIZATION["expired"]().split()[1], 401),
                         (BAD_AUTHORIZATION["hs512"]().split()[1], 401), (token(OWNER_SUB, "customer"), 403)):
-        response = client.post("/ops/login", data={"token": raw} if raw else {}, follow_redirects=False)
+        response = client.post("/ops/login", data={"csrf": csrf, **({"token": raw} if raw else {})},
+                               follow_redirects=False)
         assert response.status_code == status, response.text[:300]
         assert "ops_session" not in response.headers.get("set-cookie", "")
-    signed_in = client.post("/ops/login", data={"token": token("staff-1", "ops")}, follow_redirects=False)
+    signed_in = client.post("/ops/login", data={"token": token("staff-1", "ops"), "csrf": csrf},
+                            follow_redirects=False)
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ops"
     assert "ops_session=" in signed_in.headers["set-cookie"]
     client.cookies.clear()

@@ -5,6 +5,7 @@ refusals shown as readable messages and every action in the audit log under the 
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import html
 import re
 
@@ -12,6 +13,9 @@ import pytest
 
 from tests.api.test_ops_actions import buy, payments_of
 from tests.conftest import (
+    SECRET,
+    START,
+    ManualWall,
     customer_headers,
     make_customer,
     make_plan,
@@ -24,10 +28,14 @@ STAFF = "staff-console-7"
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
-def login(client, sub: str = STAFF) -> None:  # noqa: ANN001
-    response = client.post("/ops/login", data={"token": token(sub, "ops")}, follow_redirects=False)
+def login(client, sub: str = STAFF, **token_options) -> str:  # noqa: ANN001, ANN003
+    """Sign in through the form (its CSRF token included) as a fresh session; returns the session cookie."""
+    client.cookies.pop("ops_session", None)
+    form = client.get("/ops/login")
+    response = client.post("/ops/login", data={"token": token(sub, "ops", **token_options),
+                                                "csrf": field(form, "csrf")}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/ops", response.text
-    assert "ops_session" in client.cookies
+    return client.cookies["ops_session"]
 
 
 def text(response) -> str:  # noqa: ANN001
@@ -85,17 +93,33 @@ def confirm_form(confirmation) -> dict:  # noqa: ANN001
 
 # -- sign-in ------------------------------------------------------------------------------------------------------
 
-def test_login_with_an_ops_token_sets_a_strict_httponly_cookie(client):
-    response = client.post("/ops/login", data={"token": token(STAFF, "ops")}, follow_redirects=False)
+def login_form(client, path: str = "/ops/login"):  # noqa: ANN001, ANN201
+    page = client.get(path, follow_redirects=False)
+    assert page.status_code == 200 and 'action="/ops/login"' in page.text, page.text
+    return page
+
+
+def test_login_with_an_ops_token_sets_a_lax_httponly_cookie_holding_only_a_session_id(client):
+    """R2/R3 (only ops staff act): the cookie is an opaque random session id, never the pasted token; SameSite=Lax
+    so that a link from elsewhere (a helpdesk ticket) keeps staff signed in, the CSRF tokens guarding every POST."""
+    pasted = token(STAFF, "ops")
+    form = login_form(client)
+    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")},
+                           follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/ops"
     cookie = response.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
     assert cookie.startswith("ops_session=") and "httponly" in attributes and "secure" not in attributes
-    assert "samesite=strict" in cookie.lower() and "path=/ops" in cookie.lower()
+    assert "samesite=lax" in cookie.lower() and "path=/ops" in cookie.lower()
+    session_id = client.cookies["ops_session"]
+    assert pasted not in cookie and session_id != pasted and "." not in session_id and len(session_id) >= 40
     page = client.get("/ops")
     assert page.status_code == 200 and f"Signed in as <strong>{STAFF}</strong>" in page.text
     # Over https the cookie is also Secure; a pasted "Bearer <jwt>" header value works too.
-    secure = client.post("https://testserver/ops/login", data={"token": f"Bearer {token(STAFF, 'ops')}"},
+    client.cookies.pop("ops_session")
+    secure_form = login_form(client, "https://testserver/ops/login")
+    secure = client.post("https://testserver/ops/login", data={"token": f"Bearer {token(STAFF, 'ops')}",
+                                                               "csrf": field(secure_form, "csrf")},
                          follow_redirects=False)
     assert secure.status_code == 303 and "secure" in secure.headers["set-cookie"].lower()
 
@@ -108,32 +132,67 @@ def test_login_with_an_ops_token_sets_a_strict_httponly_cookie(client):
     (token(STAFF, "ops", secret="another-secret-0123456789abcdef-0123456789"), 401),  # not signed by us
 ])
 def test_login_refuses_customer_tokens_and_garbage(client, pasted, status):
-    response = client.post("/ops/login", data={"token": pasted}, follow_redirects=False)
+    form = login_form(client)
+    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")},
+                           follow_redirects=False)
     assert response.status_code == status
-    assert "set-cookie" not in response.headers and "ops_session" not in client.cookies
+    assert "ops_session" not in response.headers.get("set-cookie", "") and "ops_session" not in client.cookies
     assert "Sign in" in response.text and ("customer token" in text(response) or "refused" in text(response))
+    assert field(response, "csrf") == field(form, "csrf")  # the form is offered again, ready to retry
     assert client.get("/ops", follow_redirects=False).status_code == 303
+
+
+def test_R2_sign_in_without_the_forms_csrf_token_is_refused(client):
+    """R2/R3: a forged sign-in (login CSRF: another site posting its own ops token to sign staff in as someone
+    else) is refused: the form's token is bound to a cookie set with the form, and both must match."""
+    form = login_form(client)
+    good = field(form, "csrf")
+    for bad in (None, "", "0" * 64, good[:-1] + ("0" if good[-1] != "0" else "1"), "é" * 64):
+        data = {"token": token(STAFF, "ops")}
+        if bad is not None:
+            data["csrf"] = bad
+        response = client.post("/ops/login", data=data, follow_redirects=False)
+        assert response.status_code == 403, bad
+        assert "security token is missing or wrong" in text(response)
+        assert "ops_session" not in client.cookies
+    # A token from the form, but without the cookie it is bound to (another browser's form): refused too.
+    client.cookies.pop("ops_login", None)
+    response = client.post("/ops/login", data={"token": token(STAFF, "ops"), "csrf": good}, follow_redirects=False)
+    assert response.status_code == 403 and "ops_session" not in client.cookies
+    login(client)  # the real form still works
 
 
 def test_every_page_needs_a_valid_session(client):
     customer, payment = setup_paid(client)
-    for path in ("/ops", "/ops?q=alice", f"/ops/customers/{customer['id']}", f"/ops/payments/{payment['id']}"):
+    pages = {"/ops": "/ops/login", "/ops?q=alice": "/ops/login?next=%2Fops%3Fq%3Dalice",
+             f"/ops/customers/{customer['id']}": f"/ops/login?next=%2Fops%2Fcustomers%2F{customer['id']}",
+             f"/ops/payments/{payment['id']}": f"/ops/login?next=%2Fops%2Fpayments%2F{payment['id']}"}
+    for path, location in pages.items():
         response = client.get(path, follow_redirects=False)
-        assert response.status_code == 303 and response.headers["location"] == "/ops/login", path
+        assert response.status_code == 303 and response.headers["location"] == location, path
     for path, data in ((f"/ops/payments/{payment['id']}/refund", {"amount": "1", "reason": "x", "confirm": "yes"}),
                        (f"/ops/customers/{customer['id']}/suspend", {"reason": "x"}),
                        (f"/ops/customers/{customer['id']}/credit", {"amount": "1", "currency": "usd",
                                                                     "reason": "x"})):
         response = client.post(path, data=data, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/ops/login"), path
-    # A customer token in the cookie, or an expired one, is no session either: back to the login page.
-    for bad in (token("alice", "customer"), token(STAFF, "ops", hours=-1), "garbage"):
+    # A token in the cookie (the old kind of session), a customer's, an expired one, or anything else unknown is
+    # no session either: back to the login page.
+    for bad in (token(STAFF, "ops"), token("alice", "customer"), token(STAFF, "ops", hours=-1), "garbage"):
         response = client.get("/ops", headers={"Cookie": f"ops_session={bad}"}, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/ops/login?expired=1"
-        assert response.headers["set-cookie"].startswith('ops_session=""')  # cleared
     assert "expired" in text(client.get("/ops/login?expired=1"))
     assert api_payment(client, payment["id"])["refunded_amount"] == 0
     assert api_customer(client, customer["id"])["status"] == "active"
+
+
+def test_R2_a_request_without_the_session_cookie_does_not_clear_it(client):
+    """R2/R3: a request that arrives without the cookie (a browser that did not send it, e.g. across sites) is sent
+    to sign in, but its answer must not delete the cookie: that signed staff out of their other tabs."""
+    customer, _payment = setup_paid(client)
+    for path in ("/ops", f"/ops/customers/{customer['id']}"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and "set-cookie" not in response.headers, path
 
 
 def test_logout_clears_the_session(client):
@@ -142,6 +201,129 @@ def test_logout_clears_the_session(client):
     assert response.status_code == 303 and response.headers["location"] == "/ops/login"
     assert "ops_session" not in client.cookies
     assert client.get("/ops", follow_redirects=False).status_code == 303
+
+
+def test_R2_sign_out_ends_the_session_for_every_copy_of_the_cookie(client):
+    """R2/R3: the session lives on the server; signing out ends it, so a copy of the cookie taken before (another
+    tab, a stolen cookie) gets the sign-in page, not the data."""
+    customer, _payment = setup_paid(client)
+    copied = login(client)
+    page = f"/ops/customers/{customer['id']}"
+    assert client.get(page, headers={"Cookie": f"ops_session={copied}"}).status_code == 200
+    assert client.post("/ops/logout", data={"csrf": csrf(client)}, follow_redirects=False).status_code == 303
+    replay = client.get(page, headers={"Cookie": f"ops_session={copied}"}, follow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"].startswith("/ops/login")
+    assert customer["id"] not in text(client.get(page, headers={"Cookie": f"ops_session={copied}"}))
+    posted = client.post(f"{page}/suspend", data={"reason": "x", "csrf": "0" * 64},
+                         headers={"Cookie": f"ops_session={copied}"}, follow_redirects=False)
+    assert posted.status_code == 303 and api_customer(client, customer["id"])["status"] == "active"
+
+
+@pytest.fixture
+def walled(settings):  # noqa: ANN001
+    """A client whose infrastructure wall clock the test moves (console sessions run on it, not on business time)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    wall = ManualWall()
+    with TestClient(create_app(settings, system_clock=wall), raise_server_exceptions=False) as c:
+        c.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())
+        yield c, wall
+
+
+def test_R2_an_idle_session_ends_after_30_minutes_of_the_wall_clock(walled):
+    """R2/R3: a console left open ends after 30 idle minutes (`console_session_idle_minutes`); use keeps it going,
+    up to the absolute lifetime (`console_session_hours`, 12) whatever the activity."""
+    client, wall = walled
+    login(client, hours=24)
+    for _ in range(3):  # active: 29 minutes between requests, well past 30 minutes in all
+        wall.offset += _dt.timedelta(minutes=29)
+        assert client.get("/ops", follow_redirects=False).status_code == 200
+    wall.offset += _dt.timedelta(minutes=31)
+    idle = client.get("/ops", follow_redirects=False)
+    assert idle.status_code == 303 and idle.headers["location"] == "/ops/login?expired=1"
+    assert "expired" in text(client.get(idle.headers["location"]))
+
+    login(client, hours=24)
+    for _ in range(12 * 3 - 1):  # 11 h 40 min of steady use
+        wall.offset += _dt.timedelta(minutes=20)
+        assert client.get("/ops", follow_redirects=False).status_code == 200
+    wall.offset += _dt.timedelta(minutes=21)
+    over = client.get("/ops", follow_redirects=False)
+    assert over.status_code == 303 and over.headers["location"] == "/ops/login?expired=1"
+
+
+def test_R2_sign_in_returns_to_the_page_asked_for(client):
+    """R2/R3: staff who follow a link to a customer's page and must sign in first land on that page."""
+    customer, _payment = setup_paid(client)
+    page = f"/ops/customers/{customer['id']}"
+    asked = client.get(page, follow_redirects=False)
+    assert asked.status_code == 303
+    form = login_form(client, asked.headers["location"])
+    assert field(form, "next") == page
+    signed_in = client.post("/ops/login", data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"),
+                                                "next": field(form, "next")}, follow_redirects=False)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == page
+    assert customer["id"] in text(client.get(page))
+    # With a query string too; and a signed-in visit to the login page goes straight there.
+    straight = client.get("/ops/login?next=%2Fops%3Fq%3Dalice", follow_redirects=False)
+    assert straight.headers["location"] == "/ops?q=alice"
+
+
+_T0 = _dt.datetime(2030, 1, 15, 12, 0, tzinfo=_dt.timezone.utc)
+
+
+@pytest.mark.parametrize("last_seen_ago, ends_in, state", [
+    (_dt.timedelta(seconds=0), _dt.timedelta(hours=12), "live"),
+    (_dt.timedelta(seconds=59), _dt.timedelta(hours=12), "live"),  # seen under a minute ago: no write
+    (_dt.timedelta(minutes=1), _dt.timedelta(hours=12), "touch"),  # at most one write a minute
+    (_dt.timedelta(minutes=29, seconds=59), _dt.timedelta(hours=12), "touch"),
+    (_dt.timedelta(minutes=30), _dt.timedelta(hours=12), "expired"),  # idle
+    (_dt.timedelta(seconds=5), _dt.timedelta(seconds=1), "live"),
+    (_dt.timedelta(seconds=5), _dt.timedelta(0), "expired"),  # the absolute end
+    (_dt.timedelta(seconds=5), -_dt.timedelta(hours=1), "expired"),
+])
+def test_R2_session_state_idle_and_absolute_ends_and_at_most_one_write_a_minute(last_seen_ago, ends_in, state):
+    """R2/R3: what a request finds in a console session, with the wall time passed in."""
+    from app.console.sessions import session_state
+
+    assert session_state(_T0 - last_seen_ago, _T0 + ends_in, _T0, _dt.timedelta(minutes=30)) == state
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example", "//evil.example/ops", "https://evil.example/ops", "http:/evil.example", "/\\evil.example",
+    "\\\\evil.example", "/ops\\evil.example", "/ops/\\evil.example", "/ops//evil.example", "javascript:alert(1)",
+    "/opsevil", "/ops/../v1/plans", "/ops/%2e%2e/v1", "/ops\r\nSet-Cookie: x=1", "/ops/\t/evil", "/v1/plans",
+    " /ops", "ops", "", "/ops/login", "/ops/logout",
+])
+def test_R2_sign_in_never_redirects_off_the_console(client, target):
+    """R2/R3: `next` is only ever a local path under /ops: no open redirect (other hosts, scheme-relative `//`,
+    backslashes, control characters, dot segments); anything else lands on /ops."""
+    form = login_form(client)
+    response = client.post("/ops/login", data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"),
+                                               "next": target}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/ops", target
+    client.cookies.pop("ops_session", None)
+    shown = client.get("/ops/login", params={"next": target})
+    assert shown.status_code == 200 and 'name="next"' not in shown.text, target
+
+
+def test_R2_console_sessions_can_be_revoked_by_staff_member(client, monkeypatch, settings, capsys):
+    """R2/R3: `billing console-sessions revoke --staff ID` ends every console session of that staff member at once
+    (a lost laptop, someone leaving); other staff stay signed in."""
+    from app.cli import main
+
+    mine = login(client)
+    other = login(client, "staff-other")
+    monkeypatch.setenv("BILLING_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("BILLING_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("BILLING_SANDBOX", "true")
+    assert main(["console-sessions", "revoke", "--staff", STAFF]) == 0
+    assert "1 console session" in capsys.readouterr().out
+    gone = client.get("/ops", headers={"Cookie": f"ops_session={mine}"}, follow_redirects=False)
+    assert gone.status_code == 303
+    assert client.get("/ops", headers={"Cookie": f"ops_session={other}"}).status_code == 200
 
 
 def test_the_console_is_not_in_the_openapi_document_and_sends_no_script(client):

@@ -5,7 +5,7 @@ A staff member signs in by pasting an ops token, finds a customer who bought a s
 opens the payment, makes a partial refund through the confirmation step, sees the refund and what is left, then
 suspends the customer. One screenshot is saved (to $BILLING_CONSOLE_SCREENSHOT, or the test's tmp dir).
 
-Locally the test is skipped when /usr/bin/chromium is missing; CI installs it with tests/browser/requirements.sh.
+Locally the test is skipped when /usr/bin/chromium is missing; CI installs it with tests/system-packages.sh.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ STAFF = "staff-browser-3"
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
-    reason=f"{CHROMIUM} is not installed (Debian's `chromium` package; CI runs tests/browser/requirements.sh)",
+    reason=f"{CHROMIUM} is not installed (Debian's `chromium` package; CI runs tests/system-packages.sh)",
 )
 
 
@@ -134,3 +135,47 @@ def test_staff_refund_part_of_a_payment_then_suspend_the_customer(service, brows
     expect(page).to_have_url(re.compile(r"/ops/login$"))
     page.goto(f"{base}/ops/customers/{customer_id}")
     expect(page).to_have_url(re.compile(r"/ops/login"))
+
+
+def test_R2_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_returns_to_it(service, browser_page,
+                                                                                       tmp_path):
+    """R2/R3, issue 19: staff follow a link to a customer's page from another site (a helpdesk ticket; here a
+    data: URL page, an opaque origin, so the navigation is cross-site). Signed in, they see the page and stay
+    signed in (the cookie is SameSite=Lax, and a request without it never deletes it). Signed out, they sign in
+    and land on the page the link asked for, not on /ops."""
+    base, api = service
+    page, expect = browser_page
+    customer = api.post("/v1/customers", json={"email": "fox@example.com", "name": "Fox Mulder", "country": "US"},
+                        headers=customer_headers("fox"))
+    assert customer.status_code == 201, customer.text
+    target = f"{base}/ops/customers/{customer.json()['id']}"
+    ticket = "data:text/html," + quote(f'<h1>Ticket 4711</h1><p><a id="link" href="{target}">the customer</a></p>')
+
+    def sign_in() -> None:
+        expect(page).to_have_url(re.compile(r"/ops/login"))
+        page.get_by_label("Ops token").fill(token(STAFF, "ops"))
+        page.get_by_role("button", name="Sign in").click()
+
+    page.goto(f"{base}/ops/login")
+    shot = Path(os.environ.get("BILLING_LOGIN_SCREENSHOT") or tmp_path / "login.png")
+    page.screenshot(path=str(shot), full_page=True)
+    sign_in()
+    expect(page.locator("header")).to_contain_text(f"Signed in as {STAFF}")
+
+    # Signed in: the ticket's link opens the customer's page, and the console stays signed in.
+    page.goto(ticket)
+    page.locator("#link").click()
+    expect(page).to_have_url(target)
+    expect(page.locator("h1")).to_contain_text("Fox Mulder")
+    expect(page.locator("header")).to_contain_text(f"Signed in as {STAFF}")
+    page.goto(f"{base}/ops")
+    expect(page.locator("header")).to_contain_text(f"Signed in as {STAFF}")
+
+    # Signed out: the link asks for sign-in, which then returns to the customer's page.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/ops/login$"))
+    page.goto(ticket)
+    page.locator("#link").click()
+    sign_in()
+    expect(page).to_have_url(target)
+    expect(page.locator("h1")).to_contain_text("Fox Mulder")
