@@ -14,7 +14,7 @@ shows without the calling app frames: app functions' inclusive shares miss most 
 Scheduled work: the jobs run in-process, timed by wall clock and CPU, with every SQL statement and transaction
 counted (SQLAlchemy events), and pyinstrument's wall-clock profile (awaits included) printed.
 
-py-spy and pyinstrument come from PyPI:  .venv/bin/pip install -e ".[bench]"
+py-spy and pyinstrument come from PyPI:  .venv/bin/pip install --require-hashes -r requirements/bench.txt
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def profile_http(args: argparse.Namespace) -> None:
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
-        run.fail('py-spy is missing: .venv/bin/pip install -e ".[bench]"')
+        run.fail('py-spy is missing: .venv/bin/pip install --require-hashes -r requirements/bench.txt')
     dbs = run.Databases(args.database_url, keep=False)
     workdir = Path(tempfile.mkdtemp(prefix="billing-profile-"))
     service = None
