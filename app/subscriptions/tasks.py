@@ -16,7 +16,7 @@ from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.subscriptions import charging
-from policies import period_end_action, renewal_due
+from policies import charge_held, period_end_action, renewal_due
 
 LEASE = _dt.timedelta(minutes=2)
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
@@ -59,10 +59,13 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
 async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
+        # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
         due = (await conn.execute(_claimable(
-            select(subscriptions, customers.c.country, customers.c.gateway_customer_id)
-            .join(customers, customers.c.id == subscriptions.c.customer_id).where(*where), ctx, wall))).all()
-        due = [s for s in due if is_due(s, now)]
+            select(subscriptions, customers.c.country, customers.c.gateway_customer_id,
+                   customers.c.status.label("customer_status"))
+            .join(customers, customers.c.id == subscriptions.c.customer_id)
+            .where(*where, customers.c.status == "active"), ctx, wall))).all()
+        due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
         if not due:
             return 0
         lease = wall + LEASE
