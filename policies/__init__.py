@@ -22,8 +22,11 @@ from .subscriptions import (
     access,
     after_failed_charge,
     cancellation_refund,
+    charge_due_at_lifting,
+    charge_held,
     period_end_action,
     renewal_due,
+    retries_counted_from,
 )
 from .trials import (
     PersonHistory,
@@ -54,6 +57,8 @@ __all__ = [
     "after_failed_charge",
     "cancellation_refund",
     "charge_breakdown",
+    "charge_due_at_lifting",
+    "charge_held",
     "credit_decision",
     "forfeit_at",
     "load_policy_book",
@@ -63,6 +68,7 @@ __all__ = [
     "period_end_action",
     "refund_decision",
     "renewal_due",
+    "retries_counted_from",
     "tax_for",
     "termination_refund",
     "trial_eligibility",

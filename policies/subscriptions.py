@@ -23,17 +23,57 @@ class FailureOutcome:
     ended_reason: str | None  # "payment_failed" when ended
 
 
-def after_failed_charge(period_end: datetime, failures: int, policy: PolicyDocument) -> FailureOutcome:
+def after_failed_charge(period_end: datetime, failures: int, policy: PolicyDocument,
+                        released_at: datetime | None = None) -> FailureOutcome:
     """B5: past_due with the next retry at period_end + retry_schedule_days[failures-1]; ended once exhausted.
 
     `failures` counts the failed attempts for this period including the one just made (1 = the renewal itself).
+    R3: when a suspension held a charge of this period, the retries count from its lifting (`released_at`, see
+    `retries_counted_from`).
     """
     require_aware(period_end, "period_end")
     require_int(failures, "failures", minimum=1)
+    base = retries_counted_from(period_end, released_at)
     schedule = policy.retry_schedule_days
     if failures <= len(schedule):
-        return FailureOutcome("past_due", period_end + timedelta(days=schedule[failures - 1]), None)
+        return FailureOutcome("past_due", base + timedelta(days=schedule[failures - 1]), None)
     return FailureOutcome("ended", None, "payment_failed")
+
+
+def charge_held(customer_status: str) -> bool:
+    """R3/B5: no renewal is charged while the customer is suspended, and neither is a retry of a failed renewal
+    (a retry is that renewal's charge made again): a charge that falls due then waits, and is made at the first run
+    after the suspension is lifted. Only an active customer is charged (a terminated or erased one has no running
+    subscription left to charge: termination ends them and charges nothing).
+
+    The periods keep running meanwhile and the anchor does not move (the suspended time is not given back): the
+    held charge pays for the period it was due for, and each renewal that fell due meanwhile is charged in turn,
+    as after any late run (B2). A retry that fell due meanwhile is made once, not once per missed date."""
+    _known("customer_status", customer_status, CUSTOMER_STATUSES)
+    return customer_status != "active"
+
+
+def charge_due_at_lifting(status: str, cancel_at_period_end: bool, period_end: datetime | None,
+                          next_retry_at: datetime | None, now: datetime) -> bool:
+    """R3/B5: whether lifting a suspension at `now` releases a charge it held: the renewal of an active
+    subscription without a scheduled cancellation whose period has ended, or the retry of a past-due one whose
+    retry date has come. The retries after such a charge count from the lifting (`retries_counted_from`)."""
+    require_aware(now, "now")
+    require_optional_aware(period_end, "period_end")
+    require_optional_aware(next_retry_at, "next_retry_at")
+    if status == "active":
+        return period_end is not None and renewal_due(status, cancel_at_period_end, period_end, now)
+    return status == "past_due" and next_retry_at is not None and next_retry_at <= now
+
+
+def retries_counted_from(period_end: datetime, released_at: datetime | None) -> datetime:
+    """B5/R3: the retry dates (and the access that lasts while retries remain) count from the period end; when a
+    suspension held a charge of this period, from the lifting instead (`released_at`, the lifting's time, recorded
+    only when it released a held charge: `charge_due_at_lifting`). A lifting before this period's end (one of an
+    earlier period) changes nothing."""
+    require_aware(period_end, "period_end")
+    require_optional_aware(released_at, "released_at")
+    return period_end if released_at is None or released_at <= period_end else released_at
 
 
 def renewal_due(status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
 from app.models import subscriptions, trials
-from policies import AccessDecision, AccessFacts, access
+from policies import AccessDecision, AccessFacts, access, retries_counted_from
 
 
 async def customer_access(ctx: AppContext, principal: Principal, customer_id: str) -> AccessDecision:
@@ -23,7 +23,8 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
             .order_by(trials.c.id.desc()).limit(1)
         )).first()
         sub = (await conn.execute(
-            select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code)
+            select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code,
+                   subscriptions.c.charge_released_at)
             .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
         )).first()
         now = await ctx.clock.now(conn)
@@ -31,9 +32,11 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
     if sub is not None:
         until = sub.current_period_end
         if sub.status == "past_due":
-            # B5: access continues while retries remain, i.e. until the last retry date of the schedule.
+            # B5: access continues while retries remain, i.e. until the last retry date of the schedule (counted
+            # from the lifting of a suspension that held the charge, R3).
             schedule = ctx.policies.at(now).retry_schedule_days
-            until = until + _dt.timedelta(days=schedule[-1] if schedule else 0)
+            until = retries_counted_from(until, sub.charge_released_at) + _dt.timedelta(
+                days=schedule[-1] if schedule else 0)
     return access(AccessFacts(
         customer_status=customer.status,
         trial_status=trial.status if trial else None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import record
@@ -14,7 +14,7 @@ from app.errors import CustomerTerminated, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries, customers, payments, subscriptions, trials
 from app.subscriptions.repository import LIVE
-from policies import termination_refund
+from policies import charge_due_at_lifting, termination_refund
 
 
 async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
@@ -36,15 +36,29 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
 
 
 async def suspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
-    """R3: no access until lifted; the period keeps running and renewals follow the policy as usual."""
+    """R3: no access until lifted; the period keeps running; no renewal or retry is charged until lifted."""
     await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "suspended",
                       "customer.suspended", reason)
     return await repository.get_visible(conn, principal, customer_id)
 
 
 async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
-    await _set_status(conn, ctx, principal, customer_id, ("suspended", "active"), "active",
-                      "customer.unsuspended", reason)
+    """R3/B5: a renewal or retry that fell due while suspended was held (`policies.charge_held`): the next run of
+    the jobs charges it, on the unchanged anchor. The lifting's time is recorded on the subscription whose charge
+    it releases: if that charge fails, the retries count from it (`policies.retries_counted_from`)."""
+    customer, now = await _set_status(conn, ctx, principal, customer_id, ("suspended", "active"), "active",
+                                      "customer.unsuspended", reason)
+    if customer.status == "suspended":
+        live = (await conn.execute(
+            select(subscriptions.c.id, subscriptions.c.status, subscriptions.c.cancel_at_period_end,
+                   subscriptions.c.current_period_end, subscriptions.c.next_retry_at)
+            .where(subscriptions.c.customer_id == customer.id, subscriptions.c.status.in_(LIVE))
+            .with_for_update())).all()
+        released = [s.id for s in live if charge_due_at_lifting(s.status, s.cancel_at_period_end,
+                                                                 s.current_period_end, s.next_retry_at, now)]
+        if released:
+            await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(released))
+                               .values(charge_released_at=now))
     return await repository.get_visible(conn, principal, customer_id)
 
 

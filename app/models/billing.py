@@ -44,6 +44,8 @@ subscriptions = Table(
     Column("failed_attempts", Integer, nullable=False),  # B5: failures for the period being renewed
     Column("next_retry_at", UTCDateTime, nullable=True),
     Column("claimed_until", UTCDateTime, nullable=True),  # a replica charging it holds this short lease
+    # R3/B5: when a suspension was lifted that held a charge of the period; its retries count from there.
+    Column("charge_released_at", UTCDateTime, nullable=True),
     Column("policy_version", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("status IN ('incomplete', 'active', 'past_due', 'canceled')", name="status"),

@@ -383,7 +383,7 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
         return
     policy = ctx.policies.at(now)
     attempt = sub.failed_attempts + 1
-    outcome = after_failed_charge(sub.current_period_end, attempt, policy)  # B5
+    outcome = after_failed_charge(sub.current_period_end, attempt, policy, sub.charge_released_at)  # B5, R3
     if sub.cancel_at_period_end:
         # C1: a cancellation recorded while this charge's outcome was unknown (the gateway gave no answer, and the
         # failure came later, e.g. by webhook): no retry, the subscription ends with its period, as it would have

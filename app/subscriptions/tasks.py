@@ -1,10 +1,22 @@
 """Scheduled subscription work: period ends (C1), renewals (B2, B3), dunning retries (B5) and abandoned
 purchases (B1). Work is claimed in batches: a short lease (`claimed_until`, taken under SKIP LOCKED on
-PostgreSQL) keeps replicas off each other's subscriptions while the gateway is called outside any transaction."""
+PostgreSQL) keeps replicas off each other's subscriptions while the gateway is called outside any transaction.
+
+Two kinds of lease, not to be confused:
+- the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended every HEARTBEAT (5 s) while the
+  replica charging it lives: a replica killed mid-batch (kill -9, a lost machine) lets go of its claims within
+  seconds, and another run takes them over (charging again with the same idempotency keys, which never charges
+  twice). A cancellation is refused with 409 only while a live claim holds the subscription, so for at most that
+  long after such a crash;
+- the back-off of a charge the gateway refused itself (REFUSED_BACKOFF, 2 minutes): a deliberate pause, so a
+  request or configuration problem is not hammered and does not stand in front of the rest of the due work."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
+import logging
 
 from sqlalchemy import or_, select, update
 
@@ -16,9 +28,12 @@ from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.subscriptions import charging
-from policies import period_end_action, renewal_due
+from policies import charge_held, period_end_action, renewal_due
 
-LEASE = _dt.timedelta(minutes=2)
+log = logging.getLogger("billing.jobs")
+LIVENESS_LEASE = _dt.timedelta(seconds=15)  # a batch being charged, while its replica lives (the heartbeat)
+HEARTBEAT = _dt.timedelta(seconds=5)
+REFUSED_BACKOFF = _dt.timedelta(minutes=2)  # a charge the gateway refused itself waits this long
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
@@ -56,16 +71,51 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     return len(due)
 
 
+class _Heartbeat:
+    """Extends a batch's liveness lease every HEARTBEAT while the batch is being charged; `stop` ends it between
+    two extensions (never in the middle of one), so `lease` is the value the rows hold."""
+
+    def __init__(self, ctx, ids: list[str], lease: _dt.datetime) -> None:  # noqa: ANN001
+        self.ctx, self.ids, self.lease = ctx, ids, lease
+        self._stopped = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), HEARTBEAT.total_seconds())
+            if self._stopped.is_set():
+                return
+            extended = self.ctx.system_clock.wall() + LIVENESS_LEASE
+            try:
+                async with self.ctx.db.autocommit() as conn:
+                    # Only the rows this batch still holds: settled ones were given back.
+                    await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(self.ids),
+                                                                   subscriptions.c.claimed_until == self.lease)
+                                       .values(claimed_until=extended))
+                self.lease = extended
+            except Exception:  # noqa: BLE001 - the lease runs out and another run takes over, with the same keys
+                log.exception("renewing a batch's lease failed")
+
+    async def stop(self) -> _dt.datetime:
+        self._stopped.set()
+        await self._task
+        return self.lease
+
+
 async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
+        # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
         due = (await conn.execute(_claimable(
-            select(subscriptions, customers.c.country, customers.c.gateway_customer_id)
-            .join(customers, customers.c.id == subscriptions.c.customer_id).where(*where), ctx, wall))).all()
-        due = [s for s in due if is_due(s, now)]
+            select(subscriptions, customers.c.country, customers.c.gateway_customer_id,
+                   customers.c.status.label("customer_status"))
+            .join(customers, customers.c.id == subscriptions.c.customer_id)
+            .where(*where, customers.c.status == "active"), ctx, wall))).all()
+        due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
         if not due:
             return 0
-        lease = wall + LEASE
+        lease = wall + LIVENESS_LEASE
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
                            .values(claimed_until=lease))
         credit: dict[str, int] = {}
@@ -85,11 +135,15 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
                 select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
+    heartbeat = _Heartbeat(ctx, [s.id for s in due], lease)  # the claims live as long as this replica does
+    try:
+        answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
+    finally:
+        lease = await heartbeat.stop()
     outcomes = [(payment, result) for (payment, _), result in answered if isinstance(result, ChargeResult)]
-    # A charge the gateway refused itself (not the card) keeps its lease: no batch claims it again until the lease
-    # has run out (so refused charges never stand in front of the rest of the due work), then a later run tries it
-    # again with the same key.
+    # A charge the gateway refused itself (not the card) is held back for REFUSED_BACKOFF: no batch claims it
+    # again until then (so refused charges never stand in front of the rest of the due work), then a later run
+    # tries it again with the same key.
     refused = {payment.subscription_id for (payment, _), result in answered if isinstance(result, GatewayError)}
     if refused:
         ctx.metrics.gateway_refusals.inc(len(refused))  # alerted on (deploy/prometheus/alerts.yml)
@@ -102,6 +156,10 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
         await conn.execute(update(subscriptions).where(
             subscriptions.c.id.in_([s.id for s in due if s.id not in refused]), subscriptions.c.claimed_until == lease)
             .values(claimed_until=None))
+        if refused:
+            await conn.execute(update(subscriptions).where(
+                subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until == lease)
+                .values(claimed_until=ctx.system_clock.wall() + REFUSED_BACKOFF))
     return len(outcomes)
 
 

@@ -108,9 +108,10 @@ def test_R3_suspension_stops_access_period_keeps_running(client):
     access = client.get(f"{path}/access", headers=customer_headers("alice")).json()
     assert access["has_access"] is False and access["reason"] == "suspended"
     move_clock(client, sub["current_period_end"])
-    assert run_due(client)["subscription_renewals"] == 1  # the period keeps running, renewals follow the policy
+    assert run_due(client)["subscription_renewals"] == 0  # the period keeps running; the renewal is held (R3)
     lifted = client.post(f"{path}/unsuspend", json={"reason": "resolved"}, headers=ops_headers())
     assert lifted.json()["status"] == "active"
+    assert run_due(client)["subscription_renewals"] == 1  # charged at the first run after the lifting
     assert client.get(f"{path}/access", headers=customer_headers("alice")).json()["has_access"] is True
     assert all(p["refunded_amount"] == 0 for p in payments_of(client, alice))
 

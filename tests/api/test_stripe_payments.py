@@ -457,6 +457,8 @@ def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_t
     assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
         ("purchase", "succeeded"), ("renewal", "pending")]
     assert run_due(client)["subscription_renewals"] == 0  # its lease still runs: not asked again
+    wall.offset = _dt.timedelta(minutes=1)  # longer than a liveness lease (15 s): the refusal's back-off still runs
+    assert run_due(client)["subscription_renewals"] == 0
     assert [c[3] for c in link.posts("/v1/payment_intents") if c[2] == key] == ["refused"]
 
     link.refuse_keys = set()
