@@ -1,7 +1,7 @@
 """The ops console's sessions live on the server (`console_sessions`): the browser's cookie holds only a random
 session id, the table only its SHA-256, so signing out or revoking ends a session for every copy of the cookie.
 
-Revision ID: h6_console_sessions
+Revision ID: 0007_console_sessions
 Revises: 0006_refund_retries
 Created: 2026-12-05 00:50:00+00:00
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from app.models.base import UTCDateTime
 
-revision = "h6_console_sessions"
+revision = "0007_console_sessions"
 down_revision = "0006_refund_retries"
 branch_labels = None
 depends_on = None

@@ -2,8 +2,8 @@
 count from the lifting: `subscriptions.charge_released_at` records when a suspension was lifted that held a charge
 of the current period (null otherwise, and for every existing subscription).
 
-Revision ID: h2_suspension_holds_charges
-Revises: 0006_refund_retries
+Revision ID: 0008_suspension_holds
+Revises: 0007_console_sessions
 Created: 2026-12-05 01:00:00+00:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from app.models.base import UTCDateTime
 
-revision = "h2_suspension_holds_charges"
-down_revision = "0006_refund_retries"
+revision = "0008_suspension_holds"
+down_revision = "0007_console_sessions"
 branch_labels = None
 depends_on = None
 
