@@ -624,3 +624,18 @@ def test_a_signed_webhook_event_of_a_bad_shape_is_400_or_ignored_and_changes_not
                                                              "outcome": "applied"}, applied.text
     [refund] = world["api"].ok("GET", f"/v1/customers/{world['alice']['id']}/export")["refunds"]
     assert (refund["amount"], refund["source"], refund["gateway_refund_id"]) == (100, "gateway", "re_hostile_0")
+
+
+@pytest.mark.parametrize("case", ["type_a_list", "data_object_a_list", "nested_5000_deep", "refund_negative"])
+def test_a_malformed_webhook_event_badly_signed_is_an_invalid_signature(world, case):
+    """api.md "Payment webhooks": the signature is checked before the event is even parsed: a malformed event
+    that is not Stripe's is refused as a bad signature (400 `invalid_signature`), and nothing changes."""
+    from tests.support.webhooks import signature
+
+    evt = MALFORMED_EVENTS[case][0](world)
+    text = evt if isinstance(evt, str) else json.dumps(evt)
+    before = snapshot(world)
+    response = world["client"].post("/v1/webhooks/stripe", content=text.encode(), headers={
+        "Stripe-Signature": signature(text, "whsec_forged"), "Content-Type": "application/json"})
+    assert is_problem(response, {400})["code"] == "invalid_signature"
+    assert snapshot(world) == before
