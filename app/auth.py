@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -14,6 +15,11 @@ from app.clock import SystemClock
 from app.errors import Forbidden, NotFound, Unauthenticated
 
 ROLES = ("customer", "ops")
+# `sub` becomes a customer's external_id and the audit log's actor (VARCHAR(255) both), and is matched against
+# them: control characters (NUL, which PostgreSQL refuses in text, and the rest) and lone surrogates (not UTF-8)
+# make a token bad, as they would make it unusable.
+MAX_SUB_LENGTH = 255
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +74,11 @@ def verify_token(secret: str, authorization: str | None) -> Principal:
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"invalid token: {exc}") from None
     sub, role, exp = claims.get("sub"), claims.get("role"), claims.get("exp")
-    if not isinstance(sub, str) or not sub or role not in ROLES:
+    if not isinstance(sub, str) or not sub or not isinstance(role, str) or role not in ROLES:
         raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
+    if len(sub) > MAX_SUB_LENGTH or _UNSTORABLE.search(sub):
+        raise Unauthenticated(f"token claim 'sub' must be 1 to {MAX_SUB_LENGTH} characters, without control "
+                              "characters")
     principal = Principal(sub=sub, role=role)
     if isinstance(exp, int | float) and not isinstance(exp, bool):
         _VERIFIED[(secret, token)] = (principal, int(exp))  # as PyJWT compares it

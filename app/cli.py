@@ -186,6 +186,8 @@ def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch Stripe's events since a time and apply those we missed; events seen before change nothing."""
+    from app.errors import InvalidEvent
+    from app.gateways.stripe_events import parse_event
     from app.main import build_context
     from app.webhooks.service import handle_event
 
@@ -202,7 +204,11 @@ def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
         counts: dict[str, int] = {}
         try:
             async for event in ctx.gateway.events_since(int(since.timestamp())):
-                duplicate, outcome = await handle_event(ctx, event)
+                try:  # held to the webhook's rules: one that can never be processed is counted and skipped
+                    duplicate, outcome = await handle_event(ctx, parse_event(event))
+                except InvalidEvent as exc:
+                    print(f"skipped event {str(event.get('id'))[:80]!r}: {exc.detail}", file=sys.stderr)
+                    outcome = "invalid"
                 counts[outcome] = counts.get(outcome, 0) + 1
         finally:
             await ctx.gateway.aclose()

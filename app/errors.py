@@ -43,6 +43,7 @@ RefundExceedsPayment = _error("RefundExceedsPayment", "refund_exceeds_payment")
 PaymentNotRefundable = _error("PaymentNotRefundable", "payment_not_refundable")
 CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
 ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `retry_after` (seconds)
+InvalidEvent = _error("InvalidEvent", "invalid_event")  # a signed webhook event that can never be processed
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.
 ERROR_TABLE: dict[str, tuple[int, str]] = {
@@ -63,6 +64,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "trial_not_eligible": (409, "Not eligible for a free trial"),
     "trial_not_available": (409, "This plan offers no free trial"),
     "invalid_signature": (400, "The webhook signature is invalid"),
+    "invalid_event": (400, "The webhook event cannot be processed"),
     "refund_exceeds_payment": (422, "The refund exceeds what is left of the payment"),
     "payment_not_refundable": (409, "Only a succeeded payment can be refunded"),
     "customer_terminated": (409, "The account is terminated"),

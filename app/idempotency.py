@@ -1,5 +1,6 @@
 """`Idempotency-Key` on POST: the same key and body replay the first response; a different body is 422
-`idempotency_key_reused`; a key whose first request is still running is 409 `idempotency_key_in_use`.
+`idempotency_key_reused` (the same body: the same JSON, whatever its whitespace, key order or escapes; a body
+that is not JSON byte for byte); a key whose first request is still running is 409 `idempotency_key_in_use`.
 Keys are stored per caller (role and `sub` of the verified token) and kept at least 24 hours.
 
 A pure ASGI middleware, so the response is captured exactly as sent. Unexpected errors (500 or an exception), an
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 
+import orjson
 from sqlalchemy import bindparam, delete, select, update
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -59,14 +61,10 @@ class IdempotencyMiddleware:
             scope.setdefault("state", {})["principal"] = principal
 
         body = await _read_body(receive)
-        digest = hashlib.sha256()
-        for part in (scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")):
-            digest.update(part.encode() + b"\0")
-        digest.update(body)
-        fingerprint = digest.hexdigest()
+        fingerprint, legacy = _fingerprints(scope, body)
         caller = principal.caller_key
 
-        refusal = await _claim(ctx, caller, key, fingerprint)
+        refusal = await _claim(ctx, caller, key, fingerprint, legacy)
         if refusal is not None:
             return await refusal(scope, receive, send)
 
@@ -108,6 +106,38 @@ class IdempotencyMiddleware:
                                            "b_headers": kept, "b_body": bytes(captured["body"])})
 
 
+def _canonical(body: bytes) -> bytes:
+    """A JSON body re-serialised with sorted keys and no whitespace, so that the same JSON written otherwise (spaces,
+    key order, escapes) is the same request; a body that is not JSON (or too deep to re-serialise) as it is.
+    Measured (a subscription body): the fingerprint took 1.6 µs from raw bytes, 2.5 µs (already canonical) to
+    4.7 µs (spaced: two hashes) with this, on a request of about a millisecond."""
+    if not body:
+        return body
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return body
+
+
+def _fingerprints(scope: Scope, body: bytes) -> tuple[str, str | None]:
+    """The request's fingerprint (method, path, query and canonical body), and, when the body is not already in
+    canonical form, the fingerprint of its raw bytes, which the release before canonical bodies stored: a key
+    recorded by it is still replayed for the same request, byte for byte, until it expires (24 h); the same JSON
+    written otherwise is refused with it, as it was then. Nothing stored by this release can match a raw-bytes
+    fingerprint it should not: the raw bytes of a request equal another's canonical form only if both requests
+    have the same canonical form."""
+    digest = hashlib.sha256()
+    for part in (scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1")):
+        digest.update(part.encode() + b"\0")
+    canonical = _canonical(body)
+    raw = None
+    if canonical != body:
+        raw = digest.copy()
+        raw.update(body)
+    digest.update(canonical)
+    return digest.hexdigest(), None if raw is None else raw.hexdigest()
+
+
 def _releases(status: int, headers: list) -> bool:
     """An answer that leaves the key free for a retry: an unexpected error (500: our transaction rolled back), the
     gateway unreachable (503: nothing assumed to have happened, the retry repeats the gateway call with its own
@@ -128,8 +158,9 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _claim(ctx, caller: str, key: str, fingerprint: str):  # noqa: ANN001
-    """Take the key for this request, or return the response that refuses or replays it."""
+async def _claim(ctx, caller: str, key: str, fingerprint: str, legacy: str | None = None):  # noqa: ANN001
+    """Take the key for this request, or return the response that refuses or replays it. `legacy`: the request's
+    raw-bytes fingerprint, as the release before canonical bodies stored it (see `_fingerprints`)."""
     now = ctx.system_clock.wall()
     fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
              "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours), "response_status": None,
@@ -146,7 +177,7 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str):  # noqa: ANN001
             if row.expires_at <= now:  # a key past its retention is a new key
                 await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
                 return None
-            if row.request_hash != fingerprint:
+            if row.request_hash != fingerprint and (legacy is None or row.request_hash != legacy):
                 return problem_response("idempotency_key_reused",
                                         "this Idempotency-Key was used with a different request")
             if row.status == "in_progress":

@@ -55,7 +55,7 @@ RETRY_AFTER_CODES = frozenset({"rate_limited", "charge_in_progress"})  # answere
 # app.errors.ERROR_TABLE does not know is left out of the document.
 DOMAIN_REFUSALS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/readyz"): ("service_unavailable",),
-    ("POST", "/v1/webhooks/stripe"): ("invalid_signature",),
+    ("POST", "/v1/webhooks/stripe"): ("invalid_signature", "invalid_event"),
     ("POST", "/v1/customers"): ("customer_exists",),
     ("POST", "/v1/customers/{customer_id}/suspend"): ("customer_terminated",),
     ("POST", "/v1/customers/{customer_id}/unsuspend"): ("customer_terminated",),

@@ -14,7 +14,7 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
-from .refunds import credit_decision, refund_decision, termination_refund
+from .refunds import credit_decision, recorded_refund_decision, refund_decision, termination_refund
 from .subscriptions import (
     AccessDecision,
     AccessFacts,
@@ -66,6 +66,7 @@ __all__ = [
     "parse_policy",
     "period_bounds",
     "period_end_action",
+    "recorded_refund_decision",
     "refund_decision",
     "renewal_due",
     "retries_counted_from",

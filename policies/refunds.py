@@ -34,6 +34,21 @@ def refund_decision(actor_role: str, paid_amount: int, already_refunded: int, am
     return Decision(True, None, "R2", "Discretionary refund approved.")
 
 
+def recorded_refund_decision(paid_amount: int, already_refunded: int, amount: int) -> Decision:
+    """R2: a refund made outside the service (in Stripe's dashboard, learnt from its webhook) is recorded only if it
+    is at least 1 minor unit and the total refunded for the payment stays within what was paid. Who and why were
+    decided in the dashboard; what is checked here is only what the books can hold."""
+    require_int(paid_amount, "paid_amount", minimum=0)
+    require_int(already_refunded, "already_refunded", minimum=0)
+    require_int(amount, "amount")
+    if amount < 1:
+        return Decision(False, "invalid_amount", "R2", "A refund must be at least 1 minor unit.")
+    if amount > paid_amount - already_refunded:
+        left = max(paid_amount - already_refunded, 0)
+        return Decision(False, "refund_exceeds_payment", "R2", f"Only {left} of this payment is left to refund.")
+    return Decision(True, None, "R2", "Refund made at the gateway recorded.")
+
+
 def credit_decision(actor_role: str, amount: int, reason: str) -> Decision:
     """R2: an account credit needs the ops role, a reason and an amount >= 1."""
     refused = _staff_checks(actor_role, amount, reason, "credit")

@@ -5,6 +5,7 @@ import logging
 from fastapi import APIRouter, Request
 
 from app.context import AppContext
+from app.errors import InvalidEvent
 from app.gateways.stripe_events import BadSignature, verify_event
 from app.http import JSON, problem_response
 from app.webhooks.service import handle_event
@@ -15,7 +16,8 @@ log = logging.getLogger("billing.webhooks")
 
 @router.post("/v1/webhooks/stripe")
 async def stripe_webhook(request: Request):
-    """Stripe's signature instead of a token. Bad or stale signature: 400 and nothing changes; a repeat: 200."""
+    """Stripe's signature instead of a token. Bad or stale signature: 400 and nothing changes; a signed event of a
+    shape that can never be processed: 400 `invalid_event`, nothing changes; a repeat: 200."""
     ctx: AppContext = request.app.state.ctx  # what the `Ctx` dependency returns, without resolving a dependency
     payload = await request.body()
     try:
@@ -24,7 +26,8 @@ async def stripe_webhook(request: Request):
     except BadSignature as exc:
         log.warning("webhook refused", extra={"why": str(exc)[:200]})
         return problem_response("invalid_signature", str(exc))
-    if not isinstance(event.get("id"), str) or not event["id"] or "\x00" in event["id"]:
-        return problem_response("invalid_signature", "the event has no valid id")
+    except InvalidEvent as exc:
+        log.warning("webhook event refused", extra={"why": exc.detail[:200]})
+        return problem_response("invalid_event", exc.detail)
     duplicate, outcome = await handle_event(ctx, event)
     return JSON({"received": True, "duplicate": duplicate, "outcome": outcome})

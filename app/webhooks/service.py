@@ -10,11 +10,14 @@ from sqlalchemy import bindparam, insert, select, update
 from app.audit.service import SYSTEM, record
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
+from app.errors import InvalidEvent
 from app.gateways.base import ChargeResult
+from app.gateways.stripe_events import StripeEvent
 from app.ids import new_id
 from app.models import payments, refunds, webhook_events
 from app.payments import repository as payment_repo
 from app.subscriptions import charging
+from policies.refunds import recorded_refund_decision
 
 
 async def _locked_subscription_for(conn, intent: dict[str, Any]):  # noqa: ANN001, ANN202
@@ -72,7 +75,7 @@ async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -
     payment = await payment_repo.by_gateway_id(conn, charge.get("payment_intent") or "", for_update=True)
     if payment is None:
         return "unknown_object"
-    recorded = 0
+    recorded, refunded = 0, payment.refunded_amount
     for item in (charge.get("refunds") or {}).get("data") or []:
         if item.get("status") not in ("succeeded", "pending") or not item.get("id"):
             continue
@@ -82,6 +85,10 @@ async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -
         if known.first() is not None:
             continue
         amount = int(item.get("amount") or 0)
+        decision = recorded_refund_decision(payment.amount, refunded, amount)
+        if not decision.allowed:  # the event is refused whole (400): the transaction rolls back
+            raise InvalidEvent(f"refund {item['id']}: {decision.reason}")
+        refunded += amount
         refund_id = new_id("re")
         await conn.execute(insert(refunds).values(
             id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=amount,
@@ -121,15 +128,14 @@ class _Duplicate(Exception):
     """The event's id is in the inbox already: the transaction that applied it again is rolled back."""
 
 
-async def handle_event(ctx: AppContext, event: dict[str, Any]) -> tuple[bool, str]:
+async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
     """Store and apply one verified event; returns (duplicate, outcome).
 
     The event is applied, then stored in the inbox with its outcome by one `INSERT ... ON CONFLICT DO NOTHING`, in
     the same transaction: the insert is what decides, under concurrency too, whether this delivery is the first.
     When it finds the id there already (a repeat, or a concurrent delivery that committed first), the transaction
     is rolled back whole, so a repeat changes nothing, exactly as if it had been turned away before applying."""
-    event_type = event.get("type", "")
-    obj = (event.get("data") or {}).get("object") or {}
+    event_type, obj = event.type, event.object  # validated (app.gateways.stripe_events.parse_event)
     if event_type == "payment_intent.succeeded":
         await ctx.gateway.complete_action(obj.get("id", ""))  # the gateway's own books follow (sandbox; Stripe: no-op)
     handler = HANDLERS.get(event_type)
@@ -138,8 +144,8 @@ async def handle_event(ctx: AppContext, event: dict[str, Any]) -> tuple[bool, st
             now = await ctx.clock.now(conn)
             outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
             stored = await insert_ignoring_conflict(conn, webhook_events, {
-                "id": event["id"], "type": event_type, "object_id": obj.get("id"), "received_at": now,
-                "outcome": outcome, "payload": event, "note": None,
+                "id": event.id, "type": event_type, "object_id": event.object_id, "received_at": now,
+                "outcome": outcome, "payload": event.payload, "note": None,
             }, conflict_on=["id"])
             if stored == 0:
                 raise _Duplicate
@@ -147,7 +153,7 @@ async def handle_event(ctx: AppContext, event: dict[str, Any]) -> tuple[bool, st
         return True, "duplicate"
     except Exception:
         # A repeat must be answered as one even if applying it again fails (the first delivery was applied).
-        if await _stored(ctx, event["id"]):
+        if await _stored(ctx, event.id):
             return True, "duplicate"
         raise
     return False, outcome

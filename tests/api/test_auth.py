@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
+import hmac
 import json
 import re
 import time
@@ -140,6 +142,21 @@ def _claims(**overrides) -> dict:  # noqa: ANN003
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def _signed(**claims) -> str:  # noqa: ANN003
+    return f"Bearer {jwt.encode(_claims(**claims), SECRET, algorithm='HS256')}"
+
+
+def _raw_signed(sub_member: str) -> str:
+    """A token whose payload is written by hand (json.dumps cannot write a lone surrogate), validly signed."""
+    claims = {k: v for k, v in _claims().items() if k != "sub"}
+    payload = "{" + sub_member + ", " + json.dumps(claims)[1:]
+    header = _b64({"alg": "HS256", "typ": "JWT"})
+    body = base64.urlsafe_b64encode(payload.encode()).rstrip(b"=").decode()
+    signing_input = f"{header}.{body}".encode()
+    signature = base64.urlsafe_b64encode(hmac.new(SECRET.encode(), signing_input, hashlib.sha256).digest())
+    return f"Bearer {header}.{body}.{signature.rstrip(b'=').decode()}"
+
+
 def _tampered() -> str:
     """A genuine customer token whose payload was rewritten to role ops, keeping the original signature."""
     header, _payload, signature = token(OWNER_SUB, "customer").split(".")
@@ -158,6 +175,22 @@ BAD_AUTHORIZATION = {
     "no_sub": lambda: f"Bearer {jwt.encode(_claims(sub=None), SECRET, algorithm='HS256')}",
     "empty_sub": lambda: f"Bearer {jwt.encode(_claims(sub=''), SECRET, algorithm='HS256')}",
     "no_exp": lambda: f"Bearer {jwt.encode(_claims(exp=None), SECRET, algorithm='HS256')}",
+    # api.md "No or bad token: 401": a `sub` that no database can store or match (PostgreSQL refuses NUL in text)
+    # and claims of the wrong type are a bad token, on both databases.
+    "nul_in_sub": lambda: _signed(sub=f"{OWNER_SUB}\x00x"),
+    "newline_in_sub": lambda: _signed(sub=f"{OWNER_SUB}\nx"),
+    "escape_in_sub": lambda: _signed(sub=f"\x1b[31m{OWNER_SUB}"),
+    "del_in_sub": lambda: _signed(sub=f"{OWNER_SUB}\x7f"),
+    "c1_control_in_sub": lambda: _signed(sub=f"{OWNER_SUB}\x85"),
+    "surrogate_in_sub": lambda: _raw_signed('"sub": "a\\ud800b"'),
+    "sub_too_long": lambda: _signed(sub="s" * 256),
+    "sub_a_number": lambda: _signed(sub=12345),
+    "sub_a_list": lambda: _signed(sub=[OWNER_SUB]),
+    "sub_an_object": lambda: _signed(sub={"id": OWNER_SUB}),
+    "sub_true": lambda: _signed(sub=True),
+    "role_a_list": lambda: _signed(role=["ops"]),
+    "role_an_object": lambda: _signed(role={"ops": True}),
+    "role_a_number": lambda: _signed(role=1),
     "tampered_payload": _tampered,
     "garbage": lambda: "Bearer not-a-jwt",
     "basic_scheme": lambda: "Basic " + base64.b64encode(b"ops:secret").decode(),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import hashlib
+import json
 import re
 
 import pytest
@@ -215,6 +217,76 @@ def test_same_key_with_a_different_body_is_422_and_runs_nothing(client) -> None:
     other = {**PLAN_BODY, "code": "another-plan"}
     response = client.post("/v1/plans", json=other, headers=headers)
     assert_problem(response, 422, "idempotency_key_reused")
+    assert plan_codes(client) == [PLAN_BODY["code"]]
+
+
+def _post_text(client, text: str, key: str):  # noqa: ANN001, ANN202
+    return client.post("/v1/plans", content=text.encode(),
+                       headers={**ops_headers(), "Idempotency-Key": key, "Content-Type": "application/json"})
+
+
+SAME_PLAN_OTHERWISE_WRITTEN = {
+    "compact": json.dumps(PLAN_BODY, separators=(",", ":")),
+    "spaced": json.dumps(PLAN_BODY),
+    "indented": json.dumps(PLAN_BODY, indent=4) + "\n",
+    "keys_reversed": json.dumps(dict(reversed(list(PLAN_BODY.items())))),
+    "keys_sorted_escaped": json.dumps(PLAN_BODY, sort_keys=True).replace("Idempotent", "\\u0049dempotent"),
+}
+
+
+@pytest.mark.parametrize("written", sorted(set(SAME_PLAN_OTHERWISE_WRITTEN) - {"compact"}))
+def test_same_key_with_the_same_json_written_otherwise_replays_the_first_response(client, written) -> None:  # noqa: ANN001
+    """api.md Idempotency-Key: "the same body" is the same JSON, not the same bytes: other whitespace, key order or
+    escapes replay the first response (same status and body) and run nothing."""
+    first = _post_text(client, SAME_PLAN_OTHERWISE_WRITTEN["compact"], "plan-written")
+    assert first.status_code == 201, first.text
+    again = _post_text(client, SAME_PLAN_OTHERWISE_WRITTEN[written], "plan-written")
+    assert (again.status_code, again.content) == (first.status_code, first.content), again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert plan_codes(client) == [PLAN_BODY["code"]]
+
+
+@pytest.mark.parametrize("other", [
+    pytest.param(json.dumps({**PLAN_BODY, "amount": 1001}, indent=2), id="another_value"),
+    pytest.param(json.dumps({**PLAN_BODY, "amount": 1000.0}), id="a_float_for_an_int"),
+    pytest.param(json.dumps([PLAN_BODY]), id="wrapped_in_a_list"),
+    pytest.param(json.dumps({"plan": PLAN_BODY}), id="nested"),
+    pytest.param(json.dumps(PLAN_BODY)[:-1], id="not_json"),
+])
+def test_same_key_with_different_json_is_still_422(client, other: str) -> None:  # noqa: ANN001
+    """api.md Idempotency-Key: the comparison is of the parsed JSON, so a different body is still refused."""
+    assert _post_text(client, json.dumps(PLAN_BODY), "plan-other").status_code == 201
+    assert_problem(_post_text(client, other, "plan-other"), 422, "idempotency_key_reused")
+    assert plan_codes(client) == [PLAN_BODY["code"]]
+
+
+def test_a_body_that_is_not_json_is_compared_byte_for_byte(client) -> None:  # noqa: ANN001
+    first = _post_text(client, "code=idem-plan&amount=1000", "plan-form")
+    assert first.status_code == 422, first.text  # refused by validation, and kept: replayed like any other answer
+    again = _post_text(client, "code=idem-plan&amount=1000", "plan-form")
+    assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    assert_problem(_post_text(client, "code=idem-plan&amount=1000 ", "plan-form"), 422, "idempotency_key_reused")
+
+
+def test_a_key_recorded_before_canonical_bodies_still_replays_its_exact_request(client, database_url) -> None:  # noqa: ANN001
+    """A key stored by the previous release holds the hash of the raw bytes: the same request, byte for byte,
+    still replays (the stored hash is also compared with the raw-bytes form); the same JSON written otherwise is
+    422 until the key expires (at most `idempotency_ttl_hours`), as it was before."""
+    spaced = SAME_PLAN_OTHERWISE_WRITTEN["spaced"]
+    first = _post_text(client, spaced, "plan-legacy")
+    assert first.status_code == 201, first.text
+    legacy = hashlib.sha256(b"POST\0/v1/plans\0\0" + spaced.encode()).hexdigest()  # the previous release's hash
+
+    async def store_legacy(conn) -> None:  # noqa: ANN001
+        await conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == "plan-legacy")
+                           .values(request_hash=legacy))
+
+    on_database(database_url, store_legacy)
+    again = _post_text(client, spaced, "plan-legacy")
+    assert (again.status_code, again.content) == (201, first.content), again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert_problem(_post_text(client, SAME_PLAN_OTHERWISE_WRITTEN["indented"], "plan-legacy"), 422,
+                   "idempotency_key_reused")
     assert plan_codes(client) == [PLAN_BODY["code"]]
 
 

@@ -112,7 +112,7 @@ INTERFACE = {
     "trial_notice_due", "trial_expired", "forfeit_at",
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "AccessFacts", "AccessDecision", "access", "charge_held", "charge_due_at_lifting", "retries_counted_from",
-    "refund_decision", "credit_decision", "termination_refund",
+    "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund",
 }
 
 
@@ -129,7 +129,7 @@ HOMES = {
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
                       "cancellation_refund", "AccessFacts", "AccessDecision", "access", "charge_held",
                       "charge_due_at_lifting", "retries_counted_from"],
-    "refunds": ["refund_decision", "credit_decision", "termination_refund"],
+    "refunds": ["refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund"],
 }
 
 

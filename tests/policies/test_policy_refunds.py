@@ -1,8 +1,10 @@
 """R2/R3: discretionary refunds and credits; nothing refunded on termination."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from policies import credit_decision, refund_decision, termination_refund
+from policies import credit_decision, recorded_refund_decision, refund_decision, termination_refund
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,39 @@ def test_R2_refund_decision(role, paid, refunded, amount, reason, allowed, code)
 def test_R2_refund_decision_refuses_bad_facts(paid, refunded, amount, error):
     with pytest.raises(error):
         refund_decision("ops", paid, refunded, amount, "why")
+
+
+@pytest.mark.parametrize(
+    "paid, refunded, amount, allowed, code",
+    [
+        pytest.param(5000, 0, 5000, True, None, id="R2-gateway-full-refund"),
+        pytest.param(5000, 3000, 2000, True, None, id="R2-gateway-rest-of-payment"),
+        pytest.param(5000, 3000, 2001, False, "refund_exceeds_payment", id="R2-gateway-exceeds-rest"),
+        pytest.param(5000, 0, 5001, False, "refund_exceeds_payment", id="R2-gateway-above-payment"),
+        pytest.param(5000, 5000, 1, False, "refund_exceeds_payment", id="R2-gateway-fully-refunded"),
+        pytest.param(5000, 0, 0, False, "invalid_amount", id="R2-gateway-zero"),
+        pytest.param(5000, 0, -100, False, "invalid_amount", id="R2-gateway-negative"),
+    ],
+)
+def test_R2_recorded_refund_decision(paid, refunded, amount, allowed, code):
+    """A refund made in Stripe's dashboard is recorded only within what is left of the payment (webhook)."""
+    decision = recorded_refund_decision(paid, refunded, amount)
+    assert (decision.allowed, decision.code, decision.rule) == (allowed, code, "R2")
+
+
+@given(paid=st.integers(0, 10**6), amounts=st.lists(st.integers(-10**6, 10**6), max_size=20))
+def test_R2_recorded_refunds_never_exceed_the_payment(paid, amounts):
+    refunded = 0
+    for amount in amounts:
+        if recorded_refund_decision(paid, refunded, amount).allowed:
+            refunded += amount
+        assert 0 <= refunded <= paid
+
+
+@pytest.mark.parametrize("paid, refunded, amount", [(5000, 0, 10.5), (5000, 0, True), (-1, 0, 1), (5000, -1, 1)])
+def test_R2_recorded_refund_decision_refuses_bad_facts(paid, refunded, amount):
+    with pytest.raises((TypeError, ValueError)):
+        recorded_refund_decision(paid, refunded, amount)
 
 
 @pytest.mark.parametrize(

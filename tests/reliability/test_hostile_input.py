@@ -500,3 +500,142 @@ def test_stale_and_future_webhook_signatures_change_nothing(world):
         response = post_event(world["client"], evt, "whsec_sandbox", timestamp=when)
         assert is_problem(response)["code"] == "invalid_signature"
     assert snapshot(world) == before
+
+
+# --- signed webhook events of a shape that can never be processed (issue 14, item 10) ------------------------------
+
+def _charge(w: dict, *refund_amounts: Any, charge_amount: int | None = None) -> dict:
+    """A Charge shaped like Stripe's for the world's payment, listing refunds made in the dashboard."""
+    pi, currency = w["payment"]["gateway_payment_id"], w["payment"]["currency"]
+    amount = w["payment"]["amount"] if charge_amount is None else charge_amount
+    refunds = [{"id": f"re_hostile_{i}", "object": "refund", "amount": value, "currency": currency,
+                "status": "succeeded", "metadata": {}, "payment_intent": pi, "charge": "ch_hostile"}
+               for i, value in enumerate(refund_amounts)]
+    refunded = sum(r for r in refund_amounts if isinstance(r, int))
+    return {"id": "ch_hostile", "object": "charge", "amount": amount, "amount_refunded": refunded,
+            "currency": currency, "payment_intent": pi, "refunded": refunded >= amount, "metadata": {},
+            "refunds": {"object": "list", "data": refunds, "has_more": False,
+                        "url": "/v1/charges/ch_hostile/refunds"}}
+
+
+def _refunded(w: dict, *refund_amounts: Any, **charge: Any) -> dict:
+    from tests.support.webhooks import event
+
+    return event("charge.refunded", _charge(w, *refund_amounts, **charge))
+
+
+def _with(evt: dict, path: tuple, value: Any) -> dict:
+    target = evt
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    return evt
+
+
+def _deep(levels: int):  # noqa: ANN202
+    def build(w: dict) -> str:
+        """A charge.refunded holding arrays nested `levels` deep: raw JSON text (json.dumps would recurse)."""
+        head = json.dumps(_refunded(w, 100))[:-1]  # without the envelope's closing brace
+        return head + ', "deep": ' + "[" * levels + "]" * levels + "}"
+    return build
+
+
+def _payment_failed(intent_id: str, **intent: Any) -> dict:
+    from tests.support.webhooks import intent_event
+
+    return intent_event("payment_intent.payment_failed", intent_id, **intent)
+
+
+MALFORMED_EVENTS: dict[str, tuple[Any, int]] = {  # name -> (the world -> event or raw JSON text, status)
+    "type_a_list": (lambda w: _with(_refunded(w, 100), ("type",), ["charge.refunded"]), 400),
+    "type_an_object": (lambda w: _with(_refunded(w, 100), ("type",), {"name": "charge.refunded"}), 400),
+    "type_100k": (lambda w: _with(_refunded(w, 100), ("type",), "charge." + "x" * 100_000), 400),
+    "data_a_string": (lambda w: _with(_refunded(w, 100), ("data",), "charge"), 400),
+    "data_missing": (lambda w: {k: v for k, v in _refunded(w, 100).items() if k != "data"}, 400),
+    "data_object_a_list": (lambda w: _with(_refunded(w, 100), ("data", "object"), [_charge(w, 100)]), 400),
+    "data_object_a_number": (lambda w: _with(_refunded(w, 100), ("data", "object"), 7), 400),
+    "event_id_a_dict": (lambda w: _with(_refunded(w, 100), ("id",), {"id": "evt_1"}), 400),
+    "event_id_100k": (lambda w: _with(_refunded(w, 100), ("id",), "evt_" + "x" * 100_000), 400),
+    "charge_id_a_dict": (lambda w: _with(_refunded(w, 100), ("data", "object", "id"), {"id": "ch_1"}), 400),
+    "payment_intent_a_dict": (lambda w: _with(_refunded(w, 100), ("data", "object", "payment_intent"),
+                                              {"id": w["payment"]["gateway_payment_id"]}), 400),
+    "intent_id_a_dict": (lambda w: _with(_payment_failed("pi_x"), ("data", "object", "id"), {"id": "pi_x"}), 400),
+    "intent_id_100k": (lambda w: _payment_failed("pi_" + "x" * 100_000), 400),
+    "intent_id_with_nul": (lambda w: _payment_failed("pi_a\x00b"), 400),
+    "intent_metadata_a_string": (lambda w: _payment_failed("pi_unknown", metadata="idempotency_key=abc"), 400),
+    "intent_metadata_a_list": (lambda w: _payment_failed("pi_unknown", metadata=["idempotency_key"]), 400),
+    "decline_code_a_dict": (lambda w: _with(_payment_failed("pi_unknown"),
+                                            ("data", "object", "last_payment_error", "decline_code"), {"x": 1}), 400),
+    "refund_metadata_a_string": (lambda w: _with(_refunded(w, 100),
+                                                 ("data", "object", "refunds", "data", 0, "metadata"), "ours"), 400),
+    "refunds_a_list": (lambda w: _with(_refunded(w, 100), ("data", "object", "refunds"), []), 400),
+    "nested_5000_deep": (_deep(5000), 400),
+    "nested_900_deep": (_deep(900), 400),  # within orjson's limit, not within the parser's
+    "refund_above_the_charge": (lambda w: _refunded(w, w["payment"]["amount"] + 1), 400),
+    "refund_above_the_payment": (lambda w: _refunded(w, w["payment"]["amount"] + 1,
+                                                     charge_amount=w["payment"]["amount"] + 1), 400),
+    "refunds_together_above_the_payment": (lambda w: _refunded(w, w["payment"]["amount"], 1,
+                                                               charge_amount=w["payment"]["amount"] + 1), 400),
+    "refund_negative": (lambda w: _refunded(w, -100), 400),
+    "refund_zero": (lambda w: _refunded(w, 0), 400),
+    "refund_amount_a_string": (lambda w: _refunded(w, "100"), 400),
+    "refund_amount_a_float": (lambda w: _refunded(w, 100.5), 400),
+    "refund_amount_2_to_the_70": (lambda w: _refunded(w, 2**70), 400),
+    # Merely unknown: acknowledged and ignored.
+    "unknown_type": (lambda w: _with(_refunded(w, 100), ("type",), "charge.refund.updated_someday"), 200),
+    "unknown_type_odd_object": (lambda w: _with(_refunded(w, 100), ("type",), "plan.created"), 200),
+    "unknown_payment_intent": (lambda w: _payment_failed("pi_nobody_knows"), 200),
+    "unknown_charge": (lambda w: _with(_refunded(w, 100), ("data", "object", "payment_intent"), "pi_nobody"), 200),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_EVENTS))
+def test_a_signed_webhook_event_of_a_bad_shape_is_400_or_ignored_and_changes_nothing(world, case):
+    """api.md "Payment webhooks" (and R2: a refund recorded from Stripe never takes the total refunded above what
+    was paid): a properly signed event that can never be processed is a 400 problem, one that is merely unknown is
+    acknowledged with 200; never a 500 (which Stripe retries for days), and either way nothing changes. A
+    well-formed event afterwards (with the same id when the refused one had a usable id) is applied."""
+    from tests.support.webhooks import post_event, signature
+
+    client = world["client"]
+    build, status = MALFORMED_EVENTS[case]
+    evt = build(world)
+    before = snapshot(world)
+    if isinstance(evt, str):
+        response = client.post("/v1/webhooks/stripe", content=evt.encode(),
+                               headers={"Stripe-Signature": signature(evt, "whsec_sandbox"),
+                                        "Content-Type": "application/json"})
+    else:
+        response = post_event(client, evt, "whsec_sandbox")
+    spoil()  # the good event below changes the world (and so may a refused one, if the refusal fails)
+    if status == 400:
+        assert is_problem(response, {400})["code"] == "invalid_event", response.text
+    else:
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["outcome"] in ("ignored", "unknown_object"), response.text
+    assert snapshot(world) == before
+
+    good = _refunded(world, 100)
+    event_id = evt.get("id") if isinstance(evt, dict) else None
+    if status == 400 and isinstance(event_id, str) and len(event_id) < 100:
+        good["id"] = event_id  # the refused event was not recorded: its id is still free
+    applied = post_event(client, good, "whsec_sandbox")
+    assert applied.status_code == 200 and applied.json() == {"received": True, "duplicate": False,
+                                                             "outcome": "applied"}, applied.text
+    [refund] = world["api"].ok("GET", f"/v1/customers/{world['alice']['id']}/export")["refunds"]
+    assert (refund["amount"], refund["source"], refund["gateway_refund_id"]) == (100, "gateway", "re_hostile_0")
+
+
+@pytest.mark.parametrize("case", ["type_a_list", "data_object_a_list", "nested_5000_deep", "refund_negative"])
+def test_a_malformed_webhook_event_badly_signed_is_an_invalid_signature(world, case):
+    """api.md "Payment webhooks": the signature is checked before the event is even parsed: a malformed event
+    that is not Stripe's is refused as a bad signature (400 `invalid_signature`), and nothing changes."""
+    from tests.support.webhooks import signature
+
+    evt = MALFORMED_EVENTS[case][0](world)
+    text = evt if isinstance(evt, str) else json.dumps(evt)
+    before = snapshot(world)
+    response = world["client"].post("/v1/webhooks/stripe", content=text.encode(), headers={
+        "Stripe-Signature": signature(text, "whsec_forged"), "Content-Type": "application/json"})
+    assert is_problem(response, {400})["code"] == "invalid_signature"
+    assert snapshot(world) == before
