@@ -111,7 +111,7 @@ INTERFACE = {
     "normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
     "trial_notice_due", "trial_expired", "forfeit_at",
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
-    "AccessFacts", "AccessDecision", "access",
+    "cancellation_ends_period", "SubscriptionFacts", "subscription_at", "AccessFacts", "AccessDecision", "access",
     "refund_decision", "credit_decision", "termination_refund",
 }
 
@@ -127,7 +127,8 @@ HOMES = {
     "trials": ["normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
                "trial_notice_due", "trial_expired", "forfeit_at"],
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
-                      "cancellation_refund", "AccessFacts", "AccessDecision", "access"],
+                      "cancellation_refund", "cancellation_ends_period", "SubscriptionFacts", "subscription_at",
+                      "AccessFacts", "AccessDecision", "access"],
     "refunds": ["refund_decision", "credit_decision", "termination_refund"],
 }
 
