@@ -133,7 +133,7 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
 async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
     """C1: cancel at any time; effective at the end of the period the subscription is in (B2: past its stored
     period end, the next one: the renewal due then is still made), access until then, no further charge. A
-    past_due subscription ends at once, its retries stopped.
+    past_due subscription ends at once, its retries stopped, with the ending confirmation.
     R1: nothing is refunded, not even part of the period. Returns the subscription and the time it was read at."""
     async with ctx.db.transaction() as conn:
         sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
@@ -156,6 +156,11 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
             await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
                                                       payments.c.status == "pending")
                                .values(status="failed", failure_code="canceled", updated_at=now))
+            if sub.status == "past_due":  # C1: the customer gets the ending confirmation
+                subject, body = templates.subscription_ended(sub.plan_name, "canceled")
+                await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",
+                                                      f"subscription_ended:{sub.id}", subject, body)],
+                                     now, ctx.system_clock.wall())
             action, effective_at = "subscription.canceled", now
         else:
             changed = (await conn.execute(repository.SET_CANCELLATION,

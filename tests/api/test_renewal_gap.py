@@ -1,7 +1,8 @@
 """The gap between a period end and the job that charges the renewal (issue 14), through HTTP.
 
 B2: the renewal is due at the period-end instant, whenever the job runs; from that instant the subscription is in
-its next period for every purpose (access, a cancellation or its undo asked then).
+its next period for every purpose (access, a cancellation or its undo asked then). C1: a `past_due` subscription
+ends at once when cancelled, with the ending confirmation and no further retry.
 
 A subscription bought at START (2030-01-15T12:00Z) has its first period end at PERIOD_END (2030-02-15T12:00Z)."""
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from tests.api.test_dunning import of_type
+from tests.api.test_dunning import declining_subscription, failures, of_type
 from tests.api.test_subscriptions import (
     SECOND,
     access_of,
@@ -119,3 +120,31 @@ def test_C2_B2_resume_in_the_gap_withdraws_a_cancellation_asked_in_the_gap(clien
     assert jobs["subscription_renewals"] == 1 and jobs["subscription_period_ends"] == 0
     assert [p["status"] for p in payments_of(client, alice)] == ["succeeded"] * 3
     assert "subscription_ended" not in notice_types(client, alice)
+
+
+def test_C1_cancelling_past_due_ends_at_once_with_the_ending_confirmation_and_no_more_retries(client):
+    """C1/B5: a past_due subscription cancelled ends at once: the customer gets the `subscription_ended`
+    confirmation, the remaining retries are not made and nothing is refunded."""
+    alice, sub = declining_subscription(client)
+    move_clock(client, PERIOD_END)
+    assert run_due(client)["subscription_renewals"] == 1
+    assert subscription(client, sub["id"])["status"] == "past_due"
+    asked = at(PERIOD_END, HOURS_12)
+    move_clock(client, asked)
+    response = cancel(client, sub, who="alice")
+    assert response.status_code == 200, response.text
+    ended = response.json()
+    assert ended["status"] == "canceled" and ended["ended_reason"] == "canceled"
+    assert ended["ended_at"] == asked and ended["next_retry_at"] is None
+    [confirmation] = of_type(client, alice, "subscription_ended")
+    assert "as you cancelled it" in confirmation["body"]
+    assert access_of(client, alice)["has_access"] is False
+    # After every retry date: no retry is charged, nothing else is sent.
+    move_clock(client, "2030-02-23T12:00:00Z")
+    assert run_due(client)["subscription_retries"] == 0
+    assert [p["purpose"] for p in failures(client, alice)] == ["renewal"]
+    assert len(payments_of(client, alice)) == 2
+    assert all(p["refunded_amount"] == 0 for p in payments_of(client, alice))
+    assert len(of_type(client, alice, "subscription_ended")) == 1
+    assert len(of_type(client, alice, "payment_failed")) == 1
+    assert subscription(client, sub["id"]) == ended
