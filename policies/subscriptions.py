@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from ._checks import require_aware, require_int, require_optional_aware
 from .document import PolicyDocument
+from .periods import period_bounds
 
 CUSTOMER_STATUSES = frozenset({"active", "suspended", "terminated", "erased"})
 TRIAL_STATUSES = frozenset({"active", "expired", "forfeited", "terminated"})
@@ -76,22 +77,90 @@ def retries_counted_from(period_end: datetime, released_at: datetime | None) -> 
     return period_end if released_at is None or released_at <= period_end else released_at
 
 
-def renewal_due(status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime) -> bool:
-    """B2/C1: an active subscription without a scheduled cancellation renews once now >= period_end."""
+def cancellation_ends_period(cancel_at_period_end: bool, canceled_at: datetime | None, period_end: datetime) -> bool:
+    """C1/B2: a scheduled cancellation ends the stored period only if it was asked before that period's end.
+
+    One asked at or after the period-end instant (the renewal due but not charged yet, B2) was asked in the next
+    period: that renewal is still made, and the cancellation takes effect at the end of the renewed period."""
+    require_aware(period_end, "period_end")
+    require_optional_aware(canceled_at, "canceled_at")
+    return cancel_at_period_end and (canceled_at is None or canceled_at < period_end)
+
+
+def renewal_due(status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime,
+                canceled_at: datetime | None = None) -> bool:
+    """B2/C1: an active subscription renews once now >= period_end, unless a cancellation asked before that
+    period end is scheduled (one asked in the gap after it belongs to the next period: the renewal is made)."""
     require_aware(period_end, "period_end")
     require_aware(now, "now")
-    return status == "active" and not cancel_at_period_end and now >= period_end
+    return (status == "active" and now >= period_end
+            and not cancellation_ends_period(cancel_at_period_end, canceled_at, period_end))
 
 
 def period_end_action(
-    status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime
+    status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime, canceled_at: datetime | None = None
 ) -> Literal["renew", "end", "none"]:
-    """B2/C1: at/after the period end an active subscription renews, or ends if cancellation is scheduled."""
+    """B2/C1: at/after the period end an active subscription renews, or ends if a cancellation asked before that
+    period end is scheduled."""
     require_aware(period_end, "period_end")
     require_aware(now, "now")
     if status != "active" or now < period_end:
         return "none"
-    return "end" if cancel_at_period_end else "renew"
+    return "end" if cancellation_ends_period(cancel_at_period_end, canceled_at, period_end) else "renew"
+
+
+@dataclass(frozen=True)
+class SubscriptionFacts:
+    """B2/B4/C1: a subscription as stored (the jobs record renewals and period ends some time after they are due)."""
+
+    status: str
+    anchor_at: datetime | None
+    interval: str
+    period_index: int
+    period_start: datetime | None
+    period_end: datetime | None
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    ended_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _known("status", self.status, SUBSCRIPTION_STATUSES)
+        require_int(self.period_index, "period_index", minimum=0)
+        for name in ("anchor_at", "period_start", "period_end", "canceled_at", "ended_at"):
+            require_optional_aware(getattr(self, name), name)
+
+
+def _period_at(facts: SubscriptionFacts, at: datetime) -> tuple[int, datetime | None, datetime]:
+    """B2/B4: (index, start, end) of the period containing `at`: the stored one, or one of the following periods,
+    counted from the anchor."""
+    anchor, index, start, end = facts.anchor_at, facts.period_index, facts.period_start, facts.period_end
+    if anchor is None or end is None:
+        raise ValueError("an active subscription has an anchor and a period end")
+    while at >= end:
+        index += 1
+        start, end = period_bounds(anchor, facts.interval, index)  # type: ignore[arg-type]
+    return index, start, end
+
+
+def subscription_at(facts: SubscriptionFacts, now: datetime) -> SubscriptionFacts:
+    """B2/C1: where an active subscription stands at `now`, whether or not the jobs have run.
+
+    From each period-end instant it is in its next period (its renewal due, charged whenever the job runs), unless
+    a cancellation takes effect there: then it has ended at that period end. A cancellation takes effect at the end
+    of the period it was asked in, so one asked in the gap after a period end ends the renewed period. Anything
+    but an active subscription past its stored period end is returned as it is."""
+    require_aware(now, "now")
+    if facts.status != "active" or facts.period_end is None or facts.anchor_at is None or now < facts.period_end:
+        return facts
+    if facts.cancel_at_period_end:
+        index, start, end = (_period_at(facts, facts.canceled_at) if facts.canceled_at is not None
+                             else (facts.period_index, facts.period_start, facts.period_end))
+        if now >= end:
+            return replace(facts, status="canceled", period_index=index, period_start=start, period_end=end,
+                           ended_at=end, ended_reason="canceled")
+    index, start, end = _period_at(facts, now)
+    return replace(facts, period_index=index, period_start=start, period_end=end)
 
 
 def cancellation_refund(amount_paid: int) -> int:
@@ -111,8 +180,15 @@ class AccessFacts:
     subscription_status: str | None = None
     subscription_period_end: datetime | None = None
     subscription_plan: str | None = None
+    # B2/C1: what places an active subscription's periods, to tell where it stands once its stored period end has
+    # passed (renewal due but not charged yet, or a cancellation taking effect). Without it the stored period is
+    # taken as it is.
+    subscription: SubscriptionFacts | None = None
+    # B5: how long a past_due subscription keeps access after its period end (until the last retry date).
+    past_due_grace_days: int = 0
 
     def __post_init__(self) -> None:
+        require_int(self.past_due_grace_days, "past_due_grace_days", minimum=0)
         _known("customer_status", self.customer_status, CUSTOMER_STATUSES)
         if self.trial_status is not None:
             _known("trial_status", self.trial_status, TRIAL_STATUSES)
@@ -139,14 +215,22 @@ class AccessDecision:
 
 
 def access(facts: AccessFacts, now: datetime) -> AccessDecision:
-    """R3/C1/B5/T3: a non-active customer has none; an active/past_due subscription before its end; else a trial.
+    """R3/C1/B2/B5/T3: a non-active customer has none; an active/past_due subscription before its end; else a trial.
 
-    The subscription wins over the trial; otherwise reason "no_subscription".
+    An active subscription's end is that of the period it is in at `now` (B2: from its period-end instant on, the
+    next one, whether or not the renewal job has run; C1: a cancellation ends it at the end of the period it was
+    asked in). A past_due one keeps access for `past_due_grace_days` after its period end (B5). The subscription
+    wins over the trial; otherwise reason "no_subscription".
     """
     require_aware(now, "now")
     if facts.customer_status != "active":
         return AccessDecision(False, None, None, None, facts.customer_status)
     end = facts.subscription_period_end
+    if facts.subscription_status == "past_due" and end is not None:
+        end = end + timedelta(days=facts.past_due_grace_days)
+    elif facts.subscription_status == "active" and facts.subscription is not None:
+        state = subscription_at(facts.subscription, now)
+        end = state.period_end if state.status == "active" else None
     if facts.subscription_status in ("active", "past_due") and end is not None and now < end:
         reason = f"subscription_{facts.subscription_status}"
         return AccessDecision(True, "subscription", facts.subscription_plan, end, reason)

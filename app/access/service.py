@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-
 from sqlalchemy import select
 
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
 from app.models import subscriptions, trials
+from app.subscriptions.schemas import PERIOD_COLUMNS as _PERIOD_COLUMNS
+from app.subscriptions.schemas import subscription_facts
 from policies import AccessDecision, AccessFacts, access, retries_counted_from
 
 
 async def customer_access(ctx: AppContext, principal: Principal, customer_id: str) -> AccessDecision:
-    """R3/C1/B5/T3: decided by `policies.access` from the customer's status and live trial and subscription."""
+    """R3/C1/B2/B5/T3: decided by `policies.access` from the customer's status and live trial and subscription."""
     async with ctx.db.read() as conn:
         customer = await customer_repo.get_visible(conn, principal, customer_id)
         trial = (await conn.execute(
@@ -24,25 +24,23 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
         )).first()
         sub = (await conn.execute(
             select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code,
-                   subscriptions.c.charge_released_at)
+                   subscriptions.c.charge_released_at, *_PERIOD_COLUMNS)
             .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
         )).first()
         now = await ctx.clock.now(conn)
-    until = None
-    if sub is not None:
-        until = sub.current_period_end
-        if sub.status == "past_due":
-            # B5: access continues while retries remain, i.e. until the last retry date of the schedule (counted
-            # from the lifting of a suspension that held the charge, R3).
-            schedule = ctx.policies.at(now).retry_schedule_days
-            until = retries_counted_from(until, sub.charge_released_at) + _dt.timedelta(
-                days=schedule[-1] if schedule else 0)
+    # B5: a past_due subscription keeps access while retries remain, i.e. until the last retry date, counted from
+    # the period end or from the lifting of a suspension that held the charge (R3).
+    past_due = sub is not None and sub.status == "past_due"
+    schedule = ctx.policies.at(now).retry_schedule_days if past_due else ()
     return access(AccessFacts(
         customer_status=customer.status,
         trial_status=trial.status if trial else None,
         trial_ends_at=trial.ends_at if trial else None,
         trial_plan=trial.plan_code if trial else None,
         subscription_status=sub.status if sub else None,
-        subscription_period_end=until,
+        subscription_period_end=(retries_counted_from(sub.current_period_end, sub.charge_released_at) if past_due
+                                 else sub.current_period_end if sub else None),
         subscription_plan=sub.plan_code if sub else None,
+        subscription=subscription_facts(sub) if sub is not None and sub.status == "active" else None,
+        past_due_grace_days=schedule[-1] if schedule else 0,
     ), now)

@@ -28,6 +28,7 @@ from app.trials.service import mark_person
 from policies import (
     FailureOutcome,
     after_failed_charge,
+    cancellation_ends_period,
     charge_breakdown,
     forfeit_at,
     period_bounds,
@@ -262,11 +263,13 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
 def renews(sub, payment) -> bool:  # noqa: ANN001
     """B2/B5/C1: a renewal or retry charge that succeeded moves the subscription to the period it paid for when that
     period is the next one of a running subscription, and no cancellation was confirmed after the charge was made
-    (its outcome was unknown then: the gateway gave no answer). Such a cancellation was confirmed for the current
-    period end with no further charge: the charge is booked for ops to refund (R2) and grants nothing."""
-    canceled_since = sub.cancel_at_period_end and sub.canceled_at is not None and sub.canceled_at >= payment.created_at
-    return (sub.status in ("active", "past_due") and sub.period_index + 1 == payment.period_index
-            and not canceled_since)
+    (its outcome was unknown then: the gateway gave no answer) for the current period end. Such a cancellation was
+    confirmed for that period end with no further charge: the charge is booked for ops to refund (R2) and grants
+    nothing. One asked after the period end (B2: in the renewed period) does not stop the renewal that was due."""
+    if sub.status not in ("active", "past_due") or sub.period_index + 1 != payment.period_index:
+        return False
+    return not (sub.canceled_at is not None and sub.canceled_at >= payment.created_at
+                and cancellation_ends_period(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end))
 
 
 def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001

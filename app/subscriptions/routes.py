@@ -31,17 +31,21 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
     async with ctx.db.read() as conn:
         row = await repository.get_visible(conn, caller, subscription_id)
         secret = await repository.pending_client_secret(conn, row.id) if row.status == "incomplete" else None
-    return JSON(to_api(row, secret))
+        # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
+        now = await ctx.clock.now(conn) if row.status == "active" else None
+    return JSON(to_api(row, secret, now=now))
 
 
 @router.post("/{subscription_id}/cancel", response_model=Subscription)
 async def cancel(subscription_id: str, ctx: Ctx, caller: Caller):
-    return JSON(to_api(await service.cancel(ctx, caller, subscription_id)))
+    row, now = await service.cancel(ctx, caller, subscription_id)
+    return JSON(to_api(row, now=now))
 
 
 @router.post("/{subscription_id}/resume", response_model=Subscription)
 async def resume(subscription_id: str, ctx: Ctx, caller: Caller):
-    return JSON(to_api(await service.resume(ctx, caller, subscription_id)))
+    row, now = await service.resume(ctx, caller, subscription_id)
+    return JSON(to_api(row, now=now))
 
 
 @router.post("/{subscription_id}/payment-method", response_model=Subscription)

@@ -27,8 +27,8 @@ from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
-from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate
-from policies import cancellation_refund, period_end_action, tax_for
+from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, subscription_facts
+from policies import cancellation_refund, subscription_at, tax_for
 
 # While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
 # a crash mid-flight frees the purchase for a retry after this long.
@@ -131,15 +131,20 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
 
 
 async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
-    """C1: cancel at any time; effective at the period end, access until then, no further charge.
-    R1: nothing is refunded, not even part of the period."""
+    """C1: cancel at any time; effective at the end of the period the subscription is in (B2: past its stored
+    period end, the next one: the renewal due then is still made), access until then, no further charge. A
+    past_due subscription ends at once, its retries stopped, with the ending confirmation.
+    R1: nothing is refunded, not even part of the period. Returns the subscription and the time it was read at."""
     async with ctx.db.transaction() as conn:
         sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
         now = await ctx.clock.now(conn)
         if sub.status == "canceled":
             raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
+        state = subscription_at(subscription_facts(sub), now)
+        if state.status == "canceled":  # the scheduled cancellation took effect, even if the job has not run yet
+            raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
         if sub.cancel_at_period_end:
-            return sub
+            return sub, now
         _refuse_while_charging(ctx, sub)
         refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
         if sub.status in ("incomplete", "past_due"):
@@ -151,19 +156,26 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
             await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
                                                       payments.c.status == "pending")
                                .values(status="failed", failure_code="canceled", updated_at=now))
-            action = "subscription.canceled"
+            if sub.status == "past_due":  # C1: the customer gets the ending confirmation
+                subject, body = templates.subscription_ended(sub.plan_name, "canceled")
+                await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",
+                                                      f"subscription_ended:{sub.id}", subject, body)],
+                                     now, ctx.system_clock.wall())
+            action, effective_at = "subscription.canceled", now
         else:
             changed = (await conn.execute(repository.SET_CANCELLATION,
                                           {"subscription_id": sub.id, "flag": True, "at": now})).one()
-            subject, body = templates.cancellation_scheduled(sub.plan_name, sub.current_period_end)
+            # B2: the period end of the period it is in now (past the stored end, the renewed period's).
+            effective_at = state.period_end
+            subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
             await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
                                                   f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
                                                   body)], now, ctx.system_clock.wall())
             action = "subscription.cancel_scheduled"
         await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
                      customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
-                     data={"refunded": refunded, "effective_at": (sub.current_period_end or now).isoformat()})
-        return changed
+                     data={"refunded": refunded, "effective_at": effective_at.isoformat()})
+        return changed, now
 
 
 def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
@@ -179,22 +191,24 @@ def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
 
 
 async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
-    """C2: until the period ends, a scheduled cancellation can be withdrawn; it renews as if nothing happened."""
+    """C2: until the cancellation takes effect (the end of the period it was asked in, B2), it can be withdrawn;
+    the subscription renews as if nothing happened. Returns the subscription and the time it was read at."""
     async with ctx.db.transaction() as conn:
         sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
         if sub.status == "canceled":
             raise SubscriptionEnded(f"subscription {sub.id} has ended and cannot be resumed")
-        if not sub.cancel_at_period_end:
-            return sub
         now = await ctx.clock.now(conn)
-        if period_end_action(sub.status, True, sub.current_period_end, now) == "end":
-            # The cancellation took effect at the period end, even if the job has not recorded it yet.
-            raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.current_period_end.isoformat()}")
+        state = subscription_at(subscription_facts(sub), now)
+        if state.status == "canceled":
+            # The cancellation took effect at its period end, even if the job has not recorded it yet.
+            raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
+        if not sub.cancel_at_period_end:
+            return sub, now
         changed = (await conn.execute(repository.SET_CANCELLATION,
                                       {"subscription_id": sub.id, "flag": False, "at": None})).one()
         await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
                      customer_id=sub.customer_id)
-        return changed
+        return changed, now
 
 
 async def change_payment_method(ctx: AppContext, principal: Principal, subscription_id: str,

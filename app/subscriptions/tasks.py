@@ -34,6 +34,10 @@ log = logging.getLogger("billing.jobs")
 LIVENESS_LEASE = _dt.timedelta(seconds=15)  # a batch being charged, while its replica lives (the heartbeat)
 HEARTBEAT = _dt.timedelta(seconds=5)
 REFUSED_BACKOFF = _dt.timedelta(minutes=2)  # a charge the gateway refused itself waits this long
+# C1/B2 (`policies.cancellation_ends_period`): a scheduled cancellation asked before the stored period end ends
+# that period; one asked at or after it (the renewal due, not charged yet) ends the renewed period.
+_CANCELED_FOR_THIS_PERIOD = or_(subscriptions.c.canceled_at.is_(None),
+                                subscriptions.c.canceled_at < subscriptions.c.current_period_end)
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
@@ -50,12 +54,12 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
         due = (await conn.execute(_claimable(
             select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version,
                    subscriptions.c.status, subscriptions.c.cancel_at_period_end, subscriptions.c.current_period_end,
-                   plans.c.name.label("plan_name"))
+                   subscriptions.c.canceled_at, plans.c.name.label("plan_name"))
             .join(plans, plans.c.id == subscriptions.c.plan_id)
             .where(subscriptions.c.status == "active", subscriptions.c.cancel_at_period_end.is_(True),
-                   subscriptions.c.current_period_end <= now), ctx, wall))).all()
-        due = [s for s in due
-               if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now) == "end"]
+                   _CANCELED_FOR_THIS_PERIOD, subscriptions.c.current_period_end <= now), ctx, wall))).all()
+        due = [s for s in due if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now,
+                                                   s.canceled_at) == "end"]
         if not due:
             return 0
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(
@@ -164,12 +168,15 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
 
 
 async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
-    """B2/B3: at each period end an active subscription without a scheduled cancellation is charged the locked
-    price off-session for the next period."""
+    """B2/B3: at each period end an active subscription is charged the locked price off-session for the next
+    period, unless a cancellation asked before that period end is scheduled (C1; one asked after it, before this
+    job ran, ends the renewed period)."""
     return await _charge_batch(ctx, now, [subscriptions.c.status == "active",
-                                          subscriptions.c.cancel_at_period_end.is_(False),
+                                          or_(subscriptions.c.cancel_at_period_end.is_(False),
+                                              subscriptions.c.canceled_at >= subscriptions.c.current_period_end),
                                           subscriptions.c.current_period_end <= now],
-                               lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at),
+                               lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at,
+                                                         s.canceled_at),
                                "renewal")
 
 

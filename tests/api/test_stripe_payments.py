@@ -422,7 +422,8 @@ def test_a_renewal_whose_answer_was_lost_is_charged_again_with_the_same_key_not_
     assert charged["status"] == "succeeded"  # Stripe did charge, once
     renewal = payments_of(client, alice)[-1]
     assert renewal["status"] == "pending" and renewal["gateway_payment_id"] is None
-    assert subscription(client, sub["id"])["current_period_start"] == sub["current_period_start"]
+    # B2: from the period end it is in its next period, whether or not the renewal is recorded yet.
+    assert subscription(client, sub["id"])["current_period_start"] == sub["current_period_end"]
 
     # No charge is in flight any more: the lease was given back (a cancellation is not held up meanwhile), and
     # the next run charges again, with the same key.
@@ -452,8 +453,8 @@ def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_t
     move_clock(client, max(s["current_period_end"] for s in subs.values()))
     assert run_due(client)["subscription_renewals"] == 1
     assert subscription(client, alice_sub["id"])["current_period_start"] == alice_sub["current_period_end"]
-    waiting = subscription(client, bob_sub["id"])
-    assert (waiting["status"], waiting["current_period_start"]) == ("active", bob_sub["current_period_start"])
+    waiting = subscription(client, bob_sub["id"])  # B2: in its next period from the period end, not paid yet
+    assert (waiting["status"], waiting["current_period_start"]) == ("active", bob_sub["current_period_end"])
     assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
         ("purchase", "succeeded"), ("renewal", "pending")]
     assert run_due(client)["subscription_renewals"] == 0  # its lease still runs: not asked again

@@ -38,7 +38,9 @@ def test_R3_no_renewal_is_charged_while_suspended_it_is_charged_after_the_liftin
     assert jobs["subscription_renewals"] == 0 and jobs["subscription_retries"] == 0  # held
     assert [p["purpose"] for p in payments_of(client, alice)] == ["purchase"]
     held = subscription(client, sub["id"])
-    assert held["status"] == "active" and held["current_period_end"] == PERIOD_END
+    # B2/R3: the period keeps running: it shows the period it is in, whose charge waits for the lifting.
+    assert (held["status"], held["current_period_start"], held["current_period_end"]) == (
+        "active", PERIOD_END, NEXT_PERIOD_END)
     assert access_of(client, alice)["has_access"] is False  # suspended
 
     unsuspend(client, alice)

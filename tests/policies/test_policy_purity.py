@@ -111,7 +111,8 @@ INTERFACE = {
     "normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
     "trial_notice_due", "trial_expired", "forfeit_at",
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
-    "AccessFacts", "AccessDecision", "access", "charge_held", "charge_due_at_lifting", "retries_counted_from",
+    "cancellation_ends_period", "SubscriptionFacts", "subscription_at", "AccessFacts", "AccessDecision", "access",
+    "charge_held", "charge_due_at_lifting", "retries_counted_from",
     "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund",
 }
 
@@ -127,8 +128,9 @@ HOMES = {
     "trials": ["normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
                "trial_notice_due", "trial_expired", "forfeit_at"],
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
-                      "cancellation_refund", "AccessFacts", "AccessDecision", "access", "charge_held",
-                      "charge_due_at_lifting", "retries_counted_from"],
+                      "cancellation_refund", "cancellation_ends_period", "SubscriptionFacts", "subscription_at",
+                      "AccessFacts", "AccessDecision", "access", "charge_held", "charge_due_at_lifting",
+                      "retries_counted_from"],
     "refunds": ["refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund"],
 }
 

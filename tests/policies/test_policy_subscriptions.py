@@ -1,19 +1,25 @@
 """B2/B5/C1/R1/R3/T3: renewal, failed charges, cancellation and access."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies import (
     AccessDecision,
     AccessFacts,
     FailureOutcome,
     PolicyDocument,
+    SubscriptionFacts,
     access,
     after_failed_charge,
+    cancellation_ends_period,
     cancellation_refund,
     period_end_action,
     renewal_due,
+    subscription_at,
 )
 
 END = datetime(2027, 2, 28, 12, tzinfo=UTC)
@@ -62,6 +68,25 @@ def test_B5_after_failed_charge_needs_a_failure(failures):
 def test_B2_C1_renewal_due_and_period_end_action(status, cancel, now, due, action):
     assert renewal_due(status, cancel, END, now) is due
     assert period_end_action(status, cancel, END, now) == action
+
+
+@pytest.mark.parametrize(
+    "canceled_at, now, due, action",
+    [
+        pytest.param(END - days(3), END, False, "end", id="C1-asked-before-the-end-ends-that-period"),
+        pytest.param(END - timedelta(microseconds=1), END, False, "end", id="C1-asked-just-before-the-end"),
+        pytest.param(END, END, True, "renew", id="B2-asked-at-the-end-instant-renewal-still-made"),
+        pytest.param(END + timedelta(hours=12), END + timedelta(hours=13), True, "renew",
+                     id="B2-asked-in-the-gap-renewal-still-made"),
+        pytest.param(None, END, False, "end", id="C1-no-date-ends-that-period"),
+    ],
+)
+def test_B2_C1_a_cancellation_asked_after_the_period_end_does_not_skip_the_due_renewal(canceled_at, now, due,
+                                                                                          action):
+    assert renewal_due("active", True, END, now, canceled_at) is due
+    assert period_end_action("active", True, END, now, canceled_at) == action
+    assert cancellation_ends_period(True, canceled_at, END) is (action == "end")
+    assert cancellation_ends_period(False, canceled_at, END) is False
 
 
 def test_B2_naive_datetimes_refused():
@@ -147,3 +172,131 @@ def test_R3_access_facts_validated(kwargs):
 def test_R3_access_refuses_naive_now():
     with pytest.raises(ValueError):
         access(facts(), datetime(2027, 1, 1))
+
+
+# ---------------------------------------------------------------------------------------------------- B2/C1: the gap
+
+ANCHOR = datetime(2030, 1, 31, 12, tzinfo=UTC)
+FEB_END = datetime(2030, 2, 28, 12, tzinfo=UTC)  # B4: 31 Jan + 1 month
+MAR_END = datetime(2030, 3, 31, 12, tzinfo=UTC)
+APR_END = datetime(2030, 4, 30, 12, tzinfo=UTC)
+STORED = SubscriptionFacts(status="active", anchor_at=ANCHOR, interval="month", period_index=0,
+                           period_start=ANCHOR, period_end=FEB_END)
+
+
+def cancelled(at: datetime | None) -> SubscriptionFacts:
+    return replace(STORED, cancel_at_period_end=True, canceled_at=at)
+
+
+def running(index: int, start: datetime, end: datetime, facts: SubscriptionFacts = STORED) -> SubscriptionFacts:
+    return replace(facts, period_index=index, period_start=start, period_end=end)
+
+
+def ended(index: int, start: datetime, end: datetime, facts: SubscriptionFacts) -> SubscriptionFacts:
+    return replace(facts, status="canceled", period_index=index, period_start=start, period_end=end, ended_at=end,
+                   ended_reason="canceled")
+
+
+H = timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "facts, now, expected",
+    [
+        pytest.param(STORED, FEB_END - H, STORED, id="B2-before-the-end-as-stored"),
+        pytest.param(STORED, FEB_END, running(1, FEB_END, MAR_END), id="B2-at-the-end-instant-next-period"),
+        pytest.param(STORED, FEB_END + 12 * H, running(1, FEB_END, MAR_END), id="B2-in-the-gap-next-period"),
+        pytest.param(STORED, MAR_END + H, running(2, MAR_END, APR_END), id="B2-B4-two-periods-behind-anchored"),
+        pytest.param(cancelled(FEB_END - days(5)), FEB_END - H, cancelled(FEB_END - days(5)),
+                     id="C1-scheduled-before-the-end"),
+        pytest.param(cancelled(FEB_END - days(5)), FEB_END, ended(0, ANCHOR, FEB_END, cancelled(FEB_END - days(5))),
+                     id="C1-ends-at-the-period-end-before-the-job"),
+        pytest.param(cancelled(FEB_END + 12 * H), FEB_END + 13 * H,
+                     running(1, FEB_END, MAR_END, cancelled(FEB_END + 12 * H)), id="B2-C1-asked-in-the-gap-renewed"),
+        pytest.param(cancelled(FEB_END + 12 * H), MAR_END,
+                     ended(1, FEB_END, MAR_END, cancelled(FEB_END + 12 * H)), id="B2-C1-gap-ends-the-renewed-period"),
+        pytest.param(cancelled(None), FEB_END, ended(0, ANCHOR, FEB_END, cancelled(None)), id="C1-no-date"),
+        pytest.param(replace(STORED, status="past_due"), FEB_END + days(2), replace(STORED, status="past_due"),
+                     id="B5-past-due-as-stored"),
+        pytest.param(replace(STORED, status="canceled"), FEB_END + H, replace(STORED, status="canceled"),
+                     id="C1-ended-as-stored"),
+    ],
+)
+def test_B2_C1_subscription_at(facts, now, expected):
+    assert subscription_at(facts, now) == expected
+
+
+def test_B2_subscription_at_refuses_naive_times():
+    with pytest.raises(ValueError):
+        subscription_at(STORED, datetime(2030, 3, 1))
+    with pytest.raises(ValueError):
+        replace(STORED, canceled_at=datetime(2030, 3, 1))
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(periods_late=st.integers(0, 40), offset=st.integers(0, 27 * 86_400), asked_after=st.one_of(
+    st.none(), st.integers(-20 * 86_400, 40 * 86_400)))
+def test_B2_C1_the_state_is_the_one_the_jobs_would_record(periods_late, offset, asked_after):
+    """B2/C1: whatever the time, the state read in the gap is the stored one moved on period by period, on the
+    anchor (B4), and a cancellation ends exactly the period it was asked in."""
+    now = FEB_END + timedelta(days=28 * periods_late, seconds=offset)
+    asked = None if asked_after is None else min(now, FEB_END + timedelta(seconds=asked_after))  # never ahead
+    facts = STORED if asked is None else cancelled(asked)
+    state = subscription_at(facts, now)
+    if state.status == "active":
+        assert state.period_start <= now < state.period_end
+        assert asked is None or asked < state.period_end
+    else:
+        assert state.status == "canceled" and asked is not None
+        assert state.period_start <= asked < state.period_end == state.ended_at <= now
+    assert (state.period_start, state.period_end) == (
+        (ANCHOR, FEB_END) if state.period_index == 0 else period_of(state.period_index))
+
+
+def period_of(index: int) -> tuple[datetime, datetime]:
+    from policies import period_bounds
+
+    return period_bounds(ANCHOR, "month", index)
+
+
+ACTIVE_UNTIL_MAR = AccessDecision(True, "subscription", "enterprise", MAR_END, "subscription_active")
+NO_ACCESS = AccessDecision(False, None, None, None, "no_subscription")
+GAP_TRIAL_END = FEB_END + days(10)
+
+
+def gap_facts(status: str = "active", subscription: SubscriptionFacts | None = STORED, grace: int = 0,
+              trial: str | None = None) -> AccessFacts:
+    return AccessFacts(customer_status="active", trial_status=trial, trial_ends_at=GAP_TRIAL_END if trial else None,
+                       trial_plan="pro" if trial else None, subscription_status=status,
+                       subscription_period_end=FEB_END, subscription_plan="enterprise",
+                       subscription=subscription if status == "active" else None, past_due_grace_days=grace)
+
+
+@pytest.mark.parametrize(
+    "given_facts, now, expected",
+    [
+        pytest.param(gap_facts(), FEB_END - H, AccessDecision(True, "subscription", "enterprise", FEB_END,
+                                                              "subscription_active"), id="B2-before-the-end"),
+        pytest.param(gap_facts(), FEB_END, ACTIVE_UNTIL_MAR, id="B2-at-the-end-instant-renewal-due"),
+        pytest.param(gap_facts(), FEB_END + timedelta(seconds=1), ACTIVE_UNTIL_MAR, id="B2-gap-before-the-job"),
+        pytest.param(gap_facts(subscription=cancelled(FEB_END - days(3))), FEB_END, NO_ACCESS,
+                     id="C1-cancelled-for-that-end"),
+        pytest.param(gap_facts(subscription=cancelled(FEB_END + 12 * H)), FEB_END + 13 * H, ACTIVE_UNTIL_MAR,
+                     id="B2-C1-cancelled-in-the-gap-until-the-renewed-end"),
+        pytest.param(gap_facts(subscription=cancelled(FEB_END + 12 * H)), MAR_END, NO_ACCESS,
+                     id="B2-C1-cancelled-in-the-gap-ends-with-the-renewed-period"),
+        pytest.param(gap_facts("past_due", grace=7), FEB_END + days(6),
+                     AccessDecision(True, "subscription", "enterprise", FEB_END + days(7), "subscription_past_due"),
+                     id="B5-past-due-grace"),
+        pytest.param(gap_facts("past_due", grace=7), FEB_END + days(7), NO_ACCESS, id="B5-grace-over"),
+        pytest.param(gap_facts(subscription=cancelled(FEB_END - days(3)), trial="active"), FEB_END,
+                     AccessDecision(True, "trial", "pro", GAP_TRIAL_END, "trial_active"), id="T2-trial-after-the-end"),
+    ],
+)
+def test_B2_C1_B5_access_across_the_period_end(given_facts, now, expected):
+    assert access(given_facts, now) == expected
+
+
+def test_B5_grace_days_validated():
+    with pytest.raises(ValueError):
+        gap_facts(grace=-1)

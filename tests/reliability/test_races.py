@@ -266,11 +266,12 @@ def test_R3_a_renewal_charge_that_succeeds_after_a_termination_is_booked_for_ops
             and e["subject_id"] == renewal_payment[0]["id"]]
 
 
-def test_C1_a_cancellation_during_a_gateway_outage_is_kept_even_if_the_lost_charge_went_through(gated):
-    """The renewal is charged but the answer is lost (GatewayUnavailable): no charge is in flight any more, so the
-    subscriber's cancellation is accepted at once (not held up for the outage) and confirmed for the current
-    period end. When the gateway later reports that charge succeeded, the books record the money (for ops to
-    refund, R2) and the confirmed end is kept: no new period, no further charge."""
+def test_C1_B2_a_cancellation_during_a_gateway_outage_after_the_period_end_keeps_the_due_renewal(gated):
+    """The renewal due at the period end is charged an hour after it, but the answer is lost (GatewayUnavailable):
+    no charge is in flight any more, so the subscriber's cancellation is accepted at once (not held up for the
+    outage). Asked after the period end, it is asked in the renewed period (B2): it is confirmed for the renewed
+    period's end. When the gateway later reports that the lost charge succeeded, that charge pays the renewal that
+    was due, and the subscription ends at the confirmed end: no further charge."""
     from app.gateways.base import GatewayUnavailable
     from tests.support.webhooks import intent_event, post_event
 
@@ -303,18 +304,24 @@ def test_C1_a_cancellation_during_a_gateway_outage_is_kept_even_if_the_lost_char
     assert made and made[0].status == "succeeded"  # ... but the gateway did charge
     cancelled = me.ok("POST", f"/v1/subscriptions/{sub['id']}/cancel")  # not held up by the outage
     assert cancelled["cancel_at_period_end"] is True
-    assert cancelled["current_period_end"] == sub["current_period_end"]
+    renewed_end = cancelled["current_period_end"]  # B2: the period it is in, the renewed one
+    assert cancelled["current_period_start"] == sub["current_period_end"] and renewed_end > sub["current_period_end"]
+    [confirmation] = [n for n in api.all(f"/v1/customers/{alice['id']}/notices")
+                      if n["type"] == "cancellation_scheduled"]
+    assert parse(renewed_end).strftime("%d %B %Y, %H:%M UTC") in confirmation["subject"]
 
     answer = post_event(api.http, intent_event("payment_intent.succeeded", made[0].payment_id, amount=2000,
                                                metadata={"idempotency_key": f"{sub['id']}:period-1:attempt-1"}),
                         "whsec_sandbox")
     assert answer.status_code == 200, answer.text
     renewal = [p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] == "renewal"]
-    assert [p["status"] for p in renewal] == ["succeeded"]  # the money taken is on the books
+    assert [p["status"] for p in renewal] == ["succeeded"]
+    assert (renewal[0]["period_start"], renewal[0]["period_end"]) == (sub["current_period_end"], renewed_end)
     events = api.all("/v1/audit-events", params={"customer_id": alice["id"]})
-    assert [e for e in events if e["action"] == "payment.succeeded_without_effect"]
+    assert not [e for e in events if e["action"] == "payment.succeeded_without_effect"]
+    assert api.ok("GET", f"/v1/subscriptions/{sub['id']}") == cancelled
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(days=40))})
     api.ok("POST", "/v1/sandbox/run-due")
     final = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
-    assert final["status"] == "canceled" and final["ended_at"] == sub["current_period_end"]
+    assert final["status"] == "canceled" and final["ended_at"] == renewed_end
     assert len([p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] != "purchase"]) == 1
