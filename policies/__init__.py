@@ -4,6 +4,7 @@ Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock:
 Rule ids refer to shared/spec/policy.md.
 """
 
+from .corrections import B1_CORRECTION_REASON, SuccessOutcome, late_success
 from .decision import Decision
 from .document import (
     PolicyBook,
@@ -37,6 +38,7 @@ from .trials import (
 )
 
 __all__ = [
+    "B1_CORRECTION_REASON",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
@@ -48,6 +50,7 @@ __all__ = [
     "PolicyBook",
     "PolicyDocument",
     "PolicyError",
+    "SuccessOutcome",
     "TrialTerms",
     "access",
     "add_periods",
@@ -56,6 +59,7 @@ __all__ = [
     "charge_breakdown",
     "credit_decision",
     "forfeit_at",
+    "late_success",
     "load_policy_book",
     "normalise_email",
     "parse_policy",

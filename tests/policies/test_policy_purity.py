@@ -113,6 +113,7 @@ INTERFACE = {
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "AccessFacts", "AccessDecision", "access",
     "refund_decision", "credit_decision", "termination_refund",
+    "B1_CORRECTION_REASON", "SuccessOutcome", "late_success",
 }
 
 
@@ -129,6 +130,7 @@ HOMES = {
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
                       "cancellation_refund", "AccessFacts", "AccessDecision", "access"],
     "refunds": ["refund_decision", "credit_decision", "termination_refund"],
+    "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
 }
 
 
