@@ -25,6 +25,7 @@ from app.ids import new_id
 from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate
@@ -132,7 +133,15 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
 
 async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
     """C1: cancel at any time; effective at the period end, access until then, no further charge.
-    R1: nothing is refunded, not even part of the period."""
+    R1: nothing is refunded, not even part of the period. B1: an unpaid purchase dropped has its PaymentIntent
+    cancelled at the gateway once this commits."""
+    abandoned: list[str] = []
+    changed = await _cancel(ctx, principal, subscription_id, abandoned)
+    await cancel_at_gateway(ctx, payment_ids=abandoned)
+    return changed
+
+
+async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, abandoned: list[str]):
     async with ctx.db.transaction() as conn:
         sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
         now = await ctx.clock.now(conn)
@@ -148,9 +157,13 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
             changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
                 status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
                 .returning(*subscriptions.c))).one()
-            await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
-                                                      payments.c.status == "pending")
-                               .values(status="failed", failure_code="canceled", updated_at=now))
+            dropped = (await conn.execute(
+                update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
+                .values(status="failed", failure_code="canceled", updated_at=now,
+                        gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()) if sub.status == "incomplete"
+                        else None)
+                .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+            abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
             action = "subscription.canceled"
         else:
             changed = (await conn.execute(repository.SET_CANCELLATION,
