@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 
-from sqlalchemy import case, select, update
+from sqlalchemy import and_, case, select, update
 
 from app.context import AppContext
 from app.gateways.base import ChargeResult, GatewayError, GatewayUnavailable
@@ -30,10 +30,11 @@ LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alo
 
 
 def cancel_due(wall: _dt.datetime):  # noqa: ANN201 - a SQL expression
-    """B1: the mark of a purchase payment being failed or abandoned: due now if its PaymentIntent exists at the
-    gateway (a charge that got no answer has none recorded: if it succeeds all the same, its webhook finds it by
-    the key in its metadata and it is refunded)."""
-    return case((payments.c.gateway_payment_id.is_not(None), wall), else_=None)
+    """B1: the mark of a pending payment being failed or abandoned: due now if it is a purchase whose PaymentIntent
+    exists at the gateway (a charge that got no answer has none recorded: if it succeeds all the same, its webhook
+    finds it by the key in its metadata and it is refunded). Renewals are off-session: nobody can complete them."""
+    return case((and_(payments.c.purpose == "purchase", payments.c.gateway_payment_id.is_not(None)), wall),
+                else_=None)
 
 
 def cancel_key(payment_id: str) -> str:

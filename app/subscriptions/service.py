@@ -160,8 +160,7 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
             dropped = (await conn.execute(
                 update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
                 .values(status="failed", failure_code="canceled", updated_at=now,
-                        gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()) if sub.status == "incomplete"
-                        else None)
+                        gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
                 .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
             abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
             action = "subscription.canceled"

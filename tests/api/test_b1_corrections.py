@@ -116,6 +116,11 @@ def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:  #
     elif how == "expired":
         move_clock(client, at(START, DAY))
         assert run_due(client)["incomplete_purchase_expiry"] == 1
+    elif how == "terminated":  # R3: the account is terminated; the job cancels the PaymentIntent
+        response = client.post(f"/v1/customers/{sub['customer_id']}/terminate", json={"reason": "terms violation"},
+                               headers=ops_headers())
+        assert response.status_code == 200, response.text
+        assert run_due(client)["payment_cancellations"] == 1
     else:
         assert cancel(client, sub).status_code == 200
     assert subscription(client, sub["id"])["status"] == "canceled"
@@ -140,7 +145,7 @@ def assert_refunded_once(client, customer: dict, sub: dict, paid: dict) -> None:
     assert event["subject_id"] == correction["id"] and event["actor"] == "system"
 
 
-@pytest.mark.parametrize("how", ["failed", "expired", "canceled"])
+@pytest.mark.parametrize("how", ["failed", "expired", "canceled", "terminated"])
 def test_B1_an_abandoned_purchase_is_cancelled_at_the_gateway(service, how):
     client, gateway, secret = service
     alice, sub, pending = pending_purchase(client)
@@ -151,7 +156,7 @@ def test_B1_an_abandoned_purchase_is_cancelled_at_the_gateway(service, how):
     assert len(gateway.cancels) == 1
 
 
-@pytest.mark.parametrize("how", ["failed", "expired", "canceled"])
+@pytest.mark.parametrize("how", ["failed", "expired", "canceled", "terminated"])
 def test_B1_a_success_after_the_purchase_was_abandoned_is_refunded_in_full_once(service, how):
     client, gateway, secret = service
     alice, sub, pending = pending_purchase(client)
@@ -169,6 +174,8 @@ def test_B1_a_success_after_the_purchase_was_abandoned_is_refunded_in_full_once(
     run_due(client)
     assert_refunded_once(client, alice, sub, pending)
     assert len(gateway.refunds) == 1
+    if how == "terminated":
+        return  # the account cannot buy again (R3)
     # Buying again charges once, for a subscription that starts.
     assert buy(client, alice)["status"] == "active"
     assert [p["status"] for p in payments_of(client, alice)] == ["succeeded", "succeeded"]
