@@ -2,8 +2,9 @@
 longer succeed; one that succeeds all the same is refunded in full (`app.refunds.service.book_correction`).
 
 Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the failure webhook, the
-expiry job, a cancellation) marks its payment in that transaction (`payments.gateway_cancel_due_at`, real time) and
-calls `cancel_at_gateway` for it once the transaction has committed: the gateway is called outside any transaction.
+expiry job, a cancellation; a termination or erasure too) marks its payment in that transaction
+(`payments.gateway_cancel_due_at`, real time) and, but for termination and erasure (left to the job), calls
+`cancel_at_gateway` for it once the transaction has committed: the gateway is called outside any transaction.
 The mark stays until the gateway has answered, so a cancellation that got no answer (or a crash before the call) is
 not lost: the `payment_cancellations` job sends it again. Each call first moves the mark on by `LEASE` (claimed
 under SKIP LOCKED on PostgreSQL), so two runs never send it at once. The cancellation carries a key derived from
