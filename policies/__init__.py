@@ -4,6 +4,7 @@ Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock:
 Rule ids refer to shared/spec/policy.md.
 """
 
+from .corrections import B1_CORRECTION_REASON, SuccessOutcome, late_success
 from .decision import Decision
 from .document import (
     PolicyBook,
@@ -43,6 +44,7 @@ from .trials import (
 )
 
 __all__ = [
+    "B1_CORRECTION_REASON",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
@@ -55,6 +57,7 @@ __all__ = [
     "PolicyDocument",
     "PolicyError",
     "SubscriptionFacts",
+    "SuccessOutcome",
     "TrialTerms",
     "access",
     "add_periods",
@@ -66,6 +69,7 @@ __all__ = [
     "charge_held",
     "credit_decision",
     "forfeit_at",
+    "late_success",
     "load_policy_book",
     "normalise_email",
     "parse_policy",

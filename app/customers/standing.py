@@ -13,6 +13,7 @@ from app.customers import repository
 from app.errors import CustomerTerminated, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries, customers, payments, subscriptions, trials
+from app.payments.corrections import cancel_due
 from app.subscriptions.repository import LIVE
 from policies import charge_due_at_lifting, termination_refund
 
@@ -77,8 +78,10 @@ async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Prin
     await conn.execute(update(subscriptions).where(subscriptions.c.customer_id == customer_id,
                                                    subscriptions.c.status.in_(LIVE)).values(
         status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None))
+    # B1: an unpaid purchase's PaymentIntent is cancelled at the gateway by the `payment_cancellations` job.
     await conn.execute(update(payments).where(payments.c.customer_id == customer_id, payments.c.status == "pending")
-                       .values(status="failed", failure_code=ended_reason, updated_at=now))
+                       .values(status="failed", failure_code=ended_reason, updated_at=now,
+                               gateway_cancel_due_at=cancel_due(ctx.system_clock.wall())))
     await conn.execute(update(trials).where(trials.c.customer_id == customer_id, trials.c.status == "active")
                        .values(status="terminated", ended_at=now))
     for currency, balance in (await credit_repo.all_balances(conn, customer_id)).items():

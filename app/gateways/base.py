@@ -75,6 +75,13 @@ class PaymentGateway(Protocol):
         with the same key returns the first result and moves no money."""
         ...
 
+    async def cancel_payment(self, payment_id: str, idempotency_key: str) -> Literal["canceled", "succeeded"]:
+        """B1: cancel a PaymentIntent whose purchase failed or was abandoned, so that it can no longer succeed
+        (idempotent: a repeat, or an intent canceled or declined already, answers `canceled`). `succeeded`: too late,
+        the money was taken; the caller records the success, which then refunds it (B1). No answer:
+        `GatewayUnavailable`; a refusal: `GatewayError`; the caller tries again later either way."""
+        ...
+
     async def complete_action(self, payment_intent_id: str) -> None:
         """A signed `payment_intent.succeeded` webhook reported that the customer completed the action a payment
         needed (3-D Secure): the gateway's own books follow it. The sandbox marks its charge succeeded, so it can be

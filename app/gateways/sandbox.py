@@ -5,6 +5,12 @@
 - `pm_card_authenticationRequired` needs the customer's action; off-session it fails with
   `authentication_required`; on-session it completes only through a signed `payment_intent.succeeded` webhook.
 
+B1: a charge still waiting for the customer's action can be canceled (`cancel_payment`); a declined one answers
+canceled too (it can never succeed). In the sandbox the signed webhook is the only source of truth about the
+customer's side: a signed `payment_intent.succeeded` for a canceled charge is taken as Stripe reporting that the
+customer completed it before the cancellation reached it (the race B1 corrects), so the sandbox books it succeeded
+and it can be refunded (the service then refunds it in full, B1).
+
 Each charge is recorded under its idempotency key, by a statement of its own (a batch of charges by one statement),
 like a call to an outside system, so a charge repeated after a crash returns the first result and never charges
 twice. Each refund is too (`sandbox_refunds`, written in the transaction that moves the charge's refunded amount),
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Literal
 
 from sqlalchemy import bindparam, select, update
 
@@ -41,8 +48,12 @@ def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
 _CHARGES_BY_KEY = select(sandbox_charges).where(
     sandbox_charges.c.idempotency_key.in_(bindparam("keys", expanding=True)))
 _COMPLETE_ACTION = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
-                                                  sandbox_charges.c.status == "requires_action")
+                                                  sandbox_charges.c.status.in_(("requires_action", "canceled")))
                     .values(status="succeeded"))
+_CANCEL = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
+                                         sandbox_charges.c.status == "requires_action")
+           .values(status="canceled"))
+_CHARGE_STATUS = select(sandbox_charges.c.status).where(sandbox_charges.c.payment_intent_id == bindparam("intent"))
 
 
 class SandboxGateway:
@@ -85,10 +96,10 @@ class SandboxGateway:
 
     @staticmethod
     def _result(row) -> ChargeResult:  # noqa: ANN001
-        status = "requires_action" if row.status == "requires_action" else row.status
+        status = row.status if row.status in ("succeeded", "requires_action") else "failed"  # canceled: B1
         secret = f"{row.payment_intent_id}_secret_sandbox" if status == "requires_action" else None
         return ChargeResult(status=status, payment_id=row.payment_intent_id, client_secret=secret,
-                            decline_code=row.decline_code,
+                            decline_code=row.decline_code or ("canceled" if row.status == "canceled" else None),
                             message={"card_declined": "Your card was declined.",
                                      "authentication_required": "This payment needs the customer's authentication.",
                                      "invalid_payment_method": "Unknown payment method."}.get(row.decline_code))
@@ -100,6 +111,16 @@ class SandboxGateway:
         """The customer completed 3-D Secure (what a signed `payment_intent.succeeded` reports)."""
         async with self._db.autocommit() as conn:  # one statement
             await conn.execute(_COMPLETE_ACTION, {"intent": payment_intent_id})
+
+    async def cancel_payment(self, payment_id: str, idempotency_key: str) -> Literal["canceled", "succeeded"]:
+        """B1: a charge waiting for the customer's action is canceled; one declined or canceled already answers
+        `canceled`; one that succeeded answers `succeeded`. Unknown: a `GatewayError` (nothing to cancel)."""
+        async with self._db.autocommit() as conn:
+            await conn.execute(_CANCEL, {"intent": payment_id})
+            status = (await conn.execute(_CHARGE_STATUS, {"intent": payment_id})).scalar()
+        if status is None:
+            raise GatewayError(f"no sandbox charge {payment_id!r} to cancel")
+        return "succeeded" if status == "succeeded" else "canceled"
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a succeeded charge, once per idempotency key (as Stripe does): a repeat with the same

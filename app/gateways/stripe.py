@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import stripe
 
@@ -153,6 +153,30 @@ class StripeGateway:
         if status is None:
             raise GatewayError(f"Stripe answered refund {refund.id} with an unknown status {refund.status!r}")
         return RefundResult(refund_id=refund.id, status=status)
+
+    async def cancel_payment(self, payment_id: str, idempotency_key: str) -> Literal["canceled", "succeeded"]:
+        """B1: `POST /v1/payment_intents/{id}/cancel` under our key. Stripe refuses to cancel an
+        intent that is canceled or succeeded already (`payment_intent_unexpected_state`): the intent is then read
+        to tell which. One still `processing` has no outcome yet: tried again later."""
+        client = self._stripe()
+        try:
+            intent = await client.v1.payment_intents.cancel_async(
+                payment_id, None, {"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as refused:
+            try:
+                intent = await client.v1.payment_intents.retrieve_async(payment_id)
+            except stripe.StripeError as err:
+                raise _translate(err, "read a PaymentIntent") from err
+            if intent.status not in ("canceled", "succeeded", "processing"):
+                raise _translate(refused, "cancel a PaymentIntent") from refused
+        except stripe.StripeError as err:
+            raise _translate(err, "cancel a PaymentIntent") from err
+        if intent.status in ("canceled", "succeeded"):
+            return intent.status
+        if intent.status == "processing":
+            raise GatewayUnavailable(f"PaymentIntent {payment_id} is still processing; its cancellation waits")
+        raise GatewayError(f"Stripe answered the cancellation of PaymentIntent {payment_id} with status "
+                           f"{intent.status!r}")
 
     async def complete_action(self, payment_intent_id: str) -> None:
         """Nothing to do: Stripe keeps its own books, and the signed `payment_intent.succeeded` that reports the

@@ -91,9 +91,16 @@ payments = Table(
     Column("policy_version", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # B1: a purchase failed or abandoned while its PaymentIntent could still succeed: real time (the system clock)
+    # from which it is (again) due to be cancelled at the gateway; null once the gateway confirmed it (or none is
+    # needed). The cancellation job's lease moves it on by a few minutes before each call.
+    Column("gateway_cancel_due_at", UTCDateTime, nullable=True),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
     CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),
+    Index("ix_payments_gateway_cancel_due", "gateway_cancel_due_at",
+          sqlite_where=text("gateway_cancel_due_at IS NOT NULL"),
+          postgresql_where=text("gateway_cancel_due_at IS NOT NULL")),
 )
 
 # The sandbox gateway's own books, standing in for Stripe's: one row per idempotency key, written in its own

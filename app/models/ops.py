@@ -25,7 +25,9 @@ refunds = Table(
     Column("currency", String(3), nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_by", String(255), nullable=False),
-    Column("source", String(16), nullable=False),  # ops: issued here; gateway: made in Stripe's dashboard
+    # ops: issued here (R2); gateway: made in Stripe's dashboard; correction: B1, a payment that bought nothing,
+    # refunded in full automatically (its id, the gateway's idempotency key, is derived from the payment's)
+    Column("source", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("gateway_refund_id", String(255), nullable=True, unique=True),
     Column("failure_reason", Text, nullable=True),
@@ -37,7 +39,7 @@ refunds = Table(
     # key; setting it again before re-sending is the retry job's lease. Null for refunds recorded from the gateway.
     Column("gateway_attempted_at", UTCDateTime, nullable=True),
     CheckConstraint("amount >= 1", name="amount_positive"),
-    CheckConstraint("source IN ('ops', 'gateway')", name="source"),
+    CheckConstraint("source IN ('ops', 'gateway', 'correction')", name="source"),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     Index("ix_refunds_pending", "gateway_attempted_at", sqlite_where=text("status = 'pending'"),
           postgresql_where=text("status = 'pending'")),

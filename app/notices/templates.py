@@ -78,3 +78,13 @@ def subscription_ended(plan_name: str, reason: str) -> tuple[str, str]:
         reason, "")
     return (f"Your {plan_name} subscription has ended",
             f"Your {plan_name} subscription has ended{' ' + why if why else ''}. Nothing further will be charged.")
+
+
+def payment_refunded(plan_name: str, amount: int, currency: str) -> tuple[str, str]:
+    """B1: a payment that succeeded after its purchase had failed, expired or been cancelled bought nothing: it is
+    refunded in full, automatically."""
+    return (f"Your payment of {money(amount, currency)} is being refunded in full",
+            f"A payment of {money(amount, currency)} for {plan_name} went through after your purchase had already "
+            "failed, expired or been cancelled, so it bought nothing: no subscription was started with it.\n"
+            f"We are returning the full {money(amount, currency)} to your payment method; you need not do "
+            "anything. Depending on your bank it can take a few days to show.")

@@ -22,7 +22,7 @@ class Refund(BaseModel):
     currency: str
     reason: str
     created_by: str
-    source: Literal["ops", "gateway"]
+    source: Literal["ops", "gateway", "correction"]  # correction: B1, refunded in full automatically
     status: Literal["pending", "succeeded", "failed"]
     gateway_refund_id: str | None
     created_at: _dt.datetime

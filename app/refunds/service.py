@@ -5,6 +5,11 @@ called, so concurrent refunds can never exceed the payment; the gateway call car
 idempotency key; a refused refund releases its reservation. A refund never changes the subscription, and nothing
 in the service ever refunds by itself.
 
+B1 corrections are the one exception to "nothing refunds by itself": a payment that succeeded for a purchase that no
+longer waited for it bought nothing and is refunded in full at once (`book_correction`, in the transaction that
+records the success; `send_refund` after it). Its id, also the gateway's idempotency key, is derived from the
+payment's (`correction_refund_id`), so it can be booked only once and sent any number of times.
+
 A refund whose gateway call got no answer stays `pending` and is sent again, with the same key, by the retry job.
 "Got no answer" is measured in real time (`gateway_attempted_at`, from the system clock, like the work leases),
 never on the business clock: the sandbox clock can move days while a call is still under way.
@@ -21,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.audit.service import SYSTEM, record
 from app.auth import Principal
 from app.context import AppContext
+from app.db import insert_ignoring_conflict
 from app.errors import (
     DomainError,
     Forbidden,
@@ -31,9 +37,11 @@ from app.errors import (
 from app.gateways.base import GatewayError, GatewayUnavailable, RefundResult
 from app.ids import new_id
 from app.models import payments, refunds
+from app.notices import templates
+from app.notices.service import NewNotice, create_notices
 from app.payments import repository as payment_repo
 from app.refunds.schemas import RefundCreate
-from policies import refund_decision
+from policies import SuccessOutcome, refund_decision
 
 _REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
 log = logging.getLogger("billing.refunds")
@@ -90,6 +98,68 @@ async def settle_refund(conn: AsyncConnection, ctx: AppContext, refund_id: str, 
         refunded_amount=payments.c.refunded_amount - refund.amount, updated_at=now))
     await record(conn, actor, "refund.failed", now, subject_type="refund", subject_id=refund_id,
                  customer_id=refund.customer_id, data={"amount": refund.amount, "error": error})
+
+
+def correction_refund_id(payment_id: str) -> str:
+    """B1: the one correction refund a payment can have; also its idempotency key at the gateway."""
+    return f"re_b1_{payment_id}"
+
+
+async def book_correction(conn: AsyncConnection, ctx: AppContext, sub, payment, outcome: SuccessOutcome,  # noqa: ANN001
+                          now: _dt.datetime) -> str | None:
+    """B1: reserve the full refund of a payment that bought nothing (`outcome`: `late_success` said `refund`), in
+    the transaction that records its success (the payment locked): a pending refund of source `correction` by the
+    system, the customer's notice and the audit event. Sent by `send_refund` once this commits, or by
+    `retry_pending_refunds` if that never happens. Returns the refund id, or None when it was booked before."""
+    refund_id = correction_refund_id(payment.id)
+    booked = await insert_ignoring_conflict(conn, refunds, {
+        "id": refund_id, "payment_id": payment.id, "customer_id": payment.customer_id, "amount": outcome.refund_amount,
+        "currency": payment.currency, "reason": outcome.reason, "created_by": SYSTEM.sub, "source": "correction",
+        "status": "pending", "gateway_refund_id": None, "failure_reason": None,
+        "policy_version": ctx.policies.at(now).version, "created_at": now, "updated_at": now,
+        "gateway_attempted_at": ctx.system_clock.wall()}, conflict_on=["id"])
+    if not booked:
+        return None
+    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
+        refunded_amount=payments.c.refunded_amount + outcome.refund_amount, updated_at=now))
+    subject, body = templates.payment_refunded(sub.plan_name, outcome.refund_amount, payment.currency)
+    await create_notices(conn, [NewNotice(payment.customer_id, "payment_refunded", f"payment_refunded:{payment.id}",
+                                          subject, body)], now, ctx.system_clock.wall())
+    await record(conn, SYSTEM, "refund.correction_requested", now, subject_type="refund", subject_id=refund_id,
+                 customer_id=payment.customer_id, reason=outcome.reason,
+                 policy_version=ctx.policies.at(now).version,
+                 data={"payment_id": payment.id, "amount": outcome.refund_amount, "currency": payment.currency,
+                       "rule": outcome.rule, "subscription_id": payment.subscription_id,
+                       "subscription_status": sub.status})
+    return refund_id
+
+
+async def send_refund(ctx: AppContext, refund_id: str, gateway_payment_id: str, amount: int) -> None:
+    """Ask the gateway for a refund reserved already (outside any transaction) and record its answer. No answer:
+    it stays pending and `retry_pending_refunds` sends it again with the same key."""
+    try:
+        result, error = await ctx.gateway.refund(gateway_payment_id, amount, idempotency_key=refund_id), None
+    except GatewayError as exc:
+        result, error = None, exc.detail
+    except GatewayUnavailable:
+        log.warning("refund got no answer from the gateway; it will be retried", extra={"refund_id": refund_id})
+        return
+    async with ctx.db.transaction() as conn:
+        await settle_refund(conn, ctx, refund_id, result, error, await ctx.clock.now(conn))
+
+
+_PENDING_CORRECTIONS = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+                        .join(payments, payments.c.id == refunds.c.payment_id)
+                        .where(payments.c.gateway_payment_id == bindparam("intent"),
+                               refunds.c.source == "correction", refunds.c.status == "pending"))
+
+
+async def send_corrections(ctx: AppContext, gateway_payment_id: str) -> None:
+    """B1: send the correction refund booked for the payment of this PaymentIntent, if one is still pending."""
+    async with ctx.db.read() as conn:
+        due = (await conn.execute(_PENDING_CORRECTIONS, {"intent": gateway_payment_id})).all()
+    for item in due:
+        await send_refund(ctx, item.id, item.gateway_payment_id, item.amount)
 
 
 async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate):

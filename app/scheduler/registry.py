@@ -31,6 +31,7 @@ class Job:
 def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
     from app.notices.delivery import deliver_notices
+    from app.payments.corrections import cancel_abandoned_payments
     from app.refunds.service import retry_pending_refunds
     from app.subscriptions.tasks import (
         end_canceled_subscriptions,
@@ -45,6 +46,7 @@ def registered_jobs() -> list[Job]:
         Job("subscription_renewals", renew_subscriptions, workers=2),  # B2, B3
         Job("subscription_retries", retry_failed_renewals, workers=2),  # B5
         Job("incomplete_purchase_expiry", expire_incomplete_purchases),  # B1
+        Job("payment_cancellations", cancel_abandoned_payments),  # B1: PaymentIntents of abandoned purchases
         Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
         Job("trial_expiry", expire_trials),  # T3
         Job("refund_retries", retry_pending_refunds),  # R2: refunds whose gateway call got no answer

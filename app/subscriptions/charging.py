@@ -23,6 +23,7 @@ from app.ids import new_id
 from app.models import credit_entries, customers, payments, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.refunds.service import book_correction
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
 from policies import (
@@ -31,6 +32,7 @@ from policies import (
     cancellation_ends_period,
     charge_breakdown,
     forfeit_at,
+    late_success,
     period_bounds,
 )
 
@@ -322,13 +324,18 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
     without it, it is locked here. `payment_recorded`: `record_purchase_paid` wrote the payment already."""
     if sub is None:
         sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
-    expected = sub.status == "incomplete" if payment.purpose == "purchase" else renews(sub, payment)
-    if not expected:
+    # B1/R2: what it buys (a purchase: the start of a subscription still incomplete; a renewal: the next period).
+    outcome = late_success(payment.purpose, sub.status, payment.purpose != "purchase" and renews(sub, payment),
+                           payment.amount, payment.refunded_amount)
+    if outcome.action != "apply":
         await conn.execute(_PAYMENT_SUCCEEDED_WITHOUT_EFFECT,
                            {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_now": now})
         await record(conn, actor, "payment.succeeded_without_effect", now, subject_type="payment",
                      subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version,
-                     data={"subscription_status": sub.status, "period_index": payment.period_index})
+                     data={"subscription_status": sub.status, "period_index": payment.period_index,
+                           "correction": outcome.action})
+        if outcome.action == "refund":  # B1: it bought nothing; refunded in full, the customer told
+            await book_correction(conn, ctx, sub, payment, outcome, now)
         return
     if payment.purpose == "purchase":
         # B1: the subscription starts at its first successful payment; its periods are anchored there (B4).
@@ -370,9 +377,12 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     """`sub`: as in `record_success`."""
     if sub is None:
         sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
+    # B1: a purchase whose PaymentIntent waited for the customer's action could still be completed: it is to be
+    # cancelled at the gateway (by `app.payments.corrections`, once this commits, and by its job until confirmed).
+    cancel_due = ctx.system_clock.wall() if payment.purpose == "purchase" and payment.gateway_payment_id else None
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, client_secret=None,
-        updated_at=now))
+        updated_at=now, gateway_cancel_due_at=cancel_due))
     if payment.purpose == "purchase":
         # B1: a purchase whose payment fails leaves no active subscription and grants nothing.
         if sub.status == "incomplete":

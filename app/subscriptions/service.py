@@ -25,6 +25,7 @@ from app.ids import new_id
 from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, subscription_facts
@@ -134,7 +135,15 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
     """C1: cancel at any time; effective at the end of the period the subscription is in (B2: past its stored
     period end, the next one: the renewal due then is still made), access until then, no further charge. A
     past_due subscription ends at once, its retries stopped, with the ending confirmation.
-    R1: nothing is refunded, not even part of the period. Returns the subscription and the time it was read at."""
+    R1: nothing is refunded, not even part of the period. B1: an unpaid purchase dropped has its PaymentIntent
+    cancelled at the gateway once this commits. Returns the subscription and the time it was read at."""
+    abandoned: list[str] = []
+    changed = await _cancel(ctx, principal, subscription_id, abandoned)
+    await cancel_at_gateway(ctx, payment_ids=abandoned)
+    return changed
+
+
+async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, abandoned: list[str]):
     async with ctx.db.transaction() as conn:
         sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
         now = await ctx.clock.now(conn)
@@ -153,9 +162,12 @@ async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
             changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
                 status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
                 .returning(*subscriptions.c))).one()
-            await conn.execute(update(payments).where(payments.c.subscription_id == sub.id,
-                                                      payments.c.status == "pending")
-                               .values(status="failed", failure_code="canceled", updated_at=now))
+            dropped = (await conn.execute(
+                update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
+                .values(status="failed", failure_code="canceled", updated_at=now,
+                        gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
+                .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+            abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
             if sub.status == "past_due":  # C1: the customer gets the ending confirmation
                 subject, body = templates.subscription_ended(sub.plan_name, "canceled")
                 await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",

@@ -27,6 +27,7 @@ from app.gateways.base import ChargeResult, GatewayError
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.subscriptions import charging
 from policies import charge_held, period_end_action, renewal_due
 
@@ -200,9 +201,13 @@ async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: A
         ids = [s.id for s in due]
         await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(ids)).values(
             status="canceled", ended_at=now, ended_reason="payment_failed"))
-        await conn.execute(update(payments).where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
-                           .values(status="failed", failure_code="expired", updated_at=now))
+        # B1: a PaymentIntent still waiting for the customer is cancelled at the gateway once this commits.
+        expired = (await conn.execute(
+            update(payments).where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
+            .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
+            .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
         await record_many(conn, [audit_row(SYSTEM, "subscription.purchase_expired", now, subject_type="subscription",
                                            subject_id=s.id, customer_id=s.customer_id,
                                            policy_version=s.policy_version) for s in due])
+    await cancel_at_gateway(ctx, payment_ids=[p.id for p in expired if p.gateway_cancel_due_at is not None])
     return len(due)

@@ -15,7 +15,9 @@ from app.gateways.base import ChargeResult
 from app.gateways.stripe_events import StripeEvent
 from app.ids import new_id
 from app.models import payments, refunds, webhook_events
+from app.payments import corrections
 from app.payments import repository as payment_repo
+from app.refunds.service import correction_refund_id, send_corrections
 from app.subscriptions import charging
 from policies.refunds import recorded_refund_decision
 
@@ -52,7 +54,14 @@ async def _intent_succeeded(conn, ctx: AppContext, intent: dict[str, Any], now) 
     # we had recorded as failed went through after all: a renewal still awaited renews; anything else is recorded
     # and grants nothing.
     await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", intent["id"]), now, sub=sub)
+    if payment.purpose == "purchase" and await _correction_booked(conn, payment.id):
+        return "refunded_late_success"  # B1: it bought nothing; its refund is sent once this commits
     return "applied" if payment.status == "pending" else "recorded_late_success"
+
+
+async def _correction_booked(conn, payment_id: str) -> bool:  # noqa: ANN001
+    return (await conn.execute(select(refunds.c.id).where(
+        refunds.c.id == correction_refund_id(payment_id), refunds.c.status == "pending"))).first() is not None
 
 
 async def _intent_failed(conn, ctx: AppContext, intent: dict[str, Any], now) -> str:  # noqa: ANN001
@@ -156,6 +165,12 @@ async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
         if await _stored(ctx, event.id):
             return True, "duplicate"
         raise
+    # B1, once applied and outside the transaction: a failed purchase's PaymentIntent is cancelled at the gateway;
+    # a success that bought nothing is refunded (both also retried by their jobs if this does not get through).
+    if event_type == "payment_intent.payment_failed" and outcome == "applied":
+        await corrections.cancel_at_gateway(ctx, intent_ids=[obj.get("id") or ""])
+    elif outcome == "refunded_late_success":
+        await send_corrections(ctx, obj.get("id") or "")
     return False, outcome
 
 

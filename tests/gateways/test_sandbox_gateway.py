@@ -133,3 +133,26 @@ def test_every_gateway_implements_the_whole_protocol(gateway_class: type) -> Non
         assert inspect.iscoroutinefunction(method), f"{gateway_class.__name__}.{name}"
         assert inspect.signature(method).parameters.keys() == inspect.signature(
             getattr(PaymentGateway, name)).parameters.keys(), f"{gateway_class.__name__}.{name}"
+
+
+async def test_B1_a_charge_waiting_for_action_is_canceled_once_and_a_declined_one_answers_canceled(gateway, db) -> None:
+    waiting = await paid(gateway, payment_method="pm_card_authenticationRequired")
+    assert await gateway.cancel_payment(waiting, "cancel:pay_1") == "canceled"
+    assert await gateway.cancel_payment(waiting, "cancel:pay_1") == "canceled"  # a repeat: the same answer
+    assert (await gateway.refund(waiting, 500, "re_canceled")).status == "failed"  # nothing was taken
+    declined = await paid(gateway, payment_method="pm_card_chargeDeclined")
+    assert await gateway.cancel_payment(declined, "cancel:pay_2") == "canceled"
+    assert await gateway.cancel_payment(await paid(gateway), "cancel:pay_3") == "succeeded"  # too late: B1 refunds
+    with pytest.raises(GatewayError):
+        await gateway.cancel_payment("pi_sandbox_unknown", "cancel:pay_4")
+
+
+async def test_B1_a_signed_success_for_a_canceled_charge_books_it_succeeded(gateway, db) -> None:
+    """In the sandbox the signed webhook is the source of truth: a success reported after the cancellation is the
+    customer having completed the payment first; it can then be refunded (the service refunds it in full, B1)."""
+    waiting = await paid(gateway, payment_method="pm_card_authenticationRequired")
+    assert await gateway.cancel_payment(waiting, "cancel:pay_1") == "canceled"
+    await gateway.complete_action(waiting)
+    assert await gateway.cancel_payment(waiting, "cancel:pay_1") == "succeeded"
+    assert (await gateway.refund(waiting, 2000, "re_b1_pay_1")).status == "succeeded"
+    assert await refunded(db, waiting) == 2000

@@ -423,3 +423,22 @@ def test_a_key_still_in_flight_at_stripe_is_no_answer_yet_and_other_parameters_a
     mismatch = stripe.IdempotencyError("Keys for idempotent requests can only be used with the same parameters",
                                        http_status=400)
     assert type(_translate(mismatch, "refund")) is GatewayError
+
+
+async def test_B1_cancel_payment_cancels_an_intent_waiting_for_action_idempotently(gateway: StripeGateway,
+                                                                                    fake: FakeStripe) -> None:
+    customer = await gateway.create_customer("cust_1")
+    waiting = await gateway.charge(charge_request(customer, "pm_card_authenticationRequired"))
+    assert await gateway.cancel_payment(waiting.payment_id, "cancel:pay_1") == "canceled"
+    assert fake.get(f"/v1/payment_intents/{waiting.payment_id}")["status"] == "canceled"
+    assert await gateway.cancel_payment(waiting.payment_id, "cancel:pay_1") == "canceled"  # replayed by its key
+    assert await gateway.cancel_payment(waiting.payment_id, "cancel:pay_1b") == "canceled"  # canceled already: read
+
+
+async def test_B1_cancel_payment_of_an_intent_that_succeeded_says_so(gateway: StripeGateway, fake: FakeStripe) -> None:
+    customer = await gateway.create_customer("cust_1")
+    paid = await gateway.charge(charge_request(customer))
+    assert await gateway.cancel_payment(paid.payment_id, "cancel:pay_2") == "succeeded"
+    assert fake.get(f"/v1/payment_intents/{paid.payment_id}")["status"] == "succeeded"
+    with pytest.raises(GatewayError):
+        await gateway.cancel_payment("pi_unknown_0123456789", "cancel:pay_3")

@@ -114,6 +114,7 @@ INTERFACE = {
     "cancellation_ends_period", "SubscriptionFacts", "subscription_at", "AccessFacts", "AccessDecision", "access",
     "charge_held", "charge_due_at_lifting", "retries_counted_from",
     "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund",
+    "B1_CORRECTION_REASON", "SuccessOutcome", "late_success",
 }
 
 
@@ -132,6 +133,7 @@ HOMES = {
                       "AccessFacts", "AccessDecision", "access", "charge_held", "charge_due_at_lifting",
                       "retries_counted_from"],
     "refunds": ["refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund"],
+    "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
 }
 
 

@@ -1,0 +1,95 @@
+"""B1: a purchase that failed or was abandoned has its PaymentIntent cancelled at the gateway, so that it can no
+longer succeed; one that succeeds all the same is refunded in full (`app.refunds.service.book_correction`).
+
+Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the failure webhook, the
+expiry job, a cancellation; a termination or erasure too) marks its payment in that transaction
+(`payments.gateway_cancel_due_at`, real time) and, but for termination and erasure (left to the job), calls
+`cancel_at_gateway` for it once the transaction has committed: the gateway is called outside any transaction.
+The mark stays until the gateway has answered, so a cancellation that got no answer (or a crash before the call) is
+not lost: the `payment_cancellations` job sends it again. Each call first moves the mark on by `LEASE` (claimed
+under SKIP LOCKED on PostgreSQL), so two runs never send it at once. The cancellation carries a key derived from
+the payment; the gateway answers a repeat, or an intent canceled or declined already, `canceled`. If it answers
+`succeeded`, the customer completed the payment before the cancellation reached it: the success is recorded, and as
+the purchase no longer waits for it, it is refunded in full at once (B1).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+
+from sqlalchemy import and_, case, select, update
+
+from app.context import AppContext
+from app.gateways.base import ChargeResult, GatewayError, GatewayUnavailable
+from app.models import payments
+from app.refunds.service import send_corrections
+from app.subscriptions import charging
+
+log = logging.getLogger("billing.payments")
+LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alone before it is sent again
+
+
+def cancel_due(wall: _dt.datetime):  # noqa: ANN201 - a SQL expression
+    """B1: the mark of a pending payment being failed or abandoned: due now if it is a purchase whose PaymentIntent
+    exists at the gateway (a charge that got no answer has none recorded: if it succeeds all the same, its webhook
+    finds it by the key in its metadata and it is refunded). Renewals are off-session: nobody can complete them."""
+    return case((and_(payments.c.purpose == "purchase", payments.c.gateway_payment_id.is_not(None)), wall),
+                else_=None)
+
+
+def cancel_key(payment_id: str) -> str:
+    return f"cancel:{payment_id}"
+
+
+async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = None,
+                            intent_ids: list[str] | None = None) -> int:
+    """B1: cancel at the gateway the PaymentIntents of marked payments that are due (only those of `payment_ids`,
+    or of these PaymentIntents `intent_ids`, if given); returns how many the gateway answered. One without an
+    answer keeps its mark and is due again after `LEASE`."""
+    stmt = (select(payments.c.id, payments.c.gateway_payment_id)
+            .order_by(payments.c.id).limit(ctx.settings.job_batch_size))
+    for column, only in ((payments.c.id, payment_ids), (payments.c.gateway_payment_id, intent_ids)):
+        if only is not None:
+            if not only:
+                return 0
+            stmt = stmt.where(column.in_(only))
+    wall = ctx.system_clock.wall()
+    stmt = stmt.where(payments.c.gateway_cancel_due_at <= wall)
+    async with ctx.db.transaction() as conn:
+        if ctx.db.is_postgres:
+            stmt = stmt.with_for_update(skip_locked=True)
+        due = (await conn.execute(stmt)).all()
+        if not due:
+            return 0
+        lease = wall + LEASE
+        await conn.execute(update(payments).where(payments.c.id.in_([p.id for p in due]))
+                           .values(gateway_cancel_due_at=lease))
+    answered = 0
+    for item in due:
+        try:
+            answer = await ctx.gateway.cancel_payment(item.gateway_payment_id, cancel_key(item.id))
+        except (GatewayUnavailable, GatewayError) as exc:
+            log.warning("a PaymentIntent could not be cancelled; it will be tried again",
+                        extra={"payment_id": item.id, "error": str(exc)})
+            continue
+        async with ctx.db.transaction() as conn:
+            if answer == "succeeded":
+                # Too late: the customer completed it first. Recorded as the webhook would (it then finds it
+                # settled); the purchase no longer waits for it, so it is refunded in full (B1).
+                sub, payment = await charging.lock_for_settlement(conn, by="id", value=item.id)
+                await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", item.gateway_payment_id),
+                                             await ctx.clock.now(conn), sub=sub)
+            await conn.execute(update(payments).where(payments.c.id == item.id,
+                                                      payments.c.gateway_cancel_due_at == lease)
+                               .values(gateway_cancel_due_at=None))
+        if answer == "succeeded":
+            await send_corrections(ctx, item.gateway_payment_id)
+        answered += 1
+    return answered
+
+
+async def cancel_abandoned_payments(ctx: AppContext, now: _dt.datetime) -> int:
+    """Scheduled (B1): cancellations at the gateway that got no answer, or were never sent (a crash), are sent
+    again."""
+    return await cancel_at_gateway(ctx)

@@ -1,0 +1,244 @@
+"""B1 corrections in sandbox mode, through HTTP and signed webhooks: a purchase that fails or is abandoned (a
+`payment_intent.payment_failed`, the expiry job, a cancellation) has its PaymentIntent cancelled at the gateway,
+durably (a cancellation that gets no answer is sent again by the `payment_cancellations` job); a payment that
+succeeds all the same bought nothing and is refunded in full at once, automatically, once (a correction by the
+system, not an R2 refund), with a `payment_refunded` notice and an audit event. The same with Stripe's own library
+against the fake Stripe: tests/api/test_stripe_b1_corrections.py."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.gateways.base import GatewayUnavailable
+from tests.api.test_subscriptions import access_of, at, buy, cancel, notice_types, payments_of, subscription
+from tests.conftest import START, ManualWall, make_customer, make_plan, make_settings, move_clock, ops_headers, run_due
+from tests.support.webhooks import intent_event, post_event
+
+SUCCEEDED = "payment_intent.succeeded"
+FAILED = "payment_intent.payment_failed"
+DAY = _dt.timedelta(days=1)
+
+
+class Gateway:
+    """The sandbox gateway, recording the cancellations asked of it; `cancel_down` / `refund_down`: those calls
+    get no answer (the gateway unreachable)."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner = inner
+        self.name = inner.name
+        self.cancel_down = False
+        self.refund_down = False
+        self.cancels: list[tuple[str, str]] = []
+        self.refunds: list[tuple[str, int, str]] = []
+
+    async def cancel_payment(self, payment_id: str, idempotency_key: str):  # noqa: ANN201
+        self.cancels.append((payment_id, idempotency_key))
+        if self.cancel_down:
+            raise GatewayUnavailable("the sandbox could not be reached")
+        return await self.inner.cancel_payment(payment_id, idempotency_key)
+
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
+        self.refunds.append((payment_id, amount, idempotency_key))
+        if self.refund_down:
+            raise GatewayUnavailable("the sandbox could not be reached")
+        return await self.inner.refund(payment_id, amount, idempotency_key)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+def wall() -> ManualWall:
+    return ManualWall()
+
+
+@pytest.fixture
+def service(clean_db: str, wall: ManualWall):
+    """(client, recording gateway, webhook secret) of a sandbox service whose real clock the test moves."""
+    from app.main import create_app
+
+    settings = make_settings(clean_db)
+    app = create_app(settings, system_clock=wall)
+    gateway = app.state.ctx.gateway = Gateway(app.state.ctx.gateway)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        move_clock(client, START)
+        yield client, gateway, settings.stripe_webhook_secret
+
+
+def pending_purchase(client) -> tuple[dict, dict, dict]:  # noqa: ANN001
+    """A customer whose purchase awaits 3-D Secure: (customer, subscription, its pending payment)."""
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    sub = buy(client, alice, payment_method="pm_card_authenticationRequired")
+    assert sub["status"] == "incomplete"
+    [payment] = payments_of(client, alice)
+    assert payment["status"] == "pending"
+    return alice, sub, payment
+
+
+def send(client, secret: str, event_type: str, intent: str, **fields) -> dict:  # noqa: ANN001, ANN003
+    reply = post_event(client, intent_event(event_type, intent, amount=2000, **fields), secret)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def refunds_of(client, payment_id: str) -> list[dict]:  # noqa: ANN001
+    response = client.get(f"/v1/payments/{payment_id}/refunds", headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def payment(client, payment_id: str) -> dict:  # noqa: ANN001
+    response = client.get(f"/v1/payments/{payment_id}", headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def audit(client, action: str) -> list[dict]:  # noqa: ANN001
+    response = client.get("/v1/audit-events", params={"action": action, "limit": 100}, headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def notices_of(client, customer: dict, kind: str) -> list[dict]:  # noqa: ANN001
+    response = client.get(f"/v1/customers/{customer['id']}/notices", headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return [n for n in response.json()["data"] if n["type"] == kind]
+
+
+def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:  # noqa: ANN001
+    """B1: the pending purchase fails (its payment_failed event), expires (a day on) or is cancelled."""
+    if how == "failed":
+        assert send(client, secret, FAILED, payment["gateway_payment_id"])["outcome"] == "applied"
+    elif how == "expired":
+        move_clock(client, at(START, DAY))
+        assert run_due(client)["incomplete_purchase_expiry"] == 1
+    elif how == "terminated":  # R3: the account is terminated; the job cancels the PaymentIntent
+        response = client.post(f"/v1/customers/{sub['customer_id']}/terminate", json={"reason": "terms violation"},
+                               headers=ops_headers())
+        assert response.status_code == 200, response.text
+        assert run_due(client)["payment_cancellations"] == 1
+    else:
+        assert cancel(client, sub).status_code == 200
+    assert subscription(client, sub["id"])["status"] == "canceled"
+
+
+def assert_refunded_once(client, customer: dict, sub: dict, paid: dict) -> None:  # noqa: ANN001
+    """The payment is recorded succeeded, refunded in full by one correction; nothing granted; the customer told."""
+    now = payment(client, paid["id"])
+    assert now["status"] == "succeeded" and now["refunded_amount"] == now["amount"] == 2000
+    [correction] = refunds_of(client, paid["id"])
+    assert (correction["amount"], correction["source"], correction["created_by"], correction["status"]) == (
+        2000, "correction", "system", "succeeded")
+    assert correction["reason"].startswith("B1 correction")
+    assert correction["gateway_refund_id"]
+    ended = subscription(client, sub["id"])
+    assert ended["status"] == "canceled" and ended["current_period_start"] is None
+    assert access_of(client, customer)["has_access"] is False
+    assert "receipt" not in notice_types(client, customer)
+    [notice] = notices_of(client, customer, "payment_refunded")
+    assert "20.00 USD" in notice["body"] and "refund" in notice["subject"].lower()
+    [event] = audit(client, "refund.correction_requested")
+    assert event["subject_id"] == correction["id"] and event["actor"] == "system"
+
+
+@pytest.mark.parametrize("how", ["failed", "expired", "canceled", "terminated"])
+def test_B1_an_abandoned_purchase_is_cancelled_at_the_gateway(service, how):
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    assert gateway.cancels == []
+    abandon(client, secret, how, sub, pending)
+    assert gateway.cancels == [(pending["gateway_payment_id"], f"cancel:{pending['id']}")]
+    assert run_due(client)["payment_cancellations"] == 0  # confirmed: nothing left to send
+    assert len(gateway.cancels) == 1
+
+
+@pytest.mark.parametrize("how", ["failed", "expired", "canceled", "terminated"])
+def test_B1_a_success_after_the_purchase_was_abandoned_is_refunded_in_full_once(service, how):
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    abandon(client, secret, how, sub, pending)
+    # The customer completed the payment before the cancellation reached the gateway: Stripe reports the success.
+    late = intent_event(SUCCEEDED, pending["gateway_payment_id"], amount=2000)
+    reply = post_event(client, late, secret)
+    assert reply.status_code == 200 and reply.json() == {"received": True, "duplicate": False,
+                                                         "outcome": "refunded_late_success"}, reply.text
+    assert_refunded_once(client, alice, sub, pending)
+    assert gateway.refunds == [(pending["gateway_payment_id"], 2000, f"re_b1_{pending['id']}")]
+    # The same delivery again, another event for the same intent, the jobs: nothing more.
+    assert post_event(client, late, secret).json()["duplicate"] is True
+    assert send(client, secret, SUCCEEDED, pending["gateway_payment_id"])["outcome"] == "already_applied"
+    run_due(client)
+    assert_refunded_once(client, alice, sub, pending)
+    assert len(gateway.refunds) == 1
+    if how == "terminated":
+        return  # the account cannot buy again (R3)
+    # Buying again charges once, for a subscription that starts.
+    assert buy(client, alice)["status"] == "active"
+    assert [p["status"] for p in payments_of(client, alice)] == ["succeeded", "succeeded"]
+    assert access_of(client, alice)["has_access"] is True
+
+
+def test_B1_a_cancellation_that_got_no_answer_is_sent_again_by_the_job(service, wall):
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    gateway.cancel_down = True
+    abandon(client, secret, "failed", sub, pending)
+    assert len(gateway.cancels) == 1
+    assert run_due(client)["payment_cancellations"] == 0  # its lease holds it for 5 minutes of real time
+    assert len(gateway.cancels) == 1
+    wall.offset = _dt.timedelta(minutes=5)
+    assert run_due(client)["payment_cancellations"] == 0  # still no answer: kept, tried again later
+    assert len(gateway.cancels) == 2
+    gateway.cancel_down = False
+    wall.offset = _dt.timedelta(minutes=10)
+    assert run_due(client)["payment_cancellations"] == 1
+    assert gateway.cancels == [(pending["gateway_payment_id"], f"cancel:{pending['id']}")] * 3
+    wall.offset = _dt.timedelta(minutes=20)
+    assert run_due(client)["payment_cancellations"] == 0
+    assert len(gateway.cancels) == 3
+    assert payment(client, pending["id"])["status"] == "failed"
+
+
+def test_B1_a_correction_refund_without_an_answer_is_retried_and_made_once(service, wall):
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    abandon(client, secret, "failed", sub, pending)
+    gateway.refund_down = True
+    assert send(client, secret, SUCCEEDED, pending["gateway_payment_id"])["outcome"] == "refunded_late_success"
+    [waiting] = refunds_of(client, pending["id"])
+    assert (waiting["status"], waiting["source"], waiting["amount"]) == ("pending", "correction", 2000)
+    assert payment(client, pending["id"])["refunded_amount"] == 2000  # reserved: no other refund can exceed it
+    over = client.post(f"/v1/payments/{pending['id']}/refunds", json={"amount": 1, "reason": "goodwill"},
+                       headers=ops_headers())
+    assert over.status_code == 422 and over.json()["code"] == "refund_exceeds_payment"
+    gateway.refund_down = False
+    wall.offset = _dt.timedelta(minutes=5)
+    assert run_due(client)["refund_retries"] == 1
+    assert run_due(client)["refund_retries"] == 0
+    assert_refunded_once(client, alice, sub, pending)
+    assert [key for _, _, key in gateway.refunds] == [f"re_b1_{pending['id']}"] * 2  # the same key: one refund
+
+
+def test_B1_R2_a_renewal_that_succeeds_after_the_end_is_booked_for_ops_not_refunded(service):
+    """B1 refunds a purchase that no longer waits for its payment; a renewal charge that renews nothing stays
+    booked for ops (R2), as the policy function `late_success` decides."""
+    client, gateway, secret = service
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    sub = buy(client, alice)
+    client.post(f"/v1/subscriptions/{sub['id']}/payment-method",
+                json={"payment_method": "pm_card_authenticationRequired"},
+                headers={"Authorization": ops_headers()["Authorization"]})
+    for days in (31, 32, 34, 38):  # the renewal fails, then every retry: the subscription ends
+        move_clock(client, at(START, days * DAY))
+        run_due(client)
+    assert subscription(client, sub["id"])["status"] == "canceled"
+    renewal = next(p for p in payments_of(client, alice) if p["purpose"] == "renewal")
+    assert send(client, secret, SUCCEEDED, renewal["gateway_payment_id"])["outcome"] == "recorded_late_success"
+    assert payment(client, renewal["id"])["status"] == "succeeded"
+    assert refunds_of(client, renewal["id"]) == [] and gateway.refunds == []
+    assert notices_of(client, alice, "payment_refunded") == []
