@@ -14,7 +14,7 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
-from .refunds import credit_decision, refund_decision, termination_refund
+from .refunds import billing_currency, credit_currency_decision, credit_decision, refund_decision, termination_refund
 from .subscriptions import (
     AccessDecision,
     AccessFacts,
@@ -52,8 +52,10 @@ __all__ = [
     "access",
     "add_periods",
     "after_failed_charge",
+    "billing_currency",
     "cancellation_refund",
     "charge_breakdown",
+    "credit_currency_decision",
     "credit_decision",
     "forfeit_at",
     "load_policy_book",

@@ -112,7 +112,7 @@ INTERFACE = {
     "trial_notice_due", "trial_expired", "forfeit_at",
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "AccessFacts", "AccessDecision", "access",
-    "refund_decision", "credit_decision", "termination_refund",
+    "refund_decision", "credit_decision", "termination_refund", "billing_currency", "credit_currency_decision",
 }
 
 
@@ -128,7 +128,8 @@ HOMES = {
                "trial_notice_due", "trial_expired", "forfeit_at"],
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
                       "cancellation_refund", "AccessFacts", "AccessDecision", "access"],
-    "refunds": ["refund_decision", "credit_decision", "termination_refund"],
+    "refunds": ["refund_decision", "credit_decision", "termination_refund", "billing_currency",
+                "credit_currency_decision"],
 }
 
 
