@@ -32,6 +32,7 @@ from .trials import (
     normalise_email,
     trial_eligibility,
     trial_expired,
+    trial_notice_days_left,
     trial_notice_due,
     trial_terms,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "termination_refund",
     "trial_eligibility",
     "trial_expired",
+    "trial_notice_days_left",
     "trial_notice_due",
     "trial_terms",
 ]
