@@ -1,4 +1,4 @@
-"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7: the pure policy core of the billing service.
+"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7, D3: the pure policy core of the billing service.
 
 Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
 Rule ids refer to shared/spec/policy.md.
@@ -14,6 +14,7 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
+from .privacy import ERASED, redact
 from .refunds import billing_currency, credit_currency_decision, credit_decision, refund_decision, termination_refund
 from .subscriptions import (
     AccessDecision,
@@ -38,6 +39,7 @@ from .trials import (
 )
 
 __all__ = [
+    "ERASED",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
@@ -64,6 +66,7 @@ __all__ = [
     "parse_policy",
     "period_bounds",
     "period_end_action",
+    "redact",
     "refund_decision",
     "renewal_due",
     "tax_for",

@@ -113,6 +113,7 @@ INTERFACE = {
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "AccessFacts", "AccessDecision", "access",
     "refund_decision", "credit_decision", "termination_refund", "billing_currency", "credit_currency_decision",
+    "ERASED", "redact",
 }
 
 
@@ -130,6 +131,7 @@ HOMES = {
                       "cancellation_refund", "AccessFacts", "AccessDecision", "access"],
     "refunds": ["refund_decision", "credit_decision", "termination_refund", "billing_currency",
                 "credit_currency_decision"],
+    "privacy": ["ERASED", "redact"],
 }
 
 
