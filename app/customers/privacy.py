@@ -100,9 +100,6 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
     if customer.external_id:
         await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.caller == f"customer:{customer.external_id}"))
         alias = pseudonym(ctx.settings.identity_key, customer.external_id)
-        await conn.execute(update(credit_entries).where(credit_entries.c.customer_id == customer.id,
-                                                        credit_entries.c.created_by == customer.external_id)
-                           .values(created_by=alias))
         if ctx.db.is_postgres:  # the append-only trigger lets an erasure through, and nothing else
             await conn.execute(text("SET LOCAL billing.erasure = 'on'"))
         await conn.execute(update(audit_events).where(audit_events.c.actor == customer.external_id,
