@@ -42,6 +42,7 @@ SubscriptionEnded = _error("SubscriptionEnded", "subscription_ended")
 RefundExceedsPayment = _error("RefundExceedsPayment", "refund_exceeds_payment")
 PaymentNotRefundable = _error("PaymentNotRefundable", "payment_not_refundable")
 CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
+CurrencyMismatch = _error("CurrencyMismatch", "currency_mismatch")
 ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `retry_after` (seconds)
 InvalidEvent = _error("InvalidEvent", "invalid_event")  # a signed webhook event that can never be processed
 
@@ -68,6 +69,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "refund_exceeds_payment": (422, "The refund exceeds what is left of the payment"),
     "payment_not_refundable": (409, "Only a succeeded payment can be refunded"),
     "customer_terminated": (409, "The account is terminated"),
+    "currency_mismatch": (422, "Not in the customer's billing currency"),
     "refund_failed": (502, "The gateway refused the refund"),
     "card_declined": (402, "The payment was declined"),
     "subscription_exists": (409, "The customer already has a live subscription"),

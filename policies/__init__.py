@@ -1,4 +1,4 @@
-"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7: the pure policy core of the billing service.
+"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7, D3: the pure policy core of the billing service.
 
 Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
 Rule ids refer to shared/spec/policy.md.
@@ -15,7 +15,15 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
-from .refunds import credit_decision, recorded_refund_decision, refund_decision, termination_refund
+from .privacy import ERASED, redact
+from .refunds import (
+    billing_currency,
+    credit_currency_decision,
+    credit_decision,
+    recorded_refund_decision,
+    refund_decision,
+    termination_refund,
+)
 from .subscriptions import (
     AccessDecision,
     AccessFacts,
@@ -39,12 +47,14 @@ from .trials import (
     normalise_email,
     trial_eligibility,
     trial_expired,
+    trial_notice_days_left,
     trial_notice_due,
     trial_terms,
 )
 
 __all__ = [
     "B1_CORRECTION_REASON",
+    "ERASED",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
@@ -62,11 +72,13 @@ __all__ = [
     "access",
     "add_periods",
     "after_failed_charge",
+    "billing_currency",
     "cancellation_ends_period",
     "cancellation_refund",
     "charge_breakdown",
     "charge_due_at_lifting",
     "charge_held",
+    "credit_currency_decision",
     "credit_decision",
     "forfeit_at",
     "late_success",
@@ -76,6 +88,7 @@ __all__ = [
     "period_bounds",
     "period_end_action",
     "recorded_refund_decision",
+    "redact",
     "refund_decision",
     "renewal_due",
     "retries_counted_from",
@@ -84,6 +97,7 @@ __all__ = [
     "termination_refund",
     "trial_eligibility",
     "trial_expired",
+    "trial_notice_days_left",
     "trial_notice_due",
     "trial_terms",
 ]

@@ -1,4 +1,5 @@
-"""R2/R3: discretionary refunds and credits by ops staff only; nothing refunded on termination."""
+"""R2/R3: discretionary refunds and credits by ops staff only, credits in the billing currency; nothing refunded on
+termination."""
 
 from __future__ import annotations
 
@@ -55,6 +56,26 @@ def credit_decision(actor_role: str, amount: int, reason: str) -> Decision:
     if refused is not None:
         return refused
     return Decision(True, None, "R2", "Discretionary credit approved.")
+
+
+def billing_currency(latest_subscription_currency: str | None, first_credit_currency: str | None) -> str | None:
+    """R2: the customer's billing currency, in which every credit must be.
+
+    It is the currency of their latest subscription, whatever its status (the one they are, or were last, billed
+    in: an ended subscriber coming back is billed alike). A customer who has never had a subscription (say, a
+    trialist) has none yet: their first credit may be in any currency and fixes it until they subscribe (so a
+    second credit cannot split their balance). None means "not fixed yet: any currency is accepted".
+    """
+    return latest_subscription_currency if latest_subscription_currency is not None else first_credit_currency
+
+
+def credit_currency_decision(currency: str, billing: str | None) -> Decision:
+    """R2: a credit is in the customer's billing currency (`billing_currency`); one in another currency would
+    never be spent, so it is refused (`currency_mismatch`). A customer without one yet takes any."""
+    if billing is not None and currency != billing:
+        return Decision(False, "currency_mismatch", "R2",
+                        f"A credit must be in the customer's billing currency ({billing}), not {currency}.")
+    return Decision(True, None, "R2", "The credit is in the customer's billing currency.")
 
 
 def termination_refund() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ __all__ = [
     "normalise_email",
     "trial_eligibility",
     "trial_expired",
+    "trial_notice_days_left",
     "trial_notice_due",
     "trial_terms",
 ]
@@ -74,6 +76,20 @@ def trial_notice_due(notice_at: datetime, now: datetime, already_sent: bool) -> 
     require_aware(notice_at, "notice_at")
     require_aware(now, "now")
     return not already_sent and now >= notice_at
+
+
+def trial_notice_days_left(notice_at: datetime, ends_at: datetime, now: datetime, already_sent: bool) -> int | None:
+    """T4: the days left to state in the `trial_expiring` notice if it goes out now, or None if it does not.
+
+    None when it is not due (`trial_notice_due`) or the trial has already ended (`trial_expired`): a notice that
+    could only go out after its end is not sent, the `trial_expired` one says it all. Otherwise the whole days
+    left until the end, rounded up: the window's 7 on time (or the trial's length when it is shorter and the
+    notice goes out at its start), fewer when the notice goes out late, at least 1.
+    """
+    require_aware(ends_at, "ends_at")
+    if not trial_notice_due(notice_at, now, already_sent) or trial_expired(ends_at, now):
+        return None
+    return max(1, math.ceil((ends_at - now) / timedelta(days=1)))
 
 
 def trial_expired(ends_at: datetime, now: datetime) -> bool:

@@ -38,6 +38,10 @@ def test_R2_R3_ops_cli(client, cli_env, capsys):
     assert main(["credit", "--customer", alice["id"], "--amount", "300", "--currency", "usd", "--reason", "sorry",
                  "--staff", "ops-7"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "grant"
+    # R2: a credit in another currency than the customer's billing one is refused, as through the API.
+    assert main(["credit", "--customer", alice["id"], "--amount", "300", "--currency", "eur", "--reason", "sorry",
+                 "--staff", "ops-7"]) == 1
+    assert json.loads(capsys.readouterr().err)["code"] == "currency_mismatch"
     assert main(["suspend", "--customer", alice["id"], "--reason", "fraud check", "--staff", "ops-7"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "suspended"
     assert main(["unsuspend", "--customer", alice["id"], "--reason", "cleared", "--staff", "ops-7"]) == 0

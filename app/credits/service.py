@@ -1,4 +1,5 @@
-"""R2: ops grant account credit, case by case, with a reason; it is spent on the next charges before the card."""
+"""R2: ops grant account credit, case by case, with a reason, in the customer's billing currency; it is spent on the
+next charges before the card."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from app.audit.service import record
 from app.auth import Principal
 from app.context import AppContext
 from app.credits.schemas import CreditCreate
+from app.credits import repository
 from app.customers import repository as customer_repo
-from app.errors import CustomerTerminated, Forbidden, ValidationFailed
+from app.errors import CurrencyMismatch, CustomerTerminated, Forbidden, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries
-from policies import credit_decision
+from policies import billing_currency, credit_currency_decision, credit_decision
 
 
 async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
@@ -24,6 +26,10 @@ async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Princi
     customer = await customer_repo.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status in ("terminated", "erased"):
         raise CustomerTerminated(f"the account is {customer.status}: no credit can be granted")
+    in_currency = credit_currency_decision(
+        body.currency, billing_currency(*await repository.billing_currency_facts(conn, customer.id)))
+    if not in_currency.allowed:
+        raise CurrencyMismatch(in_currency.reason, rule=in_currency.rule)
     now = await ctx.clock.now(conn)
     policy = ctx.policies.at(now)
     credit_id = new_id("cred")

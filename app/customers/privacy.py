@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import delete, select, text, update
+import orjson
+from sqlalchemy import LargeBinary, Text, bindparam, cast, delete, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.routes import to_api as audit_to_api
@@ -16,6 +17,7 @@ from app.credits.schemas import to_api as credit_to_api
 from app.customers import repository
 from app.customers.schemas import to_api as customer_to_api
 from app.customers.standing import end_everything
+from app.http import dumps
 from app.models import (
     audit_events,
     credit_entries,
@@ -26,15 +28,17 @@ from app.models import (
     refunds,
     subscriptions,
     trials,
+    webhook_events,
 )
 from app.notices.schemas import to_api as notice_to_api
 from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
 from app.subscriptions.schemas import to_api as subscription_to_api
 from app.trials.schemas import to_api as trial_to_api
+from policies import ERASED, redact
 
 EXPORT_SCHEMA_VERSION = 1
-ERASED = "[erased]"
+_PERSONAL_FIELDS = ("external_id", "email", "name", "country")  # of a Customer object (customers/schemas.py)
 
 
 async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dict:
@@ -70,18 +74,29 @@ def pseudonym(key: str, value: str) -> str:
 
 async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str):
     """D3: access ends at once (nothing refunded); personal fields are removed, identifiers pseudonymised;
-    payments, refunds and taxes stay for the books, unlinked from any readable identity. The trial-once marks
-    (T5) are keyed hashes already and stay. Repeating an erasure changes nothing."""
+    payments, refunds and taxes stay for the books, unlinked from any readable identity. Every copy goes: staff's
+    free text about the person (refund and credit reasons, audit reasons), stored idempotent responses that show
+    the customer (any caller's), and the Stripe events about their payments in the webhook inbox. The trial-once
+    marks (T5) are keyed hashes already and stay. A few set-based statements; repeating an erasure changes
+    nothing."""
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status == "erased":
         return customer
     now = await ctx.clock.now(conn)
-    await end_everything(conn, ctx, principal, customer.id, now, "erased", None)
+    # The person erasing themselves acts under a pseudonym from here on (the forfeited credit, the audit trail).
+    actor = principal if principal.is_ops else Principal(sub=pseudonym(ctx.settings.identity_key, principal.sub),
+                                                         role="customer")
+    await end_everything(conn, ctx, actor, customer.id, now, "erased", None)
+    identifiers = [customer.name, customer.email, customer.external_id]
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(
         email=None, name=None, country=None, external_id=None, gateway_customer_id=None, status="erased",
         marketing_opt_out=True, updated_at=now))
     await conn.execute(update(notices).where(notices.c.customer_id == customer.id).values(
-        subject=ERASED, body="", status="skipped"))
+        subject=ERASED, body="", status="skipped", last_error=None))
+    for table in (refunds, credit_entries):
+        await _redact_column(conn, table, table.c.customer_id == customer.id, "reason", identifiers)
+    await _scrub_stored_responses(conn, ctx, customer.id, identifiers)
+    await _scrub_webhook_inbox(conn, customer.id)
     if customer.external_id:
         await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.caller == f"customer:{customer.external_id}"))
         alias = pseudonym(ctx.settings.identity_key, customer.external_id)
@@ -93,8 +108,64 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
                                                       audit_events.c.reason.is_not(None)).values(reason=ERASED))
         if ctx.db.is_postgres:
             await conn.execute(text("SET LOCAL billing.erasure = 'off'"))
-    actor = principal if principal.is_ops else Principal(sub=pseudonym(ctx.settings.identity_key, principal.sub),
-                                                         role="customer")
     await record(conn, actor, "customer.erased", now, subject_type="customer", subject_id=customer.id,
                  customer_id=customer.id, policy_version=ctx.policies.at(now).version)
     return await repository.get(conn, customer.id)
+
+
+async def _redact_column(conn: AsyncConnection, table, where, column: str, identifiers: list) -> None:  # noqa: ANN001
+    """D3: staff's free text about the person keeps its sense, not the person (policies.redact): one read of the
+    customer's rows, one statement for those that named them."""
+    rows = (await conn.execute(select(table.c.id, table.c[column]).where(where, table.c[column].is_not(None)))).all()
+    changed = [{"b_id": row.id, "b_text": redacted} for row in rows
+               if (redacted := redact(row[1], identifiers)) != row[1]]
+    if changed:
+        await conn.execute(update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_text")}),
+                           changed)
+
+
+def _scrub_document(value, customer_id: str, identifiers: list):  # noqa: ANN001, ANN202
+    if isinstance(value, dict):
+        scrubbed = {key: _scrub_document(item, customer_id, identifiers) for key, item in value.items()}
+        if scrubbed.get("object") == "customer" and scrubbed.get("id") == customer_id:
+            scrubbed.update(dict.fromkeys((field for field in _PERSONAL_FIELDS if field in scrubbed), None))
+        return scrubbed
+    if isinstance(value, list):
+        return [_scrub_document(item, customer_id, identifiers) for item in value]
+    return redact(value, identifiers) if isinstance(value, str) else value
+
+
+async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str,
+                                  identifiers: list) -> None:
+    """D3: a stored idempotent response that shows the customer (found by their id, which every object of theirs
+    carries, whoever the caller) is kept, so a retry still replays instead of acting twice, but shows them as
+    erased: the Customer object's personal fields emptied, the identifiers in any text replaced."""
+    body, pattern = idempotency_keys.c.response_body, f"%{customer_id}%"
+    # bytea LIKE bytea on PostgreSQL; SQLite's LIKE reads a blob only once cast to text.
+    mentions = (body.op("LIKE")(literal(pattern.encode(), LargeBinary)) if ctx.db.is_postgres
+                else cast(body, Text).like(pattern))
+    rows = (await conn.execute(select(idempotency_keys.c.caller, idempotency_keys.c.key, body).where(mentions))).all()
+    changed = []
+    for row in rows:
+        try:
+            body = dumps(_scrub_document(orjson.loads(row.response_body), customer_id, identifiers))
+        except orjson.JSONDecodeError:
+            body = (redact(row.response_body.decode("utf-8", "replace"), identifiers) or "").encode()
+        if body != row.response_body:
+            changed.append({"b_caller": row.caller, "b_key": row.key, "b_body": body})
+    if changed:
+        await conn.execute(update(idempotency_keys).where(idempotency_keys.c.caller == bindparam("b_caller"),
+                                                          idempotency_keys.c.key == bindparam("b_key"))
+                           .values(response_body=bindparam("b_body")), changed)
+
+
+async def _scrub_webhook_inbox(conn: AsyncConnection, customer_id: str) -> None:
+    """D3: Stripe's events about the customer's payments carry their e-mail and name (`receipt_email`,
+    `billing_details`): their payloads are emptied in one statement; the event id, type, object and outcome stay,
+    so a repeated delivery is still recognised."""
+    their_intents = select(payments.c.gateway_payment_id).where(payments.c.customer_id == customer_id,
+                                                                payments.c.gateway_payment_id.is_not(None))
+    about_intent = webhook_events.c.payload[("data", "object", "payment_intent")].as_string()
+    await conn.execute(update(webhook_events)
+                       .where(webhook_events.c.object_id.in_(their_intents) | about_intent.in_(their_intents))
+                       .values(payload={"erased": True}, note=None))

@@ -4,7 +4,6 @@ each names the rule it serves."""
 from __future__ import annotations
 
 import datetime as _dt
-import math
 
 
 def _date(value: _dt.datetime) -> str:
@@ -16,14 +15,14 @@ def money(amount: int, currency: str) -> str:
     return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
 
 
-def trial_expiring(plan_name: str, ends_at: _dt.datetime, notice_at: _dt.datetime) -> tuple[str, str]:
-    """T4: the trial is expiring and payment is due when it ends."""
-    days = max(1, math.ceil((ends_at - notice_at) / _dt.timedelta(days=1)))
+def trial_expiring(plan_name: str, ends_at: _dt.datetime, days_left: int) -> tuple[str, str]:
+    """T4: the trial is expiring and payment is due when it ends, in `days_left` days
+    (policies.trial_notice_days_left: the window's 7 on time, the real days left when the notice is late)."""
     subject = f"Your free trial ends on {_date(ends_at)}"
     body = (
         f"Your free trial of {plan_name} is expiring: it ends on {_date(ends_at)}.\n"
-        f"Payment is due in {days} day{'s' if days != 1 else ''} if you want to keep access: subscribe before "
-        "the trial ends.\n"
+        f"Payment is due in {days_left} day{'s' if days_left != 1 else ''} if you want to keep access: subscribe "
+        "before the trial ends.\n"
         "The trial never turns into a paid subscription by itself and nothing will be charged automatically."
     )
     return subject, body

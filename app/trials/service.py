@@ -21,7 +21,7 @@ from app.plans import repository as plan_repo
 from app.trials import repository
 from app.trials.identity import person_identities
 from app.trials.schemas import TrialCreate
-from policies import PersonHistory, trial_eligibility, trial_notice_due, trial_terms
+from policies import PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
 
 _REFUSALS = {"trial_not_available": TrialNotAvailable, "trial_not_eligible": TrialNotEligible}
 
@@ -68,9 +68,10 @@ async def start_trial(conn: AsyncConnection, ctx: AppContext, principal: Princip
     await record(conn, principal, "trial.started", now, subject_type="trial", subject_id=trial_id,
                  customer_id=customer.id, policy_version=policy.version,
                  data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()})
-    if trial_notice_due(terms.notice_at, now, already_sent=False):
+    days_left = trial_notice_days_left(terms.notice_at, terms.ends_at, now, already_sent=False)
+    if days_left is not None:
         # T4: a trial shorter than the notice window gets its notice when it starts.
-        subject, text = templates.trial_expiring(plan.name, terms.ends_at, terms.notice_at)
+        subject, text = templates.trial_expiring(plan.name, terms.ends_at, days_left)
         await create_notices(conn, [NewNotice(customer.id, "trial_expiring", f"trial_expiring:{trial_id}",
                                               subject, text)], now, ctx.system_clock.wall())
         await conn.execute(update(trials).where(trials.c.id == trial_id).values(notice_sent_at=now))

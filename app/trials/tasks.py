@@ -12,7 +12,7 @@ from app.audit.service import SYSTEM, audit_row, record_many
 from app.models import plans, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
-from policies import trial_expired, trial_notice_due
+from policies import trial_expired, trial_notice_days_left
 
 
 def _claim(stmt, ctx):  # noqa: ANN001, ANN202
@@ -22,21 +22,24 @@ def _claim(stmt, ctx):  # noqa: ANN001, ANN202
 
 async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """T4: one `trial_expiring` notice per trial when its notice time has come; exactly once, because the
-    notice's dedupe key is unique and the trial is marked in the same transaction."""
+    notice's dedupe key is unique and the trial is marked in the same transaction. A trial that has already
+    ended gets none (its `trial_expired` notice says it all); a late one states the real days left."""
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claim(
             select(trials.c.id, trials.c.customer_id, trials.c.ends_at, trials.c.notice_at, trials.c.policy_version,
                    plans.c.name.label("plan_name"))
             .join(plans, plans.c.id == trials.c.plan_id)
-            .where(trials.c.status == "active", trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now)
+            .where(trials.c.status == "active", trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now,
+                   trials.c.ends_at > now)
             .order_by(trials.c.notice_at), ctx,
         ))).all()
-        due = [t for t in due if trial_notice_due(t.notice_at, now, already_sent=False)]
+        days_left = {t.id: trial_notice_days_left(t.notice_at, t.ends_at, now, already_sent=False) for t in due}
+        due = [t for t in due if days_left[t.id] is not None]
         if not due:
             return 0
         items = []
         for t in due:
-            subject, body = templates.trial_expiring(t.plan_name, t.ends_at, t.notice_at)
+            subject, body = templates.trial_expiring(t.plan_name, t.ends_at, days_left[t.id])
             items.append(NewNotice(t.customer_id, "trial_expiring", f"trial_expiring:{t.id}", subject, body))
         await create_notices(conn, items, now, ctx.system_clock.wall())
         await conn.execute(update(trials).where(trials.c.id.in_([t.id for t in due])).values(notice_sent_at=now))

@@ -503,7 +503,13 @@ def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client
     assert api_customer(client, cid)["status"] == "active"
     assert client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()["data"] == []
 
-    # Credit (the refused attempt above spent no nonce), once even when posted twice.
+    # R2: a credit in another currency than the customer's billing one (usd) is refused; the page says why and
+    # offers the form again (with a fresh nonce: the refused one was spent before the service said no).
+    mismatch = post("credit", amount="7.50", currency="eur", reason="apology for the outage", nonce="k" * 32)
+    assert mismatch.status_code == 422 and "currency_mismatch" in mismatch.text and "usd" in text(mismatch)
+    assert client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()["data"] == []
+
+    # Credit (the refused attempt with an empty reason spent no nonce), once even when posted twice.
     granted = post("credit", amount="7.50", currency="usd", reason="apology for the outage", nonce=nonce)
     assert granted.status_code == 200 and "Credit granted" in text(granted) and "7.50 USD" in text(granted)
     assert "already been submitted" in text(post("credit", amount="7.50", currency="usd",

@@ -69,9 +69,12 @@ def test_T3_failed_delivery_is_retried_later_without_duplicates(clean_db):
         make_plan(client)
         alice = make_customer(client, "alice")
         trial = start_trial(client, alice).json()
+        move_clock(client, trial["notice_at"])
+        assert run_due(client)["deliver_notices"] == 1  # the expiring notice (T4): one attempt, failed
         move_clock(client, iso(parse(trial["ends_at"])))
         jobs = run_due(client)
-        assert jobs["trial_expiry"] == 1 and jobs["deliver_notices"] == 2  # two attempts, both failed
+        # The expired notice: one attempt, failed; the expiring one is backing off (the wall clock has not moved).
+        assert jobs["trial_expiry"] == 1 and jobs["deliver_notices"] == 1
         assert {n["status"] for n in notices(client, alice)} == {"pending"}
         assert run_due(client)["deliver_notices"] == 0  # backing off: nothing is retried at once
         down.start()
@@ -217,13 +220,15 @@ def test_a_slow_smtp_server_never_has_a_message_outlive_its_lease(clean_db):
     with TestClient(app, raise_server_exceptions=False) as client:
         move_clock(client, START)
         make_plan(client)
-        alice = make_customer(client, "alice")
+        alice, bob = make_customer(client, "alice"), make_customer(client, "bob")
         trial = start_trial(client, alice).json()
+        start_trial(client, bob)
+        # Past the end: each trial gets its expired notice (T4: no expiring one once the trial has ended).
         move_clock(client, iso(parse(trial["ends_at"])))
         jobs = run_due(client)
-        expected = {n["id"] for n in notices(client, alice)}
+        expected = {n["id"] for n in notices(client, alice) + notices(client, bob)}
         assert len(expected) == 2 and jobs["deliver_notices"] == 2
         assert sorted(notice_id for notice_id, _, _ in mailer.sends) == sorted(expected)  # each sent once
         for notice_id, lease, started in mailer.sends:
             assert lease is not None and started + mailer.takes <= parse(iso(lease)), (notice_id, lease, started)
-        assert {n["status"] for n in notices(client, alice)} == {"sent"}
+        assert {n["status"] for n in notices(client, alice) + notices(client, bob)} == {"sent"}

@@ -96,6 +96,48 @@ def test_R2_credit_is_spent_before_the_card(client):
     assert payments_of(client, alice)[0]["amount"] == 5000
 
 
+def credit(client, customer: dict, amount: int, currency: str, reason: str = "goodwill"):  # noqa: ANN001
+    return client.post(f"/v1/customers/{customer['id']}/credits",
+                       json={"amount": amount, "currency": currency, "reason": reason}, headers=ops_headers())
+
+
+def test_R2_credit_in_another_currency_than_the_billing_one_is_refused(client):
+    """R2: "a credit is in the customer's billing currency": a `eur` credit for a `usd` subscriber would never be
+    spent, so it is refused (422 `currency_mismatch`), nothing is written; the `usd` one is accepted."""
+    make_plan(client, amount=5000)
+    alice = make_customer(client, "alice")
+    sub = buy(client, alice)
+    refused = credit(client, alice, 1500, "eur")
+    assert refused.status_code == 422 and refused.json()["code"] == "currency_mismatch"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "usd" in refused.json()["detail"]
+    credits = client.get(f"/v1/customers/{alice['id']}/credits", headers=ops_headers()).json()
+    assert credits["data"] == [] and credits["balances"] == {}
+    assert not client.get(f"/v1/audit-events?customer_id={alice['id']}&action=credit.granted",
+                          headers=ops_headers()).json()["data"]
+    assert credit(client, alice, 1500, "usd").status_code == 201
+    # An ended subscription still says which currency the customer is billed in.
+    assert client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=customer_headers("alice")).status_code == 200
+    move_clock(client, sub["current_period_end"])
+    run_due(client)
+    assert client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()["status"] == "canceled"
+    assert credit(client, alice, 100, "eur").json()["code"] == "currency_mismatch"
+
+
+def test_R2_first_credit_of_a_customer_never_billed_sets_the_currency(client):
+    """R2: a customer who has never had a subscription has no billing currency yet: the first credit may be in any
+    currency and makes it theirs, so a later credit in another one is refused (`currency_mismatch`)."""
+    make_plan(client)
+    bob = make_customer(client, "bob")
+    start_trial(client, bob)  # a trial bills nothing: no currency yet
+    assert credit(client, bob, 300, "eur", "trial trouble").status_code == 201
+    refused = credit(client, bob, 300, "usd")
+    assert refused.status_code == 422 and refused.json()["code"] == "currency_mismatch"
+    assert credit(client, bob, 200, "eur").status_code == 201
+    balances = client.get(f"/v1/customers/{bob['id']}/credits", headers=ops_headers()).json()["balances"]
+    assert balances == {"eur": 500}
+
+
 def test_R3_suspension_stops_access_period_keeps_running(client):
     make_plan(client)
     alice = make_customer(client, "alice")

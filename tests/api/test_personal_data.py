@@ -138,3 +138,139 @@ def test_no_personal_data_in_logs(client, caplog):
     assert any('"route": "/v1/customers"' in line for line in lines)  # the flow was logged
     for line in lines:
         assert "grace.hopper" not in line.lower() and "Hopper" not in line and "not-an-email" not in line, line
+
+
+ZQ_NAME = "Zebulon Quixote"
+ZQ_EMAIL = "zebulon.q@example.org"
+ZQ_EXTERNAL_ID = "ext-zq-4711"
+
+
+async def _scan_every_table(database_url: str, needles: list[str]) -> list[str]:
+    """Every column of every table of the database (found by introspection, not from the models), every row:
+    where does any of `needles` occur (case-insensitively, JSON and binary columns read as text)?"""
+    import json
+
+    from sqlalchemy import MetaData, select
+
+    from app.db import Database
+
+    db = Database(database_url, pool_size=1)  # its own engine: the app's lives on another event loop
+    found = []
+    try:
+        async with db.read() as conn:
+            schema = MetaData()
+            await conn.run_sync(lambda sync: schema.reflect(sync))
+            assert {"customers", "refunds", "credit_entries", "idempotency_keys", "webhook_events",
+                    "audit_events", "notices"} <= set(schema.tables)
+            for table in schema.sorted_tables:
+                for row in (await conn.execute(select(table))).mappings():
+                    for column, value in row.items():
+                        if isinstance(value, bytes | bytearray | memoryview):
+                            value = bytes(value).decode("utf-8", "replace")
+                        elif isinstance(value, dict | list):
+                            value = json.dumps(value, ensure_ascii=False)
+                        value = str(value).casefold()
+                        found += [f"{table.name}.{column}: {needle!r}" for needle in needles
+                                  if needle.casefold() in value]
+    finally:
+        await db.dispose()
+    return found
+
+
+def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_books_add_up(client, settings,
+                                                                                         database_url):
+    """D3: after an erasure no copy of the person's name, e-mail or external id is left anywhere in the database
+    (staff's free text in refund and credit reasons, the credit forfeited by the erasure, ops callers' stored
+    idempotent responses, the Stripe webhook inbox, notices, audit), while payments and refunds stay whole."""
+    import asyncio
+
+    from tests.support.webhooks import event, intent_event, post_event
+
+    make_plan(client, amount=2000)
+    me = customer_headers(ZQ_EXTERNAL_ID)
+    created = client.post("/v1/customers", json={"email": ZQ_EMAIL, "name": ZQ_NAME, "country": "US"},
+                          headers={**me, "Idempotency-Key": "signup-1"})
+    assert created.status_code == 201, created.text
+    zq = created.json()
+    cid = zq["id"]
+    start_trial(client, zq)
+    # A purchase that needs 3-D Secure, completed by Stripe's signed webhook whose payload names the person.
+    sub = client.post("/v1/subscriptions", json={"customer_id": cid, "plan": "pro-monthly",
+                                                 "payment_method": "pm_card_authenticationRequired"},
+                      headers={**me, "Idempotency-Key": "buy-1"}).json()
+    [purchase] = payments_of(client, zq)
+    evt = intent_event("payment_intent.succeeded", purchase["gateway_payment_id"], amount=2000)
+    charge = {"id": "ch_zq_1", "object": "charge", "payment_intent": purchase["gateway_payment_id"],
+              "receipt_email": ZQ_EMAIL, "billing_details": {"email": ZQ_EMAIL, "name": ZQ_NAME, "phone": None,
+                                                             "address": {"country": "US"}}}
+    evt["data"]["object"].update(receipt_email=ZQ_EMAIL, latest_charge=charge)
+    assert post_event(client, evt, settings.stripe_webhook_secret).json()["outcome"] == "applied"
+    sub = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
+    assert sub["status"] == "active"
+    # A renewal (on a card that needs no action off-session).
+    assert client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"},
+                       headers=me).status_code == 200
+    move_clock(client, sub["current_period_end"])
+    run_due(client)
+    payments = payments_of(client, zq)
+    assert sorted(p["purpose"] for p in payments if p["status"] == "succeeded") == ["purchase", "renewal"]
+    # A refund made in Stripe's dashboard: its `charge.refunded` event names the person too.
+    [renewal] = [p for p in payments if p["purpose"] == "renewal"]
+    dashboard_refund = {**charge, "id": "ch_zq_2", "amount": renewal["amount"],
+                        "payment_intent": renewal["gateway_payment_id"], "refunds": {
+        "object": "list", "data": [{"id": "re_zq_1", "object": "refund", "amount": 100, "status": "succeeded",
+                                    "metadata": {}}]}}
+    refunded_in_stripe = event("charge.refunded", dashboard_refund)
+    assert post_event(client, refunded_in_stripe, settings.stripe_webhook_secret).json()["outcome"] == "applied"
+    # Ops: a refund and a credit whose reasons name the person, a suspension and its lifting, all idempotent.
+    ops = ops_headers()
+    refunded = client.post(f"/v1/payments/{purchase['id']}/refunds", headers={**ops, "Idempotency-Key": "rf-1"},
+                           json={"amount": 700, "reason": f"{ZQ_NAME} <{ZQ_EMAIL}> was charged twice"})
+    assert refunded.status_code == 201, refunded.text
+    credited = client.post(f"/v1/customers/{cid}/credits", headers={**ops, "Idempotency-Key": "cr-1"},
+                           json={"amount": 300, "currency": "usd",
+                                 "reason": f"call from ZEBULON QUIXOTE ({ZQ_EXTERNAL_ID.upper()}), apologised"})
+    assert credited.status_code == 201, credited.text
+    for action, key in (("suspend", "sp-1"), ("unsuspend", "us-1")):
+        response = client.post(f"/v1/customers/{cid}/{action}", json={"reason": f"{ZQ_NAME} asked for it"},
+                               headers={**ops, "Idempotency-Key": key})
+        assert response.status_code == 200 and response.json()["email"] == ZQ_EMAIL
+    run_due(client)
+    assert {n["type"] for n in client.get(f"/v1/customers/{cid}/notices", headers=ops).json()["data"]} >= {
+        "receipt"}
+    needles = [ZQ_NAME, ZQ_EMAIL, ZQ_EXTERNAL_ID]
+    assert asyncio.run(_scan_every_table(database_url, needles))  # the scan sees them before the erasure
+    def refund_books() -> dict:
+        return {r["id"]: (r["payment_id"], r["amount"], r["status"]) for p in payments_of(client, zq)
+                for r in client.get(f"/v1/payments/{p['id']}/refunds", headers=ops).json()["data"]}
+
+    books = {p["id"]: (p["amount"], p["refunded_amount"], p["status"]) for p in payments_of(client, zq)}
+    refunds_before = refund_books()
+    assert sorted(amount for _, amount, _ in refunds_before.values()) == [100, 700]
+
+    assert client.delete(f"/v1/customers/{cid}", headers=me).status_code == 200
+
+    left = asyncio.run(_scan_every_table(database_url, needles + ["zebulon", "quixote"]))
+    assert left == [], "\n".join(left)
+    # The books still add up: the same payments, refunds and totals, each refund where it was.
+    after = payments_of(client, zq)
+    assert {p["id"]: (p["amount"], p["refunded_amount"], p["status"]) for p in after} == books
+    assert refund_books() == refunds_before
+    for payment in after:
+        refunds = client.get(f"/v1/payments/{payment['id']}/refunds", headers=ops).json()["data"]
+        assert sum(r["amount"] for r in refunds if r["status"] == "succeeded") == payment["refunded_amount"]
+    [kept_refund] = client.get(f"/v1/payments/{purchase['id']}/refunds", headers=ops).json()["data"]
+    assert kept_refund["amount"] == 700 and kept_refund["reason"] == "[erased] <[erased]> was charged twice"
+    credits = client.get(f"/v1/customers/{cid}/credits", headers=ops).json()
+    grant = next(c for c in credits["data"] if c["kind"] == "grant")
+    assert grant["reason"] == "call from [erased] ([erased]), apologised" and grant["created_by"] == "staff-1"
+    forfeit = next(c for c in credits["data"] if c["kind"] == "forfeit")
+    assert forfeit["amount"] == -300 and forfeit["created_by"].startswith("erased:")
+    # The ops callers' replays no longer carry the person; the webhook inbox still knows the event (dedupe).
+    replay = client.post(f"/v1/customers/{cid}/suspend", json={"reason": f"{ZQ_NAME} asked for it"},
+                         headers={**ops, "Idempotency-Key": "sp-1"})
+    assert replay.status_code == 200 and replay.headers.get("idempotent-replayed") == "true"
+    assert replay.json()["id"] == cid and replay.json()["email"] is None
+    for delivered in (evt, refunded_in_stripe):
+        again = post_event(client, delivered, settings.stripe_webhook_secret)
+        assert again.status_code == 200 and again.json()["duplicate"] is True

@@ -109,6 +109,40 @@ def test_T4_expiring_notice_exactly_once_seven_days_before_the_end(client):
     assert notice["status"] == "logged" and notice["sent_at"] == trial["notice_at"]  # no SMTP configured
 
 
+def test_T4_no_expiring_notice_once_the_trial_has_ended(client):
+    """T4: after a long scheduler outage, a trial that ended weeks ago gets only its `trial_expired` notice: an
+    "expiring, payment is due in 7 days" notice could only go out after the end, so it is not sent."""
+    make_plan(client)
+    alice = make_customer(client, "alice")
+    trial = start_trial(client, alice).json()
+    move_clock(client, iso(parse(trial["ends_at"]) + 21 * DAY))
+    jobs = run_due(client)
+    assert jobs["trial_expiring_notices"] == 0 and jobs["trial_expiry"] == 1
+    assert [n["type"] for n in notices(client, alice)] == ["trial_expired"]
+    assert run_due(client)["trial_expiring_notices"] == 0
+    assert [n["type"] for n in notices(client, alice)] == ["trial_expired"]
+
+
+def test_T4_late_expiring_notice_states_the_real_end_and_days_left(client):
+    """T4: a notice that goes out 5 days late (2 days before the end) says 2 days, not 7, and the end date."""
+    make_plan(client)
+    alice = make_customer(client, "alice")
+    trial = start_trial(client, alice).json()
+    ends_at = parse(trial["ends_at"])
+    move_clock(client, iso(ends_at - 2 * DAY))
+    assert run_due(client)["trial_expiring_notices"] == 1
+    [notice] = notices(client, alice)
+    assert notice["type"] == "trial_expiring"
+    assert "Payment is due in 2 days" in notice["body"] and "7 days" not in notice["body"]
+    assert ends_at.strftime("%d %B %Y, %H:%M UTC") in notice["body"]
+    assert ends_at.strftime("%d %B %Y") in notice["subject"]
+    # At the end the trial expires; the expiring notice is not repeated.
+    move_clock(client, trial["ends_at"])
+    jobs = run_due(client)
+    assert jobs["trial_expiring_notices"] == 0 and jobs["trial_expiry"] == 1
+    assert sorted(n["type"] for n in notices(client, alice)) == ["trial_expired", "trial_expiring"]
+
+
 def test_T3_trial_expires_without_charge_and_prompts_to_buy(client):
     make_plan(client, amount=2000)
     alice = make_customer(client, "alice")
@@ -116,14 +150,14 @@ def test_T3_trial_expires_without_charge_and_prompts_to_buy(client):
     access = client.get(f"/v1/customers/{alice['id']}/access", headers=customer_headers("alice")).json()
     assert access == {"object": "access", "has_access": True, "source": "trial", "plan": "pro-monthly",
                       "until": trial["ends_at"], "reason": "trial_active"}
-    # The clock jumps past the end: both notices go out, the expiring one first, each once.
+    # The clock jumps past the end: the trial expires, once, and its notice says so (T4: no late "expiring" one).
     move_clock(client, iso(parse(trial["ends_at"]) + 3 * DAY))
     jobs = run_due(client)
-    assert jobs["trial_expiring_notices"] == 1 and jobs["trial_expiry"] == 1
+    assert jobs["trial_expiring_notices"] == 0 and jobs["trial_expiry"] == 1
     expired = client.get(f"/v1/trials/{trial['id']}", headers=customer_headers("alice")).json()
     assert expired["status"] == "expired" and expired["ended_at"] == trial["ends_at"]
     types = [n["type"] for n in notices(client, alice)]
-    assert sorted(types) == ["trial_expired", "trial_expiring"]
+    assert types == ["trial_expired"]
     prompt = next(n for n in notices(client, alice) if n["type"] == "trial_expired")
     assert "Pro-Monthly" in prompt["body"] and "20.00 USD per month" in prompt["body"]
     assert "Nothing was charged" in prompt["body"]

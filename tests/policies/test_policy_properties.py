@@ -15,6 +15,7 @@ from policies import (
     refund_decision,
     tax_for,
     trial_eligibility,
+    trial_notice_days_left,
     trial_notice_due,
     trial_terms,
 )
@@ -77,6 +78,32 @@ def test_T4_trial_expiring_notice_sent_exactly_once(start, trial_days, notice_da
             sent, sends = True, sends + 1
     assert sends <= 1
     assert (sends == 1) == any(now >= terms.notice_at for now in times)
+
+
+@PROPERTY
+@given(
+    start=instants(),
+    trial_days=st.integers(min_value=1, max_value=90),
+    notice_days=st.integers(min_value=0, max_value=90),
+    offsets=st.lists(st.integers(min_value=-10 * 86400, max_value=100 * 86400), max_size=10),
+)
+def test_T4_trial_notice_never_after_the_end_and_never_promises_more_than_is_left(start, trial_days, notice_days,
+                                                                                  offsets):
+    """T4: whenever the scheduler runs, at most one notice; none at or after the end; the days it states are the
+    whole days left, rounded up, never more than the notice window (or the trial, if shorter)."""
+    policy = PolicyDocument("p", datetime(1970, 1, 1, tzinfo=UTC), trial_days=trial_days,
+                            notice_days_before_trial_end=notice_days)
+    terms = trial_terms(start, policy)
+    sent = 0
+    for now in (start + timedelta(seconds=offset) for offset in offsets):
+        days = trial_notice_days_left(terms.notice_at, terms.ends_at, now, sent > 0)
+        if days is None:
+            continue
+        sent += 1
+        assert terms.notice_at <= now < terms.ends_at
+        assert 1 <= days <= min(notice_days, trial_days)
+        assert timedelta(days=days - 1) < terms.ends_at - now <= timedelta(days=days)
+    assert sent <= 1
 
 
 histories = st.builds(PersonHistory, had_trial=st.booleans(), had_paid_subscription=st.booleans())

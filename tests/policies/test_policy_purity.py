@@ -109,11 +109,12 @@ INTERFACE = {
     "Interval", "add_periods", "period_bounds",
     "ROUNDING", "tax_for", "ChargeBreakdown", "charge_breakdown",
     "normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
-    "trial_notice_due", "trial_expired", "forfeit_at",
+    "trial_notice_due", "trial_notice_days_left", "trial_expired", "forfeit_at",
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "cancellation_ends_period", "SubscriptionFacts", "subscription_at", "AccessFacts", "AccessDecision", "access",
     "charge_held", "charge_due_at_lifting", "retries_counted_from",
-    "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund",
+    "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund", "billing_currency",
+    "credit_currency_decision", "ERASED", "redact",
     "B1_CORRECTION_REASON", "SuccessOutcome", "late_success",
 }
 
@@ -127,12 +128,14 @@ HOMES = {
     "periods": ["Interval", "add_periods", "period_bounds"],
     "money": ["ROUNDING", "tax_for", "ChargeBreakdown", "charge_breakdown"],
     "trials": ["normalise_email", "TrialTerms", "trial_terms", "PersonHistory", "Decision", "trial_eligibility",
-               "trial_notice_due", "trial_expired", "forfeit_at"],
+               "trial_notice_due", "trial_notice_days_left", "trial_expired", "forfeit_at"],
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
                       "cancellation_refund", "cancellation_ends_period", "SubscriptionFacts", "subscription_at",
                       "AccessFacts", "AccessDecision", "access", "charge_held", "charge_due_at_lifting",
                       "retries_counted_from"],
-    "refunds": ["refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund"],
+    "refunds": ["refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund",
+                "billing_currency", "credit_currency_decision"],
+    "privacy": ["ERASED", "redact"],
     "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
 }
 

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies import credit_decision, recorded_refund_decision, refund_decision, termination_refund
+from policies import (
+    billing_currency,
+    credit_currency_decision,
+    credit_decision,
+    recorded_refund_decision,
+    refund_decision,
+    termination_refund,
+)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +96,34 @@ def test_R2_recorded_refund_decision_refuses_bad_facts(paid, refunded, amount):
 def test_R2_credit_decision(role, amount, reason, allowed, code):
     decision = credit_decision(role, amount, reason)
     assert (decision.allowed, decision.code, decision.rule) == (allowed, code, "R2")
+
+
+@pytest.mark.parametrize(
+    "latest_subscription, first_credit, billing",
+    [
+        pytest.param("usd", None, "usd", id="R2-billing-is-the-subscription-currency"),
+        pytest.param("usd", "eur", "usd", id="R2-subscription-wins-over-an-earlier-credit"),
+        pytest.param(None, "eur", "eur", id="R2-never-subscribed-first-credit-fixes-it"),
+        pytest.param(None, None, None, id="R2-never-subscribed-no-credit-not-fixed-yet"),
+    ],
+)
+def test_R2_billing_currency(latest_subscription, first_credit, billing):
+    assert billing_currency(latest_subscription, first_credit) == billing
+
+
+@pytest.mark.parametrize(
+    "currency, billing, allowed",
+    [
+        pytest.param("usd", "usd", True, id="R2-credit-in-billing-currency"),
+        pytest.param("eur", "usd", False, id="R2-credit-in-another-currency-refused"),
+        pytest.param("eur", None, True, id="R2-no-billing-currency-yet-any-accepted"),
+    ],
+)
+def test_R2_credit_currency_decision(currency, billing, allowed):
+    decision = credit_currency_decision(currency, billing)
+    assert (decision.allowed, decision.code, decision.rule) == (allowed, None if allowed else "currency_mismatch", "R2")
+    if not allowed:
+        assert billing in decision.reason and currency in decision.reason
 
 
 def test_R3_termination_refunds_nothing():

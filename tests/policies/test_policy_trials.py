@@ -13,6 +13,7 @@ from policies import (
     normalise_email,
     trial_eligibility,
     trial_expired,
+    trial_notice_days_left,
     trial_notice_due,
     trial_terms,
 )
@@ -111,6 +112,37 @@ def test_T4_trial_notice_due(now, already_sent, due):
 
 
 ENDS_AT = START + timedelta(days=30)
+SHORT_ENDS_AT = START + timedelta(days=5)  # a 5-day trial under a 7-day window: its notice is due at the start
+
+
+@pytest.mark.parametrize(
+    "notice_at, ends_at, now, already_sent, days_left",
+    [
+        pytest.param(NOTICE_AT, ENDS_AT, NOTICE_AT - timedelta(seconds=1), False, None, id="T4-not-due-yet"),
+        pytest.param(NOTICE_AT, ENDS_AT, NOTICE_AT, False, 7, id="T4-on-time-7-days"),
+        pytest.param(NOTICE_AT, ENDS_AT, NOTICE_AT + timedelta(minutes=1), False, 7, id="T4-a-minute-late-still-7"),
+        pytest.param(NOTICE_AT, ENDS_AT, NOTICE_AT + timedelta(days=1), False, 6, id="T4-a-day-late-6-days"),
+        pytest.param(NOTICE_AT, ENDS_AT, ENDS_AT - timedelta(days=2), False, 2, id="T4-five-days-late-2-days"),
+        pytest.param(NOTICE_AT, ENDS_AT, ENDS_AT - timedelta(days=1, hours=12), False, 2, id="T4-part-day-rounds-up"),
+        pytest.param(NOTICE_AT, ENDS_AT, ENDS_AT - timedelta(seconds=1), False, 1, id="T4-last-second-1-day"),
+        pytest.param(NOTICE_AT, ENDS_AT, ENDS_AT, False, None, id="T4-trial-ended-not-sent"),
+        pytest.param(NOTICE_AT, ENDS_AT, ENDS_AT + timedelta(days=20), False, None, id="T4-weeks-late-not-sent"),
+        pytest.param(NOTICE_AT, ENDS_AT, NOTICE_AT, True, None, id="T4-never-twice"),
+        pytest.param(START, SHORT_ENDS_AT, START, False, 5, id="T4-short-trial-notice-at-start-5-days"),
+        pytest.param(START, SHORT_ENDS_AT, START + timedelta(days=4), False, 1, id="T4-short-trial-late-1-day"),
+        pytest.param(START, SHORT_ENDS_AT, SHORT_ENDS_AT, False, None, id="T4-short-trial-ended-not-sent"),
+        pytest.param(ENDS_AT, ENDS_AT, ENDS_AT, False, None, id="T4-zero-day-window-never-sent"),
+    ],
+)
+def test_T4_trial_notice_days_left(notice_at, ends_at, now, already_sent, days_left):
+    """T4: the notice goes out when due and the trial has not ended, stating the whole days left (rounded up);
+    one that could only go out once the trial had ended is not sent (None)."""
+    assert trial_notice_days_left(notice_at, ends_at, now, already_sent) == days_left
+
+
+def test_T4_trial_notice_days_left_refuses_naive_times():
+    with pytest.raises(ValueError):
+        trial_notice_days_left(NOTICE_AT, datetime(2027, 4, 9), NOTICE_AT, False)
 
 
 @pytest.mark.parametrize(
