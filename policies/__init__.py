@@ -1,4 +1,4 @@
-"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7: the pure policy core of the billing service.
+"""B1..B5, C1..C4, R1..R3, P1, P2, T1..T7: the pure policy core of the billing service.
 
 Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
 Rule ids refer to shared/spec/policy.md.
@@ -14,6 +14,28 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
+from .plan_changes import (
+    ACTION_WINDOW,
+    FORFEIT_ROUNDING,
+    ImmediateChange,
+    PendingChange,
+    PlanOffer,
+    SubscriptionTerms,
+    begin_immediate_change,
+    change_charge,
+    change_decision,
+    complete_immediate_change,
+    forfeited,
+    immediate_change,
+    is_upgrade,
+    next_period_terms,
+    pending_change_expired,
+    schedule_cancellation,
+    schedule_change,
+    terms_at,
+    withdraw_change,
+    yearly_value,
+)
 from .refunds import credit_decision, refund_decision, termination_refund
 from .subscriptions import (
     AccessDecision,
@@ -37,36 +59,56 @@ from .trials import (
 )
 
 __all__ = [
+    "ACTION_WINDOW",
+    "FORFEIT_ROUNDING",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
     "ChargeBreakdown",
     "Decision",
     "FailureOutcome",
+    "ImmediateChange",
     "Interval",
+    "PendingChange",
     "PersonHistory",
+    "PlanOffer",
     "PolicyBook",
     "PolicyDocument",
     "PolicyError",
+    "SubscriptionTerms",
     "TrialTerms",
     "access",
     "add_periods",
     "after_failed_charge",
+    "begin_immediate_change",
     "cancellation_refund",
+    "change_charge",
+    "change_decision",
     "charge_breakdown",
+    "complete_immediate_change",
     "credit_decision",
     "forfeit_at",
+    "forfeited",
+    "immediate_change",
+    "is_upgrade",
     "load_policy_book",
+    "next_period_terms",
     "normalise_email",
     "parse_policy",
+    "pending_change_expired",
     "period_bounds",
     "period_end_action",
     "refund_decision",
     "renewal_due",
+    "schedule_cancellation",
+    "schedule_change",
     "tax_for",
     "termination_refund",
+    "terms_at",
     "trial_eligibility",
     "trial_expired",
     "trial_notice_due",
     "trial_terms",
+    "withdraw_change",
+    "yearly_value",
 ]

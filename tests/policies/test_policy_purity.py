@@ -30,7 +30,8 @@ def tree(path: Path) -> ast.Module:
 
 
 def test_sources_found():
-    assert {"document.py", "periods.py", "money.py", "trials.py", "subscriptions.py", "refunds.py"} <= {
+    assert {"document.py", "periods.py", "money.py", "trials.py", "subscriptions.py", "refunds.py",
+            "plan_changes.py"} <= {
         path.name for path in SOURCES}
 
 
@@ -113,6 +114,10 @@ INTERFACE = {
     "FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action", "cancellation_refund",
     "AccessFacts", "AccessDecision", "access",
     "refund_decision", "credit_decision", "termination_refund",
+    "ACTION_WINDOW", "FORFEIT_ROUNDING", "PlanOffer", "PendingChange", "SubscriptionTerms", "yearly_value",
+    "is_upgrade", "change_decision", "schedule_change", "begin_immediate_change", "pending_change_expired",
+    "withdraw_change", "schedule_cancellation", "change_charge", "next_period_terms", "terms_at",
+    "ImmediateChange", "forfeited", "complete_immediate_change", "immediate_change",
 }
 
 
@@ -129,6 +134,11 @@ HOMES = {
     "subscriptions": ["FailureOutcome", "after_failed_charge", "renewal_due", "period_end_action",
                       "cancellation_refund", "AccessFacts", "AccessDecision", "access"],
     "refunds": ["refund_decision", "credit_decision", "termination_refund"],
+    "plan_changes": ["ACTION_WINDOW", "FORFEIT_ROUNDING", "PlanOffer", "PendingChange", "SubscriptionTerms",
+                     "yearly_value", "is_upgrade", "change_decision", "schedule_change", "begin_immediate_change",
+                     "pending_change_expired", "withdraw_change", "schedule_cancellation", "change_charge",
+                     "next_period_terms", "terms_at", "ImmediateChange", "forfeited", "complete_immediate_change",
+                     "immediate_change"],
 }
 
 
