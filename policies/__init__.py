@@ -1,7 +1,7 @@
-"""B1..B5, C1, C2, R1..R3, P1, P2, T1..T7, D3: the pure policy core of the billing service.
+"""B1..B5, C1..C4, R1..R3, P1, P2, T1..T7, D3: the pure policy core of the billing service.
 
 Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
-Rule ids refer to shared/spec/policy.md.
+Rule ids refer to docs/policy.md.
 """
 
 from .corrections import B1_CORRECTION_REASON, SuccessOutcome, late_success
@@ -15,6 +15,28 @@ from .document import (
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
+from .plan_changes import (
+    ACTION_WINDOW,
+    FORFEIT_ROUNDING,
+    ImmediateChange,
+    PendingChange,
+    PlanOffer,
+    SubscriptionTerms,
+    begin_immediate_change,
+    change_charge,
+    change_decision,
+    complete_immediate_change,
+    forfeited,
+    immediate_change,
+    is_upgrade,
+    next_period_terms,
+    pending_change_expired,
+    schedule_cancellation,
+    schedule_change,
+    terms_at,
+    withdraw_change,
+    yearly_value,
+)
 from .privacy import ERASED, redact
 from .refunds import (
     billing_currency,
@@ -53,38 +75,53 @@ from .trials import (
 )
 
 __all__ = [
+    "ACTION_WINDOW",
     "B1_CORRECTION_REASON",
     "ERASED",
+    "FORFEIT_ROUNDING",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
     "ChargeBreakdown",
     "Decision",
     "FailureOutcome",
+    "ImmediateChange",
     "Interval",
+    "PendingChange",
     "PersonHistory",
+    "PlanOffer",
     "PolicyBook",
     "PolicyDocument",
     "PolicyError",
     "SubscriptionFacts",
+    "SubscriptionTerms",
     "SuccessOutcome",
     "TrialTerms",
     "access",
     "add_periods",
     "after_failed_charge",
+    "begin_immediate_change",
     "billing_currency",
     "cancellation_ends_period",
     "cancellation_refund",
+    "change_charge",
+    "change_decision",
     "charge_breakdown",
     "charge_due_at_lifting",
     "charge_held",
+    "complete_immediate_change",
     "credit_currency_decision",
     "credit_decision",
     "forfeit_at",
+    "forfeited",
+    "immediate_change",
+    "is_upgrade",
     "late_success",
     "load_policy_book",
+    "next_period_terms",
     "normalise_email",
     "parse_policy",
+    "pending_change_expired",
     "period_bounds",
     "period_end_action",
     "recorded_refund_decision",
@@ -92,12 +129,17 @@ __all__ = [
     "refund_decision",
     "renewal_due",
     "retries_counted_from",
+    "schedule_cancellation",
+    "schedule_change",
     "subscription_at",
     "tax_for",
     "termination_refund",
+    "terms_at",
     "trial_eligibility",
     "trial_expired",
     "trial_notice_days_left",
     "trial_notice_due",
     "trial_terms",
+    "withdraw_change",
+    "yearly_value",
 ]

@@ -1,4 +1,4 @@
-"""T1/T4/B5/P2/T7: the policy settings as a versioned, validated document (Kill Bill-style catalogue).
+"""T1/T4/B5/P2/T7/C4: the policy settings as a versioned, validated document (Kill Bill-style catalogue).
 
 Each TOML file under ``policies/versions/`` is one version; a version applies from its ``effective_from``
 instant. ``load_policy_book`` is the only I/O in the ``policies`` package.
@@ -22,9 +22,10 @@ from ._checks import require_aware
 
 VERSIONS_DIR = Path(__file__).resolve().parent / "versions"
 _COUNTRY = re.compile(r"[A-Z]{2}")
-_TOP_KEYS = frozenset({"version", "effective_from", "trial", "billing", "tax_rates"})
+_TOP_KEYS = frozenset({"version", "effective_from", "trial", "billing", "plan_changes", "tax_rates"})
 _TRIAL_KEYS = frozenset({"days", "notice_days_before_end"})
 _BILLING_KEYS = frozenset({"retry_schedule_days"})
+_PLAN_CHANGE_KEYS = frozenset({"allow_immediate_upgrade"})
 
 
 class PolicyError(ValueError):
@@ -53,6 +54,12 @@ def _utc_instant(value: Any) -> datetime:
     return value.astimezone(UTC)
 
 
+def _bool_setting(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _retry_schedule(value: Any) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)):
         raise PolicyError(f"retry_schedule_days must be a list of integers, got {value!r}")
@@ -79,7 +86,7 @@ def _tax_rates(value: Any) -> Mapping[str, Decimal]:
 
 @dataclass(frozen=True)
 class PolicyDocument:
-    """T1/T4/B5/P2/T7: one validated version of the policy settings."""
+    """T1/T4/B5/P2/T7/C4: one validated version of the policy settings."""
 
     version: str  # e.g. "2026-11-01"
     effective_from: datetime  # tz-aware UTC
@@ -87,12 +94,14 @@ class PolicyDocument:
     notice_days_before_trial_end: int = 7  # T4, >= 0
     retry_schedule_days: tuple[int, ...] = (1, 3, 7)  # B5, strictly increasing, each >= 1, may be empty
     tax_rates: Mapping[str, Decimal] = field(default_factory=_empty_rates, hash=False)  # P2, read-only
+    allow_immediate_upgrade: bool = True  # C4, optional key [plan_changes] (older versions stay valid)
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, str) or not self.version or self.version != self.version.strip():
             raise PolicyError(f"version must be a non-empty string without surrounding spaces, got {self.version!r}")
         _int_setting("trial.days (T1)", self.trial_days, 1)
         _int_setting("trial.notice_days_before_end (T4)", self.notice_days_before_trial_end, 0)
+        _bool_setting("plan_changes.allow_immediate_upgrade (C4)", self.allow_immediate_upgrade)
         object.__setattr__(self, "effective_from", _utc_instant(self.effective_from))
         object.__setattr__(self, "retry_schedule_days", _retry_schedule(self.retry_schedule_days))
         object.__setattr__(self, "tax_rates", _tax_rates(self.tax_rates))
@@ -123,7 +132,7 @@ def _rate_from_text(country: str, value: Any) -> Decimal:
 
 
 def parse_policy(text: str) -> PolicyDocument:
-    """T1/T4/B5/P2/T7: parse and validate one TOML policy document; unknown keys and floats are refused."""
+    """T1/T4/B5/P2/T7/C4: parse and validate one TOML policy document; unknown keys and floats are refused."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -134,6 +143,7 @@ def parse_policy(text: str) -> PolicyDocument:
             raise PolicyError(f"missing required key: {required}")
     trial = _table(data, "trial", _TRIAL_KEYS)
     billing = _table(data, "billing", _BILLING_KEYS)
+    plan_changes = _table(data, "plan_changes", _PLAN_CHANGE_KEYS)
     rates = _table(data, "tax_rates", None)
     settings: dict[str, Any] = {}
     if "days" in trial:
@@ -142,6 +152,8 @@ def parse_policy(text: str) -> PolicyDocument:
         settings["notice_days_before_trial_end"] = trial["notice_days_before_end"]
     if "retry_schedule_days" in billing:
         settings["retry_schedule_days"] = billing["retry_schedule_days"]
+    if "allow_immediate_upgrade" in plan_changes:
+        settings["allow_immediate_upgrade"] = plan_changes["allow_immediate_upgrade"]
     settings["tax_rates"] = {country: _rate_from_text(country, rate) for country, rate in rates.items()}
     return PolicyDocument(version=data["version"], effective_from=data["effective_from"], **settings)
 

@@ -30,7 +30,8 @@ def tree(path: Path) -> ast.Module:
 
 
 def test_sources_found():
-    assert {"document.py", "periods.py", "money.py", "trials.py", "subscriptions.py", "refunds.py"} <= {
+    assert {"document.py", "periods.py", "money.py", "trials.py", "subscriptions.py", "refunds.py",
+            "plan_changes.py"} <= {
         path.name for path in SOURCES}
 
 
@@ -116,6 +117,10 @@ INTERFACE = {
     "refund_decision", "recorded_refund_decision", "credit_decision", "termination_refund", "billing_currency",
     "credit_currency_decision", "ERASED", "redact",
     "B1_CORRECTION_REASON", "SuccessOutcome", "late_success",
+    "ACTION_WINDOW", "FORFEIT_ROUNDING", "PlanOffer", "PendingChange", "SubscriptionTerms", "yearly_value",
+    "is_upgrade", "change_decision", "schedule_change", "begin_immediate_change", "pending_change_expired",
+    "withdraw_change", "schedule_cancellation", "change_charge", "next_period_terms", "terms_at",
+    "ImmediateChange", "forfeited", "complete_immediate_change", "immediate_change",
 }
 
 
@@ -137,6 +142,11 @@ HOMES = {
                 "billing_currency", "credit_currency_decision"],
     "privacy": ["ERASED", "redact"],
     "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
+    "plan_changes": ["ACTION_WINDOW", "FORFEIT_ROUNDING", "PlanOffer", "PendingChange", "SubscriptionTerms",
+                     "yearly_value", "is_upgrade", "change_decision", "schedule_change", "begin_immediate_change",
+                     "pending_change_expired", "withdraw_change", "schedule_cancellation", "change_charge",
+                     "next_period_terms", "terms_at", "ImmediateChange", "forfeited", "complete_immediate_change",
+                     "immediate_change"],
 }
 
 
