@@ -6,6 +6,13 @@ Writes run in `db.transaction()`. Reads that need no transaction use `db.read()`
 Connections stay open between uses, in two lanes (`_Lane`): one for transactions, one for autocommit statements,
 each with its own engine. Taking a connection from a lane is a list operation; a checkout from SQLAlchemy's pool
 and its return cost more CPU than the one statement of a read (measured: about 110 us against 160 us).
+
+When the database goes away (a failover, a pooler or server restart, `pg_terminate_backend`), a connection found
+dead when taken from its lane (the driver saw the server close it: a local check, no round trip) is replaced by a
+new one, and `unavailable(exc)` tells the HTTP layer that an error means "the database cannot be reached" (503
+`database_unavailable`, a read retried once: app/availability.py), not a bug. A transaction whose COMMIT was sent
+and never answered may have committed: it raises `CommitOutcomeUnknown`, so that nobody repeats its effects
+blindly (app/idempotency.py keeps such a request's key).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -24,6 +33,60 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 _ASYNC_DRIVERS = {"postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
 _SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite"}
+# SQLSTATEs of a server that cannot serve this connection: connection exceptions (class 08), shutting down or
+# starting up (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now), too many connections.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+# Run in each transaction of this context just before its COMMIT (an idempotent request's witness that it committed:
+# app/idempotency.py). Unset, as for every request without an Idempotency-Key, it costs nothing.
+before_commit: contextvars.ContextVar[Callable[[AsyncConnection], Awaitable[None]] | None] = \
+    contextvars.ContextVar("before_commit", default=None)
+
+
+class CommitOutcomeUnknown(Exception):
+    """The connection was lost after COMMIT was sent and before its answer came: the transaction may or may not
+    have committed. Raised from `Database.transaction()` with the driver's error as its cause."""
+
+
+def _causes(exc: BaseException):  # noqa: ANN202
+    """`exc`, the driver errors SQLAlchemy wrapped (`orig`), their causes and contexts, and the members of
+    exception groups; each once."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend([getattr(current, "orig", None), current.__cause__, current.__context__])
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database could not be reached or the connection to it was lost (a fault of the
+    infrastructure, answered 503 and worth a retry), not a statement the database refused."""
+    for cause in _causes(exc):
+        if isinstance(cause, (CommitOutcomeUnknown, PoolTimeout, ConnectionError, socket.gaierror)):
+            return True
+        if isinstance(cause, SQLAlchemyError) and getattr(cause, "connection_invalidated", False):
+            return True
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_STATES):
+            return True
+        if type(cause).__name__ == "InterfaceError" and "connection is closed" in str(cause):
+            return True
+    return False
+
+
+def _answer_lost(exc: BaseException) -> bool:
+    """Whether the statement was sent and the connection then lost with no answer from the server (asyncpg's
+    ConnectionDoesNotExistError, a reset socket): its outcome is unknown. An error the server sent (57P01 when it
+    is being shut down, say) is an answer: the statement did not take effect."""
+    return any(type(cause).__name__ == "ConnectionDoesNotExistError"
+               or isinstance(cause, (ConnectionError, TimeoutError)) for cause in _causes(exc))
 
 
 def async_url(url: str) -> str:
@@ -61,6 +124,17 @@ def _sqlite_setup(engine: AsyncEngine, *, transactional: bool) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _closed_by_server(conn: AsyncConnection) -> bool:
+    """Whether the driver already knows the server closed this connection (asyncpg saw the socket close: a
+    terminated backend, a restarted server). A local check, no round trip."""
+    try:
+        driver = conn.sync_connection.connection.dbapi_connection.driver_connection
+    except Exception:  # noqa: BLE001 - invalidated or closed on our side: not reusable either
+        return True
+    is_closed = getattr(driver, "is_closed", None)  # asyncpg's; aiosqlite's connections have none
+    return bool(is_closed()) if is_closed is not None else False
+
+
 class _Lane:
     """At most `size` connections of one engine, kept open between uses.
 
@@ -90,7 +164,8 @@ class _Lane:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         conn = self._idle.pop() if self._idle else await self._wait()
-        if conn is not None and self._born.get(conn) != self._generation:  # opened before close_all
+        if conn is not None and (self._born.get(conn) != self._generation  # opened before close_all
+                                 or _closed_by_server(conn)):
             await self._retire(conn)
             conn = None
         if conn is None:
@@ -204,8 +279,20 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        async with self._transactions.connection() as conn, conn.begin():
-            yield conn
+        """A transaction, committed when the block ends without an error. A COMMIT whose answer was lost raises
+        `CommitOutcomeUnknown`; any other failure means nothing was committed."""
+        committing = False
+        try:
+            async with self._transactions.connection() as conn, conn.begin():
+                yield conn
+                witness = before_commit.get()
+                if witness is not None:
+                    await witness(conn)
+                committing = True
+        except Exception as exc:
+            if committing and _answer_lost(exc):
+                raise CommitOutcomeUnknown("the connection was lost during COMMIT") from exc
+            raise
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -62,6 +62,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "clock_backwards": (409, "The sandbox clock never moves back"),
     "idempotency_key_reused": (422, "Idempotency-Key reused with a different request"),
     "idempotency_key_in_use": (409, "A request with this Idempotency-Key is still running"),
+    "idempotency_response_lost": (409, "The request with this Idempotency-Key took effect; its response was lost"),
     "trial_not_eligible": (409, "Not eligible for a free trial"),
     "trial_not_available": (409, "This plan offers no free trial"),
     "invalid_signature": (400, "The webhook signature is invalid"),
@@ -79,6 +80,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "gateway_error": (502, "The payment gateway refused the request"),
     "rate_limited": (429, "Too many requests"),
     "service_unavailable": (503, "Service unavailable"),
+    "database_unavailable": (503, "The database cannot be reached; try again shortly"),
     "internal_error": (500, "Internal error"),
 }
 

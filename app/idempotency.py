@@ -7,12 +7,27 @@ A pure ASGI middleware, so the response is captured exactly as sent. Unexpected 
 unreachable gateway (503) and transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key
 before the answer leaves: our transactions rolled back or changed nothing, and every money movement carries its own
 gateway idempotency key, so the retry is safe. Every other answer is kept and replayed.
-"""
+
+When the database fails (app/availability.py answers 503 `database_unavailable`), an exception leaves the app
+instead of an answer, and the key is released as for an error answer: nothing was committed. The subtle case is a
+COMMIT that was sent and never answered (the connection lost in between: `CommitOutcomeUnknown`): it may have
+committed, and a retry that ran the request again could do it twice. So each transaction of a request with a key
+records, in itself, its number within the request (`last_commit`, one UPDATE before COMMIT; requests without a key
+pay nothing). After an unknown COMMIT the key stays `in_progress` (a retry meanwhile: 409
+`idempotency_key_in_use`) until the database answers again; then the witness tells: not committed, the key is
+released and the retry runs the request; committed, the effect is there once and the retry replays 409
+`idempotency_response_lost` (the first response was never made; the client looks the result up). Either way one
+effect. A release, a settling, or the storing of an answer already sent that cannot reach the database is tried
+again in the background every half second (for at most ABANDONED_AFTER), so a retry soon after the database's
+return finds the key settled. A release deletes only this request's own claim (matched by the time it was
+claimed), never a later one by the client's retry."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import hashlib
+import logging
 
 import orjson
 from sqlalchemy import bindparam, delete, select, update
@@ -21,7 +36,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import verify_token
-from app.db import insert_ignoring_conflict
+from app.db import CommitOutcomeUnknown, before_commit, insert_ignoring_conflict, unavailable
 from app.errors import Unauthenticated
 from app.http import problem_response
 from app.models import idempotency_keys as keys
@@ -33,6 +48,11 @@ _REPLAYED_HEADERS = ("content-type", "location")
 _COMPLETE = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
     status="completed", response_status=bindparam("b_status"), response_headers=bindparam("b_headers"),
     response_body=bindparam("b_body"))
+_WITNESS = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
+    last_commit=bindparam("b_n"))
+RETRY_EVERY_SECONDS = 0.5  # a release or store that found the database unreachable is tried again this often
+log = logging.getLogger("billing.idempotency")
+_pending: set[asyncio.Task] = set()  # those retries, referenced until done
 
 
 class IdempotencyMiddleware:
@@ -64,7 +84,13 @@ class IdempotencyMiddleware:
         fingerprint, legacy = _fingerprints(scope, body)
         caller = principal.caller_key
 
-        refusal = await _claim(ctx, caller, key, fingerprint, legacy)
+        claimed_at = ctx.system_clock.wall()
+        try:
+            refusal = await _claim(ctx, caller, key, fingerprint, claimed_at, legacy)
+        except Exception as exc:
+            if unavailable(exc):  # the claim may have been written and its answer lost: free it when possible
+                _later(_release, ctx, caller, key, claimed_at)
+            raise
         if refusal is not None:
             return await refusal(scope, receive, send)
 
@@ -76,7 +102,7 @@ class IdempotencyMiddleware:
                 captured["headers"] = message.get("headers", [])
                 if _releases(message["status"], captured["headers"]):
                     # Freed before the client hears back, so the retry it makes at once finds the key free.
-                    await _release(ctx, caller, key)
+                    await _release_now_or_later(ctx, caller, key, claimed_at)
                     captured["released"] = True
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
@@ -91,19 +117,80 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        transactions = 0
+
+        async def witness(conn) -> None:  # noqa: ANN001 - in each of the request's transactions, before COMMIT
+            nonlocal transactions
+            transactions += 1
+            await conn.execute(_WITNESS, {"b_caller": caller, "b_key": key, "b_n": transactions})
+
+        witnessing = before_commit.set(witness)
         try:
             await self.app(scope, replay_body, capture)
-        except BaseException:
-            if not captured["released"]:
-                await _release(ctx, caller, key)
+        except BaseException as exc:
+            if captured["released"]:
+                raise
+            if any(isinstance(cause, CommitOutcomeUnknown) for cause in _chain(exc)):
+                # Its last transaction may have committed: settled once the database tells (module docstring).
+                log.warning("COMMIT outcome unknown; the key waits for the database",
+                            extra={"caller": caller, "idempotency_key": key})
+                _later(_settle_unknown, ctx, caller, key, claimed_at, transactions)
+                raise
+            await _release_now_or_later(ctx, caller, key, claimed_at)
             raise
+        finally:
+            before_commit.reset(witnessing)
         if captured["released"]:
             return
         kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in captured["headers"]
                 if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
-        async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
-            await conn.execute(_COMPLETE, {"b_caller": caller, "b_key": key, "b_status": captured["status"],
-                                           "b_headers": kept, "b_body": bytes(captured["body"])})
+        values = {"b_caller": caller, "b_key": key, "b_status": captured["status"], "b_headers": kept,
+                  "b_body": bytes(captured["body"])}
+        try:
+            await _complete(ctx, values)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            _later(_complete, ctx, values)  # the client has its answer; a retry will find it stored
+
+
+async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
+    async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
+        await conn.execute(_COMPLETE, values)
+
+
+def _chain(exc: BaseException):  # noqa: ANN202
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+async def _release_now_or_later(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
+    try:
+        await _release(ctx, caller, key, claimed_at)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        _later(_release, ctx, caller, key, claimed_at)
+
+
+def _later(operation, *args) -> None:  # noqa: ANN001
+    """Run `operation(*args)` in the background until the database lets it through (or ABANDONED_AFTER)."""
+    async def attempts() -> None:
+        before_commit.set(None)  # the task copied the request's context: its transactions are not the request's
+        for _ in range(int(ABANDONED_AFTER.total_seconds() / RETRY_EVERY_SECONDS)):
+            await asyncio.sleep(RETRY_EVERY_SECONDS)
+            try:
+                await operation(*args)
+                return
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("idempotency key bookkeeping failed", exc_info=exc)
+                    return
+
+    task = asyncio.get_running_loop().create_task(attempts())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
 
 
 def _canonical(body: bytes) -> bytes:
@@ -158,13 +245,14 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _claim(ctx, caller: str, key: str, fingerprint: str, legacy: str | None = None):  # noqa: ANN001
-    """Take the key for this request, or return the response that refuses or replays it. `legacy`: the request's
-    raw-bytes fingerprint, as the release before canonical bodies stored it (see `_fingerprints`)."""
-    now = ctx.system_clock.wall()
+async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime,  # noqa: ANN001
+                 legacy: str | None = None):
+    """Take the key for this request (claimed at `now`), or return the response that refuses or replays it.
+    `legacy`: the request's raw-bytes fingerprint, as the release before canonical bodies stored it (see
+    `_fingerprints`)."""
     fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
              "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours), "response_status": None,
-             "response_headers": None, "response_body": None}
+             "response_headers": None, "response_body": None, "last_commit": None}
     while True:
         async with ctx.db.autocommit() as conn:
             if await insert_ignoring_conflict(conn, keys, fresh) == 1:
@@ -185,7 +273,7 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str, legacy: str | Non
                     return problem_response("idempotency_key_in_use",
                                             "the first request with this key is still running")
                 await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
-                                   .values(created_at=now))
+                                   .values(created_at=now, last_commit=None))
                 return None
             break
     response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
@@ -193,10 +281,32 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str, legacy: str | Non
     return response
 
 
-async def _release(ctx, caller: str, key: str) -> None:  # noqa: ANN001
+async def _settle_unknown(ctx, caller: str, key: str, claimed_at: _dt.datetime,  # noqa: ANN001
+                          transaction: int) -> None:
+    """After a COMMIT whose answer was lost: did the request's `transaction`-th transaction commit (its witness,
+    `last_commit`, says)? No: the key is released and the client's retry runs the request. Yes: its effect is
+    there, once; the key is completed with 409 `idempotency_response_lost` for the retry to replay (the first
+    response was never made), so it is not made twice."""
+    async with ctx.db.transaction() as conn:
+        row = (await conn.execute(select(keys.c.last_commit).where(
+            keys.c.caller == caller, keys.c.key == key, keys.c.status == "in_progress",
+            keys.c.created_at == claimed_at).with_for_update())).first()
+        if row is None:
+            return
+        if row.last_commit != transaction:
+            await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
+            return
+        response = problem_response("idempotency_response_lost", "the first request with this key took effect, "
+                                    "but its response was lost with the database connection; look the result up")
+        await conn.execute(_COMPLETE, {"b_caller": caller, "b_key": key, "b_status": response.status_code,
+                                       "b_headers": {"content-type": response.media_type}, "b_body": response.body})
+
+
+async def _release(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
+    """Free the key this request claimed at `claimed_at` (a later claim of the same key is left alone)."""
     async with ctx.db.autocommit() as conn:
         await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key,
-                                              keys.c.status == "in_progress"))
+                                              keys.c.status == "in_progress", keys.c.created_at == claimed_at))
 
 
 async def purge_expired_keys(ctx, now: _dt.datetime) -> int:  # noqa: ANN001

@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from app.access.routes import router as access_router
 from app.audit.routes import router as audit_router
+from app.availability import DatabaseFaultMiddleware
 from app.clock import Clock, SandboxClock, SystemClock
 from app.config import Settings
 from app.console.routes import router as console_router
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
         app.include_router(sandbox_router)
     install_docs(app)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(DatabaseFaultMiddleware)  # around the idempotency keys' statements too
     if settings.rate_limit_writes_per_minute:
         app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_writes_per_minute)
     if settings.cors_origins:

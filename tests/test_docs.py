@@ -148,3 +148,11 @@ def test_no_markdown_file_points_outside_the_repository(source: Path) -> None:
                if (path := local_target(source, t)) is not None and not inside_repository(path)]
     outside += OUTSIDE.findall(text)
     assert not outside, f"{source.relative_to(ROOT)} points outside the repository: {outside}"
+
+
+def test_every_problem_code_the_service_sends_is_in_docs_api_md() -> None:
+    from app.errors import ERROR_TABLE
+
+    text = (DOCS / "api.md").read_text(encoding="utf-8")
+    missing = sorted(code for code in ERROR_TABLE if f"`{code}`" not in text)
+    assert not missing, f"docs/api.md does not describe the problem codes {missing}"

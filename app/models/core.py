@@ -65,6 +65,9 @@ idempotency_keys = Table(
     Column("response_body", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    # The number, within the request, of its last transaction that committed (written in that transaction): what
+    # tells whether a COMMIT whose answer was lost took effect (app/idempotency.py).
+    Column("last_commit", Integer, nullable=True),
     CheckConstraint("status IN ('in_progress', 'completed')", name="status"),
     Index(None, "expires_at"),
 )
