@@ -5,9 +5,11 @@ migrations. Tests talk to the service through HTTP (Starlette's TestClient), wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import delete, text
@@ -49,15 +51,10 @@ def _admin(coro_fn, url: str) -> None:
     asyncio.run(run())
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory):
-    server = os.environ.get("BILLING_TEST_POSTGRES_URL")
-    if not server:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'billing.db'}"
-        migrate(url)
-        yield url
-        return
-    name = f"billing_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def fresh_database(server: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on `server` (a maintenance URL), dropped afterwards, even if in use."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
     async def create(conn) -> None:  # noqa: ANN001
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -66,12 +63,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory):
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     _admin(create, server)
-    url = make_url(server).set(database=name).render_as_string(False)
     try:
-        migrate(url)
-        yield url
+        yield make_url(server).set(database=name).render_as_string(False)
     finally:
         _admin(drop, server)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory):
+    server = os.environ.get("BILLING_TEST_POSTGRES_URL")
+    if not server:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'billing.db'}"
+        migrate(url)
+        yield url
+        return
+    with fresh_database(server, "billing_test") as url:
+        migrate(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SECRET, _admin, customer_headers, ops_headers
+from tests.conftest import SECRET, customer_headers, fresh_database, ops_headers
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,20 +108,8 @@ def image(base_image: str) -> str:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    server = os.environ["BILLING_TEST_POSTGRES_URL"]
-    name = f"billing_image_{uuid.uuid4().hex[:10]}"
-
-    async def create(conn) -> None:  # noqa: ANN001
-        await conn.execute(f'CREATE DATABASE "{name}"')
-
-    async def drop(conn) -> None:  # noqa: ANN001
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    _admin(create, server)
-    try:
-        yield server.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        _admin(drop, server)
+    with fresh_database(os.environ["BILLING_TEST_POSTGRES_URL"], "billing_image") as url:
+        yield url
 
 
 def test_the_image_migrates_serves_takes_a_purchase_and_stops_on_sigterm(image: str, database: str) -> None:
