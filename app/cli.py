@@ -156,7 +156,9 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
-            shutdown.request()  # the scheduler claims nothing new from the signal on, while requests drain
+            # The scheduler claims nothing new from the signal on, while requests drain; a second signal (Ctrl-C
+            # twice) ends its grace period at once, as it ends uvicorn's.
+            shutdown.on_signal()
             super().handle_exit(sig, frame)
 
     # Graceful stop: on SIGTERM/SIGINT uvicorn stops accepting connections and gives the requests in flight up to
@@ -186,7 +188,7 @@ def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (ctx.shutdown.request(), stop.set()))
+            loop.add_signal_handler(sig, lambda: (ctx.shutdown.on_signal(), stop.set()))
         scheduler = start_scheduler(ctx)
         await stop.wait()
         await scheduler.stop()  # the running batch finishes (bounded by BILLING_SHUTDOWN_GRACE_SECONDS)

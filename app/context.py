@@ -26,12 +26,20 @@ class Shutdown:
 
     def __init__(self) -> None:
         self.requested_at: float | None = None  # time.monotonic() of the first request to stop
+        self.forced = False  # a second request (Ctrl-C twice): the grace period ends at once
         self._work: dict[int, str] = {}
 
     def request(self) -> None:
-        """Safe to call from a signal handler (an attribute set once, nothing awaited)."""
         if self.requested_at is None:
             self.requested_at = time.monotonic()
+
+    def on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first requests the stop, a second one ends the grace period at once. Safe in a
+        signal handler (attributes set, nothing awaited)."""
+        if self.requested_at is None:
+            self.request()
+        else:
+            self.forced = True
 
     @property
     def requested(self) -> bool:
@@ -41,6 +49,8 @@ class Shutdown:
         """Seconds left of the grace period counted from the request to stop (all of it before one)."""
         if self.requested_at is None:
             return grace_seconds
+        if self.forced:
+            return 0.0
         return max(0.0, self.requested_at + grace_seconds - time.monotonic())
 
     def begin(self, what: str) -> object:

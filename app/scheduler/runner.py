@@ -65,16 +65,18 @@ class Scheduler:
             left = self.ctx.shutdown.remaining(grace)
             log.info("shutting down: no new work is claimed; waiting up to %.0f s for the running batch to finish",
                      left)
-            await asyncio.wait({job}, timeout=left)
+            while not job.done() and (left := self.ctx.shutdown.remaining(grace)) > 0:
+                await asyncio.wait({job}, timeout=min(left, 0.25))  # a second signal cuts the wait short
             if not job.done() and running is not None:
                 cut_off = self.ctx.shutdown.in_flight() or ["the scheduled run"]
                 running.cancel()
                 await asyncio.wait({job})
         self._scheduler.shutdown(wait=False)
         if cut_off:
-            log.warning("scheduler stopped after its %g s grace period, cutting off: %s. Their claims run out "
-                        "within seconds and a later run takes them over with the same idempotency keys "
-                        "(nothing is charged twice)", grace, "; ".join(cut_off), extra={"cut_off": cut_off})
+            log.warning("scheduler stopped before the running work finished (its %g s grace period ran out, or a "
+                        "second signal came), cutting off: %s. Their claims run out within seconds and a later run "
+                        "takes them over with the same idempotency keys (nothing is charged twice)",
+                        grace, "; ".join(cut_off), extra={"cut_off": cut_off})
             return False
         log.info("scheduler stopped gracefully: no work was cut off")
         return True

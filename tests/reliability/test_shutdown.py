@@ -154,13 +154,14 @@ def test_B2_billing_serve_stopped_mid_batch_finishes_the_batch_and_exits_0(datab
             checker.stop(kill=True)
 
 
-def start_scheduler(database_url: str, charge_log: Path, log_file: Path) -> subprocess.Popen:
+def start_scheduler(database_url: str, charge_log: Path, log_file: Path,
+                    delay: float = CHARGE_DELAY) -> subprocess.Popen:
     """`billing scheduler` with the slow sandbox gateway (tests/reliability/_launch.py)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
                        BILLING_DEMO_PLANS="false", BILLING_LOG_LEVEL="INFO", BILLING_LOG_FORMAT="json",
                        BILLING_SCHEDULER_INTERVAL_SECONDS="0.5", BILLING_JOB_BATCH_SIZE=str(BATCH),
-                       RELIABILITY_CHARGE_DELAY_SECONDS=str(CHARGE_DELAY), RELIABILITY_CHARGE_LOG=str(charge_log))
+                       RELIABILITY_CHARGE_DELAY_SECONDS=str(delay), RELIABILITY_CHARGE_LOG=str(charge_log))
     with open(log_file, "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "tests.reliability._launch", "scheduler"], env=environment,
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -235,3 +236,31 @@ def test_B2_past_the_grace_period_the_process_exits_and_a_later_run_completes_th
         replica.stop(kill=True)
         if later is not None:
             later.stop(kill=True)
+
+
+def test_B2_a_second_signal_ends_the_grace_period_at_once(database_url: str, tmp_path: Path) -> None:
+    """B2: `billing scheduler` sent SIGTERM, then SIGINT (Ctrl-C twice), stops at once, long before its grace
+    period or the batch's charges end; the log names the cut-off charges, which a later run completes (above)."""
+    asyncio.run(_empty(database_url))
+    charge_log, log_file = tmp_path / "charges.log", tmp_path / "scheduler.log"
+    charge_log.touch()
+    api_replica = start_service(database_url)
+    scheduler = None
+    try:
+        due_renewals(api_replica.url)
+        scheduler = start_scheduler(database_url, charge_log, log_file, delay=GRACE + 10)
+        wait_for(lambda: charged(charge_log) or scheduler.poll() is not None, 60, "a batch of renewal charges")
+        assert scheduler.poll() is None, log_file.read_text()[-3000:]
+        scheduler.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        took = stop_and_time(scheduler, signal.SIGINT, GRACE)
+        assert scheduler.returncode == 0, (scheduler.returncode, log_file.read_text()[-3000:])
+        assert took < 5, took
+        messages = [entry["msg"] for entry in log_lines(log_file)]
+        cut = [m for m in messages if "cutting off" in m]
+        assert cut and "renewal charges of" in cut[0], messages[-20:]
+    finally:
+        if scheduler is not None and scheduler.poll() is None:
+            scheduler.kill()
+            scheduler.wait()
+        api_replica.stop(kill=True)
