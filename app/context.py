@@ -21,8 +21,8 @@ from policies import PolicyBook
 
 class Shutdown:
     """The process was asked to stop (SIGTERM, SIGINT): scheduled work claims nothing new (checked between jobs and
-    between batches), and the batch in flight is given until `deadline` to finish. `in_flight` says what is
-    running, for the log line when the grace period runs out and it is cut off."""
+    between batches), and the batch in flight has BILLING_SHUTDOWN_GRACE_SECONDS from the request (`remaining`) to
+    finish. `in_flight` says what is running, for the log line when the grace period runs out and it is cut off."""
 
     def __init__(self) -> None:
         self.requested_at: float | None = None  # time.monotonic() of the first request to stop
