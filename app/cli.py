@@ -40,6 +40,9 @@ def migrate(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+REQUEST_GRACE_SECONDS = 20  # on SIGTERM, `billing serve` gives requests in flight this long (uvicorn)
+
+
 class StartupError(Exception):
     """A problem the person starting the service can fix; its message says how, in one line."""
 
@@ -130,6 +133,7 @@ def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
+    from uvicorn.server import STARTUP_FAILURE
 
     from app.main import create_app
 
@@ -148,9 +152,27 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # garbage collector's generations, so its full collections no longer walk it (they showed as latency spikes).
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=20,
-                proxy_headers=True)
-    return 0
+    shutdown = app.state.ctx.shutdown
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
+            # The scheduler claims nothing new from the signal on, while requests drain; a second signal (Ctrl-C
+            # twice) ends its grace period at once, as it ends uvicorn's.
+            shutdown.on_signal()
+            super().handle_exit(sig, frame)
+
+    # Graceful stop: on SIGTERM/SIGINT uvicorn stops accepting connections and gives the requests in flight up to
+    # REQUEST_GRACE_SECONDS; meanwhile (from the same signal) the scheduler's running batch has up to
+    # BILLING_SHUTDOWN_GRACE_SECONDS to finish; then the lifespan closes the gateway and the database.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                            timeout_graceful_shutdown=REQUEST_GRACE_SECONDS, proxy_headers=True)
+    server = Server(config)
+    # uvicorn raises the signal that stopped it again once it has stopped, to the handler it found: this one, so
+    # that a clean stop ends with status 0 (the default handler would end the process by the signal instead).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _sig, _frame: None)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE  # as uvicorn.run
 
 
 def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,10 +188,11 @@ def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, lambda: (ctx.shutdown.on_signal(), stop.set()))
         scheduler = start_scheduler(ctx)
         await stop.wait()
-        scheduler.shutdown(wait=True)
+        await scheduler.stop()  # the running batch finishes (bounded by BILLING_SHUTDOWN_GRACE_SECONDS)
+        await ctx.gateway.aclose()
         await ctx.db.dispose()
 
     asyncio.run(main())

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     scheduler_enabled: bool = True
     scheduler_interval_seconds: float = Field(default=60.0, gt=0)
+    # On SIGTERM/SIGINT the scheduled work claims nothing new and the running batch has this long (from the signal)
+    # to finish before it is cut off (its claims then run out and another run repeats it with the same keys).
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
     rate_limit_writes_per_minute: int = Field(default=600, ge=0)  # per caller and replica; 0 turns it off
     log_level: str = "INFO"

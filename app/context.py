@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,6 +19,61 @@ from app.ops.observability import Metrics
 from policies import PolicyBook
 
 
+class Shutdown:
+    """The process was asked to stop (SIGTERM, SIGINT): scheduled work claims nothing new (checked between jobs and
+    between batches), and the batch in flight has BILLING_SHUTDOWN_GRACE_SECONDS from the request (`remaining`) to
+    finish. `in_flight` says what is running, for the log line when the grace period runs out and it is cut off."""
+
+    def __init__(self) -> None:
+        self.requested_at: float | None = None  # time.monotonic() of the first request to stop
+        self.forced = False  # a second request (Ctrl-C twice): the grace period ends at once
+        self._work: dict[int, str] = {}
+
+    def request(self) -> None:
+        if self.requested_at is None:
+            self.requested_at = time.monotonic()
+
+    def on_signal(self) -> None:
+        """SIGTERM/SIGINT: the first requests the stop, a second one ends the grace period at once. Safe in a
+        signal handler (attributes set, nothing awaited)."""
+        if self.requested_at is None:
+            self.request()
+        else:
+            self.forced = True
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def remaining(self, grace_seconds: float) -> float:
+        """Seconds left of the grace period counted from the request to stop (all of it before one)."""
+        if self.requested_at is None:
+            return grace_seconds
+        if self.forced:
+            return 0.0
+        return max(0.0, self.requested_at + grace_seconds - time.monotonic())
+
+    def begin(self, what: str) -> object:
+        """Note work in progress until `end(token)`."""
+        token = object()
+        self._work[id(token)] = what
+        return token
+
+    def end(self, token: object) -> None:
+        self._work.pop(id(token), None)
+
+    @contextlib.contextmanager
+    def working_on(self, what: str) -> Iterator[None]:
+        token = self.begin(what)
+        try:
+            yield
+        finally:
+            self.end(token)
+
+    def in_flight(self) -> list[str]:
+        return list(self._work.values())
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -26,6 +84,7 @@ class AppContext:
     metrics: Metrics
     mailer: Mailer
     gateway: PaymentGateway
+    shutdown: Shutdown = field(default_factory=Shutdown)
 
 
 async def get_ctx(request: Request) -> AppContext:  # async: no thread-pool hop per request

@@ -129,8 +129,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
+            if scheduler is not None:  # the running batch finishes first (bounded), then gateway and database
+                await scheduler.stop()
             await ctx.gateway.aclose()
             await ctx.db.dispose()
 

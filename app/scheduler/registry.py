@@ -5,6 +5,9 @@ again until nothing is left. Jobs are idempotent and claim their rows atomically
 scheduler and a sandbox `run-due`) may run them at once. For the same reason a job may have several batches in
 flight within one run (`Job.workers`, on PostgreSQL, whose claims skip each other's rows): while one batch waits
 for the database, the next is being prepared.
+
+Once the process is asked to stop (`ctx.shutdown`), a run claims nothing new: the flag is checked before each job
+and before each batch, so a batch in flight is finished (and recorded) and no other one is started.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ def registered_jobs() -> list[Job]:
 async def _run_until_done(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
     total = 0
     for _ in range(MAX_BATCHES_PER_RUN):
+        if ctx.shutdown.requested:  # stopping: no new batch is claimed
+            break
         count = await job.run(ctx, now)
         total += count
         if count == 0:
@@ -81,9 +86,17 @@ async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
 async def run_due(ctx: AppContext, now: _dt.datetime) -> dict[str, int]:
     """Run every job that is due at `now` until it has nothing left; returns items done per job."""
     done: dict[str, int] = {}
+    left: list[str] = []
     for job in registered_jobs():
-        done[job.name] = total = await run_job(ctx, job, now)
+        if ctx.shutdown.requested:  # stopping: the jobs after the one that was running wait for the next run
+            done[job.name] = 0
+            left.append(job.name)
+            continue
+        with ctx.shutdown.working_on(f"job {job.name}"):
+            done[job.name] = total = await run_job(ctx, job, now)
         if total:
             ctx.metrics.jobs.labels(job.name).inc(total)
             log.info("job done", extra={"job": job.name, "items": total})
+    if left:
+        log.info("shutting down: jobs left to the next run: %s", ", ".join(left))
     return done

@@ -78,10 +78,13 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
 
 class _Heartbeat:
     """Extends a batch's liveness lease every HEARTBEAT while the batch is being charged; `stop` ends it between
-    two extensions (never in the middle of one), so `lease` is the value the rows hold."""
+    two extensions (never in the middle of one), so `lease` is the value the rows hold. Meanwhile the batch is
+    noted as in flight (`ctx.shutdown`: what a shutdown past its grace period cuts off)."""
 
-    def __init__(self, ctx, ids: list[str], lease: _dt.datetime) -> None:  # noqa: ANN001
+    def __init__(self, ctx, ids: list[str], lease: _dt.datetime, purpose: str) -> None:  # noqa: ANN001
         self.ctx, self.ids, self.lease = ctx, ids, lease
+        shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
+        self._noted = ctx.shutdown.begin(f"{purpose} charges of {len(ids)} subscriptions ({shown})")
         self._stopped = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
@@ -104,7 +107,10 @@ class _Heartbeat:
 
     async def stop(self) -> _dt.datetime:
         self._stopped.set()
-        await self._task
+        try:
+            await self._task
+        finally:
+            self.ctx.shutdown.end(self._noted)
         return self.lease
 
 
@@ -140,7 +146,7 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
                 select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    heartbeat = _Heartbeat(ctx, [s.id for s in due], lease)  # the claims live as long as this replica does
+    heartbeat = _Heartbeat(ctx, [s.id for s in due], lease, purpose)  # the claims live as long as this replica does
     try:
         answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
     finally:
