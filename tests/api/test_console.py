@@ -142,7 +142,7 @@ def test_login_refuses_customer_tokens_and_garbage(client, pasted, status):
     assert client.get("/ops", follow_redirects=False).status_code == 303
 
 
-def test_R2_sign_in_without_the_forms_csrf_token_is_refused(client):
+def test_console_sign_in_without_the_forms_csrf_token_is_refused(client):
     """R2/R3: a forged sign-in (login CSRF: another site posting its own ops token to sign staff in as someone
     else) is refused: the form's token is bound to a cookie set with the form, and both must match."""
     form = login_form(client)
@@ -186,7 +186,7 @@ def test_every_page_needs_a_valid_session(client):
     assert api_customer(client, customer["id"])["status"] == "active"
 
 
-def test_R2_a_request_without_the_session_cookie_does_not_clear_it(client):
+def test_console_request_without_the_session_cookie_does_not_clear_it(client):
     """R2/R3: a request that arrives without the cookie (a browser that did not send it, e.g. across sites) is sent
     to sign in, but its answer must not delete the cookie: that signed staff out of their other tabs."""
     customer, _payment = setup_paid(client)
@@ -203,7 +203,7 @@ def test_logout_clears_the_session(client):
     assert client.get("/ops", follow_redirects=False).status_code == 303
 
 
-def test_R2_sign_out_ends_the_session_for_every_copy_of_the_cookie(client):
+def test_console_sign_out_ends_the_session_for_every_copy_of_the_cookie(client):
     """R2/R3: the session lives on the server; signing out ends it, so a copy of the cookie taken before (another
     tab, a stolen cookie) gets the sign-in page, not the data."""
     customer, _payment = setup_paid(client)
@@ -232,7 +232,7 @@ def walled(settings):  # noqa: ANN001
         yield c, wall
 
 
-def test_R2_an_idle_session_ends_after_30_minutes_of_the_wall_clock(walled):
+def test_console_idle_session_ends_after_30_minutes_of_the_wall_clock(walled):
     """R2/R3: a console left open ends after 30 idle minutes (`console_session_idle_minutes`); use keeps it going,
     up to the absolute lifetime (`console_session_hours`, 12) whatever the activity."""
     client, wall = walled
@@ -254,7 +254,7 @@ def test_R2_an_idle_session_ends_after_30_minutes_of_the_wall_clock(walled):
     assert over.status_code == 303 and over.headers["location"] == "/ops/login?expired=1"
 
 
-def test_R2_sign_in_returns_to_the_page_asked_for(client):
+def test_console_sign_in_returns_to_the_page_asked_for(client):
     """R2/R3: staff who follow a link to a customer's page and must sign in first land on that page."""
     customer, _payment = setup_paid(client)
     page = f"/ops/customers/{customer['id']}"
@@ -284,7 +284,7 @@ _T0 = _dt.datetime(2030, 1, 15, 12, 0, tzinfo=_dt.timezone.utc)
     (_dt.timedelta(seconds=5), _dt.timedelta(0), "expired"),  # the absolute end
     (_dt.timedelta(seconds=5), -_dt.timedelta(hours=1), "expired"),
 ])
-def test_R2_session_state_idle_and_absolute_ends_and_at_most_one_write_a_minute(last_seen_ago, ends_in, state):
+def test_console_session_state_idle_and_absolute_ends_and_at_most_one_write_a_minute(last_seen_ago, ends_in, state):
     """R2/R3: what a request finds in a console session, with the wall time passed in."""
     from app.console.sessions import session_state
 
@@ -297,7 +297,7 @@ def test_R2_session_state_idle_and_absolute_ends_and_at_most_one_write_a_minute(
     "/opsevil", "/ops/../v1/plans", "/ops/%2e%2e/v1", "/ops\r\nSet-Cookie: x=1", "/ops/\t/evil", "/v1/plans",
     " /ops", "ops", "", "/ops/login", "/ops/logout",
 ])
-def test_R2_sign_in_never_redirects_off_the_console(client, target):
+def test_console_sign_in_never_redirects_off_the_console(client, target):
     """R2/R3: `next` is only ever a local path under /ops: no open redirect (other hosts, scheme-relative `//`,
     backslashes, control characters, dot segments); anything else lands on /ops."""
     form = login_form(client)
@@ -309,7 +309,7 @@ def test_R2_sign_in_never_redirects_off_the_console(client, target):
     assert shown.status_code == 200 and 'name="next"' not in shown.text, target
 
 
-def test_R2_console_sessions_can_be_revoked_by_staff_member(client, monkeypatch, settings, capsys):
+def test_console_sessions_can_be_revoked_by_staff_member(client, monkeypatch, settings, capsys):
     """R2/R3: `billing console-sessions revoke --staff ID` ends every console session of that staff member at once
     (a lost laptop, someone leaving); other staff stay signed in."""
     from app.cli import main

@@ -137,7 +137,7 @@ def test_staff_refund_part_of_a_payment_then_suspend_the_customer(service, brows
     expect(page).to_have_url(re.compile(r"/ops/login"))
 
 
-def test_R2_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_returns_to_it(service, browser_page,
+def test_console_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_returns_to_it(service, browser_page,
                                                                                        tmp_path):
     """R2/R3, issue 19: staff follow a link to a customer's page from another site (a helpdesk ticket; here a
     data: URL page, an opaque origin, so the navigation is cross-site). Signed in, they see the page and stay
