@@ -398,3 +398,21 @@ def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and
         again = post_event(client, evt, settings.stripe_webhook_secret)
         assert again.status_code == 200 and again.json()["duplicate"] is True
 
+
+def test_D3_an_event_the_service_does_not_act_on_is_kept_without_its_payload(client, settings, database_url):
+    """D3 (data minimisation): a signed Stripe event of a type the service ignores (`customer.updated`, here about
+    a gateway customer the service does not even know) names a person; the inbox keeps its id, type and outcome,
+    so a repeated delivery is still recognised, but never the name or the e-mail: no later erasure could find them."""
+    import asyncio
+
+    from tests.support.webhooks import event, post_event
+
+    stranger = {"id": "cus_stripe_zz", "object": "customer", "email": "zz.top@example.org", "name": "Zora Zeppelin",
+                "metadata": {}}
+    delivered = event("customer.updated", stranger)
+    first = post_event(client, delivered, settings.stripe_webhook_secret)
+    assert first.status_code == 200 and first.json()["outcome"] == "ignored", first.text
+    left = asyncio.run(_scan_every_table(database_url, ["zz.top@example.org", "Zora Zeppelin"]))
+    assert left == [], "\n".join(left)
+    again = post_event(client, delivered, settings.stripe_webhook_secret)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
