@@ -37,7 +37,7 @@ from .plan_changes import (
     withdraw_change,
     yearly_value,
 )
-from .privacy import ERASED, redact
+from .privacy import ERASED, erase_from_response, redact
 from .refunds import (
     billing_currency,
     credit_currency_decision,
@@ -112,6 +112,7 @@ __all__ = [
     "complete_immediate_change",
     "credit_currency_decision",
     "credit_decision",
+    "erase_from_response",
     "forfeit_at",
     "forfeited",
     "immediate_change",

@@ -35,10 +35,9 @@ from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
 from app.subscriptions.schemas import to_api as subscription_to_api
 from app.trials.schemas import to_api as trial_to_api
-from policies import ERASED, redact
+from policies import ERASED, erase_from_response, redact
 
 EXPORT_SCHEMA_VERSION = 1
-_PERSONAL_FIELDS = ("external_id", "email", "name", "country")  # of a Customer object (customers/schemas.py)
 
 
 async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dict:
@@ -76,9 +75,9 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
     """D3: access ends at once (nothing refunded); personal fields are removed, identifiers pseudonymised;
     payments, refunds and taxes stay for the books, unlinked from any readable identity. Every copy goes: staff's
     free text about the person (refund and credit reasons, audit reasons), stored idempotent responses that show
-    the customer (any caller's), and the Stripe events about their payments in the webhook inbox. The trial-once
-    marks (T5) are keyed hashes already and stay. A few set-based statements; repeating an erasure changes
-    nothing."""
+    the customer (any caller's), and the Stripe events about their payments and their gateway customer in the
+    webhook inbox. The trial-once marks (T5) are keyed hashes already and stay. A few set-based statements;
+    repeating an erasure changes nothing."""
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status == "erased":
         return customer
@@ -96,7 +95,7 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
     for table in (refunds, credit_entries):
         await _redact_column(conn, table, table.c.customer_id == customer.id, "reason", identifiers)
     await _scrub_stored_responses(conn, ctx, customer.id, identifiers)
-    await _scrub_webhook_inbox(conn, customer.id)
+    await _scrub_webhook_inbox(conn, customer.id, customer.gateway_customer_id)
     if customer.external_id:
         await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.caller == f"customer:{customer.external_id}"))
         alias = pseudonym(ctx.settings.identity_key, customer.external_id)
@@ -115,31 +114,22 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
 
 async def _redact_column(conn: AsyncConnection, table, where, column: str, identifiers: list) -> None:  # noqa: ANN001
     """D3: staff's free text about the person keeps its sense, not the person (policies.redact): one read of the
-    customer's rows, one statement for those that named them."""
+    customer's rows, one statement for those that named them. Any e-mail address in the customer's own records is
+    taken as theirs (perhaps one corrected since, D2, which the service no longer holds) and goes too."""
     rows = (await conn.execute(select(table.c.id, table.c[column]).where(where, table.c[column].is_not(None)))).all()
     changed = [{"b_id": row.id, "b_text": redacted} for row in rows
-               if (redacted := redact(row[1], identifiers)) != row[1]]
+               if (redacted := redact(row[1], identifiers, every_email=True)) != row[1]]
     if changed:
         await conn.execute(update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_text")}),
                            changed)
-
-
-def _scrub_document(value, customer_id: str, identifiers: list):  # noqa: ANN001, ANN202
-    if isinstance(value, dict):
-        scrubbed = {key: _scrub_document(item, customer_id, identifiers) for key, item in value.items()}
-        if scrubbed.get("object") == "customer" and scrubbed.get("id") == customer_id:
-            scrubbed.update(dict.fromkeys((field for field in _PERSONAL_FIELDS if field in scrubbed), None))
-        return scrubbed
-    if isinstance(value, list):
-        return [_scrub_document(item, customer_id, identifiers) for item in value]
-    return redact(value, identifiers) if isinstance(value, str) else value
 
 
 async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str,
                                   identifiers: list) -> None:
     """D3: a stored idempotent response that shows the customer (found by their id, which every object of theirs
     carries, whoever the caller) is kept, so a retry still replays instead of acting twice, but shows them as
-    erased: the Customer object's personal fields emptied, the identifiers in any text replaced."""
+    erased (policies.erase_from_response): the Customer object's personal fields emptied, the identifiers (and any
+    e-mail address) in free text replaced; ids, codes, statuses and timestamps exactly as they were."""
     body, pattern = idempotency_keys.c.response_body, f"%{customer_id}%"
     # bytea LIKE bytea on PostgreSQL; SQLite's LIKE reads a blob only once cast to text.
     mentions = (body.op("LIKE")(literal(pattern.encode(), LargeBinary)) if ctx.db.is_postgres
@@ -148,9 +138,11 @@ async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, custom
     changed = []
     for row in rows:
         try:
-            body = dumps(_scrub_document(orjson.loads(row.response_body), customer_id, identifiers))
+            body = dumps(erase_from_response(orjson.loads(row.response_body), customer_id, identifiers,
+                                             every_email=True))
         except orjson.JSONDecodeError:
-            body = (redact(row.response_body.decode("utf-8", "replace"), identifiers) or "").encode()
+            text_body = row.response_body.decode("utf-8", "replace")
+            body = (redact(text_body, identifiers, every_email=True) or "").encode()
         if body != row.response_body:
             changed.append({"b_caller": row.caller, "b_key": row.key, "b_body": body})
     if changed:
@@ -159,13 +151,17 @@ async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, custom
                            .values(response_body=bindparam("b_body")), changed)
 
 
-async def _scrub_webhook_inbox(conn: AsyncConnection, customer_id: str) -> None:
+async def _scrub_webhook_inbox(conn: AsyncConnection, customer_id: str, gateway_customer: str | None) -> None:
     """D3: Stripe's events about the customer's payments carry their e-mail and name (`receipt_email`,
-    `billing_details`): their payloads are emptied in one statement; the event id, type, object and outcome stay,
-    so a repeated delivery is still recognised."""
+    `billing_details`), and so do those about their gateway customer (`customer.*`, and `payment_method.*` whose
+    `customer` it is): their payloads are emptied in one statement; the event id, type, object and outcome stay,
+    so a repeated delivery is still recognised. (Events of types the service does not act on are stored without
+    their payload in the first place: app/webhooks/service.py.)"""
     their_intents = select(payments.c.gateway_payment_id).where(payments.c.customer_id == customer_id,
                                                                 payments.c.gateway_payment_id.is_not(None))
     about_intent = webhook_events.c.payload[("data", "object", "payment_intent")].as_string()
-    await conn.execute(update(webhook_events)
-                       .where(webhook_events.c.object_id.in_(their_intents) | about_intent.in_(their_intents))
-                       .values(payload={"erased": True}, note=None))
+    about_them = webhook_events.c.object_id.in_(their_intents) | about_intent.in_(their_intents)
+    if gateway_customer:
+        of_customer = webhook_events.c.payload[("data", "object", "customer")].as_string()
+        about_them = about_them | (webhook_events.c.object_id == gateway_customer) | (of_customer == gateway_customer)
+    await conn.execute(update(webhook_events).where(about_them).values(payload={"erased": True}, note=None))

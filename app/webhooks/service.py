@@ -152,9 +152,11 @@ async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
         async with ctx.db.transaction() as conn:
             now = await ctx.clock.now(conn)
             outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
+            # D3: the payload of a type nothing acts on (`customer.*`, `payment_method.*`: a name, an e-mail) is
+            # not kept; its id, type and outcome are, for dedupe.
             stored = await insert_ignoring_conflict(conn, webhook_events, {
                 "id": event.id, "type": event_type, "object_id": event.object_id, "received_at": now,
-                "outcome": outcome, "payload": event.payload, "note": None,
+                "outcome": outcome, "payload": event.payload if handler else {}, "note": None,
             }, conflict_on=["id"])
             if stored == 0:
                 raise _Duplicate

@@ -274,3 +274,145 @@ def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_boo
     for delivered in (evt, refunded_in_stripe):
         again = post_event(client, delivered, settings.stripe_webhook_secret)
         assert again.status_code == 200 and again.json()["duplicate"] is True
+
+
+AP_SUB, AP_NAME, AP_EMAIL, AP_OLD_EMAIL = "7", "Active Pro", "ap@example.org", "old.ap@example.org"
+
+
+def _whole_token(value: str) -> str:
+    import re
+
+    return rf"(?<![\w@+.-]){re.escape(value)}(?![\w@+-])"
+
+
+async def _scan_for_tokens(database_url: str, needles: list[str]) -> list[str]:
+    """Like `_scan_every_table`, for needles too short to look for as substrings ("7" is in every timestamp): where
+    does any of them occur as a whole token (not inside an id, a date or a number)?"""
+    import json
+    import re
+
+    from sqlalchemy import MetaData, select
+
+    from app.db import Database
+
+    db = Database(database_url, pool_size=1)
+    found = []
+    try:
+        async with db.read() as conn:
+            schema = MetaData()
+            await conn.run_sync(lambda sync: schema.reflect(sync))
+            for table in schema.sorted_tables:
+                for row in (await conn.execute(select(table))).mappings():
+                    for column, value in row.items():
+                        if value is None or isinstance(value, bool | int | float):
+                            continue  # a number is not a token of text ("amount": 7 is not the person)
+                        if isinstance(value, bytes | bytearray | memoryview):
+                            value = bytes(value).decode("utf-8", "replace")
+                        elif isinstance(value, dict | list):
+                            value = json.dumps(value, ensure_ascii=False)
+                        value = str(value)
+                        found += [f"{table.name}.{column}: {needle!r} in {value[:200]!r}" for needle in needles
+                                  if re.search(_whole_token(needle), value, flags=re.IGNORECASE)]
+    finally:
+        await db.dispose()
+    return found
+
+
+def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and_codes(client, settings,
+                                                                                      database_url):
+    """D3: a customer whose token `sub` is "7" and whose name is "Active Pro" is erased: no copy of the name, the
+    e-mails (the current one and one corrected before, D2) or the external id is left anywhere, the Stripe
+    `customer.*` and `payment_method.*` events about their gateway customer included, while the ops callers'
+    replayed responses keep every id, timestamp, status and plan code exactly as first answered (only the personal
+    fields and the free text naming the person change)."""
+    import asyncio
+
+    from tests.support.webhooks import event, intent_event, post_event
+
+    make_plan(client, amount=2000)
+    me = customer_headers(AP_SUB)
+    created = client.post("/v1/customers", json={"email": AP_OLD_EMAIL, "name": AP_NAME, "country": "US"},
+                          headers=me)
+    assert created.status_code == 201, created.text
+    ap = created.json()
+    cid = ap["id"]
+    assert client.patch(f"/v1/customers/{cid}", json={"email": AP_EMAIL}, headers=me).status_code == 200
+    sub = buy(client, ap)
+    [payment] = payments_of(client, ap)
+    # Stripe tells us about the gateway customer and its card: both events carry the name and the e-mail.
+    gateway_customer = f"cus_sandbox_{cid}"
+    stripe_customer = {"id": gateway_customer, "object": "customer", "email": AP_EMAIL, "name": AP_NAME,
+                       "metadata": {"billing_customer_id": cid}}
+    card = {"id": "pm_ap_1", "object": "payment_method", "customer": gateway_customer, "type": "card",
+            "billing_details": {"email": AP_EMAIL, "name": AP_NAME, "address": {"country": "US"}}}
+    # A payment taken in Stripe's dashboard, not by the service: an event it acts on, about an intent it does not
+    # know, linked to the person only by the gateway customer (and naming them).
+    dashboard = intent_event("payment_intent.succeeded", "pi_dashboard_ap", amount=500)
+    dashboard["data"]["object"].update(customer=gateway_customer, receipt_email=AP_EMAIL)
+    delivered = [event("customer.updated", stripe_customer), event("payment_method.attached", card), dashboard]
+    for evt in delivered:
+        assert post_event(client, evt, settings.stripe_webhook_secret).status_code == 200
+    # Ops act with idempotency keys; what staff type names the person (and the address they used before, D2).
+    ops = ops_headers()
+    reason = f"{AP_NAME} <{AP_OLD_EMAIL}> asked on 2030-07-17 (ticket {AP_SUB}); pro-monthly kept"
+    first = {
+        "rf-7": client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 700, "reason": reason},
+                            headers={**ops, "Idempotency-Key": "rf-7"}),
+        "cr-7": client.post(f"/v1/customers/{cid}/credits", json={"amount": 300, "currency": "usd",
+                                                                   "reason": reason},
+                            headers={**ops, "Idempotency-Key": "cr-7"}),
+        "sp-7": client.post(f"/v1/customers/{cid}/suspend", json={"reason": reason},
+                            headers={**ops, "Idempotency-Key": "sp-7"}),
+        "cn-7": client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers={**ops, "Idempotency-Key": "cn-7"}),
+    }
+    assert [r.status_code for r in first.values()] == [201, 201, 200, 200], [r.text for r in first.values()]
+    assert first["cn-7"].json()["plan"] == "pro-monthly" and first["sp-7"].json()["email"] == AP_EMAIL
+    needles = [AP_NAME, AP_EMAIL, AP_OLD_EMAIL]
+    assert asyncio.run(_scan_every_table(database_url, needles))  # the scans see them before the erasure
+    assert asyncio.run(_scan_for_tokens(database_url, [AP_SUB]))
+
+    assert client.delete(f"/v1/customers/{cid}", headers=me).status_code == 200
+
+    left = asyncio.run(_scan_every_table(database_url, needles)) + asyncio.run(_scan_for_tokens(database_url,
+                                                                                                [AP_SUB]))
+    assert left == [], "\n".join(left)
+    erased_reason = "[erased] <[erased]> asked on 2030-07-17 (ticket [erased]); pro-monthly kept"
+    personal = {"email", "name", "external_id", "country"}
+    for key, original in first.items():
+        path = original.request.url.path
+        body = {} if key == "cn-7" else {"amount": 700, "reason": reason} if key == "rf-7" else (
+            {"amount": 300, "currency": "usd", "reason": reason} if key == "cr-7" else {"reason": reason})
+        replay = client.post(path, json=body or None, headers={**ops, "Idempotency-Key": key})
+        assert replay.status_code == original.status_code and replay.headers.get("idempotent-replayed") == "true"
+        before, after = original.json(), replay.json()
+        assert set(after) == set(before), key
+        for field, value in before.items():
+            if field == "reason":
+                assert after[field] == erased_reason, (key, after[field])
+            elif field in personal and before.get("object") == "customer":
+                assert after[field] is None, (key, field)
+            else:  # ids, timestamps, statuses, codes and amounts: exactly as first answered
+                assert after[field] == value, (key, field, value, after[field])
+    # The inbox still knows the events (a repeated delivery is recognised).
+    for evt in delivered:
+        again = post_event(client, evt, settings.stripe_webhook_secret)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+
+
+def test_D3_an_event_the_service_does_not_act_on_is_kept_without_its_payload(client, settings, database_url):
+    """D3 (data minimisation): a signed Stripe event of a type the service ignores (`customer.updated`, here about
+    a gateway customer the service does not even know) names a person; the inbox keeps its id, type and outcome,
+    so a repeated delivery is still recognised, but never the name or the e-mail: no later erasure could find them."""
+    import asyncio
+
+    from tests.support.webhooks import event, post_event
+
+    stranger = {"id": "cus_stripe_zz", "object": "customer", "email": "zz.top@example.org", "name": "Zora Zeppelin",
+                "metadata": {}}
+    delivered = event("customer.updated", stranger)
+    first = post_event(client, delivered, settings.stripe_webhook_secret)
+    assert first.status_code == 200 and first.json()["outcome"] == "ignored", first.text
+    left = asyncio.run(_scan_every_table(database_url, ["zz.top@example.org", "Zora Zeppelin"]))
+    assert left == [], "\n".join(left)
+    again = post_event(client, delivered, settings.stripe_webhook_secret)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
