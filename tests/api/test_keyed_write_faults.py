@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 import app.refunds.service as refund_service
 import app.subscriptions.service as subscription_service
 from tests.api.test_ops_actions import buy, payments_of
 from tests.conftest import START, customer_headers, make_customer, make_plan, move_clock, ops_headers, run_due
+from tests.support.cutting_proxy import CuttingProxy
 
 
 def _fail_once(monkeypatch, module, name: str) -> list[int]:  # noqa: ANN001
@@ -163,3 +165,51 @@ def test_keyed_requests_failing_in_an_outage_leave_one_bookkeeping_worker_that_f
         assert ctx.bookkeeping.running
     assert not ctx.bookkeeping.running
     assert ctx.bookkeeping.pending == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("cut", ["before", "after"])
+def test_R2_a_keyed_refund_whose_last_commit_was_cut_has_one_refund_when_retried_with_its_key(
+        clean_db: str, is_postgres: bool, cut: str) -> None:
+    """R2 on PostgreSQL, the connection cut at the COMMIT that records the gateway's answer (`before`: it never
+    reached the server; `after`: it committed, its answer lost), the reservation and the gateway's refund having
+    committed before it. The client gets 503 and retries with its key: one refund of 500 either way, completed,
+    never a second one reserved (before the fix, `before` freed the key: a new refund, 1000 reserved)."""
+    if not is_postgres:
+        pytest.skip("a connection cut mid-COMMIT is proven on PostgreSQL")
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    with CuttingProxy(clean_db) as proxy, \
+            TestClient(create_app(make_settings(proxy.url())), raise_server_exceptions=False) as client:
+        client.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())
+        make_plan(client, amount=2000)
+        alice = make_customer(client, "alice")
+        buy(client, alice)
+        [payment] = payments_of(client, alice)
+        gateway = client.app.state.ctx.gateway
+        real_refund = gateway.refund
+
+        async def refund_then_arm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            result = await real_refund(*args, **kwargs)
+            if not proxy.cuts:
+                proxy.arm(cut)  # the next COMMIT is the one recording this answer
+            return result
+
+        gateway.refund = refund_then_arm
+        path = f"/v1/payments/{payment['id']}/refunds"
+        grant = {"json": {"amount": 500, "reason": "goodwill"},
+                 "headers": {**ops_headers(), "Idempotency-Key": f"refund-cut-{cut}"}}
+        first = client.post(path, **grant)
+        assert proxy.cuts == 1
+        assert (first.status_code, first.json()["code"]) == (503, "database_unavailable"), first.text
+        deadline = time.monotonic() + 10
+        while (retry := client.post(path, **grant)).status_code == 409 \
+                and retry.json()["code"] == "idempotency_key_in_use":
+            assert time.monotonic() < deadline, "the key was never settled"
+            time.sleep(0.1)
+        assert retry.status_code == 201, retry.text
+        refunds = client.get(path, headers=ops_headers()).json()["data"]
+        assert [(r["id"], r["amount"], r["status"]) for r in refunds] == [(retry.json()["id"], 500, "succeeded")]
+        [after] = payments_of(client, alice)
+        assert after["refunded_amount"] == 500
