@@ -107,6 +107,26 @@ def test_B1_a_keyed_purchase_charged_whose_outcome_was_lost_starts_when_retried_
     assert (third.status_code, third.headers.get("idempotent-replayed")) == (201, "true")
 
 
+def test_C1_a_keyed_cancellation_that_failed_after_committing_is_not_run_again_by_its_retry(client, monkeypatch):
+    """C1: the cancellation of an unpaid purchase committed, then the database was lost (503) before the dropped
+    PaymentIntent's cancellation at the gateway was noted. The key is not freed for a second run (which would
+    answer 409 `subscription_ended` as if the first had failed): the retry answers 409
+    `idempotency_response_lost`, the effect there once; a cancellation is not a request that resumes."""
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    pending = buy(client, alice, method="pm_card_authenticationRequired")
+    assert pending["status"] == "incomplete"
+    _fail_once(monkeypatch, subscription_service, "cancel_at_gateway")
+    headers = {**customer_headers("alice"), "Idempotency-Key": "cancel-1"}
+    path = f"/v1/subscriptions/{pending['id']}/cancel"
+    first = client.post(path, headers=headers)
+    assert (first.status_code, first.json()["code"]) == (503, "database_unavailable"), first.text
+    retry = client.post(path, headers=headers)
+    assert (retry.status_code, retry.json()["code"]) == (409, "idempotency_response_lost"), retry.text
+    subscription = client.get(f"/v1/subscriptions/{pending['id']}", headers=customer_headers("alice")).json()
+    assert subscription["status"] == "canceled"
+
+
 def _outage(monkeypatch, db) -> dict:  # noqa: ANN001
     """While `state["down"]`, every use of `db` fails as an unreachable database does (connection refused)."""
     state = {"down": False}
