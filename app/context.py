@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.bookkeeping import Bookkeeping
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.db import Database
@@ -85,6 +86,8 @@ class AppContext:
     mailer: Mailer
     gateway: PaymentGateway
     shutdown: Shutdown = field(default_factory=Shutdown)
+    # the idempotency keys' bookkeeping retried in the background (one worker: app/bookkeeping.py)
+    bookkeeping: Bookkeeping = field(default_factory=Bookkeeping)
 
 
 async def get_ctx(request: Request) -> AppContext:  # async: no thread-pool hop per request

@@ -5,29 +5,40 @@ Keys are stored per caller (role and `sub` of the verified token) and kept at le
 
 A pure ASGI middleware, so the response is captured exactly as sent. Unexpected errors (500 or an exception), an
 unreachable gateway (503) and transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key
-before the answer leaves: our transactions rolled back or changed nothing, and every money movement carries its own
-gateway idempotency key, so the retry is safe. Every other answer is kept and replayed.
+before the answer leaves when none of the request's transactions committed: nothing changed, and every money
+movement carries its own gateway idempotency key, so the retry is safe. Every other answer is kept and replayed.
+
+A request that fails after one of its transactions committed (a purchase or a refund runs several around the
+gateway call: reserve, call, record) has changed something, so its key is never simply freed. Its witness
+(`last_commit`, below) is read back. Nothing committed: released. Something did, and the request is `resumable()`
+(its use case, repeated, finds what the first attempt left and completes it: a refund by its `request_key`, a
+purchase by its unanswered first payment): the key is kept and marked abandoned, so the retry with the same key
+and body takes it over and runs the request again (`resumed()` tells it so), while another body is still 422.
+Something did and the request is not resumable: the key is completed with 409 `idempotency_response_lost`, one
+effect, as below.
 
 When the database fails (app/availability.py answers 503 `database_unavailable`), an exception leaves the app
-instead of an answer, and the key is released as for an error answer: nothing was committed. The subtle case is a
+instead of an answer, and the key is settled as for an error answer. The subtle case is a
 COMMIT that was sent and never answered (the connection lost in between: `CommitOutcomeUnknown`): it may have
 committed, and a retry that ran the request again could do it twice. So each transaction of a request with a key
 records, in itself, its number within the request (`last_commit`, one UPDATE before COMMIT; requests without a key
 pay nothing). After an unknown COMMIT the key stays `in_progress` (a retry meanwhile: 409
 `idempotency_key_in_use`) until the database answers again; then the witness tells: not committed, the key is
-released and the retry runs the request; committed, the effect is there once and the retry replays 409
-`idempotency_response_lost` (the first response was never made; the client looks the result up). Either way one
-effect. A release, a settling, or the storing of an answer already sent that cannot reach the database is tried
-again in the background every half second (for at most ABANDONED_AFTER), so a retry soon after the database's
-return finds the key settled. A release deletes only this request's own claim (matched by the time it was
-claimed), never a later one by the client's retry."""
+released and the retry runs the request; committed (this transaction or an earlier one of the request), the effect
+is there once and the retry resumes it (a resumable request) or replays 409 `idempotency_response_lost` (the first
+response was never made; the client looks the result up). Either way one effect. A release, a settling, or the
+storing of an answer already sent that cannot reach the database is queued for the app's one bookkeeping worker
+(app/bookkeeping.py: retried with back-off, for at most ABANDONED_AFTER), so a retry soon after the database's
+return finds the key settled. A release or settling touches only this request's own claim (matched by the time it
+was claimed), never a later one by the client's retry."""
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import datetime as _dt
 import hashlib
 import logging
+from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import bindparam, delete, select, update
@@ -50,9 +61,37 @@ _COMPLETE = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.ke
     response_body=bindparam("b_body"))
 _WITNESS = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
     last_commit=bindparam("b_n"))
-RETRY_EVERY_SECONDS = 0.5  # a release or store that found the database unreachable is tried again this often
 log = logging.getLogger("billing.idempotency")
-_pending: set[asyncio.Task] = set()  # those retries, referenced until done
+
+
+@dataclass
+class KeyedRequest:
+    """The request with an Idempotency-Key being served (see `resumable` and `resumed`)."""
+
+    caller: str
+    key: str
+    resumed: bool  # it took over the key of an earlier attempt that failed after committing something
+    resumable: bool = False  # its use case said a repeat completes it rather than doing it twice
+
+
+_current: contextvars.ContextVar[KeyedRequest | None] = contextvars.ContextVar("keyed_request", default=None)
+
+
+def resumable() -> KeyedRequest | None:
+    """Declared by a use case that, repeated with the same key after failing partway (some of its transactions
+    committed), finds what the first attempt left and completes it, never doing it twice: the key is then kept for
+    that retry rather than completed with 409 `idempotency_response_lost`. Returns the keyed request, if any."""
+    request = _current.get()
+    if request is not None:
+        request.resumable = True
+    return request
+
+
+def resumed() -> bool:
+    """Whether this request took over its key from an earlier attempt that failed after committing something
+    (that attempt has ended: whatever it held for itself, a purchase's lease say, is not in flight any more)."""
+    request = _current.get()
+    return request is not None and request.resumed
 
 
 class IdempotencyMiddleware:
@@ -89,10 +128,21 @@ class IdempotencyMiddleware:
             refusal = await _claim(ctx, caller, key, fingerprint, claimed_at, legacy)
         except Exception as exc:
             if unavailable(exc):  # the claim may have been written and its answer lost: free it when possible
-                _later(_release, ctx, caller, key, claimed_at)
+                _later(ctx, ("release", caller, key, claimed_at), _release, ctx, caller, key, claimed_at)
             raise
-        if refusal is not None:
+        if isinstance(refusal, bool):
+            request = KeyedRequest(caller, key, resumed=refusal)
+        else:
             return await refusal(scope, receive, send)
+        transactions = 0
+
+        async def settle() -> None:
+            """After a failure: free the key if none of the request's transactions committed, else settle it."""
+            if transactions == 0:
+                await _release_now_or_later(ctx, caller, key, claimed_at)
+            else:
+                await _now_or_later(ctx, ("settle", caller, key, claimed_at), _settle, ctx, caller, key, claimed_at,
+                                    request.resumable)
 
         captured: dict = {"status": 500, "headers": [], "body": bytearray(), "released": False}
 
@@ -101,8 +151,8 @@ class IdempotencyMiddleware:
                 captured["status"] = message["status"]
                 captured["headers"] = message.get("headers", [])
                 if _releases(message["status"], captured["headers"]):
-                    # Freed before the client hears back, so the retry it makes at once finds the key free.
-                    await _release_now_or_later(ctx, caller, key, claimed_at)
+                    # Settled before the client hears back, so the retry it makes at once finds the key free.
+                    await settle()
                     captured["released"] = True
             elif message["type"] == "http.response.body":
                 captured["body"] += message.get("body", b"")
@@ -117,14 +167,13 @@ class IdempotencyMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        transactions = 0
-
         async def witness(conn) -> None:  # noqa: ANN001 - in each of the request's transactions, before COMMIT
             nonlocal transactions
             transactions += 1
             await conn.execute(_WITNESS, {"b_caller": caller, "b_key": key, "b_n": transactions})
 
         witnessing = before_commit.set(witness)
+        serving = _current.set(request)
         try:
             await self.app(scope, replay_body, capture)
         except BaseException as exc:
@@ -134,11 +183,10 @@ class IdempotencyMiddleware:
                 # Its last transaction may have committed: settled once the database tells (module docstring).
                 log.warning("COMMIT outcome unknown; the key waits for the database",
                             extra={"caller": caller, "idempotency_key": key})
-                _later(_settle_unknown, ctx, caller, key, claimed_at, transactions)
-                raise
-            await _release_now_or_later(ctx, caller, key, claimed_at)
+            await settle()
             raise
         finally:
+            _current.reset(serving)
             before_commit.reset(witnessing)
         if captured["released"]:
             return
@@ -151,7 +199,7 @@ class IdempotencyMiddleware:
         except Exception as exc:
             if not unavailable(exc):
                 raise
-            _later(_complete, ctx, values)  # the client has its answer; a retry will find it stored
+            _later(ctx, ("complete", caller, key), _complete, ctx, values)  # the client has its answer already
 
 
 async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
@@ -166,31 +214,26 @@ def _chain(exc: BaseException):  # noqa: ANN202
 
 
 async def _release_now_or_later(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
+    await _now_or_later(ctx, ("release", caller, key, claimed_at), _release, ctx, caller, key, claimed_at)
+
+
+async def _now_or_later(ctx, what: tuple, operation, *args) -> None:  # noqa: ANN001
+    """`operation(*args)` now, or, if the database cannot be reached, queued for the bookkeeping worker."""
+    witnessing = before_commit.set(None)  # bookkeeping is not one of the request's transactions
     try:
-        await _release(ctx, caller, key, claimed_at)
+        await operation(*args)
     except Exception as exc:
         if not unavailable(exc):
             raise
-        _later(_release, ctx, caller, key, claimed_at)
+        _later(ctx, what, operation, *args)
+    finally:
+        before_commit.reset(witnessing)
 
 
-def _later(operation, *args) -> None:  # noqa: ANN001
-    """Run `operation(*args)` in the background until the database lets it through (or ABANDONED_AFTER)."""
-    async def attempts() -> None:
-        before_commit.set(None)  # the task copied the request's context: its transactions are not the request's
-        for _ in range(int(ABANDONED_AFTER.total_seconds() / RETRY_EVERY_SECONDS)):
-            await asyncio.sleep(RETRY_EVERY_SECONDS)
-            try:
-                await operation(*args)
-                return
-            except Exception as exc:
-                if not unavailable(exc):
-                    log.exception("idempotency key bookkeeping failed", exc_info=exc)
-                    return
-
-    task = asyncio.get_running_loop().create_task(attempts())
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+def _later(ctx, what: tuple, operation, *args) -> None:  # noqa: ANN001
+    """Hand `operation(*args)` to the app's one bookkeeping worker (app/bookkeeping.py), which tries it until the
+    database lets it through (or ABANDONED_AFTER); `what` names it (the same operation queued twice is tried once)."""
+    ctx.bookkeeping.submit(what, operation, *args)
 
 
 def _canonical(body: bytes) -> bytes:
@@ -247,7 +290,8 @@ async def _read_body(receive: Receive) -> bytes:
 
 async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime,  # noqa: ANN001
                  legacy: str | None = None):
-    """Take the key for this request (claimed at `now`), or return the response that refuses or replays it.
+    """Take the key for this request (claimed at `now`): False, or True when it takes over the key of an attempt
+    that failed after committing something (see `resumed`); or return the response that refuses or replays it.
     `legacy`: the request's raw-bytes fingerprint, as the release before canonical bodies stored it (see
     `_fingerprints`)."""
     fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
@@ -256,7 +300,7 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime
     while True:
         async with ctx.db.autocommit() as conn:
             if await insert_ignoring_conflict(conn, keys, fresh) == 1:
-                return None  # the usual case: a new key, one statement, no transaction round trips
+                return False  # the usual case: a new key, one statement, no transaction round trips
         async with ctx.db.transaction() as conn:
             row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key)
                                       .with_for_update())).first()
@@ -264,7 +308,7 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime
                 continue  # released or purged since the insert found it: claim it again
             if row.expires_at <= now:  # a key past its retention is a new key
                 await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
-                return None
+                return False
             if row.request_hash != fingerprint and (legacy is None or row.request_hash != legacy):
                 return problem_response("idempotency_key_reused",
                                         "this Idempotency-Key was used with a different request")
@@ -274,27 +318,32 @@ async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime
                                             "the first request with this key is still running")
                 await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
                                    .values(created_at=now, last_commit=None))
-                return None
+                return True
             break
     response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-async def _settle_unknown(ctx, caller: str, key: str, claimed_at: _dt.datetime,  # noqa: ANN001
-                          transaction: int) -> None:
-    """After a COMMIT whose answer was lost: did the request's `transaction`-th transaction commit (its witness,
-    `last_commit`, says)? No: the key is released and the client's retry runs the request. Yes: its effect is
-    there, once; the key is completed with 409 `idempotency_response_lost` for the retry to replay (the first
-    response was never made), so it is not made twice."""
+async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumable: bool) -> None:  # noqa: ANN001
+    """After a request failed (an error, an exception, a COMMIT whose answer was lost) having run transactions: did
+    any of them commit (its witness, `last_commit`, says; the row lock waits out one still being rolled back)? No:
+    the key is released and the client's retry runs the request. Yes, and the request is resumable: the key is kept
+    and marked abandoned, for the retry with the same body to take over and complete the request. Yes, and it is
+    not: its effect is there, once; the key is completed with 409 `idempotency_response_lost` for the retry to
+    replay (the first response was never made), so it is not made twice."""
     async with ctx.db.transaction() as conn:
         row = (await conn.execute(select(keys.c.last_commit).where(
             keys.c.caller == caller, keys.c.key == key, keys.c.status == "in_progress",
             keys.c.created_at == claimed_at).with_for_update())).first()
         if row is None:
             return
-        if row.last_commit != transaction:
+        if row.last_commit is None:
             await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
+            return
+        if resumable:
+            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
+                               .values(created_at=claimed_at - ABANDONED_AFTER))
             return
         response = problem_response("idempotency_response_lost", "the first request with this key took effect, "
                                     "but its response was lost with the database connection; look the result up")

@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
         finally:
             if scheduler is not None:  # the running batch finishes first (bounded), then gateway and database
                 await scheduler.stop()
+            await ctx.bookkeeping.aclose()  # the keys' pending bookkeeping: a last attempt, before the database
             await ctx.gateway.aclose()
             await ctx.db.dispose()
 

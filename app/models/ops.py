@@ -38,11 +38,15 @@ refunds = Table(
     # refund. A refund still pending 5 minutes of real time after that got no answer and is sent again with its
     # key; setting it again before re-sending is the retry job's lease. Null for refunds recorded from the gateway.
     Column("gateway_attempted_at", UTCDateTime, nullable=True),
+    # R2: an ops refund asked for with an Idempotency-Key: a digest of the caller, the key and the payment, so that
+    # the request repeated after a fault partway through finds this refund and completes it (never a second one).
+    Column("request_key", String(64), nullable=True),
     CheckConstraint("amount >= 1", name="amount_positive"),
     CheckConstraint("source IN ('ops', 'gateway', 'correction')", name="source"),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     Index("ix_refunds_pending", "gateway_attempted_at", sqlite_where=text("status = 'pending'"),
           postgresql_where=text("status = 'pending'")),
+    Index("uq_refunds_request_key", "request_key", unique=True),
 )
 
 # Append-only ledger: a grant is positive; spending on a charge and forfeiture on termination are negative.

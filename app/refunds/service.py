@@ -13,11 +13,17 @@ payment's (`correction_refund_id`), so it can be booked only once and sent any n
 A refund whose gateway call got no answer stays `pending` and is sent again, with the same key, by the retry job.
 "Got no answer" is measured in real time (`gateway_attempted_at`, from the system clock, like the work leases),
 never on the business clock: the sandbox clock can move days while a call is still under way.
+
+A refund asked for with an `Idempotency-Key` records which request made it (`request_key`: caller, key, payment).
+If that request fails after its reservation committed (the database lost before the gateway's answer is recorded),
+its key is kept for the retry (app/idempotency.py, `resumable`), and the retry finds this refund instead of
+reserving another: it sends it again with the same gateway key (which never refunds twice) and records the answer.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import logging
 
 from sqlalchemy import bindparam, insert, or_, select, update
@@ -35,6 +41,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.gateways.base import GatewayError, GatewayUnavailable, RefundResult
+from app.idempotency import resumable
 from app.ids import new_id
 from app.models import payments, refunds
 from app.notices import templates
@@ -53,10 +60,14 @@ class RefundFailed(DomainError):
 
 
 async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal, payment_id: str,
-                   body: RefundCreate):
+                   body: RefundCreate, request_key: str | None):
     principal.require_ops()
     await payment_repo.get_visible(conn, principal, payment_id)
     payment = (await conn.execute(select(payments).where(payments.c.id == payment_id).with_for_update())).one()
+    if request_key is not None:  # the same request again, after it failed partway: its refund, not a second one
+        made = (await conn.execute(select(refunds).where(refunds.c.request_key == request_key))).first()
+        if made is not None:
+            return made.id, payment, made
     if payment.status != "succeeded":
         raise PaymentNotRefundable(f"payment {payment.id} is {payment.status}")
     decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
@@ -71,14 +82,15 @@ async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal,
         id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=body.amount,
         currency=payment.currency, reason=body.reason, created_by=principal.sub, source="ops", status="pending",
         gateway_refund_id=None, failure_reason=None, policy_version=policy.version, created_at=now, updated_at=now,
-        gateway_attempted_at=ctx.system_clock.wall()))  # the gateway is called as soon as this commits
+        gateway_attempted_at=ctx.system_clock.wall(),  # the gateway is called as soon as this commits
+        request_key=request_key))
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now))
     await record(conn, principal, "refund.requested", now, subject_type="refund", subject_id=refund_id,
                  customer_id=payment.customer_id, reason=body.reason, policy_version=policy.version,
                  data={"payment_id": payment.id, "amount": body.amount, "currency": payment.currency,
                        "refunded_before": payment.refunded_amount, "paid": payment.amount})
-    return refund_id, payment
+    return refund_id, payment, None
 
 
 async def settle_refund(conn: AsyncConnection, ctx: AppContext, refund_id: str, result: RefundResult | None,
@@ -162,9 +174,20 @@ async def send_corrections(ctx: AppContext, gateway_payment_id: str) -> None:
         await send_refund(ctx, item.id, item.gateway_payment_id, item.amount)
 
 
+def _request_key(caller: str, key: str, payment_id: str) -> str:
+    """R2: the refund request made with this Idempotency-Key by this caller for this payment (see module doc)."""
+    return hashlib.sha256(f"{caller}\0{key}\0{payment_id}".encode()).hexdigest()
+
+
 async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate):
+    keyed = resumable()  # a repeat with the same key completes this refund (module docstring)
+    request_key = None if keyed is None else _request_key(keyed.caller, keyed.key, payment_id)
     async with ctx.db.transaction() as conn:
-        refund_id, payment = await _reserve(conn, ctx, principal, payment_id, body)
+        refund_id, payment, made = await _reserve(conn, ctx, principal, payment_id, body, request_key)
+    if made is not None and made.status != "pending":  # settled by the first attempt, or by the retry job since
+        if made.status == "failed":
+            raise RefundFailed(f"the gateway refused the refund: {made.failure_reason}", refund_id=refund_id)
+        return made
     error = None
     try:
         result = await ctx.gateway.refund(payment.gateway_payment_id, body.amount, idempotency_key=refund_id)

@@ -21,6 +21,7 @@ from app.errors import (
     SubscriptionExists,
 )
 from app.gateways.base import GatewayUnavailable
+from app.idempotency import resumable, resumed
 from app.ids import new_id
 from app.models import customers, payments, subscriptions
 from app.notices import templates
@@ -51,7 +52,10 @@ async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: 
 
 
 async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCreate) -> tuple[object, str | None]:
-    """B1: charge the first period now; the subscription starts only when that payment succeeds."""
+    """B1: charge the first period now; the subscription starts only when that payment succeeds. Repeated with the
+    same Idempotency-Key after failing partway (the charge made, its outcome not recorded), it charges the
+    unanswered first payment again with the same gateway key, which answers with the first charge's result."""
+    resumable()
     gateway_customer = await _gateway_customer(ctx, principal, body.customer_id)
     async with ctx.db.transaction() as conn:
         customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
@@ -62,7 +66,8 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
         now = await ctx.clock.now(conn)
         wall = ctx.system_clock.wall()
-        if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall):
+        # A retry with the key of the attempt that holds the lease: that attempt has ended (app/idempotency.py).
+        if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall or resumed()):
             # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
             # which returns the first charge's result if it went through, instead of refusing or charging twice.
             sub_id, payment_row = live.id, unanswered
