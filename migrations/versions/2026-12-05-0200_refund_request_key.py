@@ -2,7 +2,7 @@
 digest of the caller, the key and the payment), so that the request repeated after a fault partway through (the
 reservation committed, the outcome not) finds the same refund and completes it instead of making a second one.
 
-Revision ID: h15_refund_request_key
+Revision ID: 0011_refund_request_key
 Revises: 0010_idempotency_witness
 Created: 2026-12-05 02:00:00+00:00
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "h15_refund_request_key"
+revision = "0011_refund_request_key"
 down_revision = "0010_idempotency_witness"
 branch_labels = None
 depends_on = None
