@@ -1,8 +1,9 @@
 """B1: a purchase that failed or was abandoned has its PaymentIntent cancelled at the gateway, so that it can no
 longer succeed; one that succeeds all the same is refunded in full (`app.refunds.service.book_correction`).
 
-Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the failure webhook, the
-expiry job, a cancellation; a termination or erasure too) marks its payment in that transaction
+Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the expiry job, a
+cancellation; a termination or erasure too; the failure webhook cancels first and lets the answer decide, see
+`app.webhooks.service._cancel_before_failing`) marks its payment in that transaction
 (`payments.gateway_cancel_due_at`, real time) and, but for termination and erasure (left to the job), calls
 `cancel_at_gateway` for it once the transaction has committed: the gateway is called outside any transaction.
 The mark stays until the gateway has answered, so a cancellation that got no answer (or a crash before the call) is

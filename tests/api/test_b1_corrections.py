@@ -242,3 +242,40 @@ def test_B1_R2_a_renewal_that_succeeds_after_the_end_is_booked_for_ops_not_refun
     assert payment(client, renewal["id"])["status"] == "succeeded"
     assert refunds_of(client, renewal["id"]) == [] and gateway.refunds == []
     assert notices_of(client, alice, "payment_refunded") == []
+
+
+def test_B1_a_stale_failure_event_after_the_retry_succeeded_at_the_gateway_grants_the_purchase(service):
+    """B1 (review finding 2): the customer's first 3-D Secure attempt fails, their retry on the same PaymentIntent
+    succeeds at the gateway, and Stripe delivers the first attempt's payment_failed before the success. The
+    intent's state decides, not the order of delivery: the purchase is paid and starts; nothing is refunded and
+    the customer is told of no failure."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    intent = pending["gateway_payment_id"]
+    client.portal.call(gateway.complete_action, intent)  # the retry succeeded at the gateway (Stripe.js)
+    stale = send(client, secret, FAILED, intent, decline_code="authentication_failed")
+    assert stale["outcome"] == "succeeded_at_gateway"
+    assert send(client, secret, SUCCEEDED, intent)["outcome"] == "already_applied"
+    run_due(client)
+    started = subscription(client, sub["id"])
+    assert started["status"] == "active" and started["current_period_start"] is not None
+    assert payment(client, pending["id"])["status"] == "succeeded"
+    assert payment(client, pending["id"])["refunded_amount"] == 0
+    assert refunds_of(client, pending["id"]) == [] and gateway.refunds == []
+    assert access_of(client, alice)["has_access"] is True
+    types = notice_types(client, alice)
+    assert "payment_failed" not in types and "payment_refunded" not in types and "receipt" in types
+    assert audit(client, "refund.correction_requested") == []
+
+
+def test_B1_a_failure_event_cancels_the_intent_before_failing_the_purchase(service):
+    """B1: a purchase is failed by its payment_failed only once the gateway has cancelled its PaymentIntent (one
+    call, under the payment's cancellation key); a success reported after that is a B1 correction."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    intent = pending["gateway_payment_id"]
+    assert send(client, secret, FAILED, intent)["outcome"] == "applied"
+    assert gateway.cancels == [(intent, f"cancel:{pending['id']}")]
+    assert subscription(client, sub["id"])["status"] == "canceled"
+    assert payment(client, pending["id"])["status"] == "failed"
+    assert run_due(client)["payment_cancellations"] == 0 and len(gateway.cancels) == 1
