@@ -279,3 +279,78 @@ def test_B1_a_failure_event_cancels_the_intent_before_failing_the_purchase(servi
     assert subscription(client, sub["id"])["status"] == "canceled"
     assert payment(client, pending["id"])["status"] == "failed"
     assert run_due(client)["payment_cancellations"] == 0 and len(gateway.cancels) == 1
+
+
+def _dashboard_refund_event(paid: dict, refund_id: str, amount: int) -> dict:
+    """Stripe's `charge.refunded` for a refund made in its dashboard (no metadata of ours)."""
+    from tests.support.webhooks import event
+
+    pi = paid["gateway_payment_id"]
+    refund = {"id": refund_id, "object": "refund", "amount": amount, "currency": paid["currency"],
+              "status": "succeeded", "metadata": {}, "payment_intent": pi, "charge": "ch_dashboard"}
+    return event("charge.refunded", {
+        "id": "ch_dashboard", "object": "charge", "amount": paid["amount"], "amount_refunded": amount,
+        "currency": paid["currency"], "payment_intent": pi, "refunded": amount >= paid["amount"], "metadata": {},
+        "refunds": {"object": "list", "data": [refund], "has_more": False, "url": "/v1/charges/ch_dashboard/refunds"}})
+
+
+def test_R2_a_dashboard_refund_is_recorded_while_a_pending_refund_of_ours_is_reserved(service, wall):
+    """R2 (review finding 8): paid 2000; an ops refund of 1500 got no answer from the gateway (pending, reserved);
+    staff refund 1000 in Stripe's dashboard. The `charge.refunded` is a fact: 200, recorded. The 1500 can no longer
+    be made (only 1000 is left at the gateway): it is failed with its reason, flagged in the audit log, its
+    reservation released, and the retry job never sends it again."""
+    client, gateway, secret = service
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    buy(client, alice)
+    [paid] = payments_of(client, alice)
+    gateway.refund_down = True
+    pending = client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 1500, "reason": "goodwill"},
+                          headers=ops_headers())
+    assert pending.status_code in (201, 202), pending.text
+    [ours] = refunds_of(client, paid["id"])
+    assert ours["status"] == "pending" and payment(client, paid["id"])["refunded_amount"] == 1500
+    gateway.refund_down = False
+    made = client.portal.call(gateway.inner.refund, paid["gateway_payment_id"], 1000, "dashboard-1")
+    assert made.status == "succeeded"  # the sandbox's books: 1000 refunded, 1000 left
+    reply = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert reply.status_code == 200 and reply.json()["outcome"] == "applied", reply.text
+    by_source = {r["source"]: r for r in refunds_of(client, paid["id"])}
+    assert (by_source["gateway"]["amount"], by_source["gateway"]["status"]) == (1000, "succeeded")
+    released = by_source[ours["source"]]
+    assert released["id"] == ours["id"] and released["status"] == "failed"
+    assert payment(client, paid["id"])["refunded_amount"] == 1000
+    [flag] = audit(client, "refund.failed")
+    assert flag["subject_id"] == ours["id"] and "released" in str(flag)
+    [recorded] = audit(client, "refund.recorded_from_gateway")
+    assert ours["id"] in str(recorded)
+    sent = len(gateway.refunds)
+    wall.offset = _dt.timedelta(minutes=30)
+    run_due(client)
+    assert len(gateway.refunds) == sent  # the released refund is never sent again
+    # The same event again changes nothing.
+    again = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert again.status_code == 200 and again.json()["outcome"] == "already_applied"
+
+
+def test_R2_a_dashboard_refund_that_still_leaves_room_keeps_our_pending_refund(service, wall):
+    """R2: paid 2000, ours 500 pending, 1000 made in the dashboard: both fit; ours stays pending and the retry job
+    sends it once the gateway answers again."""
+    client, gateway, secret = service
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    buy(client, alice)
+    [paid] = payments_of(client, alice)
+    gateway.refund_down = True
+    client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 500, "reason": "goodwill"},
+                headers=ops_headers())
+    gateway.refund_down = False
+    made = client.portal.call(gateway.inner.refund, paid["gateway_payment_id"], 1000, "dashboard-1")
+    reply = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert reply.status_code == 200 and reply.json()["outcome"] == "applied", reply.text
+    assert payment(client, paid["id"])["refunded_amount"] == 1500
+    wall.offset = _dt.timedelta(minutes=30)
+    run_due(client)
+    assert sorted((r["amount"], r["status"]) for r in refunds_of(client, paid["id"])) == [
+        (500, "succeeded"), (1000, "succeeded")]
+    assert payment(client, paid["id"])["refunded_amount"] == 1500
