@@ -12,7 +12,7 @@ import datetime as _dt
 import pytest
 from fastapi.testclient import TestClient
 
-from app.gateways.base import GatewayUnavailable
+from app.gateways.base import GatewayError, GatewayUnavailable
 from tests.api.test_subscriptions import access_of, at, buy, cancel, notice_types, payments_of, subscription
 from tests.conftest import START, ManualWall, make_customer, make_plan, make_settings, move_clock, ops_headers, run_due
 from tests.support.webhooks import intent_event, post_event
@@ -24,12 +24,13 @@ DAY = _dt.timedelta(days=1)
 
 class Gateway:
     """The sandbox gateway, recording the cancellations asked of it; `cancel_down` / `refund_down`: those calls
-    get no answer (the gateway unreachable)."""
+    get no answer (the gateway unreachable); `cancel_refused`: cancellations are refused (a `GatewayError`)."""
 
     def __init__(self, inner) -> None:  # noqa: ANN001
         self.inner = inner
         self.name = inner.name
         self.cancel_down = False
+        self.cancel_refused = False
         self.refund_down = False
         self.cancels: list[tuple[str, str]] = []
         self.refunds: list[tuple[str, int, str]] = []
@@ -38,6 +39,8 @@ class Gateway:
         self.cancels.append((payment_id, idempotency_key))
         if self.cancel_down:
             raise GatewayUnavailable("the sandbox could not be reached")
+        if self.cancel_refused:
+            raise GatewayError("No such payment_intent (a request problem, not an outage)")
         return await self.inner.cancel_payment(payment_id, idempotency_key)
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
@@ -354,3 +357,50 @@ def test_R2_a_dashboard_refund_that_still_leaves_room_keeps_our_pending_refund(s
     assert sorted((r["amount"], r["status"]) for r in refunds_of(client, paid["id"])) == [
         (500, "succeeded"), (1000, "succeeded")]
     assert payment(client, paid["id"])["refunded_amount"] == 1500
+
+
+def cancellations_gauge(client) -> float:  # noqa: ANN001
+    [line] = [line for line in client.get("/metrics").text.splitlines()
+              if line.startswith('billing_due_work{job="payment_cancellations"}')]
+    return float(line.split()[-1])
+
+
+def test_B1_a_cancellation_the_gateway_keeps_refusing_is_given_up_after_the_cap_and_audited(service, wall):
+    """B1 (review finding 10b): a cancellation the gateway refuses (a GatewayError, not an outage) is tried again
+    every 5 minutes, shown by billing_due_work{job="payment_cancellations"}, and given up after MAX_REFUSALS
+    refusals with `payment.cancel_failed` in the audit log for ops; then nothing is sent any more."""
+    from app.payments.corrections import MAX_REFUSALS
+
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    assert cancellations_gauge(client) == 0
+    gateway.cancel_refused = True
+    abandon(client, secret, "canceled", sub, pending)  # the first try, just after the cancellation commits
+    assert len(gateway.cancels) == 1
+    wall.offset = _dt.timedelta(seconds=30)  # past the gauges' 15-second refresh
+    assert cancellations_gauge(client) == 1
+    for attempt in range(2, MAX_REFUSALS + 1):
+        wall.offset = _dt.timedelta(minutes=5 * attempt)
+        run_due(client)
+        assert len(gateway.cancels) == attempt
+        if attempt < MAX_REFUSALS:
+            assert audit(client, "payment.cancel_failed") == []
+    [given_up] = audit(client, "payment.cancel_failed")
+    assert given_up["subject_id"] == pending["id"] and given_up["actor"] == "system"
+    assert "refused" in str(given_up)
+    wall.offset = _dt.timedelta(hours=24)
+    assert run_due(client)["payment_cancellations"] == 0
+    assert len(gateway.cancels) == MAX_REFUSALS  # stopped
+    assert cancellations_gauge(client) == 0
+
+
+def test_B1_a_refused_cancellation_that_later_goes_through_is_not_audited_as_given_up(service, wall):
+    """B1: refusals below the cap are only retried; a cancellation the gateway then accepts is done, not flagged."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    gateway.cancel_refused = True
+    abandon(client, secret, "canceled", sub, pending)
+    gateway.cancel_refused = False
+    wall.offset = _dt.timedelta(minutes=5)
+    assert run_due(client)["payment_cancellations"] == 1
+    assert audit(client, "payment.cancel_failed") == [] and cancellations_gauge(client) == 0
