@@ -44,6 +44,7 @@ from .refunds import (
     credit_decision,
     recorded_refund_decision,
     refund_decision,
+    reservations_released,
     termination_refund,
 )
 from .subscriptions import (
@@ -128,6 +129,7 @@ __all__ = [
     "recorded_refund_decision",
     "redact",
     "refund_decision",
+    "reservations_released",
     "renewal_due",
     "retries_counted_from",
     "schedule_cancellation",

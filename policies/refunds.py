@@ -3,6 +3,8 @@ termination."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ._checks import require_int
 from .decision import Decision
 
@@ -35,19 +37,39 @@ def refund_decision(actor_role: str, paid_amount: int, already_refunded: int, am
     return Decision(True, None, "R2", "Discretionary refund approved.")
 
 
-def recorded_refund_decision(paid_amount: int, already_refunded: int, amount: int) -> Decision:
-    """R2: a refund made outside the service (in Stripe's dashboard, learnt from its webhook) is recorded only if it
-    is at least 1 minor unit and the total refunded for the payment stays within what was paid. Who and why were
-    decided in the dashboard; what is checked here is only what the books can hold."""
+def recorded_refund_decision(paid_amount: int, refunded_at_gateway: int, amount: int) -> Decision:
+    """R2: a refund made outside the service (in Stripe's dashboard, learnt from its webhook) is a fact: it is
+    recorded if it is at least 1 minor unit and, with the refunds the gateway has made already
+    (`refunded_at_gateway`: the succeeded ones on the books, not those of ours still pending, which are only
+    reserved), stays within what was paid. Who and why were decided in the dashboard; what is checked here is only
+    that the fact is possible (the gateway never refunds more than was charged)."""
     require_int(paid_amount, "paid_amount", minimum=0)
-    require_int(already_refunded, "already_refunded", minimum=0)
+    require_int(refunded_at_gateway, "refunded_at_gateway", minimum=0)
     require_int(amount, "amount")
     if amount < 1:
         return Decision(False, "invalid_amount", "R2", "A refund must be at least 1 minor unit.")
-    if amount > paid_amount - already_refunded:
-        left = max(paid_amount - already_refunded, 0)
+    if amount > paid_amount - refunded_at_gateway:
+        left = max(paid_amount - refunded_at_gateway, 0)
         return Decision(False, "refund_exceeds_payment", "R2", f"Only {left} of this payment is left to refund.")
     return Decision(True, None, "R2", "Refund made at the gateway recorded.")
+
+
+def reservations_released(paid_amount: int, refunded_at_gateway: int,
+                          pending: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+    """R2: which of our pending refunds (id, amount; oldest first) can no longer be made once the gateway has
+    refunded `refunded_at_gateway` of the payment: kept oldest first while they fit in what is left, the others
+    are released (the gateway would refuse them: it never refunds more than was charged, and what it has refunded
+    only grows). Released ones are failed and flagged for ops, never sent again."""
+    require_int(paid_amount, "paid_amount", minimum=0)
+    require_int(refunded_at_gateway, "refunded_at_gateway", minimum=0)
+    left, released = paid_amount - refunded_at_gateway, []
+    for refund_id, amount in pending:
+        require_int(amount, "amount", minimum=1)
+        if amount <= left:
+            left -= amount
+        else:
+            released.append(refund_id)
+    return tuple(released)
 
 
 def credit_decision(actor_role: str, amount: int, reason: str) -> Decision:

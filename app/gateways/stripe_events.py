@@ -30,8 +30,11 @@ StripeId = Annotated[str, StringConstraints(min_length=1, max_length=255, patter
 EventType = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9_.]+$")]
 Code = Annotated[str, StringConstraints(max_length=64, pattern=_NO_CONTROLS)]  # payments.failure_code is 64
 Text = Annotated[str, StringConstraints(max_length=5000, pattern=_NO_CONTROLS)]
-Metadata = dict[Annotated[str, StringConstraints(max_length=40)], Annotated[str, StringConstraints(
-    max_length=500, pattern=_NO_CONTROLS)]]  # Stripe's own limits on metadata
+_NO_NUL = r"^[^\x00]*$"
+# Stripe's own limits on metadata; a value may hold any text Stripe accepts (newlines, tabs: a note typed in the
+# dashboard), only NUL is refused (PostgreSQL cannot store it). The keys we read are looked up, never trusted.
+Metadata = dict[Annotated[str, StringConstraints(max_length=40, pattern=_NO_NUL)], Annotated[str, StringConstraints(
+    max_length=500, pattern=_NO_NUL)]]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 RefundAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 

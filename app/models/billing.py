@@ -95,6 +95,8 @@ payments = Table(
     # from which it is (again) due to be cancelled at the gateway; null once the gateway confirmed it (or none is
     # needed). The cancellation job's lease moves it on by a few minutes before each call.
     Column("gateway_cancel_due_at", UTCDateTime, nullable=True),
+    # B1: how many times the gateway refused that cancellation; at a cap it is given up (`payment.cancel_failed`).
+    Column("gateway_cancel_refusals", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
     CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),

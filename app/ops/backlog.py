@@ -8,6 +8,8 @@ aggregate.
 
 - `billing_due_work{job}` and `billing_due_work_oldest_seconds{job}`: items due and not yet done, and how long the
   oldest has waited. Renewals and retries of suspended customers are held (R3) and not counted.
+- `billing_due_work{job="payment_cancellations"}`: B1 cancellations at the gateway not yet confirmed (a refused
+  one is given up after `app.payments.corrections.MAX_REFUSALS` tries, audited as `payment.cancel_failed`).
 - `billing_charges_stuck`: renewal and retry charges still pending whose worker's lease ran out more than
   STUCK_AFTER ago (a crashed worker whose charge no run has taken over).
 - `billing_dunning_retries_last_24h{outcome}`: B5 retry charges decided in the last 24 hours, by outcome.
@@ -26,6 +28,7 @@ from app.models import customers, notices, payments, refunds, subscriptions, tri
 
 STUCK_AFTER = _dt.timedelta(minutes=5)
 JOBS = ("renewals", "retries", "trial_notices", "trial_expiries", "notice_deliveries", "refund_retries")
+JOBS += ("payment_cancellations",)  # B1: PaymentIntents still to be cancelled at the gateway (real time)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ async def _read(ctx: AppContext) -> tuple[dict[str, Due], int, dict[str, int], _
             "refund_retries": _due(refunds, refunds.c.created_at, refunds.c.status == "pending",
                                    refunds.c.created_at <= now - STUCK_AFTER),
         }
+        # B1: every cancellation not yet confirmed, leased or due (its mark is real time, moved on by each try).
+        queries["payment_cancellations"] = _due(payments, payments.c.gateway_cancel_due_at,
+                                                payments.c.gateway_cancel_due_at.is_not(None))
         due = {}
         for job, query in queries.items():
             count, oldest = (await conn.execute(query)).one()
@@ -105,7 +111,7 @@ class Backlog:
         due, stuck, retries, now, wall = await _read(ctx)
         for job, item in due.items():
             # Job times are the service's clock (the sandbox clock in the sandbox); deliveries are real time.
-            reference = wall if job == "notice_deliveries" else now
+            reference = wall if job in ("notice_deliveries", "payment_cancellations") else now
             self.due.labels(job).set(item.count)
             self.oldest.labels(job).set(max(0.0, (reference - item.oldest).total_seconds()) if item.oldest else 0)
         self.stuck.set(stuck)

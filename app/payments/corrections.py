@@ -1,8 +1,9 @@
 """B1: a purchase that failed or was abandoned has its PaymentIntent cancelled at the gateway, so that it can no
 longer succeed; one that succeeds all the same is refunded in full (`app.refunds.service.book_correction`).
 
-Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the failure webhook, the
-expiry job, a cancellation; a termination or erasure too) marks its payment in that transaction
+Whoever fails or abandons a purchase whose PaymentIntent waited for the customer's action (the expiry job, a
+cancellation; a termination or erasure too; the failure webhook cancels first and lets the answer decide, see
+`app.webhooks.service._cancel_before_failing`) marks its payment in that transaction
 (`payments.gateway_cancel_due_at`, real time) and, but for termination and erasure (left to the job), calls
 `cancel_at_gateway` for it once the transaction has committed: the gateway is called outside any transaction.
 The mark stays until the gateway has answered, so a cancellation that got no answer (or a crash before the call) is
@@ -11,6 +12,11 @@ under SKIP LOCKED on PostgreSQL), so two runs never send it at once. The cancell
 the payment; the gateway answers a repeat, or an intent canceled or declined already, `canceled`. If it answers
 `succeeded`, the customer completed the payment before the cancellation reached it: the success is recorded, and as
 the purchase no longer waits for it, it is refunded in full at once (B1).
+
+A cancellation the gateway refuses (a `GatewayError`: a request or configuration problem, not an outage) is tried
+again too, but not forever: after `MAX_REFUSALS` refusals (an hour at one try per `LEASE`) its mark is dropped and
+`payment.cancel_failed` is written to the audit log for ops. That is safe: a success that still comes is refunded
+(B1). Pending cancellations show as `billing_due_work{job="payment_cancellations"}` (app/ops/backlog.py).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 
 from sqlalchemy import and_, case, select, update
 
+from app.audit.service import SYSTEM, record
 from app.context import AppContext
 from app.gateways.base import ChargeResult, GatewayError, GatewayUnavailable
 from app.models import payments
@@ -28,6 +35,7 @@ from app.subscriptions import charging
 
 log = logging.getLogger("billing.payments")
 LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alone before it is sent again
+MAX_REFUSALS = 12  # refusals (GatewayError) after which a cancellation is given up and left to ops
 
 
 def cancel_due(wall: _dt.datetime):  # noqa: ANN201 - a SQL expression
@@ -69,9 +77,12 @@ async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = 
     for item in due:
         try:
             answer = await ctx.gateway.cancel_payment(item.gateway_payment_id, cancel_key(item.id))
-        except (GatewayUnavailable, GatewayError) as exc:
+        except GatewayUnavailable as exc:
             log.warning("a PaymentIntent could not be cancelled; it will be tried again",
                         extra={"payment_id": item.id, "error": str(exc)})
+            continue
+        except GatewayError as exc:
+            await _refused(ctx, item.id, lease, str(exc))
             continue
         async with ctx.db.transaction() as conn:
             if answer == "succeeded":
@@ -87,6 +98,31 @@ async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = 
             await send_corrections(ctx, item.gateway_payment_id)
         answered += 1
     return answered
+
+
+async def _refused(ctx: AppContext, payment_id: str, lease: _dt.datetime, error: str) -> None:
+    """The gateway refused a cancellation: counted; once it has refused `MAX_REFUSALS` times, the cancellation is
+    given up (its mark dropped, so the job stops sending it) and `payment.cancel_failed` is audited for ops."""
+    async with ctx.db.transaction() as conn:
+        row = (await conn.execute(
+            update(payments).where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
+            .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
+            .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id,
+                       payments.c.gateway_payment_id))).first()
+        if row is None:
+            return  # settled meanwhile, or taken over by another run
+        if row.gateway_cancel_refusals < MAX_REFUSALS:
+            log.warning("the gateway refused to cancel a PaymentIntent; it will be tried again",
+                        extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals})
+            return
+        await conn.execute(update(payments).where(payments.c.id == payment_id).values(gateway_cancel_due_at=None))
+        await record(conn, SYSTEM, "payment.cancel_failed", await ctx.clock.now(conn), subject_type="payment",
+                     subject_id=payment_id, customer_id=row.customer_id,
+                     reason="the gateway refused to cancel the PaymentIntent; given up",
+                     data={"gateway_payment_id": row.gateway_payment_id, "refusals": row.gateway_cancel_refusals,
+                           "error": error[:500]})
+    log.error("a PaymentIntent cancellation was given up after repeated refusals; see payment.cancel_failed",
+              extra={"payment_id": payment_id, "error": error})
 
 
 async def cancel_abandoned_payments(ctx: AppContext, now: _dt.datetime) -> int:

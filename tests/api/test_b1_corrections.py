@@ -12,7 +12,7 @@ import datetime as _dt
 import pytest
 from fastapi.testclient import TestClient
 
-from app.gateways.base import GatewayUnavailable
+from app.gateways.base import GatewayError, GatewayUnavailable
 from tests.api.test_subscriptions import access_of, at, buy, cancel, notice_types, payments_of, subscription
 from tests.conftest import START, ManualWall, make_customer, make_plan, make_settings, move_clock, ops_headers, run_due
 from tests.support.webhooks import intent_event, post_event
@@ -24,12 +24,13 @@ DAY = _dt.timedelta(days=1)
 
 class Gateway:
     """The sandbox gateway, recording the cancellations asked of it; `cancel_down` / `refund_down`: those calls
-    get no answer (the gateway unreachable)."""
+    get no answer (the gateway unreachable); `cancel_refused`: cancellations are refused (a `GatewayError`)."""
 
     def __init__(self, inner) -> None:  # noqa: ANN001
         self.inner = inner
         self.name = inner.name
         self.cancel_down = False
+        self.cancel_refused = False
         self.refund_down = False
         self.cancels: list[tuple[str, str]] = []
         self.refunds: list[tuple[str, int, str]] = []
@@ -38,6 +39,8 @@ class Gateway:
         self.cancels.append((payment_id, idempotency_key))
         if self.cancel_down:
             raise GatewayUnavailable("the sandbox could not be reached")
+        if self.cancel_refused:
+            raise GatewayError("No such payment_intent (a request problem, not an outage)")
         return await self.inner.cancel_payment(payment_id, idempotency_key)
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
@@ -242,3 +245,162 @@ def test_B1_R2_a_renewal_that_succeeds_after_the_end_is_booked_for_ops_not_refun
     assert payment(client, renewal["id"])["status"] == "succeeded"
     assert refunds_of(client, renewal["id"]) == [] and gateway.refunds == []
     assert notices_of(client, alice, "payment_refunded") == []
+
+
+def test_B1_a_stale_failure_event_after_the_retry_succeeded_at_the_gateway_grants_the_purchase(service):
+    """B1 (review finding 2): the customer's first 3-D Secure attempt fails, their retry on the same PaymentIntent
+    succeeds at the gateway, and Stripe delivers the first attempt's payment_failed before the success. The
+    intent's state decides, not the order of delivery: the purchase is paid and starts; nothing is refunded and
+    the customer is told of no failure."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    intent = pending["gateway_payment_id"]
+    client.portal.call(gateway.complete_action, intent)  # the retry succeeded at the gateway (Stripe.js)
+    stale = send(client, secret, FAILED, intent, decline_code="authentication_failed")
+    assert stale["outcome"] == "succeeded_at_gateway"
+    assert send(client, secret, SUCCEEDED, intent)["outcome"] == "already_applied"
+    run_due(client)
+    started = subscription(client, sub["id"])
+    assert started["status"] == "active" and started["current_period_start"] is not None
+    assert payment(client, pending["id"])["status"] == "succeeded"
+    assert payment(client, pending["id"])["refunded_amount"] == 0
+    assert refunds_of(client, pending["id"]) == [] and gateway.refunds == []
+    assert access_of(client, alice)["has_access"] is True
+    types = notice_types(client, alice)
+    assert "payment_failed" not in types and "payment_refunded" not in types and "receipt" in types
+    assert audit(client, "refund.correction_requested") == []
+
+
+def test_B1_a_failure_event_cancels_the_intent_before_failing_the_purchase(service):
+    """B1: a purchase is failed by its payment_failed only once the gateway has cancelled its PaymentIntent (one
+    call, under the payment's cancellation key); a success reported after that is a B1 correction."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    intent = pending["gateway_payment_id"]
+    assert send(client, secret, FAILED, intent)["outcome"] == "applied"
+    assert gateway.cancels == [(intent, f"cancel:{pending['id']}")]
+    assert subscription(client, sub["id"])["status"] == "canceled"
+    assert payment(client, pending["id"])["status"] == "failed"
+    assert run_due(client)["payment_cancellations"] == 0 and len(gateway.cancels) == 1
+
+
+def _dashboard_refund_event(paid: dict, refund_id: str, amount: int) -> dict:
+    """Stripe's `charge.refunded` for a refund made in its dashboard (no metadata of ours)."""
+    from tests.support.webhooks import event
+
+    pi = paid["gateway_payment_id"]
+    refund = {"id": refund_id, "object": "refund", "amount": amount, "currency": paid["currency"],
+              "status": "succeeded", "metadata": {}, "payment_intent": pi, "charge": "ch_dashboard"}
+    return event("charge.refunded", {
+        "id": "ch_dashboard", "object": "charge", "amount": paid["amount"], "amount_refunded": amount,
+        "currency": paid["currency"], "payment_intent": pi, "refunded": amount >= paid["amount"], "metadata": {},
+        "refunds": {"object": "list", "data": [refund], "has_more": False, "url": "/v1/charges/ch_dashboard/refunds"}})
+
+
+def test_R2_a_dashboard_refund_is_recorded_while_a_pending_refund_of_ours_is_reserved(service, wall):
+    """R2 (review finding 8): paid 2000; an ops refund of 1500 got no answer from the gateway (pending, reserved);
+    staff refund 1000 in Stripe's dashboard. The `charge.refunded` is a fact: 200, recorded. The 1500 can no longer
+    be made (only 1000 is left at the gateway): it is failed with its reason, flagged in the audit log, its
+    reservation released, and the retry job never sends it again."""
+    client, gateway, secret = service
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    buy(client, alice)
+    [paid] = payments_of(client, alice)
+    gateway.refund_down = True
+    pending = client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 1500, "reason": "goodwill"},
+                          headers=ops_headers())
+    assert pending.status_code in (201, 202), pending.text
+    [ours] = refunds_of(client, paid["id"])
+    assert ours["status"] == "pending" and payment(client, paid["id"])["refunded_amount"] == 1500
+    gateway.refund_down = False
+    made = client.portal.call(gateway.inner.refund, paid["gateway_payment_id"], 1000, "dashboard-1")
+    assert made.status == "succeeded"  # the sandbox's books: 1000 refunded, 1000 left
+    reply = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert reply.status_code == 200 and reply.json()["outcome"] == "applied", reply.text
+    by_source = {r["source"]: r for r in refunds_of(client, paid["id"])}
+    assert (by_source["gateway"]["amount"], by_source["gateway"]["status"]) == (1000, "succeeded")
+    released = by_source[ours["source"]]
+    assert released["id"] == ours["id"] and released["status"] == "failed"
+    assert payment(client, paid["id"])["refunded_amount"] == 1000
+    [flag] = audit(client, "refund.failed")
+    assert flag["subject_id"] == ours["id"] and "released" in str(flag)
+    [recorded] = audit(client, "refund.recorded_from_gateway")
+    assert ours["id"] in str(recorded)
+    sent = len(gateway.refunds)
+    wall.offset = _dt.timedelta(minutes=30)
+    run_due(client)
+    assert len(gateway.refunds) == sent  # the released refund is never sent again
+    # The same event again changes nothing.
+    again = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert again.status_code == 200 and again.json()["outcome"] == "already_applied"
+
+
+def test_R2_a_dashboard_refund_that_still_leaves_room_keeps_our_pending_refund(service, wall):
+    """R2: paid 2000, ours 500 pending, 1000 made in the dashboard: both fit; ours stays pending and the retry job
+    sends it once the gateway answers again."""
+    client, gateway, secret = service
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice")
+    buy(client, alice)
+    [paid] = payments_of(client, alice)
+    gateway.refund_down = True
+    client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 500, "reason": "goodwill"},
+                headers=ops_headers())
+    gateway.refund_down = False
+    made = client.portal.call(gateway.inner.refund, paid["gateway_payment_id"], 1000, "dashboard-1")
+    reply = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
+    assert reply.status_code == 200 and reply.json()["outcome"] == "applied", reply.text
+    assert payment(client, paid["id"])["refunded_amount"] == 1500
+    wall.offset = _dt.timedelta(minutes=30)
+    run_due(client)
+    assert sorted((r["amount"], r["status"]) for r in refunds_of(client, paid["id"])) == [
+        (500, "succeeded"), (1000, "succeeded")]
+    assert payment(client, paid["id"])["refunded_amount"] == 1500
+
+
+def cancellations_gauge(client) -> float:  # noqa: ANN001
+    [line] = [line for line in client.get("/metrics").text.splitlines()
+              if line.startswith('billing_due_work{job="payment_cancellations"}')]
+    return float(line.split()[-1])
+
+
+def test_B1_a_cancellation_the_gateway_keeps_refusing_is_given_up_after_the_cap_and_audited(service, wall):
+    """B1 (review finding 10b): a cancellation the gateway refuses (a GatewayError, not an outage) is tried again
+    every 5 minutes, shown by billing_due_work{job="payment_cancellations"}, and given up after MAX_REFUSALS
+    refusals with `payment.cancel_failed` in the audit log for ops; then nothing is sent any more."""
+    from app.payments.corrections import MAX_REFUSALS
+
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    assert cancellations_gauge(client) == 0
+    gateway.cancel_refused = True
+    abandon(client, secret, "canceled", sub, pending)  # the first try, just after the cancellation commits
+    assert len(gateway.cancels) == 1
+    wall.offset = _dt.timedelta(seconds=30)  # past the gauges' 15-second refresh
+    assert cancellations_gauge(client) == 1
+    for attempt in range(2, MAX_REFUSALS + 1):
+        wall.offset = _dt.timedelta(minutes=5 * attempt)
+        run_due(client)
+        assert len(gateway.cancels) == attempt
+        if attempt < MAX_REFUSALS:
+            assert audit(client, "payment.cancel_failed") == []
+    [given_up] = audit(client, "payment.cancel_failed")
+    assert given_up["subject_id"] == pending["id"] and given_up["actor"] == "system"
+    assert "refused" in str(given_up)
+    wall.offset = _dt.timedelta(hours=24)
+    assert run_due(client)["payment_cancellations"] == 0
+    assert len(gateway.cancels) == MAX_REFUSALS  # stopped
+    assert cancellations_gauge(client) == 0
+
+
+def test_B1_a_refused_cancellation_that_later_goes_through_is_not_audited_as_given_up(service, wall):
+    """B1: refusals below the cap are only retried; a cancellation the gateway then accepts is done, not flagged."""
+    client, gateway, secret = service
+    alice, sub, pending = pending_purchase(client)
+    gateway.cancel_refused = True
+    abandon(client, secret, "canceled", sub, pending)
+    gateway.cancel_refused = False
+    wall.offset = _dt.timedelta(minutes=5)
+    assert run_due(client)["payment_cancellations"] == 1
+    assert audit(client, "payment.cancel_failed") == [] and cancellations_gauge(client) == 0
