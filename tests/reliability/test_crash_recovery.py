@@ -337,6 +337,48 @@ def test_C1_B2_a_heartbeat_whose_answer_was_lost_keeps_the_claim(database_url: s
         other.stop(kill=True)
 
 
+def test_R3_a_suspension_is_refused_while_a_renewal_is_being_charged(database_url: str, tmp_path):
+    """R3 (review finding 9): a suspension holds the charges not made yet; one already in flight cannot be held,
+    so while a renewal of the customer is being charged the suspension is refused with 409 charge_in_progress and
+    Retry-After (as a cancellation is), rather than accepted while the suspended customer is charged. Once the
+    charge is recorded, the same suspension is accepted."""
+    asyncio.run(_empty(database_url))
+    charges = tmp_path / "charges.log"
+    charges.touch()
+    slow = start_service(database_url, charge_delay=4, charge_log=charges)
+    other = start_service(database_url)
+    try:
+        with httpx.Client(base_url=other.url, timeout=120) as http, \
+                concurrent.futures.ThreadPoolExecutor(1) as pool:
+            api = Api(http)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
+            api.ok("POST", "/v1/plans", 201, json=PLAN)
+            customer = new_customer(other.url, "suspended")
+            sub = buy(other.url, customer)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
+
+            def run_due_on_slow() -> dict:
+                with httpx.Client(base_url=slow.url, timeout=120) as slow_http:
+                    return Api(slow_http).ok("POST", "/v1/sandbox/run-due")["jobs"]
+
+            running = pool.submit(run_due_on_slow)
+            wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
+            suspension = {"json": {"reason": "chargeback investigation"}}
+            refused = api.post(f"/v1/customers/{customer['id']}/suspend", **suspension)
+            assert not running.done()
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "charge_in_progress"
+            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
+            assert api.ok("GET", f"/v1/customers/{customer['id']}")["status"] == "active"
+            assert running.result(timeout=60)["subscription_renewals"] == 1
+            assert api.ok("POST", f"/v1/customers/{customer['id']}/suspend", **suspension)["status"] == "suspended"
+            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+            assert renewed["current_period_start"] == sub["current_period_end"]  # the charge in flight counted
+    finally:
+        slow.stop(kill=True)
+        other.stop(kill=True)
+
+
 # --- notice delivery --------------------------------------------------------------------------------------------
 
 NOTICE_CUSTOMERS = 12
