@@ -3,8 +3,8 @@ purchases (B1). Work is claimed in batches: a short lease (`claimed_until`, take
 PostgreSQL) keeps replicas off each other's subscriptions while the gateway is called outside any transaction.
 
 Two kinds of lease, not to be confused:
-- the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended every HEARTBEAT (5 s) while the
-  replica charging it lives: a replica killed mid-batch (kill -9, a lost machine) lets go of its claims within
+- the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended FIRST_HEARTBEAT (1 s) after the
+  claim and then every HEARTBEAT (5 s) while the replica charging it lives (`_Heartbeat`): a replica killed mid-batch (kill -9, a lost machine) lets go of its claims within
   seconds, and another run takes them over (charging again with the same idempotency keys, which never charges
   twice). A cancellation is refused with 409 only while a live claim holds the subscription, so for at most that
   long after such a crash;
