@@ -6,8 +6,9 @@ Two kinds of lease, not to be confused:
 - the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended FIRST_HEARTBEAT (1 s) after the
   claim and then every HEARTBEAT (5 s) while the replica charging it lives (`_Heartbeat`): a replica killed
   mid-batch (kill -9, a lost machine) lets go of its claims within seconds, and another run takes them over
-  (charging again with the same idempotency keys, which never charges twice). A cancellation is refused with 409 only while a live claim holds the subscription, so for at most that
-  long after such a crash;
+  (charging again with the same idempotency keys, which never charges twice). A cancellation (or a suspension of
+  the customer) is refused with 409 only while a live claim holds the subscription, so for at most that long
+  after such a crash;
 - the back-off of a charge the gateway refused itself (REFUSED_BACKOFF, 2 minutes): a deliberate pause, so a
   request or configuration problem is not hammered and does not stand in front of the rest of the due work."""
 
