@@ -57,7 +57,7 @@ DOMAIN_REFUSALS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/readyz"): ("service_unavailable",),
     ("POST", "/v1/webhooks/stripe"): ("invalid_signature", "invalid_event"),
     ("POST", "/v1/customers"): ("customer_exists",),
-    ("POST", "/v1/customers/{customer_id}/suspend"): ("customer_terminated",),
+    ("POST", "/v1/customers/{customer_id}/suspend"): ("customer_terminated", "charge_in_progress"),
     ("POST", "/v1/customers/{customer_id}/unsuspend"): ("customer_terminated",),
     ("POST", "/v1/customers/{customer_id}/terminate"): ("customer_terminated",),
     ("POST", "/v1/customers/{customer_id}/credits"): ("customer_terminated",),

@@ -41,6 +41,29 @@ def after_failed_charge(period_end: datetime, failures: int, policy: PolicyDocum
     return FailureOutcome("ended", None, "payment_failed")
 
 
+def failure_with_cancellation(cancel_at_period_end: bool, canceled_at: datetime | None, period_end: datetime,
+                              now: datetime) -> tuple[FailureOutcome, datetime] | None:
+    """C1/B2/B5: a renewal or retry charge failed while a cancellation is scheduled: the outcome and `ended_at`, or
+    None when no cancellation is scheduled (B5 applies: `after_failed_charge`).
+
+    - Asked before the stored period end (`cancellation_ends_period`: recorded while this charge's outcome was
+      unknown): the subscription ends with that period, as it would have without the charge (ended_at =
+      period_end, reason canceled, no retry).
+    - Asked at or after it (B2: in the next period, the renewal due): the failure would make it past_due, and C1
+      ends a past_due subscription at once when cancelled; the cancellation was asked before the failure, so it
+      ends at the failure (ended_at = now, never before canceled_at), reason canceled, no retry.
+    """
+    require_aware(period_end, "period_end")
+    require_aware(now, "now")
+    require_optional_aware(canceled_at, "canceled_at")
+    if not cancel_at_period_end:
+        return None
+    ended = FailureOutcome("ended", None, "canceled")
+    if cancellation_ends_period(cancel_at_period_end, canceled_at, period_end):
+        return ended, period_end
+    return ended, max(now, canceled_at) if canceled_at is not None else now
+
+
 def charge_held(customer_status: str) -> bool:
     """R3/B5: no renewal is charged while the customer is suspended, and neither is a retry of a failed renewal
     (a retry is that renewal's charge made again): a charge that falls due then waits, and is made at the first run

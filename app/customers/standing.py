@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -10,7 +12,7 @@ from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository
-from app.errors import CustomerTerminated, ValidationFailed
+from app.errors import ChargeInProgress, CustomerTerminated, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries, customers, payments, subscriptions, trials
 from app.payments.corrections import cancel_due
@@ -19,7 +21,8 @@ from policies import charge_due_at_lifting, termination_refund
 
 
 async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
-                      allowed_from: tuple[str, ...], status: str, action: str, reason: str):
+                      allowed_from: tuple[str, ...], status: str, action: str, reason: str, *,
+                      refuse_while_charging: bool = False):
     principal.require_ops()
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status in ("terminated", "erased"):
@@ -28,6 +31,8 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
         raise ValidationFailed(f"the account is {customer.status}", account_status=customer.status,
                                errors=[{"field": "customer_id", "location": "path",
                                         "message": f"the account is {customer.status}"}])
+    if refuse_while_charging:
+        await _refuse_while_charging(conn, ctx, customer.id)
     now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
     await record(conn, principal, action, now, subject_type="customer", subject_id=customer.id,
@@ -37,10 +42,30 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
 
 
 async def suspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
-    """R3: no access until lifted; the period keeps running; no renewal or retry is charged until lifted."""
+    """R3: no access until lifted; the period keeps running; no renewal or retry is charged until lifted. While a
+    renewal or retry of the customer is being charged (a live claim holds the subscription), the suspension is
+    refused with 409 `charge_in_progress` and Retry-After, as a cancellation is: the charge already started
+    cannot be held any more."""
     await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "suspended",
-                      "customer.suspended", reason)
+                      "customer.suspended", reason, refuse_while_charging=True)
     return await repository.get_visible(conn, principal, customer_id)
+
+
+async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, customer_id: str) -> None:
+    """R3: the hold is taken when a batch claims work; a charge claimed before the suspension is in flight. The
+    customer's live subscriptions are locked (after the customer, the order termination follows), so a batch
+    claiming them now waits for this decision (or skips them, SKIP LOCKED) and one that claimed them has
+    committed its claim."""
+    claims = (await conn.execute(
+        select(subscriptions.c.claimed_until).where(subscriptions.c.customer_id == customer_id,
+                                                    subscriptions.c.status.in_(LIVE))
+        .order_by(subscriptions.c.id).with_for_update())).scalars().all()
+    held_until = max((c for c in claims if c is not None), default=None)
+    wall = ctx.system_clock.wall()
+    if held_until is not None and held_until > wall:
+        wait = math.ceil((held_until - wall).total_seconds())
+        raise ChargeInProgress(f"a charge for a subscription of customer {customer_id} is in flight; retry in "
+                               f"{wait} s", retry_after=wait)
 
 
 async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):

@@ -4,6 +4,7 @@ passes payment method ids (`pm_...`) that the frontend obtained from the gateway
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -99,14 +100,26 @@ log = logging.getLogger("billing.gateways")
 CONCURRENT_CHARGES = 8  # calls in flight at once for a batch charged one call at a time
 
 
+# The idempotency keys of a batch's charges that are not to be started any more: the batch's liveness lease on
+# their subscriptions was lost (app/subscriptions/tasks.py), so another run may be charging them with the same keys.
+# The batch sets it (a set it adds to while it charges) around its `charge_many` call.
+withdrawn_charges: contextvars.ContextVar[set[str] | frozenset[str]] = contextvars.ContextVar(
+    "withdrawn_charges", default=frozenset())
+
+
 async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]],
                       requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
     """`charge_many` for a gateway that takes one charge per call (Stripe): at most `CONCURRENT_CHARGES` calls in
-    flight. Anything unexpected stops the calls not yet made (TaskGroup) and is raised."""
+    flight. Anything unexpected stops the calls not yet made (TaskGroup) and is raised. A charge whose key is in
+    `withdrawn_charges` by the time its turn comes is not started (`GatewayUnavailable`: no answer)."""
     gate = asyncio.Semaphore(CONCURRENT_CHARGES)
+
+    withdrawn = withdrawn_charges.get()
 
     async def one(request: ChargeRequest) -> ChargeOutcome:
         async with gate:
+            if request.idempotency_key in withdrawn:  # not started: no answer, taken over with the same key
+                return GatewayUnavailable("the batch's lease on this charge was lost; it was not started")
             try:
                 return await charge(request)
             except GatewayUnavailable as exc:

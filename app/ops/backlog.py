@@ -13,6 +13,9 @@ aggregate.
 - `billing_charges_stuck`: renewal and retry charges still pending whose worker's lease ran out more than
   STUCK_AFTER ago (a crashed worker whose charge no run has taken over).
 - `billing_dunning_retries_last_24h{outcome}`: B5 retry charges decided in the last 24 hours, by outcome.
+- `billing_corrections_failed`: B1 correction refunds the gateway refused (source correction, status failed) whose
+  payment is still not refunded in full: money owed to a customer that no job retries (the correction's id is
+  fixed). Ops re-issue it (docs/operations.md); the refund that does takes it off the count.
 """
 
 from __future__ import annotations
@@ -84,6 +87,15 @@ async def _read(ctx: AppContext) -> tuple[dict[str, Due], int, dict[str, int], _
     return due, stuck, retries, now, wall
 
 
+async def _corrections_failed(conn) -> int:  # noqa: ANN001
+    """B1/R2: failed correction refunds of payments not refunded in full since (by a re-issued refund)."""
+    return (await conn.execute(
+        select(func.count(func.distinct(refunds.c.payment_id)))
+        .select_from(refunds.join(payments, payments.c.id == refunds.c.payment_id))
+        .where(refunds.c.source == "correction", refunds.c.status == "failed",
+               payments.c.refunded_amount < payments.c.amount))).scalar_one()
+
+
 class Backlog:
     """The backlog gauges of one process, refreshed from the database when scraped (at most every `ttl`)."""
 
@@ -98,6 +110,9 @@ class Backlog:
                            "Renewal and retry charges pending past their worker's lease", registry=registry)
         self.retries = Gauge("billing_dunning_retries_last_24h", "B5 retry charges decided in the last 24 hours",
                              ["outcome"], registry=registry)
+        self.corrections_failed = Gauge(
+            "billing_corrections_failed",
+            "B1 correction refunds the gateway refused, their payments not refunded in full since", registry=registry)
         for job in JOBS:  # every series exists from the first scrape, so alerts never see an absent one
             self.due.labels(job).set(0)
             self.oldest.labels(job).set(0)
@@ -117,4 +132,6 @@ class Backlog:
         self.stuck.set(stuck)
         for outcome in ("succeeded", "failed"):
             self.retries.labels(outcome).set(retries.get(outcome, 0))
+        async with ctx.db.read() as conn:
+            self.corrections_failed.set(await _corrections_failed(conn))
         self.refreshed_at = wall

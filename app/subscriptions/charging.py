@@ -27,10 +27,10 @@ from app.refunds.service import book_correction
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
 from policies import (
-    FailureOutcome,
     after_failed_charge,
     cancellation_ends_period,
     charge_breakdown,
+    failure_with_cancellation,
     forfeit_at,
     late_success,
     period_bounds,
@@ -397,11 +397,13 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     policy = ctx.policies.at(now)
     attempt = sub.failed_attempts + 1
     outcome = after_failed_charge(sub.current_period_end, attempt, policy, sub.charge_released_at)  # B5, R3
-    if sub.cancel_at_period_end:
-        # C1: a cancellation recorded while this charge's outcome was unknown (the gateway gave no answer, and the
-        # failure came later, e.g. by webhook): no retry, the subscription ends with its period, as it would have
-        # without the charge.
-        outcome = FailureOutcome("ended", None, "canceled")
+    ended_at = now
+    # C1/B2: a cancellation is scheduled: one recorded before the period end while this charge's outcome was
+    # unknown ends the subscription with that period; one asked in the gap after it ends it at this failure (a
+    # past_due subscription ends at once when cancelled), never before it was asked. No retry either way.
+    cancelled = failure_with_cancellation(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end, now)
+    if cancelled is not None:
+        outcome, ended_at = cancelled
     name = sub.plan_name
     subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
@@ -411,7 +413,7 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     else:
         await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
             status="canceled", failed_attempts=attempt, next_retry_at=None,
-            ended_at=sub.current_period_end if outcome.ended_reason == "canceled" else now,
+            ended_at=ended_at,
             ended_reason=outcome.ended_reason, claimed_until=None))
         subject, body = templates.subscription_ended(name, outcome.ended_reason)
         notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject,

@@ -3,11 +3,12 @@ purchases (B1). Work is claimed in batches: a short lease (`claimed_until`, take
 PostgreSQL) keeps replicas off each other's subscriptions while the gateway is called outside any transaction.
 
 Two kinds of lease, not to be confused:
-- the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended every HEARTBEAT (5 s) while the
-  replica charging it lives: a replica killed mid-batch (kill -9, a lost machine) lets go of its claims within
-  seconds, and another run takes them over (charging again with the same idempotency keys, which never charges
-  twice). A cancellation is refused with 409 only while a live claim holds the subscription, so for at most that
-  long after such a crash;
+- the liveness lease of a batch being charged (LIVENESS_LEASE, 15 s), extended FIRST_HEARTBEAT (1 s) after the
+  claim and then every HEARTBEAT (5 s) while the replica charging it lives (`_Heartbeat`): a replica killed
+  mid-batch (kill -9, a lost machine) lets go of its claims within seconds, and another run takes them over
+  (charging again with the same idempotency keys, which never charges twice). A cancellation (or a suspension of
+  the customer) is refused with 409 only while a live claim holds the subscription, so for at most that long
+  after such a crash;
 - the back-off of a charge the gateway refused itself (REFUSED_BACKOFF, 2 minutes): a deliberate pause, so a
   request or configuration problem is not hammered and does not stand in front of the rest of the due work."""
 
@@ -23,7 +24,7 @@ from sqlalchemy import or_, select, update
 from app.audit.service import SYSTEM, audit_row, record_many
 from app.credits import repository as credit_repo
 from app.db import insert_ignoring_returning
-from app.gateways.base import ChargeResult, GatewayError
+from app.gateways.base import ChargeResult, GatewayError, withdrawn_charges
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
@@ -34,6 +35,7 @@ from policies import charge_held, period_end_action, renewal_due
 log = logging.getLogger("billing.jobs")
 LIVENESS_LEASE = _dt.timedelta(seconds=15)  # a batch being charged, while its replica lives (the heartbeat)
 HEARTBEAT = _dt.timedelta(seconds=5)
+FIRST_HEARTBEAT = _dt.timedelta(seconds=1)  # soon after the claim: a lost answer still leaves time to recover
 REFUSED_BACKOFF = _dt.timedelta(minutes=2)  # a charge the gateway refused itself waits this long
 # C1/B2 (`policies.cancellation_ends_period`): a scheduled cancellation asked before the stored period end ends
 # that period; one asked at or after it (the renewal due, not charged yet) ends the renewed period.
@@ -77,41 +79,64 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
 
 
 class _Heartbeat:
-    """Extends a batch's liveness lease every HEARTBEAT while the batch is being charged; `stop` ends it between
-    two extensions (never in the middle of one), so `lease` is the value the rows hold. Meanwhile the batch is
-    noted as in flight (`ctx.shutdown`: what a shutdown past its grace period cuts off)."""
+    """Extends a batch's liveness lease while the batch is being charged: soon after the claim (FIRST_HEARTBEAT),
+    then every HEARTBEAT; `stop` ends it between two extensions (never in the middle of one). Meanwhile the batch is
+    noted as in flight (`ctx.shutdown`: what a shutdown past its grace period cuts off).
 
-    def __init__(self, ctx, ids: list[str], lease: _dt.datetime, purpose: str) -> None:  # noqa: ANN001
-        self.ctx, self.ids, self.lease = ctx, ids, lease
+    `leases` are the values the held rows may hold: one, except after an extension whose answer was lost (the
+    UPDATE may or may not have taken effect), when both the old and the new value are matched until an extension
+    answers. Each extension returns the rows it extended: a subscription no longer held (its lease ran out and
+    another run may have taken it over) is logged and its charge, if not started yet, is not started
+    (`withdrawn`: its idempotency key, see `app.gateways.base.withdrawn_charges`)."""
+
+    def __init__(self, ctx, keys: dict[str, str], lease: _dt.datetime, purpose: str) -> None:  # noqa: ANN001
+        self.ctx, self.keys, self.leases = ctx, keys, {lease}
+        self.withdrawn: set[str] = set()
+        ids = list(keys)
+        self._held = set(ids)
         shown = ", ".join(ids[:20]) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
         self._noted = ctx.shutdown.begin(f"{purpose} charges of {len(ids)} subscriptions ({shown})")
         self._stopped = asyncio.Event()
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
-        while True:
+        wait = FIRST_HEARTBEAT
+        while self._held:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), HEARTBEAT.total_seconds())
+                await asyncio.wait_for(self._stopped.wait(), wait.total_seconds())
             if self._stopped.is_set():
                 return
+            wait = HEARTBEAT
             extended = self.ctx.system_clock.wall() + LIVENESS_LEASE
             try:
                 async with self.ctx.db.autocommit() as conn:
-                    # Only the rows this batch still holds: settled ones were given back.
-                    await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(self.ids),
-                                                                   subscriptions.c.claimed_until == self.lease)
-                                       .values(claimed_until=extended))
-                self.lease = extended
-            except Exception:  # noqa: BLE001 - the lease runs out and another run takes over, with the same keys
+                    kept = set((await conn.execute(
+                        update(subscriptions).where(subscriptions.c.id.in_(sorted(self._held)),
+                                                    subscriptions.c.claimed_until.in_(sorted(self.leases)))
+                        .values(claimed_until=extended).returning(subscriptions.c.id))).scalars())
+            except Exception:  # noqa: BLE001 - the answer may be lost after the UPDATE took effect: keep both values
+                self.leases.add(extended)
                 log.exception("renewing a batch's lease failed")
+                continue
+            self.leases = {extended}
+            lost = self._held - kept
+            if lost:
+                # Given back by a settlement (a webhook), or the lease ran out and another run may hold them: no
+                # charge not started yet is started for them; one in flight is recorded whatever its outcome.
+                self._held -= lost
+                self.withdrawn.update(self.keys[i] for i in lost)
+                log.warning("a batch being charged no longer holds %d of its subscriptions; their charges not "
+                            "started yet are left to the run that holds them", len(lost),
+                            extra={"subscriptions": sorted(lost)})
 
-    async def stop(self) -> _dt.datetime:
+    async def stop(self) -> set[_dt.datetime]:
+        """Stops the extensions; returns the values the rows still held may hold."""
         self._stopped.set()
         try:
             await self._task
         finally:
             self.ctx.shutdown.end(self._noted)
-        return self.lease
+        return self.leases
 
 
 async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
@@ -146,11 +171,15 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
                 select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    heartbeat = _Heartbeat(ctx, [s.id for s in due], lease, purpose)  # the claims live as long as this replica does
+    # The claims live as long as this replica does (and as long as it still holds them, see _Heartbeat).
+    heartbeat = _Heartbeat(ctx, {payment.subscription_id: payment.idempotency_key for _, payment in work}, lease,
+                           purpose)
+    withdrawn = withdrawn_charges.set(heartbeat.withdrawn)
     try:
         answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
     finally:
-        lease = await heartbeat.stop()
+        withdrawn_charges.reset(withdrawn)
+        leases = sorted(await heartbeat.stop())
     outcomes = [(payment, result) for (payment, _), result in answered if isinstance(result, ChargeResult)]
     # A charge the gateway refused itself (not the card) is held back for REFUSED_BACKOFF: no batch claims it
     # again until then (so refused charges never stand in front of the rest of the due work), then a later run
@@ -165,11 +194,11 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
         # settled already), except for refused charges (above): no charge is in flight for those any more, so a
         # cancellation is not held up (C1), and a later run charges again with the same key.
         await conn.execute(update(subscriptions).where(
-            subscriptions.c.id.in_([s.id for s in due if s.id not in refused]), subscriptions.c.claimed_until == lease)
-            .values(claimed_until=None))
+            subscriptions.c.id.in_([s.id for s in due if s.id not in refused]),
+            subscriptions.c.claimed_until.in_(leases)).values(claimed_until=None))
         if refused:
             await conn.execute(update(subscriptions).where(
-                subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until == lease)
+                subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
                 .values(claimed_until=ctx.system_clock.wall() + REFUSED_BACKOFF))
     return len(outcomes)
 

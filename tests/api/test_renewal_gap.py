@@ -148,3 +148,33 @@ def test_C1_cancelling_past_due_ends_at_once_with_the_ending_confirmation_and_no
     assert len(of_type(client, alice, "subscription_ended")) == 1
     assert len(of_type(client, alice, "payment_failed")) == 1
     assert subscription(client, sub["id"]) == ended
+
+
+def test_C1_B2_B5_cancel_in_the_gap_then_a_declined_renewal_ends_at_the_failure_never_before_the_cancellation(
+        client):
+    """C1/B2/B5 (review finding 4): a cancellation asked in the gap (period end + 12 h) belongs to the renewed
+    period; when the due renewal is then declined, the subscription would be past_due, and C1 ends a past_due
+    subscription at once when cancelled: it ends at the failure (ended_at = the failure, never before
+    canceled_at), reason canceled, with no retries, and not at the old period end as if cancelled before it."""
+    alice, sub = declining_subscription(client)
+    asked = at(PERIOD_END, HOURS_12)
+    move_clock(client, asked)
+    response = cancel(client, sub, who="alice")
+    assert response.status_code == 200, response.text
+    assert response.json()["current_period_end"] == NEXT_END
+    failed_at = at(PERIOD_END, _dt.timedelta(hours=13))
+    move_clock(client, failed_at)
+    assert run_due(client)["subscription_renewals"] == 1
+    ended = subscription(client, sub["id"])
+    assert ended["status"] == "canceled" and ended["ended_reason"] == "canceled"
+    assert ended["canceled_at"] == asked
+    assert ended["ended_at"] == failed_at and ended["ended_at"] >= ended["canceled_at"]
+    assert ended["next_retry_at"] is None
+    assert access_of(client, alice)["has_access"] is False
+    [confirmation] = of_type(client, alice, "subscription_ended")
+    assert "as you cancelled it" in confirmation["body"]
+    # After every retry date: no retry is charged.
+    move_clock(client, "2030-02-23T12:00:00Z")
+    assert run_due(client)["subscription_retries"] == 0
+    assert [p["purpose"] for p in failures(client, alice)] == ["renewal"]
+    assert subscription(client, sub["id"]) == ended

@@ -16,7 +16,7 @@ import pytest
 import stripe
 from aiohttp import web
 
-from app.gateways.base import ChargeRequest, GatewayError, GatewayUnavailable
+from app.gateways.base import CONCURRENT_CHARGES, ChargeRequest, GatewayError, GatewayUnavailable, withdrawn_charges
 from app.gateways.stripe import StripeGateway
 from tests.support.fake_stripe import FakeStripe, free_port
 
@@ -215,6 +215,35 @@ async def test_a_batch_charge_without_a_result_has_its_error_and_the_rest_are_an
     assert [type(r).__name__ for r in results] == [
         "ChargeResult", "GatewayUnavailable", "ChargeResult", "GatewayError", "ChargeResult"]
     assert [r.payment_id for r in results[::2]] == [f"pi_sub_{i}:period-1:attempt-1" for i in (1, 3, 5)]
+
+
+async def test_C1_B2_charges_of_a_batch_whose_lease_was_lost_are_not_started() -> None:
+    """C1/B2 (review finding 3): a batch charged a few at a time stops starting the charges whose subscriptions it
+    no longer holds (its heartbeat found the lease lost, `withdrawn_charges`): another run may be charging them
+    with the same keys. They answer GatewayUnavailable (no answer: taken over with the same key); the charges
+    already started are answered."""
+    withdrawn: set[str] = set()
+    seen: list[str] = []
+
+    async def slow(request: web.Request) -> web.Response:
+        form = await request.post()
+        key = form["metadata[idempotency_key]"]
+        seen.append(key)
+        withdrawn.update({"sub_9:period-1:attempt-1", "sub_10:period-1:attempt-1"})  # the heartbeat finds out
+        await asyncio.sleep(0.2)
+        return web.json_response({"id": f"pi_{key}", "object": "payment_intent", "status": "succeeded",
+                                  "client_secret": None})
+
+    token = withdrawn_charges.set(withdrawn)
+    try:
+        async with stub_stripe(slow, max_network_retries=0) as gateway:
+            results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
+                                                                off_session=True) for i in range(1, 11)])
+    finally:
+        withdrawn_charges.reset(token)
+    assert CONCURRENT_CHARGES == 8
+    assert [type(r).__name__ for r in results] == ["ChargeResult"] * 8 + ["GatewayUnavailable"] * 2
+    assert sorted(seen) == sorted(f"sub_{i}:period-1:attempt-1" for i in range(1, 9))
 
 
 async def test_off_session_renewal_on_the_saved_method(gateway: StripeGateway, fake: FakeStripe) -> None:

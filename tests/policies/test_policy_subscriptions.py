@@ -17,6 +17,7 @@ from policies import (
     after_failed_charge,
     cancellation_ends_period,
     cancellation_refund,
+    failure_with_cancellation,
     period_end_action,
     renewal_due,
     subscription_at,
@@ -300,3 +301,30 @@ def test_B2_C1_B5_access_across_the_period_end(given_facts, now, expected):
 def test_B5_grace_days_validated():
     with pytest.raises(ValueError):
         gap_facts(grace=-1)
+
+
+_ENDED_CANCELED = FailureOutcome("ended", None, "canceled")
+
+
+@pytest.mark.parametrize(("scheduled", "canceled_at", "now", "expected"), [
+    (False, None, END + days(1), None),  # B5 applies
+    (True, END - days(3), END + days(1), (_ENDED_CANCELED, END)),  # asked before the period end: ends with it
+    (True, None, END + days(1), (_ENDED_CANCELED, END)),
+    (True, END, END + days(1), (_ENDED_CANCELED, END + days(1))),  # B2: at the period end, ends at the failure
+    (True, END + timedelta(hours=12), END + timedelta(hours=13), (_ENDED_CANCELED, END + timedelta(hours=13))),
+    (True, END + timedelta(hours=12), END + timedelta(hours=11), (_ENDED_CANCELED, END + timedelta(hours=12))),
+])
+def test_C1_B2_failure_with_cancellation_never_ends_before_the_cancellation(scheduled, canceled_at, now, expected):
+    """C1/B2/B5 (review finding 4): a failed charge with a cancellation scheduled ends the subscription, with the
+    period it was asked in if asked before its end, else at the failure, never before canceled_at."""
+    assert failure_with_cancellation(scheduled, canceled_at, END, now) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.booleans(), st.one_of(st.none(), st.integers(-10**6, 10**6)), st.integers(-10**6, 10**6))
+def test_C1_failure_with_cancellation_ended_at_is_never_before_canceled_at(scheduled, asked, failed):
+    canceled_at = None if asked is None else END + timedelta(seconds=asked)
+    result = failure_with_cancellation(scheduled, canceled_at, END, END + timedelta(seconds=failed))
+    assert (result is None) == (not scheduled)
+    if result is not None and canceled_at is not None:
+        assert result[1] >= canceled_at

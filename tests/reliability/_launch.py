@@ -9,6 +9,10 @@
   of a batch are made, then noted in that file, then answered only after that delay, as a slow gateway would. A
   test that sees a charge noted knows the process is inside a batch, after the money moved and before it is
   recorded.
+- RELIABILITY_LOST_HEARTBEAT_ANSWERS: the first that many heartbeats of a batch being charged (the autocommit
+  UPDATE of `subscriptions.claimed_until`, app/subscriptions/tasks.py) take effect in the database, then their
+  answer is lost (a connection cut after the UPDATE committed): the database holds the new lease, the process
+  does not know it.
 
 Nothing in app/ changes: the patches are applied in this process before the app runs.
 """
@@ -45,6 +49,38 @@ if _DELAY or _LOG:
         return results
 
     sandbox.SandboxGateway.charge_many = _slow_charge_many
+
+_LOST_HEARTBEATS = int(os.environ.get("RELIABILITY_LOST_HEARTBEAT_ANSWERS", "0"))
+if _LOST_HEARTBEATS:
+    import contextlib
+
+    from sqlalchemy.sql.dml import Update
+
+    from app import db
+
+    _lost = [_LOST_HEARTBEATS]
+    _real_autocommit = db.Database.autocommit
+
+    class _AnswerLost:
+        def __init__(self, conn) -> None:  # noqa: ANN001
+            self._conn = conn
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(self._conn, name)
+
+        async def execute(self, statement, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            result = await self._conn.execute(statement, *args, **kwargs)  # committed: autocommit
+            if isinstance(statement, Update) and statement.table.name == "subscriptions" and _lost[0] > 0:
+                _lost[0] -= 1
+                raise ConnectionResetError("the connection was cut before the heartbeat's answer came")
+            return result
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self):  # noqa: ANN001, ANN202
+        async with _real_autocommit(self) as conn:
+            yield _AnswerLost(conn)
+
+    db.Database.autocommit = _autocommit
 
 if __name__ == "__main__":
     from app.cli import main

@@ -39,7 +39,8 @@ def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None
                        RELIABILITY_CHARGE_DELAY_SECONDS=str(charge_delay),
                        RELIABILITY_CHARGE_LOG=str(charge_log or ""))
     environment.update(env)
-    module = "tests.reliability._launch" if wall_offset or charge_delay or charge_log else "app.cli"
+    patched = wall_offset or charge_delay or charge_log or "RELIABILITY_LOST_HEARTBEAT_ANSWERS" in env
+    module = "tests.reliability._launch" if patched else "app.cli"
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it open
     process = subprocess.Popen([sys.executable, "-m", module, "serve", "--port", str(port)], env=environment,
                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)

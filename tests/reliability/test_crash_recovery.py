@@ -10,8 +10,8 @@ money has moved that nothing records yet. For notices, the SMTP server answers e
 kills the process once the second batch is part sent.
 
 Work leases. Renewals and retries: a batch is claimed with a short liveness lease in *real* time
-(`claimed_until` = wall + 15 s, app/subscriptions/tasks.py: LIVENESS_LEASE), extended every 5 s by a heartbeat
-while the replica running the batch lives. A killed replica's claims run out within seconds: the test restarts a
+(`claimed_until` = wall + 15 s, app/subscriptions/tasks.py: LIVENESS_LEASE), extended 1 s after the claim and
+then every 5 s by a heartbeat while the replica running the batch lives. A killed replica's claims run out within seconds: the test restarts a
 replica at once, runs `run-due` as a scheduler would, and checks that within RECOVERY_LIMIT of the kill (well under
 the 2-minute lease of old) every renewal is completed, and the killed batch's customers have access and can cancel.
 Notices: a batch is claimed for 2 minutes (`lease_until`, app/notices/delivery.py: LEASE); the test models the
@@ -282,6 +282,98 @@ def test_C1_B2_a_living_replicas_claim_outlasts_the_liveness_lease(database_url:
             assert len(charges.read_text().split()) == 1  # charged once
             renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
             assert renewed["current_period_start"] == sub["current_period_end"]
+    finally:
+        slow.stop(kill=True)
+        other.stop(kill=True)
+
+
+def test_C1_B2_a_heartbeat_whose_answer_was_lost_keeps_the_claim(database_url: str, tmp_path):
+    """C1/B2 (review finding 3): the first heartbeat's UPDATE takes effect but its answer is lost (the connection
+    cut before it came back), so the database holds a lease the process does not know of. The heartbeat still
+    matches the rows (the old value or the new one) and keeps extending the claim: longer after the charge than the
+    liveness lease lasts, a cancellation is refused with 409 charge_in_progress (never confirmed with no further
+    charge while the charge runs), another replica leaves the subscription alone, the renewal is charged once and
+    the claim is given back when the batch is recorded."""
+    asyncio.run(_empty(database_url))
+    charges = tmp_path / "charges.log"
+    charges.touch()
+    slow = start_service(database_url, charge_delay=SLOW_CHARGE, charge_log=charges,
+                         RELIABILITY_LOST_HEARTBEAT_ANSWERS="1")
+    other = start_service(database_url)
+    try:
+        with httpx.Client(base_url=other.url, timeout=120) as http, \
+                concurrent.futures.ThreadPoolExecutor(1) as pool:
+            api = Api(http)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
+            api.ok("POST", "/v1/plans", 201, json=PLAN)
+            customer = new_customer(other.url, "lost")
+            sub = buy(other.url, customer)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
+
+            def run_due_on_slow() -> dict:
+                with httpx.Client(base_url=slow.url, timeout=120) as slow_http:
+                    return Api(slow_http).ok("POST", "/v1/sandbox/run-due")["jobs"]
+
+            running = pool.submit(run_due_on_slow)
+            wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
+            time.sleep(LIVENESS_LEASE + 5)  # the lease the lost heartbeat wrote would have run out by now
+            assert not running.done()
+            as_alice = api.as_customer(customer["external_id"])
+            refused = as_alice.post(f"/v1/subscriptions/{sub['id']}/cancel")
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "charge_in_progress"
+            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
+            assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0
+            assert running.result(timeout=60)["subscription_renewals"] == 1
+            assert len(charges.read_text().split()) == 1  # charged once
+            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+            assert renewed["current_period_start"] == sub["current_period_end"]
+            # The claim was given back: the cancellation is confirmed now, for the renewed period's end.
+            confirmed = as_alice.post(f"/v1/subscriptions/{sub['id']}/cancel")
+            assert confirmed.status_code == 200, confirmed.text
+            assert confirmed.json()["current_period_end"] == renewed["current_period_end"]
+    finally:
+        slow.stop(kill=True)
+        other.stop(kill=True)
+
+
+def test_R3_a_suspension_is_refused_while_a_renewal_is_being_charged(database_url: str, tmp_path):
+    """R3 (review finding 9): a suspension holds the charges not made yet; one already in flight cannot be held,
+    so while a renewal of the customer is being charged the suspension is refused with 409 charge_in_progress and
+    Retry-After (as a cancellation is), rather than accepted while the suspended customer is charged. Once the
+    charge is recorded, the same suspension is accepted."""
+    asyncio.run(_empty(database_url))
+    charges = tmp_path / "charges.log"
+    charges.touch()
+    slow = start_service(database_url, charge_delay=4, charge_log=charges)
+    other = start_service(database_url)
+    try:
+        with httpx.Client(base_url=other.url, timeout=120) as http, \
+                concurrent.futures.ThreadPoolExecutor(1) as pool:
+            api = Api(http)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
+            api.ok("POST", "/v1/plans", 201, json=PLAN)
+            customer = new_customer(other.url, "suspended")
+            sub = buy(other.url, customer)
+            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
+
+            def run_due_on_slow() -> dict:
+                with httpx.Client(base_url=slow.url, timeout=120) as slow_http:
+                    return Api(slow_http).ok("POST", "/v1/sandbox/run-due")["jobs"]
+
+            running = pool.submit(run_due_on_slow)
+            wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
+            suspension = {"json": {"reason": "chargeback investigation"}}
+            refused = api.post(f"/v1/customers/{customer['id']}/suspend", **suspension)
+            assert not running.done()
+            assert refused.status_code == 409, refused.text
+            assert refused.json()["code"] == "charge_in_progress"
+            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
+            assert api.ok("GET", f"/v1/customers/{customer['id']}")["status"] == "active"
+            assert running.result(timeout=60)["subscription_renewals"] == 1
+            assert api.ok("POST", f"/v1/customers/{customer['id']}/suspend", **suspension)["status"] == "suspended"
+            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+            assert renewed["current_period_start"] == sub["current_period_end"]  # the charge in flight counted
     finally:
         slow.stop(kill=True)
         other.stop(kill=True)
