@@ -10,7 +10,8 @@ from sqlalchemy import LargeBinary, Text, bindparam, cast, delete, literal, sele
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.routes import to_api as audit_to_api
-from app.audit.service import record
+from app.access.service import access_document
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.credits.schemas import to_api as credit_to_api
@@ -22,6 +23,7 @@ from app.models import (
     audit_events,
     credit_entries,
     customers,
+    events,
     idempotency_keys,
     notices,
     payments,
@@ -35,7 +37,7 @@ from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
 from app.subscriptions.schemas import to_api as subscription_to_api
 from app.trials.schemas import to_api as trial_to_api
-from policies import ERASED, redact
+from policies import ERASED, AccessFacts, access, redact
 
 EXPORT_SCHEMA_VERSION = 1
 _PERSONAL_FIELDS = ("external_id", "email", "name", "country")  # of a Customer object (customers/schemas.py)
@@ -108,8 +110,13 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
                                                       audit_events.c.reason.is_not(None)).values(reason=ERASED))
         if ctx.db.is_postgres:
             await conn.execute(text("SET LOCAL billing.erasure = 'off'"))
+    await _scrub_events(conn, customer.id, identifiers)
+    erased = changed(customer, email=None, name=None, country=None, external_id=None, gateway_customer_id=None,
+                     status="erased", marketing_opt_out=True, updated_at=now)
     await record(conn, actor, "customer.erased", now, subject_type="customer", subject_id=customer.id,
-                 customer_id=customer.id, policy_version=ctx.policies.at(now).version)
+                 customer_id=customer.id, policy_version=ctx.policies.at(now).version,
+                 events=[("customer.erased", customer_to_api(erased)),
+                         ("access.changed", access_document(access(AccessFacts(customer_status="erased"), now)))])
     return await repository.get(conn, customer.id)
 
 
@@ -133,6 +140,18 @@ def _scrub_document(value, customer_id: str, identifiers: list):  # noqa: ANN001
     if isinstance(value, list):
         return [_scrub_document(item, customer_id, identifiers) for item in value]
     return redact(value, identifiers) if isinstance(value, str) else value
+
+
+async def _scrub_events(conn: AsyncConnection, customer_id: str, identifiers: list) -> None:
+    """D3: the customer's domain events keep what happened, not who it happened to: the customer's personal
+    fields in their snapshots are removed, and free text naming the person redacted (one read, one statement
+    for the events that changed)."""
+    rows = (await conn.execute(select(events.c.id, events.c.data).where(events.c.customer_id == customer_id))).all()
+    scrubbed = [{"b_id": row.id, "b_data": data} for row in rows
+                if (data := _scrub_document(row.data, customer_id, identifiers)) != row.data]
+    if scrubbed:
+        await conn.execute(update(events).where(events.c.id == bindparam("b_id")).values(data=bindparam("b_data")),
+                           scrubbed)
 
 
 async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str,

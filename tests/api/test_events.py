@@ -1,0 +1,299 @@
+"""Domain events (api.md "Events and outbound webhooks"; issue 15 item 5): each state change records its events in
+its own transaction, with the object as its own GET shows it right after the change; a refused request records
+none; a change that fails after recording leaves none. Observed through `GET /v1/events` only.
+
+The rules the events report are cited where each change is made: T2/T3/T4/T6 (trials), B1/B2/B5 (purchase,
+renewal, dunning), C1/C2 (cancel, resume), R2 (refund, credit), R3 (standing), D3 (erasure)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import text
+
+from app.db import Database
+from tests.api import shared
+from tests.api.test_dunning import switch_method
+from tests.api.test_subscriptions import buy, purchase, subscription
+from tests.conftest import START, customer_headers, make_customer, make_plan, move_clock, ops_headers, run_due
+
+client = shared.client
+module_client = shared.module_client
+
+PERIOD_END = "2030-02-15T12:00:00Z"
+SECOND_PERIOD_END = "2030-03-15T12:00:00Z"
+RETRY_1, RETRY_2, RETRY_3 = "2030-03-16T12:00:00Z", "2030-03-18T12:00:00Z", "2030-03-22T12:00:00Z"  # B5: +1, +3, +7 d
+
+
+def events_of(client, customer_id: str | None = None, **filters: str) -> list[dict]:  # noqa: ANN001
+    """Every event (of the customer), oldest first, read page by page as a client would."""
+    params = {"limit": "100", **filters}
+    if customer_id is not None:
+        params["customer_id"] = customer_id
+    found: list[dict] = []
+    while True:
+        response = client.get("/v1/events", params=params, headers=ops_headers())
+        assert response.status_code == 200, response.text
+        body = response.json()
+        found += body["data"]
+        if not body["has_more"]:
+            return list(reversed(found))
+        params["starting_after"] = body["data"][-1]["id"]
+
+
+def get(client, path: str) -> dict:  # noqa: ANN001
+    response = client.get(path, headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ok(response, status: int = 200) -> dict:  # noqa: ANN001
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+class Life:
+    """The events a scripted life should have recorded: each change's types, with the objects read right after."""
+
+    def __init__(self, client, customer: dict) -> None:  # noqa: ANN001
+        self.client, self.customer, self.expected = client, customer, []
+
+    def saw(self, type_: str, obj: dict) -> None:
+        self.expected.append((type_, obj))
+
+    def customer_now(self) -> dict:
+        return get(self.client, f"/v1/customers/{self.customer['id']}")
+
+    def access_now(self) -> dict:
+        return get(self.client, f"/v1/customers/{self.customer['id']}/access")
+
+    def payments(self) -> list[dict]:
+        return get(self.client, f"/v1/customers/{self.customer['id']}/payments?limit=100")["data"]
+
+    def trial(self, trial_id: str) -> dict:
+        return get(self.client, f"/v1/trials/{trial_id}")
+
+    def recorded(self) -> list[tuple[str, dict]]:
+        return [(e["type"], e["data"]["object"]) for e in events_of(self.client, self.customer["id"])]
+
+
+def test_every_change_of_a_customer_life_records_its_events_once_in_order_with_the_object_as_read(client):
+    """T2/T6/B1/B2/B5/C1/C2/R2/R3/D3: a whole life, then GET /v1/events: each change's events exactly once, in
+    order, each `data.object` equal to what the resource's GET answered right after the change; the erasure
+    leaves no name, e-mail or external id in any stored event."""
+    make_plan(client, amount=2000)
+    alice = make_customer(client, "alice", email="alice@example.com")
+    life = Life(client, alice)
+    life.saw("customer.created", life.customer_now())
+    assert alice == life.customer_now()
+
+    ok(client.patch(f"/v1/customers/{alice['id']}", json={"name": "Alice Liddell"},
+                    headers=customer_headers("alice")))
+    life.saw("customer.updated", life.customer_now())
+
+    trial = ok(client.post("/v1/trials", json={"customer_id": alice["id"], "plan": "pro-monthly"},
+                           headers=customer_headers("alice")), 201)
+    life.saw("trial.started", life.trial(trial["id"]))
+    life.saw("access.changed", life.access_now())
+
+    sub = buy(client, alice)  # T6: the running trial is forfeited by the purchase
+    [first_payment] = life.payments()
+    life.saw("trial.forfeited", life.trial(trial["id"]))
+    life.saw("subscription.activated", subscription(client, sub["id"]))
+    life.saw("payment.succeeded", first_payment)
+    life.saw("access.changed", life.access_now())
+    assert life.trial(trial["id"])["status"] == "forfeited" and life.access_now()["source"] == "subscription"
+
+    credit = ok(client.post(f"/v1/customers/{alice['id']}/credits",
+                            json={"amount": 500, "currency": "usd", "reason": "goodwill"}, headers=ops_headers()), 201)
+    life.saw("credit.granted", credit)
+    refund = ok(client.post(f"/v1/payments/{first_payment['id']}/refunds", json={"amount": 100, "reason": "goodwill"},
+                            headers=ops_headers()), 201)
+    assert refund["status"] == "succeeded"
+    life.saw("refund.succeeded", get(client, f"/v1/payments/{first_payment['id']}/refunds")["data"][0])
+
+    ok(client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=customer_headers("alice")))
+    life.saw("subscription.cancellation_scheduled", subscription(client, sub["id"]))
+    ok(client.post(f"/v1/subscriptions/{sub['id']}/resume", headers=customer_headers("alice")))
+    life.saw("subscription.resumed", subscription(client, sub["id"]))
+
+    move_clock(client, PERIOD_END)  # B2: renewed on the anchor, the credit spent (R2)
+    assert run_due(client)["subscription_renewals"] == 1
+    renewal = life.payments()[0]
+    assert renewal["purpose"] == "renewal" and renewal["credit_applied"] == 500
+    life.saw("subscription.renewed", subscription(client, sub["id"]))
+    life.saw("payment.succeeded", renewal)  # a renewal of an active subscription leaves the access as it was
+
+    move_clock(client, "2030-02-20T12:00:00Z")  # R3: suspended, then lifted
+    ok(client.post(f"/v1/customers/{alice['id']}/suspend", json={"reason": "chargeback under review"},
+                   headers=ops_headers()))
+    life.saw("customer.suspended", life.customer_now())
+    life.saw("access.changed", life.access_now())
+    assert life.access_now()["reason"] == "suspended"
+    ok(client.post(f"/v1/customers/{alice['id']}/unsuspend", json={"reason": "resolved"}, headers=ops_headers()))
+    life.saw("customer.unsuspended", life.customer_now())
+    life.saw("access.changed", life.access_now())
+    assert life.access_now()["reason"] == "subscription_active"
+
+    switch_method(client, sub, "pm_card_chargeDeclined")  # B5: the next renewal fails, then its three retries
+    move_clock(client, SECOND_PERIOD_END)
+    assert run_due(client)["subscription_renewals"] == 1
+    life.saw("payment.failed", life.payments()[0])
+    life.saw("subscription.past_due", subscription(client, sub["id"]))
+    life.saw("access.changed", life.access_now())
+    assert life.access_now()["reason"] == "subscription_past_due"
+    for retry_at in (RETRY_1, RETRY_2):
+        move_clock(client, retry_at)
+        assert run_due(client)["subscription_retries"] == 1
+        life.saw("payment.failed", life.payments()[0])  # still past_due, the access unchanged
+    move_clock(client, RETRY_3)
+    assert run_due(client)["subscription_retries"] == 1
+    life.saw("payment.failed", life.payments()[0])
+    life.saw("subscription.ended", subscription(client, sub["id"]))
+    life.saw("access.changed", life.access_now())
+    assert subscription(client, sub["id"])["ended_reason"] == "payment_failed"
+    assert life.access_now()["has_access"] is False
+
+    again = buy(client, alice)  # B1: bought again, then R3: terminated, which ends it at once
+    life.saw("subscription.activated", subscription(client, again["id"]))
+    life.saw("payment.succeeded", life.payments()[0])
+    life.saw("access.changed", life.access_now())
+    ok(client.post(f"/v1/customers/{alice['id']}/terminate", json={"reason": "fraud"}, headers=ops_headers()))
+    life.saw("customer.terminated", life.customer_now())
+    life.saw("access.changed", life.access_now())
+    life.saw("subscription.ended", subscription(client, again["id"]))
+
+    assert life.recorded() == life.expected
+    for event in events_of(client, alice["id"]):
+        assert "." not in event["id"] and event["id"].startswith("evt_")
+        assert event["object"] == "event" and event["customer_id"] == alice["id"]
+        assert event["timestamp"] == event["created_at"]
+        assert get(client, f"/v1/events/{event['id']}") == event
+    assert [e["type"] for e in events_of(client, type="subscription.ended")] == ["subscription.ended"] * 2
+
+    ok(client.delete(f"/v1/customers/{alice['id']}", headers=ops_headers()))  # D3
+    life.saw("customer.erased", life.customer_now())
+    life.saw("access.changed", life.access_now())
+    recorded = life.recorded()
+    assert [t for t, _ in recorded] == [t for t, _ in life.expected]
+    assert recorded[-2:] == life.expected[-2:]
+    text_of_events = str(events_of(client, alice["id"])).lower()
+    assert "alice" not in text_of_events
+    assert all(obj["name"] is None and obj["email"] is None and obj["external_id"] is None
+               for t, obj in recorded if obj["object"] == "customer")
+
+
+def test_T3_T4_a_trial_that_runs_out_records_its_notice_and_its_expiry(client):
+    """T4: `trial.expiring` when its notice is queued; T3: `trial.expired` at its end, and the access it ends."""
+    make_plan(client)
+    bob = make_customer(client, "bob")
+    life = Life(client, bob)
+    life.saw("customer.created", life.customer_now())
+    trial = ok(client.post("/v1/trials", json={"customer_id": bob["id"], "plan": "pro-monthly"},
+                           headers=customer_headers("bob")), 201)
+    life.saw("trial.started", life.trial(trial["id"]))
+    life.saw("access.changed", life.access_now())
+    move_clock(client, trial["notice_at"])
+    run_due(client)
+    life.saw("trial.expiring", life.trial(trial["id"]))
+    move_clock(client, trial["ends_at"])
+    run_due(client)
+    assert life.trial(trial["id"])["status"] == "expired"
+    life.saw("trial.expired", life.trial(trial["id"]))
+    life.saw("access.changed", life.access_now())
+    assert life.access_now()["reason"] == "no_subscription"
+    run_due(client)  # nothing more happens, nothing more is recorded
+    assert life.recorded() == life.expected
+
+
+def test_B1_a_refused_request_records_nothing_and_a_declined_purchase_only_its_failed_payment(client):
+    """B1: a declined purchase records `payment.failed`, never `subscription.activated` nor any access change;
+    a 409, a 422 and a request that changes nothing record no event."""
+    make_plan(client)
+    carol = make_customer(client, "carol")
+    declined = purchase(client, carol, payment_method="pm_card_chargeDeclined")
+    assert declined.status_code == 402, declined.text
+    [failed] = get(client, f"/v1/customers/{carol['id']}/payments")["data"]
+    assert [(e["type"], e["data"]["object"]) for e in events_of(client, carol["id"])] == [
+        ("customer.created", carol), ("payment.failed", failed)]
+
+    sub = buy(client, carol)
+    before = events_of(client, carol["id"])
+    assert [e["type"] for e in before[2:]] == ["subscription.activated", "payment.succeeded", "access.changed"]
+    assert purchase(client, carol).status_code == 409  # one live subscription per customer
+    assert client.post(f"/v1/customers/{carol['id']}/credits", json={"amount": 100, "currency": "eur"},
+                       headers=ops_headers()).status_code == 422  # R2: not the billing currency
+    assert client.post(f"/v1/subscriptions/{sub['id']}/resume",
+                       headers=customer_headers("carol")).status_code == 200  # nothing to resume: no change
+    assert client.post("/v1/customers", json={"email": "x@example.com", "name": "X", "country": "US"},
+                       headers=customer_headers("carol")).status_code == 409  # customer_exists
+    assert events_of(client, carol["id"]) == before
+    assert len(events_of(client)) == len(before)
+
+
+_FAIL_AFTER_RECORDING = {
+    # R3: a termination records the customer's events first, then ends everything, forfeiting the credit: the
+    # forfeit is refused, so the termination fails after its events were written.
+    "sqlite": ["""CREATE TRIGGER refuse_forfeit BEFORE INSERT ON credit_entries WHEN NEW.kind = 'forfeit'
+               BEGIN SELECT RAISE(ABORT, 'forfeit refused by the test'); END"""],
+    "postgresql": ["""CREATE FUNCTION refuse_forfeit() RETURNS trigger LANGUAGE plpgsql AS $$
+                   BEGIN RAISE EXCEPTION 'forfeit refused by the test'; END $$""",
+                   """CREATE TRIGGER refuse_forfeit BEFORE INSERT ON credit_entries FOR EACH ROW
+                   WHEN (NEW.kind = 'forfeit') EXECUTE FUNCTION refuse_forfeit()"""],
+}
+_UNDO = {"sqlite": ["DROP TRIGGER IF EXISTS refuse_forfeit"],
+         "postgresql": ["DROP TRIGGER IF EXISTS refuse_forfeit ON credit_entries",
+                        "DROP FUNCTION IF EXISTS refuse_forfeit()"]}
+
+
+def _run(url: str, statements: list[str]) -> None:
+    async def go() -> None:
+        db = Database(url, pool_size=1)
+        try:
+            async with db.transaction() as conn:
+                for statement in statements:
+                    await conn.execute(text(statement))
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+@pytest.fixture
+def forfeit_refused(clean_db: str):  # noqa: ANN201
+    kind = "postgresql" if clean_db.startswith("postgresql") else "sqlite"
+    _run(clean_db, _FAIL_AFTER_RECORDING[kind])
+    try:
+        yield
+    finally:
+        _run(clean_db, _UNDO[kind])
+
+
+def test_R3_a_change_that_fails_after_recording_its_events_leaves_no_event(client, forfeit_refused):
+    """R3: the termination writes `customer.terminated` and `access.changed`, then fails (the credit forfeit is
+    refused): the transaction rolls back whole, so neither the change nor its events exist."""
+    make_plan(client)
+    dave = make_customer(client, "dave")
+    ok(client.post(f"/v1/customers/{dave['id']}/credits", json={"amount": 500, "currency": "usd",
+                                                                  "reason": "goodwill"}, headers=ops_headers()), 201)
+    before = events_of(client, dave["id"])
+    assert [e["type"] for e in before] == ["customer.created", "credit.granted"]
+    failed = client.post(f"/v1/customers/{dave['id']}/terminate", json={"reason": "fraud"}, headers=ops_headers())
+    assert failed.status_code >= 500, failed.text
+    assert get(client, f"/v1/customers/{dave['id']}")["status"] == "active"
+    assert events_of(client, dave["id"]) == before
+    audit = get(client, f"/v1/audit-events?customer_id={dave['id']}")["data"]
+    assert "customer.terminated" not in [a["action"] for a in audit]
+
+
+def test_events_are_ops_only_and_an_unknown_id_is_404(client):
+    erin = make_customer(client, "erin")
+    assert client.get("/v1/events", headers=customer_headers("erin")).status_code == 403
+    [created] = events_of(client, erin["id"])
+    assert client.get(f"/v1/events/{created['id']}", headers=customer_headers("erin")).status_code == 403
+    missing = client.get("/v1/events/evt_00000000000000000000000000", headers=ops_headers())
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert events_of(client, type="customer.created") == [created]
+    assert events_of(client, type="customer.updated") == []
+    assert START <= created["created_at"]
