@@ -16,12 +16,10 @@ from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
-from app.http import dumps
 from app.ids import new_id
 from app.models import audit_events, events
 
@@ -48,9 +46,9 @@ class AuditRow(dict):
 
 
 def event_row(type_: str, customer_id: str | None, at: _dt.datetime, obj: dict[str, Any]) -> dict[str, Any]:
-    """One domain event: `data.object` is the object as its GET renders it (the same JSON encoding)."""
-    return {"id": new_id("evt"), "type": type_, "customer_id": customer_id, "created_at": at,
-            "data": {"object": orjson.loads(dumps(obj))}}
+    """One domain event: `data.object` is the object as its GET renders it (stored in the API's JSON encoding,
+    `models.base.APIDocument`)."""
+    return {"id": new_id("evt"), "type": type_, "customer_id": customer_id, "created_at": at, "data": {"object": obj}}
 
 
 def audit_row(actor: Principal, action: str, at: _dt.datetime, *, subject_type: str, subject_id: str,

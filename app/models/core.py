@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
-from app.models.base import Id, Money, UTCDateTime, metadata
+from app.models.base import APIDocument, Id, Money, UTCDateTime, metadata
 
 customers = Table(
     "customers",
@@ -106,8 +106,7 @@ events = Table(
     Column("type", String(64), nullable=False),
     Column("customer_id", Id(), ForeignKey("customers.id"), nullable=True),  # null for non-customer events
     Column("created_at", UTCDateTime, nullable=False),
-    Column("data", JSON, nullable=False),
+    Column("data", APIDocument, nullable=False),  # {"object": ...}, encoded as the API answers
     Index("ix_events_created_at", "created_at"),
     Index("ix_events_customer_id", "customer_id", "id"),
-    Index("ix_events_type", "type", "id"),
 )

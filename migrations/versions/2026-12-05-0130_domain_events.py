@@ -34,12 +34,10 @@ def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_created_at", ["created_at"], unique=False)
         batch_op.create_index("ix_events_customer_id", ["customer_id", "id"], unique=False)
-        batch_op.create_index("ix_events_type", ["type", "id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index("ix_events_type")
         batch_op.drop_index("ix_events_customer_id")
         batch_op.drop_index("ix_events_created_at")
     op.drop_table("events")
