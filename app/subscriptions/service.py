@@ -27,6 +27,7 @@ from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.schemas import to_api as payment_to_api
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
@@ -167,7 +168,7 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
                 update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
                 .values(status="failed", failure_code="canceled", updated_at=now,
                         gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
-                .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+                .returning(*payments.c))).all()
             abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
             if sub.status == "past_due":  # C1: the customer gets the ending confirmation
                 subject, body = templates.subscription_ended(sub.plan_name, "canceled")
@@ -175,8 +176,9 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
                                                       f"subscription_ended:{sub.id}", subject, body)],
                                      now, ctx.system_clock.wall())
             action, effective_at = "subscription.canceled", now
-            # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began.
-            events = []
+            # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
+            # payment fails.
+            events = [("payment.failed", payment_to_api(p)) for p in dropped]
             if sub.status == "past_due":
                 events.append(("subscription.ended", as_read(changed, now)))
                 standing = (await conn.execute(select(customers.c.status).where(

@@ -29,6 +29,7 @@ from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.schemas import to_api as payment_to_api
 from app.subscriptions import charging
 from app.subscriptions.schemas import as_read
 from policies import AccessFacts, charge_held, period_end_action, renewal_due
@@ -217,9 +218,13 @@ async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: A
         expired = (await conn.execute(
             update(payments).where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
             .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
-            .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+            .returning(*payments.c))).all()
+        failed = {}  # B1: an expired purchase's payment failed; the subscription never began (no event of its own)
+        for p in expired:
+            failed.setdefault(p.subscription_id, []).append(("payment.failed", payment_to_api(p)))
         await record_many(conn, [audit_row(SYSTEM, "subscription.purchase_expired", now, subject_type="subscription",
                                            subject_id=s.id, customer_id=s.customer_id,
-                                           policy_version=s.policy_version) for s in due])
+                                           policy_version=s.policy_version, events=failed.get(s.id, ()))
+                                 for s in due])
     await cancel_at_gateway(ctx, payment_ids=[p.id for p in expired if p.gateway_cancel_due_at is not None])
     return len(due)

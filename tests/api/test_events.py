@@ -297,3 +297,22 @@ def test_events_are_ops_only_and_an_unknown_id_is_404(client):
     assert events_of(client, type="customer.created") == [created]
     assert events_of(client, type="customer.updated") == []
     assert START <= created["created_at"]
+
+
+def test_B1_an_abandoned_purchase_records_its_failed_payment_and_no_subscription_event(client):
+    """B1: a purchase waiting for the customer's action that is cancelled, or that expires after a day, began
+    nothing: its payment's failure is recorded (`payment.failed`), and no subscription or access event."""
+    make_plan(client)
+    for who, abandon in (("frank", "cancel"), ("gina", "expire")):
+        customer = make_customer(client, who)
+        sub = buy(client, customer, payment_method="pm_card_authenticationRequired")
+        assert sub["status"] == "incomplete"
+        if abandon == "cancel":
+            ok(client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=customer_headers(who)))
+        else:
+            move_clock(client, "2030-01-16T12:00:00Z")  # 24 h later: expired after 23 h
+            assert run_due(client)["incomplete_purchase_expiry"] == 1
+        [payment] = get(client, f"/v1/customers/{customer['id']}/payments")["data"]
+        assert payment["status"] == "failed"
+        assert [(e["type"], e["data"]["object"]) for e in events_of(client, customer["id"])] == [
+            ("customer.created", customer), ("payment.failed", payment)]
