@@ -316,3 +316,37 @@ def test_B1_an_abandoned_purchase_records_its_failed_payment_and_no_subscription
         assert payment["status"] == "failed"
         assert [(e["type"], e["data"]["object"]) for e in events_of(client, customer["id"])] == [
             ("customer.created", customer), ("payment.failed", payment)]
+
+
+def test_B2_T3_scheduled_batches_write_their_events_in_one_insert_per_batch(client):
+    """B2/T3: a renewal batch and a trial expiry batch write every event of the batch in one multi-row insert, not
+    a statement per subscription or trial."""
+    from sqlalchemy import event
+
+    make_plan(client)
+    people = [make_customer(client, f"batch{i}") for i in range(4)]
+    for person in people[:2]:
+        buy(client, person)
+    for person in people[2:]:
+        ok(client.post("/v1/trials", json={"customer_id": person["id"], "plan": "pro-monthly"},
+                       headers=customer_headers(person["external_id"])), 201)
+    inserts: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("INSERT INTO EVENTS"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    engine = client.app.state.ctx.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        move_clock(client, "2030-02-14T12:00:00Z")  # the trials end (30 days), their notices were due before
+        jobs = run_due(client)
+        assert jobs["trial_expiry"] == 2 and jobs["trial_expiring_notices"] == 0
+        assert inserts == [4]  # one statement: trial.expired and access.changed of both trials
+        inserts.clear()
+        move_clock(client, PERIOD_END)
+        assert run_due(client)["subscription_renewals"] == 2
+        assert inserts == [4]  # one statement: subscription.renewed and payment.succeeded of both
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [e["type"] for e in events_of(client, type="subscription.renewed")] == ["subscription.renewed"] * 2
