@@ -155,8 +155,7 @@ _PURCHASE_PAID = (update(payments).where(payments.c.id == bindparam("b_id"), pay
                           period_start=bindparam("b_start"), period_end=bindparam("b_end"), client_secret=None,
                           updated_at=bindparam("b_now"))
                   .returning(*payments.c))
-_RUNNING_TRIALS = select(trials).where(trials.c.customer_id == bindparam("customer_id"),
-                                                              trials.c.status == "active")
+_RUNNING_TRIALS = select(trials).where(trials.c.customer_id == bindparam("customer_id"), trials.c.status == "active")
 
 
 async def lock_subscription_of_payment(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
