@@ -350,3 +350,29 @@ def test_B2_T3_scheduled_batches_write_their_events_in_one_insert_per_batch(clie
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert [e["type"] for e in events_of(client, type="subscription.renewed")] == ["subscription.renewed"] * 2
+
+
+def test_B1_R2_what_stripe_reports_records_its_events_too(client, settings):
+    """B1: a purchase completed by a signed `payment_intent.succeeded` records its activation as a direct one
+    does; R2: a refund made in Stripe's dashboard (`charge.refunded`) records `refund.succeeded`."""
+    from tests.support.webhooks import event, intent_event, post_event
+
+    make_plan(client)
+    hana = make_customer(client, "hana")
+    sub = buy(client, hana, payment_method="pm_card_authenticationRequired")
+    [pending] = get(client, f"/v1/customers/{hana['id']}/payments")["data"]
+    paid = post_event(client, intent_event("payment_intent.succeeded", pending["gateway_payment_id"], amount=2000),
+                      settings.stripe_webhook_secret)
+    assert paid.json()["outcome"] == "applied", paid.text
+    [payment] = get(client, f"/v1/customers/{hana['id']}/payments")["data"]
+    expected = [("customer.created", hana), ("subscription.activated", subscription(client, sub["id"])),
+                ("payment.succeeded", payment),
+                ("access.changed", get(client, f"/v1/customers/{hana['id']}/access"))]
+    charge = {"id": "ch_hana", "object": "charge", "amount": 2000, "payment_intent": payment["gateway_payment_id"],
+              "refunds": {"object": "list", "data": [{"id": "re_hana_1", "object": "refund", "amount": 300,
+                                                      "status": "succeeded", "metadata": {}}]}}
+    refunded = post_event(client, event("charge.refunded", charge), settings.stripe_webhook_secret)
+    assert refunded.json()["outcome"] == "applied", refunded.text
+    [refund] = get(client, f"/v1/payments/{payment['id']}/refunds")["data"]
+    expected.append(("refund.succeeded", refund))
+    assert [(e["type"], e["data"]["object"]) for e in events_of(client, hana["id"])] == expected
