@@ -41,8 +41,9 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
     return customer, now
 
 
-async def _record_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer, status: str,  # noqa: ANN001
-                         action: str, reason: str, now, access_now: AccessDecision | None = None) -> None:  # noqa: ANN001
+async def _record_status(conn: AsyncConnection, ctx: AppContext, principal: Principal,
+                         customer, status: str, action: str, reason: str, now,  # noqa: ANN001
+                         access_now: AccessDecision | None = None) -> None:
     """The audit row of a standing change and, when the status did change, its events: the customer, and the
     access it leaves (R3: none unless active; `access_now` for an account made active)."""
     events = []

@@ -18,8 +18,9 @@ from policies import AccessFacts, trial_expired, trial_notice_days_left
 
 
 # T3/T6: a customer who bought while the trial ran past its end keeps the subscription's access when it expires.
-_HAS_LIVE_SUBSCRIPTION = exists().where(subscriptions.c.customer_id == trials.c.customer_id,
-                                        subscriptions.c.status.in_(("active", "past_due"))).label("has_live_subscription")
+_HAS_LIVE_SUBSCRIPTION = (exists().where(subscriptions.c.customer_id == trials.c.customer_id,
+                                         subscriptions.c.status.in_(("active", "past_due")))
+                          .label("has_live_subscription"))
 
 
 def _expired_events(trial, now: _dt.datetime) -> list:  # noqa: ANN001
