@@ -18,6 +18,7 @@ from app.credits.schemas import to_api as credit_to_api
 from app.customers import repository
 from app.customers.schemas import to_api as customer_to_api
 from app.customers.standing import end_everything
+from app.events.routes import to_api as event_to_api
 from app.http import dumps
 from app.models import (
     audit_events,
@@ -65,6 +66,7 @@ async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dic
             "credits": await rows(credit_entries, credit_to_api),
             "notices": await rows(notices, notice_to_api),
             "audit_events": await rows(audit_events, audit_to_api),
+            "events": await rows(events, event_to_api),  # their snapshots show the customer too
         }
     return document
 

@@ -376,3 +376,14 @@ def test_B1_R2_what_stripe_reports_records_its_events_too(client, settings):
     [refund] = get(client, f"/v1/payments/{payment['id']}/refunds")["data"]
     expected.append(("refund.succeeded", refund))
     assert [(e["type"], e["data"]["object"]) for e in events_of(client, hana["id"])] == expected
+
+
+def test_D1_the_export_holds_the_customers_events(client):
+    """D1: the events hold the customer's details (their snapshots): the export gives them, oldest first."""
+    make_plan(client)
+    ivy = make_customer(client, "ivy")
+    buy(client, ivy)
+    exported = get(client, f"/v1/customers/{ivy['id']}/export")
+    assert exported["events"] == events_of(client, ivy["id"])
+    assert [e["type"] for e in exported["events"]] == [
+        "customer.created", "subscription.activated", "payment.succeeded", "access.changed"]
