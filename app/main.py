@@ -22,6 +22,7 @@ from app.credits.routes import router as credits_router
 from app.customers.routes import router as customers_router
 from app.db import Database
 from app.errors import DomainError
+from app.events.routes import router as events_router
 from app.gateways.base import PaymentGateway
 from app.gateways.sandbox import SandboxGateway
 from app.http import problem_response
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     app.include_router(refunds_router)
     app.include_router(credits_router)
     app.include_router(audit_router)
+    app.include_router(events_router)
     app.include_router(messages_router)
     app.include_router(console_router)
     if settings.sandbox:

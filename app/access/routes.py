@@ -6,7 +6,7 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.access.service import customer_access
+from app.access.service import access_document, customer_access
 from app.auth import Caller
 from app.context import Ctx
 from app.http import JSON
@@ -26,5 +26,4 @@ class Access(BaseModel):
 @router.get("/access", response_model=Access)
 async def get_access(customer_id: str, ctx: Ctx, caller: Caller):
     d = await customer_access(ctx, caller, customer_id)
-    return JSON({"object": "access", "has_access": d.has_access, "source": d.source, "plan": d.plan,
-                 "until": d.until, "reason": d.reason})
+    return JSON(access_document(d))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as _dt
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.audit.service import Event
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
@@ -17,23 +21,36 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
     """R3/C1/B2/B5/T3: decided by `policies.access` from the customer's status and live trial and subscription."""
     async with ctx.db.read() as conn:
         customer = await customer_repo.get_visible(conn, principal, customer_id)
-        trial = (await conn.execute(
-            select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
-            .where(trials.c.customer_id == customer_id, trials.c.status == "active")
-            .order_by(trials.c.id.desc()).limit(1)
-        )).first()
-        sub = (await conn.execute(
-            select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code,
-                   subscriptions.c.charge_released_at, *_PERIOD_COLUMNS)
-            .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
-        )).first()
+        return await access_in(conn, ctx, customer.id, customer.status)
+
+
+async def access_in(conn: AsyncConnection, ctx: AppContext, customer_id: str, customer_status: str,
+                    now: _dt.datetime | None = None) -> AccessDecision:
+    """`customer_access` on `conn` (a transaction sees its own changes), for a customer of `customer_status`."""
+    trial = (await conn.execute(
+        select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
+        .where(trials.c.customer_id == customer_id, trials.c.status == "active")
+        .order_by(trials.c.id.desc()).limit(1)
+    )).first()
+    sub = (await conn.execute(
+        select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code,
+               subscriptions.c.charge_released_at, *_PERIOD_COLUMNS)
+        .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
+    )).first()
+    if now is None:
         now = await ctx.clock.now(conn)
+    return access(facts_of(ctx, customer_status, trial, sub, now), now)
+
+
+def facts_of(ctx: AppContext, customer_status: str, trial, sub, now: _dt.datetime) -> AccessFacts:  # noqa: ANN001
+    """What `policies.access` decides from: the customer's status, their running trial and live subscription
+    (rows with the columns `access_in` reads, or None)."""
     # B5: a past_due subscription keeps access while retries remain, i.e. until the last retry date, counted from
     # the period end or from the lifting of a suspension that held the charge (R3).
     past_due = sub is not None and sub.status == "past_due"
     schedule = ctx.policies.at(now).retry_schedule_days if past_due else ()
-    return access(AccessFacts(
-        customer_status=customer.status,
+    return AccessFacts(
+        customer_status=customer_status,
         trial_status=trial.status if trial else None,
         trial_ends_at=trial.ends_at if trial else None,
         trial_plan=trial.plan_code if trial else None,
@@ -43,4 +60,16 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
         subscription_plan=sub.plan_code if sub else None,
         subscription=subscription_facts(sub) if sub is not None and sub.status == "active" else None,
         past_due_grace_days=schedule[-1] if schedule else 0,
-    ), now)
+    )
+
+
+def access_document(decision: AccessDecision) -> dict:
+    """The access document of `GET /v1/customers/{id}/access` (and of the `access.changed` event)."""
+    return {"object": "access", "has_access": decision.has_access, "source": decision.source,
+            "plan": decision.plan, "until": decision.until, "reason": decision.reason}
+
+
+def access_changed(facts: AccessFacts, now: _dt.datetime) -> Event:
+    """The `access.changed` event of a change, the access decided by `policies.access` from what the change's
+    transaction knows."""
+    return ("access.changed", access_document(access(facts, now)))

@@ -1,4 +1,10 @@
-"""The append-only audit log: every state change and ops action, with actor, time, reason and policy version.
+"""The append-only audit log and the domain events: one recording point for every state change.
+
+An audit row says who did what, when, why and under which policy version; a domain event (api.md "Events and
+outbound webhooks") says what changed, for the product's own services: its type, customer, time and the changed
+object as its own GET shows it. A use case passes its events to the audit row of the change (`events=`), and
+both are written together, in the caller's transaction: an event exists exactly when its change does. The
+events table is the outbox that outbound webhooks deliver.
 
 There is deliberately no update or delete function here.
 """
@@ -6,6 +12,8 @@ There is deliberately no update or delete function here.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import insert
@@ -13,36 +21,70 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
 from app.ids import new_id
-from app.models import audit_events
+from app.models import audit_events, events
 
 SYSTEM = Principal(sub="system", role="ops")  # the scheduler and webhooks act as the system
+
+# A domain event to record with an audit row: its type and the changed object (a route's `to_api` dict).
+Event = tuple[str, dict[str, Any]]
 
 
 def _actor_role(actor: Principal) -> str:
     return "system" if actor is SYSTEM else actor.role
 
 
+def changed(row, **changes: Any) -> SimpleNamespace:  # noqa: ANN001
+    """A row (read or written: a Row or a dict) as the change leaves it, for its `to_api` snapshot: what the
+    transaction wrote, without reading it again."""
+    return SimpleNamespace(**{**(row if isinstance(row, Mapping) else row._mapping), **changes})
+
+
+class AuditRow(dict):
+    """An audit row (the parameters of its insert) and the domain event rows recorded with it."""
+
+    __slots__ = ("events",)
+
+
+def event_row(type_: str, customer_id: str | None, at: _dt.datetime, obj: dict[str, Any]) -> dict[str, Any]:
+    """One domain event: `data.object` is the object as its GET renders it (stored in the API's JSON encoding,
+    `models.base.APIDocument`)."""
+    return {"id": new_id("evt"), "type": type_, "customer_id": customer_id, "created_at": at, "data": {"object": obj}}
+
+
 def audit_row(actor: Principal, action: str, at: _dt.datetime, *, subject_type: str, subject_id: str,
               customer_id: str | None, reason: str | None = None, data: dict[str, Any] | None = None,
-              policy_version: str | None = None) -> dict[str, Any]:
-    return {
+              policy_version: str | None = None, events: Iterable[Event] = ()) -> AuditRow:
+    """`events`: the domain events of this change, (type, object) pairs, recorded with the row (same customer,
+    same time)."""
+    row = AuditRow({
         "id": new_id("evt"), "occurred_at": at, "actor": actor.sub, "actor_role": _actor_role(actor),
         "action": action, "customer_id": customer_id, "subject_type": subject_type, "subject_id": subject_id,
         "reason": reason, "data": data or {}, "policy_version": policy_version,
-    }
+    })
+    row.events = [event_row(type_, customer_id, at, obj) for type_, obj in events]
+    return row
 
 
 # One statement object for every append: rows travel as parameters, so neither the construct nor its cache key is
 # rebuilt per event (`insert(...).values(row)` would build both each time).
 _APPEND = insert(audit_events)
+_APPEND_EVENTS = insert(events)
 
 
 async def record(conn: AsyncConnection, actor: Principal, action: str, at: _dt.datetime, **fields: Any) -> None:
-    """Append one audit event in the caller's transaction (so it exists exactly when the change does)."""
-    await conn.execute(_APPEND, audit_row(actor, action, at, **fields))
+    """Append one audit event, and the domain events given as `events=`, in the caller's transaction (so they
+    exist exactly when the change does)."""
+    row = audit_row(actor, action, at, **fields)
+    await conn.execute(_APPEND, row)
+    if row.events:
+        await conn.execute(_APPEND_EVENTS, row.events)
 
 
-async def record_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Append a batch of audit events built with `audit_row` (scheduled jobs write in batches)."""
+async def record_many(conn: AsyncConnection, rows: list[AuditRow]) -> None:
+    """Append a batch of audit rows built with `audit_row` and their domain events (scheduled jobs write in
+    batches): one multi-row insert for each table, whatever the size of the batch."""
     if rows:
         await conn.execute(_APPEND, rows)
+        evts = [event for row in rows for event in row.events]
+        if evts:
+            await conn.execute(_APPEND_EVENTS, evts)

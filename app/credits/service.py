@@ -6,10 +6,10 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import record
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
-from app.credits.schemas import CreditCreate
+from app.credits.schemas import CreditCreate, to_api
 from app.credits import repository
 from app.customers import repository as customer_repo
 from app.errors import CurrencyMismatch, CustomerTerminated, Forbidden, ValidationFailed
@@ -33,11 +33,12 @@ async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Princi
     now = await ctx.clock.now(conn)
     policy = ctx.policies.at(now)
     credit_id = new_id("cred")
-    await conn.execute(insert(credit_entries).values(
-        id=credit_id, customer_id=customer.id, kind="grant", amount=body.amount, currency=body.currency,
-        reason=body.reason, created_by=principal.sub, payment_id=None, policy_version=policy.version,
-        created_at=now))
+    credit = {"id": credit_id, "customer_id": customer.id, "kind": "grant", "amount": body.amount,
+              "currency": body.currency, "reason": body.reason, "created_by": principal.sub, "payment_id": None,
+              "policy_version": policy.version, "created_at": now}
+    await conn.execute(insert(credit_entries).values(credit))
     await record(conn, principal, "credit.granted", now, subject_type="credit", subject_id=credit_id,
                  customer_id=customer.id, reason=body.reason, policy_version=policy.version,
-                 data={"amount": body.amount, "currency": body.currency})
+                 data={"amount": body.amount, "currency": body.currency},
+                 events=[("credit.granted", to_api(changed(credit)))])
     return (await conn.execute(select(credit_entries).where(credit_entries.c.id == credit_id))).one()

@@ -10,18 +10,21 @@ from sqlalchemy import LargeBinary, Text, bindparam, cast, delete, literal, sele
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.routes import to_api as audit_to_api
-from app.audit.service import record
+from app.access.service import access_document
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.credits.schemas import to_api as credit_to_api
 from app.customers import repository
 from app.customers.schemas import to_api as customer_to_api
 from app.customers.standing import end_everything
+from app.events.routes import to_api as event_to_api
 from app.http import dumps
 from app.models import (
     audit_events,
     credit_entries,
     customers,
+    events,
     idempotency_keys,
     notices,
     payments,
@@ -35,7 +38,7 @@ from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
 from app.subscriptions.schemas import to_api as subscription_to_api
 from app.trials.schemas import to_api as trial_to_api
-from policies import ERASED, erase_from_response, redact
+from policies import ERASED, AccessFacts, access, erase_from_response, redact
 
 EXPORT_SCHEMA_VERSION = 1
 
@@ -62,6 +65,7 @@ async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dic
             "credits": await rows(credit_entries, credit_to_api),
             "notices": await rows(notices, notice_to_api),
             "audit_events": await rows(audit_events, audit_to_api),
+            "events": await rows(events, event_to_api),  # their snapshots show the customer too
         }
     return document
 
@@ -107,8 +111,13 @@ async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, cu
                                                       audit_events.c.reason.is_not(None)).values(reason=ERASED))
         if ctx.db.is_postgres:
             await conn.execute(text("SET LOCAL billing.erasure = 'off'"))
+    await _scrub_events(conn, customer.id, identifiers)
+    erased = changed(customer, email=None, name=None, country=None, external_id=None, gateway_customer_id=None,
+                     status="erased", marketing_opt_out=True, updated_at=now)
     await record(conn, actor, "customer.erased", now, subject_type="customer", subject_id=customer.id,
-                 customer_id=customer.id, policy_version=ctx.policies.at(now).version)
+                 customer_id=customer.id, policy_version=ctx.policies.at(now).version,
+                 events=[("customer.erased", customer_to_api(erased)),
+                         ("access.changed", access_document(access(AccessFacts(customer_status="erased"), now)))])
     return await repository.get(conn, customer.id)
 
 
@@ -122,6 +131,19 @@ async def _redact_column(conn: AsyncConnection, table, where, column: str, ident
     if changed:
         await conn.execute(update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_text")}),
                            changed)
+
+
+async def _scrub_events(conn: AsyncConnection, customer_id: str, identifiers: list) -> None:
+    """D3: the customer's domain events keep what happened, not who it happened to (policies.erase_from_response,
+    as for stored responses): the customer's personal fields in their snapshots are emptied, the identifiers (and
+    any e-mail address) in free text replaced; ids, codes, statuses and timestamps exactly as they were (one read,
+    one statement for the events that changed)."""
+    rows = (await conn.execute(select(events.c.id, events.c.data).where(events.c.customer_id == customer_id))).all()
+    scrubbed = [{"b_id": row.id, "b_data": data} for row in rows
+                if (data := erase_from_response(row.data, customer_id, identifiers, every_email=True)) != row.data]
+    if scrubbed:
+        await conn.execute(update(events).where(events.c.id == bindparam("b_id")).values(data=bindparam("b_data")),
+                           scrubbed)
 
 
 async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import record
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository
-from app.customers.schemas import CustomerCreate, CustomerUpdate
+from app.customers.schemas import CustomerCreate, CustomerUpdate, to_api
 from app.db import insert_ignoring_conflict
 from app.errors import CustomerExists, ValidationFailed
 from app.ids import new_id
@@ -41,7 +41,7 @@ async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
     if inserted != 1:
         raise CustomerExists(f"a customer with external_id {external_id!r} already exists")
     await record(conn, principal, "customer.created", now, subject_type="customer", subject_id=row["id"],
-                 customer_id=row["id"])
+                 customer_id=row["id"], events=[("customer.created", to_api(changed(row)))])
     return await repository.get_visible(conn, principal, row["id"])
 
 
@@ -62,7 +62,8 @@ async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
     if "email" in changes:
         await carry_trial_marks(conn, ctx, current.id, changes["email"], now)
     await record(conn, principal, "customer.updated", now, subject_type="customer", subject_id=customer_id,
-                 customer_id=customer_id, data={"fields": sorted(changes)})
+                 customer_id=customer_id, data={"fields": sorted(changes)},
+                 events=[("customer.updated", to_api(changed(current, **changes, updated_at=now)))])
     return await repository.get_visible(conn, principal, customer_id)
 
 

@@ -7,22 +7,27 @@ import math
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import record
+from app.access.service import access_document, access_in
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository
+from app.customers.schemas import to_api
 from app.errors import ChargeInProgress, CustomerTerminated, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries, customers, payments, subscriptions, trials
 from app.payments.corrections import cancel_due
+from app.payments.schemas import to_api as payment_to_api
+from app.subscriptions.schemas import as_read as subscription_as_read
 from app.subscriptions.repository import LIVE
-from policies import charge_due_at_lifting, termination_refund
+from policies import AccessDecision, AccessFacts, access, charge_due_at_lifting, termination_refund
 
 
 async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
                       allowed_from: tuple[str, ...], status: str, action: str, reason: str, *,
-                      refuse_while_charging: bool = False):
+                      refuse_while_charging: bool = False, recorded: bool = True):
+    """`recorded=False`: the caller records the change (`_record_status`) once its effects are written."""
     principal.require_ops()
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status in ("terminated", "erased"):
@@ -35,10 +40,24 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
         await _refuse_while_charging(conn, ctx, customer.id)
     now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
+    if recorded:
+        await _record_status(conn, ctx, principal, customer, status, action, reason, now)
+    return customer, now
+
+
+async def _record_status(conn: AsyncConnection, ctx: AppContext, principal: Principal,
+                         customer, status: str, action: str, reason: str, now,  # noqa: ANN001
+                         access_now: AccessDecision | None = None) -> None:
+    """The audit row of a standing change and, when the status did change, its events: the customer, and the
+    access it leaves (R3: none unless active; `access_now` for an account made active)."""
+    events = []
+    if customer.status != status:
+        decision = access_now or access(AccessFacts(customer_status=status), now)
+        events = [(action, to_api(changed(customer, status=status, updated_at=now))),
+                  ("access.changed", access_document(decision))]
     await record(conn, principal, action, now, subject_type="customer", subject_id=customer.id,
                  customer_id=customer.id, reason=reason, policy_version=ctx.policies.at(now).version,
-                 data={"before": customer.status, "after": status})
-    return customer, now
+                 data={"before": customer.status, "after": status}, events=events)
 
 
 async def suspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
@@ -73,7 +92,8 @@ async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal
     the jobs charges it, on the unchanged anchor. The lifting's time is recorded on the subscription whose charge
     it releases: if that charge fails, the retries count from it (`policies.retries_counted_from`)."""
     customer, now = await _set_status(conn, ctx, principal, customer_id, ("suspended", "active"), "active",
-                                      "customer.unsuspended", reason)
+                                      "customer.unsuspended", reason, recorded=False)
+    access_now = None
     if customer.status == "suspended":
         live = (await conn.execute(
             select(subscriptions.c.id, subscriptions.c.status, subscriptions.c.cancel_at_period_end,
@@ -85,6 +105,8 @@ async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal
         if released:
             await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(released))
                                .values(charge_released_at=now))
+        access_now = await access_in(conn, ctx, customer.id, "active", now)  # what the lifting gives back
+    await _record_status(conn, ctx, principal, customer, "active", "customer.unsuspended", reason, now, access_now)
     return await repository.get_visible(conn, principal, customer_id)
 
 
@@ -100,13 +122,19 @@ async def terminate(conn: AsyncConnection, ctx: AppContext, principal: Principal
 async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, now,  # noqa: ANN001
                          ended_reason: str, reason: str | None) -> None:
     """End every live subscription and running trial of the customer now, forfeit credit, refund nothing."""
-    await conn.execute(update(subscriptions).where(subscriptions.c.customer_id == customer_id,
-                                                   subscriptions.c.status.in_(LIVE)).values(
-        status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None))
+    ended = (await conn.execute(update(subscriptions).where(subscriptions.c.customer_id == customer_id,
+                                                            subscriptions.c.status.in_(LIVE)).values(
+        status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None)
+        .returning(*subscriptions.c))).all()
     # B1: an unpaid purchase's PaymentIntent is cancelled at the gateway by the `payment_cancellations` job.
-    await conn.execute(update(payments).where(payments.c.customer_id == customer_id, payments.c.status == "pending")
-                       .values(status="failed", failure_code=ended_reason, updated_at=now,
-                               gateway_cancel_due_at=cancel_due(ctx.system_clock.wall())))
+    dropped = (await conn.execute(
+        update(payments).where(payments.c.customer_id == customer_id, payments.c.status == "pending")
+        .values(status="failed", failure_code=ended_reason, updated_at=now,
+                gateway_cancel_due_at=cancel_due(ctx.system_clock.wall())).returning(*payments.c))).all()
+    # A subscription that had started ends (one still waiting for its first payment never began: its payment
+    # fails); the customer's access event is the standing change's.
+    events = [("subscription.ended", subscription_as_read(s, now)) for s in ended if s.anchor_at is not None]
+    events += [("payment.failed", payment_to_api(p)) for p in dropped]
     await conn.execute(update(trials).where(trials.c.customer_id == customer_id, trials.c.status == "active")
                        .values(status="terminated", ended_at=now))
     for currency, balance in (await credit_repo.all_balances(conn, customer_id)).items():
@@ -116,4 +144,4 @@ async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Prin
                 reason=reason, created_by=principal.sub, payment_id=None, policy_version=None, created_at=now))
     await record(conn, principal, f"customer.{ended_reason}.effects", now, subject_type="customer",
                  subject_id=customer_id, customer_id=customer_id, reason=reason,
-                 data={"refunded": termination_refund()})
+                 data={"refunded": termination_refund()}, events=events)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import BigInteger, DateTime, MetaData, String
+import orjson
+from sqlalchemy import JSON, BigInteger, DateTime, MetaData, String
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -38,6 +39,22 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class APIDocument(TypeDecorator):
+    """A JSON document written as the API renders it (orjson, RFC 3339 UTC times with a `Z`: the options of
+    `app.http.dumps`), encoded once: an object stored as its GET answered it reads back equal to that answer."""
+
+    impl = JSON
+    cache_ok = True
+    _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+    def bind_processor(self, dialect):  # noqa: ANN001, ANN201 - replaces the JSON type's json.dumps
+        options = self._OPTIONS
+
+        def process(value):  # noqa: ANN001, ANN202
+            return None if value is None else orjson.dumps(value, option=options).decode()
+        return process
 
 
 def Id() -> String:  # noqa: N802 - a column type factory

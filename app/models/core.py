@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
-from app.models.base import Id, Money, UTCDateTime, metadata
+from app.models.base import APIDocument, Id, Money, UTCDateTime, metadata
 
 customers = Table(
     "customers",
@@ -94,4 +94,19 @@ audit_events = Table(
     Column("reason", Text, nullable=True),
     Column("data", JSON, nullable=False),
     Column("policy_version", String(32), nullable=True),
+)
+
+# Domain events (api.md "Events and outbound webhooks"): what happened, written in the transaction of the change
+# (`app.audit.service.record`), the changed object as its own GET shows it in `data.object`. The outbox that
+# outbound webhooks deliver: ids are time-ordered, so "not delivered since" is an id or `created_at` range scan.
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id(), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=True),  # null for non-customer events
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("data", APIDocument, nullable=False),  # {"object": ...}, encoded as the API answers
+    Index("ix_events_created_at", "created_at"),
+    Index("ix_events_customer_id", "customer_id", "id"),
 )

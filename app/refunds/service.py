@@ -29,7 +29,7 @@ import logging
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import SYSTEM, record
+from app.audit.service import SYSTEM, changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
@@ -47,7 +47,7 @@ from app.models import payments, refunds
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments import repository as payment_repo
-from app.refunds.schemas import RefundCreate
+from app.refunds.schemas import RefundCreate, to_api
 from policies import SuccessOutcome, refund_decision
 
 _REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
@@ -102,7 +102,9 @@ async def settle_refund(conn: AsyncConnection, ctx: AppContext, refund_id: str, 
         await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
             status="succeeded", gateway_refund_id=result.refund_id, updated_at=now))
         await record(conn, actor, "refund.succeeded", now, subject_type="refund", subject_id=refund_id,
-                     customer_id=refund.customer_id, data={"amount": refund.amount, "payment_id": refund.payment_id})
+                     customer_id=refund.customer_id, data={"amount": refund.amount, "payment_id": refund.payment_id},
+                     events=[("refund.succeeded", to_api(changed(refund, status="succeeded",
+                                                                 gateway_refund_id=result.refund_id, updated_at=now)))])
         return
     await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
         status="failed", failure_reason=error or "refused by the gateway", updated_at=now))

@@ -14,7 +14,8 @@ import datetime as _dt
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import SYSTEM, audit_row, record, record_many
+from app.access.service import access_changed, facts_of
+from app.audit.service import SYSTEM, audit_row, changed, record, record_many
 from app.auth import Principal
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
@@ -23,8 +24,11 @@ from app.ids import new_id
 from app.models import credit_entries, customers, payments, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments.schemas import to_api as payment_to_api
 from app.refunds.service import book_correction
+from app.subscriptions.schemas import as_read
 from app.trials.identity import person_identities
+from app.trials.schemas import to_api as trial_to_api
 from app.trials.service import mark_person
 from policies import (
     after_failed_charge,
@@ -100,6 +104,7 @@ async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:  # no
 # purchase forfeits it; read, as `_forfeit_trials` reads the trials, without a lock).
 _SUBSCRIPTION_COLUMNS = (
     subscriptions, plans.c.name.label("plan_name"), customers.c.email.label("customer_email"),
+    customers.c.status.label("customer_status"),
     exists().where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
     .label("has_running_trial"))
 _SUBSCRIPTION_JOINS = (subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id)
@@ -139,7 +144,7 @@ _PAYMENT_SUCCEEDED = update(payments).where(payments.c.id == bindparam("b_id")).
 _START_SUBSCRIPTION = update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
     status="active", anchor_at=bindparam("b_anchor"), period_index=bindparam("b_index"),
     current_period_start=bindparam("b_start"), current_period_end=bindparam("b_end"), tax_amount=bindparam("b_tax"),
-    failed_attempts=0, next_retry_at=None, claimed_until=None)
+    failed_attempts=0, next_retry_at=None, claimed_until=None).returning(*subscriptions.c)
 _PAYMENT_SUCCEEDED_WITHOUT_EFFECT = update(payments).where(payments.c.id == bindparam("b_id")).values(
     status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), updated_at=bindparam("b_now"))
 # A purchase paid (the webhook's common case): the payment, still pending, is written succeeded and locked by the
@@ -150,8 +155,7 @@ _PURCHASE_PAID = (update(payments).where(payments.c.id == bindparam("b_id"), pay
                           period_start=bindparam("b_start"), period_end=bindparam("b_end"), client_secret=None,
                           updated_at=bindparam("b_now"))
                   .returning(*payments.c))
-_RUNNING_TRIALS = select(trials.c.id, trials.c.ends_at).where(trials.c.customer_id == bindparam("customer_id"),
-                                                              trials.c.status == "active")
+_RUNNING_TRIALS = select(trials).where(trials.c.customer_id == bindparam("customer_id"), trials.c.status == "active")
 
 
 async def lock_subscription_of_payment(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
@@ -247,7 +251,13 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
         notice_items.append(_receipt(sub, payment, start, end))
-        audit_rows.append(_success_event(actor, "subscription.renewed", now, sub, payment, start, end))
+        renewed = changed(sub, status="active", period_index=payment.period_index, current_period_start=start,
+                          current_period_end=end, tax_amount=payment.tax_amount, failed_attempts=0,
+                          next_retry_at=None, claimed_until=None)
+        audit_rows.append(_success_event(actor, "subscription.renewed", now, sub, payment, start, end, events=(
+            _paid_events(ctx, "subscription.renewed", sub, renewed, payment_to_api(changed(
+                payment, status="succeeded", gateway_payment_id=result.payment_id, period_start=start,
+                period_end=end, client_secret=None, updated_at=now)), now))))
         statuses[payment.id] = "succeeded"
     if sub_rows:
         await conn.execute(_RENEW_SUBSCRIPTION, sub_rows)
@@ -289,11 +299,21 @@ def _receipt(sub, payment, start: _dt.datetime, end: _dt.datetime) -> NewNotice:
 
 
 def _success_event(actor: Principal, action: str, now: _dt.datetime, sub, payment,  # noqa: ANN001
-                   start: _dt.datetime, end: _dt.datetime) -> dict:
+                   start: _dt.datetime, end: _dt.datetime, events: list) -> dict:  # noqa: ANN001
     return audit_row(actor, action, now, subject_type="subscription", subject_id=sub.id, customer_id=sub.customer_id,
                      policy_version=payment.policy_version,
                      data={"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
-                           "period_start": start.isoformat(), "period_end": end.isoformat()})
+                           "period_start": start.isoformat(), "period_end": end.isoformat()}, events=events)
+
+
+def _paid_events(ctx: AppContext, type_: str, before, after, payment: dict, now: _dt.datetime) -> list:  # noqa: ANN001
+    """A charge that started (`subscription.activated`) or renewed a subscription (`before`, as locked; `after`,
+    as written): the subscription, the payment, and the access when its answer changes (a purchase gives it; a
+    past_due subscription paid is active again, to its new period end)."""
+    events = [(type_, as_read(after, now)), ("payment.succeeded", payment)]
+    if before.customer_status == "active" and (before.status != "active" or type_ == "subscription.activated"):
+        events.append(access_changed(facts_of(ctx, "active", None, after, now), now))
+    return events
 
 
 async def record_purchase_paid(conn: AsyncConnection, ctx: AppContext, sub, gateway_payment_id: str,  # noqa: ANN001
@@ -333,16 +353,19 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
         await record(conn, actor, "payment.succeeded_without_effect", now, subject_type="payment",
                      subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version,
                      data={"subscription_status": sub.status, "period_index": payment.period_index,
-                           "correction": outcome.action})
+                           "correction": outcome.action},
+                     events=[("payment.succeeded", payment_to_api(changed(
+                         payment, status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now)))])
         if outcome.action == "refund":  # B1: it bought nothing; refunded in full, the customer told
             await book_correction(conn, ctx, sub, payment, outcome, now)
         return
+    forfeited: list = []
     if payment.purpose == "purchase":
         # B1: the subscription starts at its first successful payment; its periods are anchored there (B4).
         anchor, index = now, 0
         start, end = period_bounds(anchor, sub.interval, index)
         if sub.has_running_trial:
-            await _forfeit_trials(conn, payment.customer_id, now)  # T6
+            forfeited = await _forfeit_trials(conn, payment.customer_id, now)  # T6
         # T5: a paid subscription bars a later trial (the payment's customer is the subscription's).
         await mark_person(conn, person_identities(ctx.settings.identity_key, payment.customer_id,
                                                   [sub.customer_email]), "paid", now)
@@ -350,26 +373,37 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
         anchor, index = sub.anchor_at, payment.period_index
         start, end = period_bounds(anchor, sub.interval, index)
-    await conn.execute(_START_SUBSCRIPTION, {"b_id": sub.id, "b_anchor": anchor, "b_index": index, "b_start": start,
-                                             "b_end": end, "b_tax": payment.tax_amount})
+    started = (await conn.execute(_START_SUBSCRIPTION, {"b_id": sub.id, "b_anchor": anchor, "b_index": index,
+                                                        "b_start": start, "b_end": end,
+                                                        "b_tax": payment.tax_amount})).one()
     if not payment_recorded:
         await conn.execute(_PAYMENT_SUCCEEDED, {"b_id": payment.id, "b_gateway_id": gateway_payment_id,
                                                 "b_start": start, "b_end": end, "b_now": now})
+        payment_now = payment_to_api(changed(payment, status="succeeded", gateway_payment_id=gateway_payment_id,
+                                             period_start=start, period_end=end, client_secret=None, updated_at=now))
+    else:
+        payment_now = payment_to_api(payment)
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
         await insert_ignoring_conflict(conn, credit_entries, _credit_spend(payment, now), conflict_on=["payment_id"])
     await create_notices(conn, [_receipt(sub, payment, start, end)], now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == "purchase" else "subscription.renewed"
-    await record_many(conn, [_success_event(actor, action, now, sub, payment, start, end)])
+    events = [("trial.forfeited", trial_to_api(trial)) for trial in forfeited]
+    events += _paid_events(ctx, action, sub, started, payment_now, now)
+    await record_many(conn, [_success_event(actor, action, now, sub, payment, start, end, events)])
 
 
-async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> None:
-    """T6: buying during a trial ends it at once; its unused days are not added to the paid period."""
+async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> list:
+    """T6: buying during a trial ends it at once; its unused days are not added to the paid period. Returns the
+    trials forfeited, as written."""
     running = (await conn.execute(_RUNNING_TRIALS, {"customer_id": customer_id})).all()
+    forfeited = []
     for trial in running:
         ended = forfeit_at(trial.ends_at, now)
         if ended is not None:  # a trial already past its end is left to expire (T3)
             await conn.execute(update(trials).where(trials.c.id == trial.id).values(status="forfeited",
                                                                                     ended_at=ended))
+            forfeited.append(changed(trial, status="forfeited", ended_at=ended))
+    return forfeited
 
 
 async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str | None,  # noqa: ANN001
@@ -383,6 +417,8 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     await conn.execute(update(payments).where(payments.c.id == payment.id).values(
         status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, client_secret=None,
         updated_at=now, gateway_cancel_due_at=cancel_due))
+    events = [("payment.failed", payment_to_api(changed(payment, status="failed", failure_code=code,
+                                                        gateway_payment_id=gateway_payment_id, updated_at=now)))]
     if payment.purpose == "purchase":
         # B1: a purchase whose payment fails leaves no active subscription and grants nothing.
         if sub.status == "incomplete":
@@ -390,9 +426,12 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
                 status="canceled", ended_at=now, ended_reason="payment_failed", claimed_until=None))
         await record(conn, actor, "subscription.purchase_failed", now, subject_type="subscription",
                      subject_id=sub.id, customer_id=sub.customer_id, policy_version=payment.policy_version,
-                     data={"payment_id": payment.id, "failure_code": code})
+                     data={"payment_id": payment.id, "failure_code": code}, events=events)
         return
     if sub.status not in ("active", "past_due"):
+        await record(conn, actor, "subscription.payment_failed", now, subject_type="subscription",
+                     subject_id=sub.id, customer_id=sub.customer_id, policy_version=payment.policy_version,
+                     data={"payment_id": payment.id, "failure_code": code, "outcome": sub.status}, events=events)
         return
     policy = ctx.policies.at(now)
     attempt = sub.failed_attempts + 1
@@ -408,19 +447,26 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
     if outcome.status == "past_due":
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            status="past_due", failed_attempts=attempt, next_retry_at=outcome.next_retry_at, claimed_until=None))
+        values = {"status": "past_due", "failed_attempts": attempt, "next_retry_at": outcome.next_retry_at,
+                  "claimed_until": None}
     else:
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            status="canceled", failed_attempts=attempt, next_retry_at=None,
-            ended_at=ended_at,
-            ended_reason=outcome.ended_reason, claimed_until=None))
+        values = {"status": "canceled", "failed_attempts": attempt, "next_retry_at": None, "ended_at": ended_at,
+                  "ended_reason": outcome.ended_reason, "claimed_until": None}
         subject, body = templates.subscription_ended(name, outcome.ended_reason)
         notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject,
                                  body))
+    await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(values))
+    after = changed(sub, **values)
+    if sub.status != after.status:  # B5: past_due at the first failure; ended after the last retry
+        events.append(("subscription.past_due" if after.status == "past_due" else "subscription.ended",
+                       as_read(after, now)))
+        if sub.customer_status == "active":
+            events.append(access_changed(facts_of(ctx, "active", None, after if after.status == "past_due" else None,
+                                                  now), now))
     await create_notices(conn, notices, now, ctx.system_clock.wall())
     await record(conn, actor, "subscription.payment_failed", now, subject_type="subscription", subject_id=sub.id,
                  customer_id=sub.customer_id, policy_version=policy.version,
                  data={"payment_id": payment.id, "failure_code": code, "attempt": attempt,
                        "outcome": outcome.status,
-                       "next_retry_at": outcome.next_retry_at.isoformat() if outcome.next_retry_at else None})
+                       "next_retry_at": outcome.next_retry_at.isoformat() if outcome.next_retry_at else None},
+                 events=events)

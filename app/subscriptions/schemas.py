@@ -80,3 +80,8 @@ def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = 
         "ended_reason": state.ended_reason if state else row.ended_reason, "next_retry_at": row.next_retry_at,
         "client_secret": client_secret, "policy_version": row.policy_version, "created_at": row.created_at,
     }
+
+
+def as_read(row, now: _dt.datetime) -> dict:  # noqa: ANN001
+    """The subscription as its GET shows it at `now` (a domain event's object)."""
+    return to_api(row, now=now if row.status == "active" else None)

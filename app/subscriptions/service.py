@@ -8,6 +8,7 @@ import math
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.access.service import access_changed
 from app.audit.service import record
 from app.auth import Principal
 from app.context import AppContext
@@ -27,10 +28,11 @@ from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.schemas import to_api as payment_to_api
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
-from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, subscription_facts
-from policies import cancellation_refund, subscription_at, tax_for
+from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
+from policies import AccessFacts, cancellation_refund, subscription_at, tax_for
 
 # While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
 # a crash mid-flight frees the purchase for a retry after this long.
@@ -171,7 +173,7 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
                 update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
                 .values(status="failed", failure_code="canceled", updated_at=now,
                         gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
-                .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+                .returning(*payments.c))).all()
             abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
             if sub.status == "past_due":  # C1: the customer gets the ending confirmation
                 subject, body = templates.subscription_ended(sub.plan_name, "canceled")
@@ -179,6 +181,15 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
                                                       f"subscription_ended:{sub.id}", subject, body)],
                                      now, ctx.system_clock.wall())
             action, effective_at = "subscription.canceled", now
+            # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
+            # payment fails.
+            events = [("payment.failed", payment_to_api(p)) for p in dropped]
+            if sub.status == "past_due":
+                events.append(("subscription.ended", as_read(changed, now)))
+                standing = (await conn.execute(select(customers.c.status).where(
+                    customers.c.id == sub.customer_id))).scalar_one()
+                if standing == "active":  # otherwise the standing decides the access, as before
+                    events.append(access_changed(AccessFacts(customer_status="active"), now))
         else:
             changed = (await conn.execute(repository.SET_CANCELLATION,
                                           {"subscription_id": sub.id, "flag": True, "at": now})).one()
@@ -189,9 +200,10 @@ async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, a
                                                   f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
                                                   body)], now, ctx.system_clock.wall())
             action = "subscription.cancel_scheduled"
+            events = [("subscription.cancellation_scheduled", as_read(changed, now))]
         await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
                      customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
-                     data={"refunded": refunded, "effective_at": effective_at.isoformat()})
+                     data={"refunded": refunded, "effective_at": effective_at.isoformat()}, events=events)
         return changed, now
 
 
@@ -224,7 +236,7 @@ async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
         changed = (await conn.execute(repository.SET_CANCELLATION,
                                       {"subscription_id": sub.id, "flag": False, "at": None})).one()
         await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
-                     customer_id=sub.customer_id)
+                     customer_id=sub.customer_id, events=[("subscription.resumed", as_read(changed, now))])
         return changed, now
 
 

@@ -21,7 +21,8 @@ import logging
 
 from sqlalchemy import or_, select, update
 
-from app.audit.service import SYSTEM, audit_row, record_many
+from app.access.service import access_changed
+from app.audit.service import SYSTEM, audit_row, changed, record_many
 from app.credits import repository as credit_repo
 from app.db import insert_ignoring_returning
 from app.gateways.base import ChargeResult, GatewayError, withdrawn_charges
@@ -29,8 +30,10 @@ from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.schemas import to_api as payment_to_api
 from app.subscriptions import charging
-from policies import charge_held, period_end_action, renewal_due
+from app.subscriptions.schemas import as_read
+from policies import AccessFacts, charge_held, period_end_action, renewal_due
 
 log = logging.getLogger("billing.jobs")
 LIVENESS_LEASE = _dt.timedelta(seconds=15)  # a batch being charged, while its replica lives (the heartbeat)
@@ -55,10 +58,9 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claimable(
-            select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version,
-                   subscriptions.c.status, subscriptions.c.cancel_at_period_end, subscriptions.c.current_period_end,
-                   subscriptions.c.canceled_at, plans.c.name.label("plan_name"))
+            select(subscriptions, plans.c.name.label("plan_name"), customers.c.status.label("customer_status"))
             .join(plans, plans.c.id == subscriptions.c.plan_id)
+            .join(customers, customers.c.id == subscriptions.c.customer_id)
             .where(subscriptions.c.status == "active", subscriptions.c.cancel_at_period_end.is_(True),
                    _CANCELED_FOR_THIS_PERIOD, subscriptions.c.current_period_end <= now), ctx, wall))).all()
         due = [s for s in due if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now,
@@ -74,8 +76,19 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
         await create_notices(conn, items, now, wall)
         await record_many(conn, [audit_row(SYSTEM, "subscription.ended", now, subject_type="subscription",
                                            subject_id=s.id, customer_id=s.customer_id, data={"reason": "canceled"},
-                                           policy_version=s.policy_version) for s in due])
+                                           policy_version=s.policy_version, events=_ended_events(s, now))
+                                 for s in due])
     return len(due)
+
+
+def _ended_events(sub, now: _dt.datetime) -> list:  # noqa: ANN001
+    """C1: the subscription, ended at its period end, and the access it leaves (T6: no trial runs beside a paid
+    subscription), unless the customer's standing decides it."""
+    events = [("subscription.ended", as_read(changed(sub, status="canceled", ended_at=sub.current_period_end,
+                                                     ended_reason="canceled"), now))]
+    if sub.customer_status == "active":
+        events.append(access_changed(AccessFacts(customer_status="active"), now))
+    return events
 
 
 class _Heartbeat:
@@ -240,9 +253,13 @@ async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: A
         expired = (await conn.execute(
             update(payments).where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
             .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
-            .returning(payments.c.id, payments.c.gateway_cancel_due_at))).all()
+            .returning(*payments.c))).all()
+        failed = {}  # B1: an expired purchase's payment failed; the subscription never began (no event of its own)
+        for p in expired:
+            failed.setdefault(p.subscription_id, []).append(("payment.failed", payment_to_api(p)))
         await record_many(conn, [audit_row(SYSTEM, "subscription.purchase_expired", now, subject_type="subscription",
                                            subject_id=s.id, customer_id=s.customer_id,
-                                           policy_version=s.policy_version) for s in due])
+                                           policy_version=s.policy_version, events=failed.get(s.id, ()))
+                                 for s in due])
     await cancel_at_gateway(ctx, payment_ids=[p.id for p in expired if p.gateway_cancel_due_at is not None])
     return len(due)

@@ -7,7 +7,8 @@ import datetime as _dt
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.service import record
+from app.access.service import access_changed
+from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
@@ -20,8 +21,8 @@ from app.notices.service import NewNotice, create_notices
 from app.plans import repository as plan_repo
 from app.trials import repository
 from app.trials.identity import person_identities
-from app.trials.schemas import TrialCreate
-from policies import PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
+from app.trials.schemas import TrialCreate, to_api
+from policies import AccessFacts, PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
 
 _REFUSALS = {"trial_not_available": TrialNotAvailable, "trial_not_eligible": TrialNotEligible}
 
@@ -60,15 +61,21 @@ async def start_trial(conn: AsyncConnection, ctx: AppContext, principal: Princip
 
     terms = trial_terms(now, policy)
     trial_id = new_id("trl")
-    await conn.execute(insert(trials).values(
-        id=trial_id, customer_id=customer.id, plan_id=plan.id, plan_code=plan.code, status="active",
-        started_at=terms.started_at, ends_at=terms.ends_at, notice_at=terms.notice_at, notice_sent_at=None,
-        ended_at=None, policy_version=terms.policy_version,
-    ))
+    trial = {"id": trial_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
+             "status": "active", "started_at": terms.started_at, "ends_at": terms.ends_at,
+             "notice_at": terms.notice_at, "notice_sent_at": None, "ended_at": None,
+             "policy_version": terms.policy_version}
+    await conn.execute(insert(trials).values(trial))
+    days_left = trial_notice_days_left(terms.notice_at, terms.ends_at, now, already_sent=False)
+    # T2/T5: the customer is active and has never paid (no subscription): the trial is their access now.
+    events = [("trial.started", to_api(changed(trial))),
+              access_changed(AccessFacts(customer_status=customer.status, trial_status="active",
+                                         trial_ends_at=terms.ends_at, trial_plan=plan.code), now)]
+    if days_left is not None:
+        events.append(("trial.expiring", to_api(changed(trial))))
     await record(conn, principal, "trial.started", now, subject_type="trial", subject_id=trial_id,
                  customer_id=customer.id, policy_version=policy.version,
-                 data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()})
-    days_left = trial_notice_days_left(terms.notice_at, terms.ends_at, now, already_sent=False)
+                 data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()}, events=events)
     if days_left is not None:
         # T4: a trial shorter than the notice window gets its notice when it starts.
         subject, text = templates.trial_expiring(plan.name, terms.ends_at, days_left)

@@ -6,13 +6,30 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
-from app.audit.service import SYSTEM, audit_row, record_many
-from app.models import plans, trials
+from app.access.service import access_changed
+from app.audit.service import SYSTEM, audit_row, changed, record_many
+from app.models import customers, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
-from policies import trial_expired, trial_notice_days_left
+from app.trials.schemas import to_api
+from policies import AccessFacts, trial_expired, trial_notice_days_left
+
+
+# T3/T6: a customer who bought while the trial ran past its end keeps the subscription's access when it expires.
+_HAS_LIVE_SUBSCRIPTION = (exists().where(subscriptions.c.customer_id == trials.c.customer_id,
+                                         subscriptions.c.status.in_(("active", "past_due")))
+                          .label("has_live_subscription"))
+
+
+def _expired_events(trial, now: _dt.datetime) -> list:  # noqa: ANN001
+    """The trial, expired at its own end; the access it took away, unless something else decides it (the
+    customer's standing, or a subscription)."""
+    events = [("trial.expired", to_api(changed(trial, status="expired", ended_at=trial.ends_at)))]
+    if trial.customer_status == "active" and not trial.has_live_subscription:
+        events.append(access_changed(AccessFacts(customer_status="active"), now))
+    return events
 
 
 def _claim(stmt, ctx):  # noqa: ANN001, ANN202
@@ -26,8 +43,7 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
     ended gets none (its `trial_expired` notice says it all); a late one states the real days left."""
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claim(
-            select(trials.c.id, trials.c.customer_id, trials.c.ends_at, trials.c.notice_at, trials.c.policy_version,
-                   plans.c.name.label("plan_name"))
+            select(trials, plans.c.name.label("plan_name"))
             .join(plans, plans.c.id == trials.c.plan_id)
             .where(trials.c.status == "active", trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now,
                    trials.c.ends_at > now)
@@ -45,7 +61,8 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
         await conn.execute(update(trials).where(trials.c.id.in_([t.id for t in due])).values(notice_sent_at=now))
         await record_many(conn, [
             audit_row(SYSTEM, "trial.notice_queued", now, subject_type="trial", subject_id=t.id,
-                      customer_id=t.customer_id, policy_version=t.policy_version) for t in due
+                      customer_id=t.customer_id, policy_version=t.policy_version,
+                      events=[("trial.expiring", to_api(t))]) for t in due
         ])
     return len(due)
 
@@ -55,9 +72,9 @@ async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     `trial_expired` notice prompting them to buy, with the plan and its current price."""
     async with ctx.db.transaction() as conn:
         due = (await conn.execute(_claim(
-            select(trials.c.id, trials.c.customer_id, trials.c.ends_at, trials.c.policy_version,
-                   plans.c.name.label("plan_name"), plans.c.amount, plans.c.currency, plans.c.interval)
-            .join(plans, plans.c.id == trials.c.plan_id)
+            select(trials, plans.c.name.label("plan_name"), plans.c.amount, plans.c.currency, plans.c.interval,
+                   customers.c.status.label("customer_status"), _HAS_LIVE_SUBSCRIPTION)
+            .join(plans, plans.c.id == trials.c.plan_id).join(customers, customers.c.id == trials.c.customer_id)
             .where(trials.c.status == "active", trials.c.ends_at <= now)
             .order_by(trials.c.ends_at), ctx,
         ))).all()
@@ -74,6 +91,7 @@ async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
                            .values(status="expired", ended_at=trials.c.ends_at))
         await record_many(conn, [
             audit_row(SYSTEM, "trial.expired", now, subject_type="trial", subject_id=t.id,
-                      customer_id=t.customer_id, policy_version=t.policy_version) for t in due
+                      customer_id=t.customer_id, policy_version=t.policy_version, events=_expired_events(t, now))
+            for t in due
         ])
     return len(due)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
-from app.audit.service import SYSTEM, record
+from app.audit.service import SYSTEM, changed, record
 from app.context import AppContext
 from app.db import insert_ignoring_conflict
 from app.errors import InvalidEvent
@@ -19,6 +19,7 @@ from app.ids import new_id
 from app.models import payments, refunds, webhook_events
 from app.payments import corrections
 from app.payments import repository as payment_repo
+from app.refunds.schemas import to_api as refund_to_api
 from app.refunds.service import correction_refund_id, send_corrections, settle_refund
 from app.subscriptions import charging
 from policies.refunds import recorded_refund_decision, reservations_released
@@ -172,17 +173,18 @@ async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -
                     extra={"refund_id": refund_id, "payment_id": payment.id})
     for gateway_refund_id, amount in new_refunds:
         refund_id = new_id("re")
-        await conn.execute(insert(refunds).values(
-            id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=amount,
-            currency=payment.currency, reason="refunded in Stripe's dashboard", created_by="stripe",
-            source="gateway", status="succeeded", gateway_refund_id=gateway_refund_id, failure_reason=None,
-            policy_version=None, created_at=now, updated_at=now))
+        refund = {"id": refund_id, "payment_id": payment.id, "customer_id": payment.customer_id, "amount": amount,
+                  "currency": payment.currency, "reason": "refunded in Stripe's dashboard", "created_by": "stripe",
+                  "source": "gateway", "status": "succeeded", "gateway_refund_id": gateway_refund_id,
+                  "failure_reason": None, "policy_version": None, "created_at": now, "updated_at": now}
+        await conn.execute(insert(refunds).values(refund))
         await conn.execute(update(payments).where(payments.c.id == payment.id).values(
             refunded_amount=payments.c.refunded_amount + amount, updated_at=now))
         await record(conn, SYSTEM, "refund.recorded_from_gateway", now, subject_type="refund", subject_id=refund_id,
                      customer_id=payment.customer_id, reason="refunded in Stripe's dashboard",
                      data={"payment_id": payment.id, "amount": amount, "gateway_refund_id": gateway_refund_id,
-                           "released_refund_ids": list(released)})
+                           "released_refund_ids": list(released)},
+                     events=[("refund.succeeded", refund_to_api(changed(refund)))])
         recorded += 1
     return "applied" if recorded else "already_applied"
 

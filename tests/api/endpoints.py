@@ -107,6 +107,9 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/ops/payments/{payment_id}", "console"),
     Endpoint("POST", "/ops/payments/{payment_id}/refund", "console",
              {"amount": "1.00", "reason": "goodwill", "nonce": "n" * 32}),
+    # Domain events (the outbox of outbound webhooks)
+    Endpoint("GET", "/v1/events", "ops"),
+    Endpoint("GET", "/v1/events/{event_id}", "ops"),
     # Payment webhooks
     Endpoint("POST", "/v1/webhooks/stripe", "signed",
              {"id": "evt_table_1", "object": "event", "type": "customer.created", "data": {"object": {}}}),

@@ -79,6 +79,12 @@ class World(dict):
             assert response.status_code == 200 and response.json()["data"], response.text
             self[key] = response.json()["data"][0]["id"]
             return self[key]
+        elif key == "event_id":  # the owner's customer.created
+            response = self.client.get("/v1/events", params={"customer_id": self["customer_id"]},
+                                       headers=ops_headers())
+            assert response.status_code == 200 and response.json()["data"], response.text
+            self[key] = response.json()["data"][-1]["id"]
+            return self[key]
         else:
             raise KeyError(f"no value for the placeholder {{{key}}}; teach World in test_auth.py about it")
         assert response.status_code == 201, response.text
