@@ -66,6 +66,12 @@ def charges(view: dict[str, Any]) -> list[str]:
         # (a cancelled subscription's end is its period end, which may lie before the moment the customer asked:
         # a renewal already under way when they asked is not a charge "after" the cancellation).
         since = sub["canceled_at"] or sub["ended_at"]
+        # B2/C1: a cancellation asked at or after a period's start (in the gap after the stored period end, before
+        # the renewal job ran) belongs to that period: its renewal is still charged, once, and nothing after it.
+        in_the_gap = (sub["canceled_at"] is not None and p["purpose"] == "renewal"
+                      and p["period_start"] is not None and parse(sub["canceled_at"]) >= parse(p["period_start"]))
+        if in_the_gap:
+            since = sub["ended_at"]
         if since is not None and parse(p["created_at"]) > parse(since):
             problems.append(f"C1: payment {p['id']} ({p['purpose']}, {p['status']}, {p['failure_code']}) created "
                             f"{p['created_at']}, after subscription {sub['id']} ({sub['status']}, "
