@@ -13,14 +13,15 @@ from app.customers.schemas import (
     to_api,
 )
 from app.http import JSON
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.post("", status_code=201, response_model=Customer)
 async def create_customer(body: CustomerCreate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.create_customer(conn, ctx, caller, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.create_customer(uow, caller, body)
     return JSON(to_api(row), status_code=201)
 
 
@@ -33,14 +34,14 @@ async def get_customer(customer_id: str, ctx: Ctx, caller: Caller):
 
 @router.patch("/{customer_id}", response_model=Customer)
 async def update_customer(customer_id: str, body: CustomerUpdate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.update_customer(conn, ctx, caller, customer_id, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.update_customer(uow, caller, customer_id, body)
     return JSON(to_api(row))
 
 
 async def _standing(change, customer_id: str, body: StandingChange, ctx, caller):  # noqa: ANN001, ANN202
-    async with ctx.db.transaction() as conn:
-        row = await change(conn, ctx, caller, customer_id, body.reason)
+    async with unit_of_work(ctx) as uow:
+        row = await change(uow, caller, customer_id, body.reason)
     return JSON(to_api(row))
 
 
@@ -68,6 +69,6 @@ async def export_customer(customer_id: str, ctx: Ctx, caller: Caller):
 @router.delete("/{customer_id}", response_model=Customer)
 async def erase_customer(customer_id: str, ctx: Ctx, caller: Caller):
     """D3: erasure. Access ends at once, nothing is refunded, the books keep payments unlinked from a name."""
-    async with ctx.db.transaction() as conn:
-        row = await privacy.erase(conn, ctx, caller, customer_id)
+    async with unit_of_work(ctx) as uow:
+        row = await privacy.erase(uow, caller, customer_id)
     return JSON(to_api(row))

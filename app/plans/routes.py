@@ -10,6 +10,7 @@ from app.models import plans
 from app.pagination import Page, fetch_page
 from app.plans import repository, service
 from app.plans.schemas import Plan, PlanCreate, PlanList, PlanUpdate, to_api
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -31,13 +32,13 @@ async def get_plan(code: str, ctx: Ctx):
 
 @router.post("", status_code=201, response_model=Plan)
 async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        row = await service.create_plan(conn, ctx, caller, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.create_plan(uow, caller, body)
     return JSON(to_api(row), status_code=201)
 
 
 @router.patch("/{code}", response_model=Plan)
 async def update_plan(code: str, body: PlanUpdate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        row = await service.update_plan(conn, ctx, caller, code, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.update_plan(uow, caller, code, body)
     return JSON(to_api(row))

@@ -10,14 +10,15 @@ from app.models import trials
 from app.pagination import Page
 from app.trials import repository, service
 from app.trials.schemas import Trial, TrialCreate, TrialList, to_api
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/trials", tags=["trials"])
 
 
 @router.post("", status_code=201, response_model=Trial)
 async def start_trial(body: TrialCreate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.start_trial(conn, ctx, caller, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.start_trial(uow, caller, body)
     return JSON(to_api(row), status_code=201)
 
 
