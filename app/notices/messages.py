@@ -19,6 +19,7 @@ from app.models import notices
 from app.notices.schemas import Notice, to_api
 from app.notices.service import NewNotice, create_notices
 from app.schemas import MultiLine, RequestModel, SingleLine
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices"])
 
@@ -34,9 +35,9 @@ class MessageCreate(RequestModel):
 
 @router.post("", status_code=201, response_model=Notice)
 async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx) as uow:
+        conn, now = uow.conn, uow.now
         customer = await customer_repo.get_visible(conn, caller, customer_id)
-        now = await ctx.clock.now(conn)
         key = new_id("msg")
         await create_notices(conn, [NewNotice(customer.id, body.category, key, body.subject, body.body,
                                               category=body.category)], now, ctx.system_clock.wall())

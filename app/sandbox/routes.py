@@ -13,6 +13,7 @@ from app.context import Ctx
 from app.http import JSON
 from app.scheduler.registry import run_due
 from app.schemas import RequestModel
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
 
@@ -58,8 +59,8 @@ async def get_clock(ctx: Ctx, caller: Caller):
 
 @router.post("/clock", response_model=Clock)
 async def move_clock(body: ClockMove, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        now = await ctx.clock.advance_to(conn, body.now)
+    async with unit_of_work(ctx) as uow:
+        now = await ctx.clock.advance_to(uow.conn, body.now)
     return JSON({"object": "sandbox_clock", "now": now})
 
 

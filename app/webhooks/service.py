@@ -19,6 +19,7 @@ from app.payments import corrections
 from app.payments import repository as payment_repo
 from app.refunds.service import correction_refund_id, send_corrections
 from app.subscriptions import charging
+from app.uow import unit_of_work
 from policies.refunds import recorded_refund_decision
 
 
@@ -149,8 +150,8 @@ async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
         await ctx.gateway.complete_action(obj.get("id", ""))  # the gateway's own books follow (sandbox; Stripe: no-op)
     handler = HANDLERS.get(event_type)
     try:
-        async with ctx.db.transaction() as conn:
-            now = await ctx.clock.now(conn)
+        async with unit_of_work(ctx) as uow:
+            conn, now = uow.conn, uow.now
             outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
             stored = await insert_ignoring_conflict(conn, webhook_events, {
                 "id": event.id, "type": event_type, "object_id": event.object_id, "received_at": now,
