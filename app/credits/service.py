@@ -4,11 +4,9 @@ next charges before the card."""
 from __future__ import annotations
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import record
 from app.auth import Principal
-from app.context import AppContext
 from app.credits.schemas import CreditCreate
 from app.credits import repository
 from app.customers import repository as customer_repo

@@ -21,7 +21,7 @@ from app.uow import UnitOfWork
 
 async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerCreate):
     """P1: the details were validated by the schema; nothing is stored when they are refused."""
-    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    conn, now = uow.conn, uow.now
     if principal.is_ops:
         if body.external_id is None:
             raise ValidationFailed("ops must give the customer's external_id",

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.http import JSON, page
+from app.idempotency import idempotent_in_unit_of_work
 from app.models import plans
 from app.pagination import Page, fetch_page
 from app.plans import repository, service
@@ -31,10 +32,11 @@ async def get_plan(code: str, ctx: Ctx):
 
 
 @router.post("", status_code=201, response_model=Plan)
+@idempotent_in_unit_of_work
 async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller):
     async with unit_of_work(ctx) as uow:
         row = await service.create_plan(uow, caller, body)
-    return JSON(to_api(row), status_code=201)
+        return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.patch("/{code}", response_model=Plan)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import record
 from app.auth import Principal
@@ -31,7 +30,7 @@ def _row(body: PlanCreate, now) -> dict:  # noqa: ANN001
 
 
 async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
-    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    conn, now = uow.conn, uow.now
     row = _row(body, now)
     if await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"]) != 1:
         raise PlanExists(f"plan code {body.code!r} is already used")
@@ -42,7 +41,7 @@ async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
 
 async def update_plan(uow: UnitOfWork, principal: Principal, code: str, body: PlanUpdate):
     """B3: changing the list price touches the plan only; subscriptions keep the price they were bought at."""
-    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    conn, now = uow.conn, uow.now
     current = await repository.get_by_code(conn, code)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if getattr(current, k) != v}
     if not changes:
