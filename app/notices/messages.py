@@ -14,6 +14,7 @@ from app.auth import OpsCaller
 from app.context import Ctx
 from app.customers import repository as customer_repo
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
 from app.ids import new_id
 from app.models import notices
 from app.notices.schemas import Notice, to_api
@@ -34,6 +35,7 @@ class MessageCreate(RequestModel):
 
 
 @router.post("", status_code=201, response_model=Notice)
+@idempotent_in_unit_of_work
 async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller):
     async with unit_of_work(ctx) as uow:
         conn, now = uow.conn, uow.now
@@ -44,4 +46,4 @@ async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: 
         row = (await conn.execute(select(notices).where(notices.c.dedupe_key == key))).one()
         await record(conn, caller, "notice.message_queued", now, subject_type="notice", subject_id=row.id,
                      customer_id=customer.id, data={"category": body.category})
-    return JSON(to_api(row), status_code=201)
+        return uow.respond(JSON(to_api(row), status_code=201))
