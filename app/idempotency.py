@@ -8,10 +8,12 @@ A route whose use case only touches the database and runs in one unit of work (m
 unit (app/uow.py): the key's row is the unit's first statement (on PostgreSQL waiting at most KEY_WAIT for a
 concurrent request holding the same key, then 409 `idempotency_key_in_use`) and the response is stored in it
 before COMMIT, so the key, the change and the response commit together or not at all: no key is ever left in
-progress by a crash, nothing needs releasing, no witness is written, and a COMMIT of unknown outcome is settled by
-the retry itself (the stored response is there if it committed, nothing is if not). When the unit finds the key
-there already, it rolls back before doing anything and the request goes the way described next, which replays,
-refuses or runs it.
+progress by a crash, nothing needs releasing and no witness is written. A COMMIT of unknown outcome is settled
+once the database answers, by the key itself (`_settle_unit`): not committed, nothing is there and the retry runs
+the request; committed, the stored response was never sent, so the key is completed with 409
+`idempotency_response_lost` (as below; so is a request that fails after its unit committed). When the unit finds
+the key there already, it rolls back before doing anything and the request goes the way described next, which
+replays, refuses or runs it.
 
 Every other route (those that call the gateway, like a purchase or a refund, whose three steps commit separately:
 app/payments/steps.py) has its key claimed by one statement before the request runs and its response stored by
@@ -302,7 +304,8 @@ class IdempotencyMiddleware:
         separate-claim way (`_claim`), which runs the request again only if the key is free to take.
 
         Nothing is ever released: an error rolls the key back with the change, and a COMMIT of unknown outcome
-        needs no witness, since the retry finds the stored response if it committed and nothing if not. An answer
+        needs no witness: once the database answers, the key's insert finds whether it committed (`_settle_unit`:
+        then the retry replays 409 `idempotency_response_lost`, as on the separate-claim way) or not. An answer
         given without the unit committing (a refusal, a validation error) is stored by one statement, when it is
         one to keep (`_releases`). A request that fails after its unit committed (what it left for after the
         COMMIT failed) has its key completed with 409 `idempotency_response_lost`, as on the separate-claim way:
@@ -331,9 +334,16 @@ class IdempotencyMiddleware:
             await problem_response("idempotency_key_in_use",
                                    "the first request with this key is still running")(scope, receive, send)
             return True
-        except BaseException:
+        except BaseException as exc:
             if claim.committed:  # it failed after its unit committed (work left for after the COMMIT, say)
                 await _now_or_later(ctx, ("complete", caller, key), _complete, ctx, _response_lost(caller, key))
+            elif claim.taken and any(isinstance(cause, CommitOutcomeUnknown) for cause in _chain(exc)):
+                # The unit's COMMIT may have gone through with the key and its response: settled once the
+                # database tells (`_settle_unit`), so the retry replays 409 `idempotency_response_lost` or runs.
+                log.warning("COMMIT outcome unknown; the key waits for the database",
+                            extra={"caller": caller, "idempotency_key": key})
+                await _now_or_later(ctx, ("settle", caller, key, claimed_at), _settle_unit, ctx, claim.fresh,
+                                    _response_lost(caller, key))
             raise
         finally:
             idempotency_claim.reset(handing)
@@ -553,6 +563,20 @@ async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumabl
                                .values(created_at=claimed_at - ABANDONED_AFTER))
             return
         await conn.execute(_COMPLETE, _response_lost(caller, key))
+
+
+async def _settle_unit(ctx, fresh: dict, lost: dict) -> None:  # noqa: ANN001
+    """After a unit of work that held a request's key lost its COMMIT's answer: did it commit? The key's insert
+    waits for that transaction to end (the unique key). Not committed: the insert succeeds and is undone, the key
+    stays free and the retry runs the request. Committed: its effect is there once and its stored response was
+    never sent; the key is completed with 409 `idempotency_response_lost` (only that request's own key, matched
+    by the time it was taken)."""
+    async with ctx.db.transaction() as conn:
+        if await insert_ignoring_conflict(conn, keys, fresh) == 1:
+            await conn.execute(delete(keys).where(keys.c.caller == fresh["caller"], keys.c.key == fresh["key"]))
+            return
+        await conn.execute(_COMPLETE.where(keys.c.created_at == fresh["created_at"],
+                                           keys.c.status == "completed"), lost)
 
 
 async def _release(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
