@@ -302,12 +302,13 @@ def _cmd_credit(args: argparse.Namespace, settings: Settings) -> int:
     """R2: an account credit, spent on the next charges before the card."""
     from app.credits.schemas import CreditCreate, to_api
     from app.credits.service import grant_credit
+    from app.uow import unit_of_work
 
     body = CreditCreate(amount=args.amount, currency=args.currency, reason=args.reason)
 
     async def action(ctx, principal):  # noqa: ANN001, ANN202
-        async with ctx.db.transaction() as conn:
-            return to_api(await grant_credit(conn, ctx, principal, args.customer, body))
+        async with unit_of_work(ctx) as uow:
+            return to_api(await grant_credit(uow, principal, args.customer, body))
 
     return _run_as_staff(settings, args.staff, action)
 
@@ -316,13 +317,14 @@ def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
     """R3: suspend, lift a suspension, or terminate an account."""
     from app.customers import standing
     from app.customers.schemas import StandingChange, to_api
+    from app.uow import unit_of_work
 
     body = StandingChange(reason=args.reason)
     change = getattr(standing, args.command)
 
     async def action(ctx, principal):  # noqa: ANN001, ANN202
-        async with ctx.db.transaction() as conn:
-            return to_api(await change(conn, ctx, principal, args.customer, body.reason))
+        async with unit_of_work(ctx) as uow:
+            return to_api(await change(uow, principal, args.customer, body.reason))
 
     return _run_as_staff(settings, args.staff, action)
 

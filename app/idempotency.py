@@ -3,10 +3,25 @@
 that is not JSON byte for byte); a key whose first request is still running is 409 `idempotency_key_in_use`.
 Keys are stored per caller (role and `sub` of the verified token) and kept at least 24 hours.
 
-A pure ASGI middleware, so the response is captured exactly as sent. Unexpected errors (500 or an exception), an
-unreachable gateway (503) and transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`) release the key
-before the answer leaves when none of the request's transactions committed: nothing changed, and every money
-movement carries its own gateway idempotency key, so the retry is safe. Every other answer is kept and replayed.
+A route whose use case only touches the database and runs in one unit of work (marked
+`idempotent_in_unit_of_work`: cancel, resume, a customer, a plan, a credit, a trial...) has its key taken by that
+unit (app/uow.py): the key's row is the unit's first statement (on PostgreSQL waiting at most KEY_WAIT for a
+concurrent request holding the same key, then 409 `idempotency_key_in_use`) and the response is stored in it
+before COMMIT, so the key, the change and the response commit together or not at all: no key is ever left in
+progress by a crash, nothing needs releasing and no witness is written. A COMMIT of unknown outcome is settled
+once the database answers, by the key itself (`_settle_unit`): not committed, nothing is there and the retry runs
+the request; committed, the stored response was never sent, so the key is completed with 409
+`idempotency_response_lost` (as below; so is a request that fails after its unit committed). When the unit finds
+the key there already, it rolls back before doing anything and the request goes the way described next, which
+replays, refuses or runs it.
+
+Every other route (those that call the gateway, like a purchase or a refund, whose three steps commit separately:
+app/payments/steps.py) has its key claimed by one statement before the request runs and its response stored by
+one after. A pure ASGI middleware, so the response is captured exactly as sent. Unexpected errors (500 or an
+exception), an unreachable gateway (503) and transient refusals (with `Retry-After`, e.g. 409 `charge_in_progress`)
+release the key before the answer leaves when none of the request's transactions committed: nothing changed, and
+every money movement carries its own gateway idempotency key, so the retry is safe. Every other answer is kept and
+replayed.
 
 A request that fails after one of its transactions committed (a purchase or a refund runs several around the
 gateway call: reserve, call, record) has changed something, so its key is never simply freed. Its witness
@@ -41,16 +56,20 @@ import logging
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import verify_token
-from app.db import CommitOutcomeUnknown, before_commit, insert_ignoring_conflict, unavailable
+from app.db import CommitOutcomeUnknown, _causes, before_commit, insert_ignoring_conflict, unavailable
 from app.errors import Unauthenticated
 from app.http import problem_response
 from app.models import idempotency_keys as keys
+from app.openapi import iter_route_contexts
+from app.uow import idempotency_claim
 
 MAX_KEY_LENGTH = 255
 # A request that has held its key this long without finishing died with its process: the key may be taken over.
@@ -61,6 +80,24 @@ _COMPLETE = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.ke
     response_body=bindparam("b_body"))
 _WITNESS = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
     last_commit=bindparam("b_n"))
+# How long a unit of work's key insert waits for a concurrent request that inserted the same key and has not
+# committed yet, before answering 409 `idempotency_key_in_use` (PostgreSQL; SQLite's write lock queues them).
+KEY_WAIT = "100ms"
+# The key taken as a unit of work's first statement on PostgreSQL: the insert waits at most KEY_WAIT for a
+# concurrent holder of the key (`lock_timeout`, set for this statement only: the RETURNING puts it back, so the
+# use case's own row locks wait as usual); no row back: the key existed already.
+_TAKE_POSTGRES = text(
+    "WITH wait AS (SELECT current_setting('lock_timeout') AS before,"
+    " set_config('lock_timeout', :wait, true) AS during)"
+    " INSERT INTO idempotency_keys (caller, key, request_hash, status, created_at, expires_at)"
+    " SELECT CAST(:caller AS VARCHAR), CAST(:key AS VARCHAR), CAST(:request_hash AS VARCHAR), 'in_progress',"
+    " CAST(:created_at AS TIMESTAMP WITH TIME ZONE), CAST(:expires_at AS TIMESTAMP WITH TIME ZONE)"
+    " FROM wait WHERE wait.during IS NOT NULL"
+    " ON CONFLICT DO NOTHING"
+    " RETURNING set_config('lock_timeout', (SELECT before FROM wait), true)"
+).bindparams(bindparam("created_at", type_=keys.c.created_at.type),
+             bindparam("expires_at", type_=keys.c.expires_at.type))
+_LOCK_NOT_AVAILABLE = "55P03"
 log = logging.getLogger("billing.idempotency")
 
 
@@ -94,9 +131,80 @@ def resumed() -> bool:
     return request is not None and request.resumed
 
 
+def idempotent_in_unit_of_work(endpoint):  # noqa: ANN001, ANN201
+    """Mark a POST route whose use case only touches the database and runs in ONE unit of work (app/uow.py) that
+    gives its response to `uow.respond`: its `Idempotency-Key` is taken by that unit, as its first statement, and
+    the response stored in it, so the key, the change and the response commit together. Routes that call the
+    gateway (purchase, refund) or open several units keep the separate claim. Put it under `@router.post`."""
+    endpoint.idempotent_in_unit_of_work = True
+    return endpoint
+
+
+class KeyTaken(Exception):  # noqa: N818 - a signal, not an error
+    """The unit of work found the key's row there already: rolled back before it did anything."""
+
+
+class KeyInUse(Exception):  # noqa: N818
+    """A concurrent request holds the key and has not committed (PostgreSQL): rolled back, answered 409."""
+
+
+class _UnitClaim:
+    """The request's key, taken by its unit of work (`app.uow.KeyClaim`)."""
+
+    __slots__ = ("caller", "committed", "fresh", "key", "response", "stored", "taken")
+
+    def __init__(self, ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime) -> None:  # noqa: ANN001
+        self.caller, self.key = caller, key
+        self.fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress",
+                      "created_at": now,
+                      "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours)}
+        self.taken = self.committed = self.stored = False
+        self.response: Response | None = None
+
+    async def take(self, conn) -> None:  # noqa: ANN001
+        if conn.dialect.name == "postgresql":
+            try:
+                inserted = (await conn.execute(_TAKE_POSTGRES, {**self.fresh, "wait": KEY_WAIT})).first() is not None
+            except DBAPIError as exc:
+                if any(getattr(cause, "sqlstate", None) == _LOCK_NOT_AVAILABLE for cause in _causes(exc)):
+                    raise KeyInUse from None
+                raise
+        else:  # SQLite: the unit holds the write lock already (BEGIN IMMEDIATE), nobody else can hold the key
+            inserted = await insert_ignoring_conflict(conn, keys, self.fresh) == 1
+        if not inserted:
+            raise KeyTaken
+
+    def respond(self, response: Response) -> None:
+        self.response = response
+
+    async def store(self, conn) -> None:  # noqa: ANN001
+        if self.response is not None:
+            await conn.execute(_COMPLETE, _completion(self.caller, self.key, self.response.status_code,
+                                                      self.response.raw_headers, self.response.body))
+            self.stored = True
+
+
+def _completion(caller: str, key: str, status: int, raw_headers: list, body: bytes) -> dict:
+    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers
+            if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
+    return {"b_caller": caller, "b_key": key, "b_status": status, "b_headers": kept, "b_body": bytes(body)}
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._in_unit_routes: list | None = None  # the routes marked `idempotent_in_unit_of_work`
+
+    def _in_unit_of_work(self, scope: Scope) -> bool:
+        """Whether the request goes to a route marked `idempotent_in_unit_of_work` (their paths' patterns, found
+        once among the app's routes, those of included routers with their prefixes)."""
+        patterns = self._in_unit_routes
+        if patterns is None:
+            patterns = self._in_unit_routes = [
+                compile_path(route.path_format)[0] for route in iter_route_contexts(scope["app"].routes)
+                if getattr(route.endpoint, "idempotent_in_unit_of_work", False) and "POST" in (route.methods or ())]
+        path = scope["path"]
+        return any(pattern.match(path) for pattern in patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -124,6 +232,9 @@ class IdempotencyMiddleware:
         caller = principal.caller_key
 
         claimed_at = ctx.system_clock.wall()
+        if self._in_unit_of_work(scope) and await self._in_one_transaction(
+                scope, _replaying(body, receive), send, ctx, caller, key, fingerprint, claimed_at):
+            return
         try:
             refusal = await _claim(ctx, caller, key, fingerprint, claimed_at, legacy)
         except Exception as exc:
@@ -158,14 +269,6 @@ class IdempotencyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
-        sent = False
-
-        async def replay_body() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
         async def witness(conn) -> None:  # noqa: ANN001 - in each of the request's transactions, before COMMIT
             nonlocal transactions
@@ -175,7 +278,7 @@ class IdempotencyMiddleware:
         witnessing = before_commit.set(witness)
         serving = _current.set(request)
         try:
-            await self.app(scope, replay_body, capture)
+            await self.app(scope, _replaying(body, receive), capture)
         except BaseException as exc:
             if captured["released"]:
                 raise
@@ -190,21 +293,135 @@ class IdempotencyMiddleware:
             before_commit.reset(witnessing)
         if captured["released"]:
             return
-        kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in captured["headers"]
-                if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
-        values = {"b_caller": caller, "b_key": key, "b_status": captured["status"], "b_headers": kept,
-                  "b_body": bytes(captured["body"])}
+        await _keep(ctx, ("complete", caller, key), _complete, ctx,
+                    _completion(caller, key, captured["status"], captured["headers"], captured["body"]))
+
+    async def _in_one_transaction(self, scope: Scope, receive: Receive, send: Send, ctx, caller: str,  # noqa: ANN001
+                                  key: str, fingerprint: str, claimed_at: _dt.datetime) -> bool:
+        """Run a route marked `idempotent_in_unit_of_work` with its key handed to its unit of work. False when
+        the unit found the key there already (a replay, a different body, a key past its retention or
+        abandoned, a request still running): it rolled back before doing anything, and the caller decides the
+        separate-claim way (`_claim`), which runs the request again only if the key is free to take.
+
+        Nothing is ever released: an error rolls the key back with the change, and a COMMIT of unknown outcome
+        needs no witness: once the database answers, the key's insert finds whether it committed (`_settle_unit`:
+        then the retry replays 409 `idempotency_response_lost`, as on the separate-claim way) or not. An answer
+        given without the unit committing (a refusal, a validation error) is stored by one statement, when it is
+        one to keep (`_releases`). A request that fails after its unit committed (what it left for after the
+        COMMIT failed) has its key completed with 409 `idempotency_response_lost`, as on the separate-claim way:
+        the effect is there once and the stored response was never sent."""
+        claim = _UnitClaim(ctx, caller, key, fingerprint, claimed_at)
+        captured: dict = {"status": 500, "headers": [], "body": bytearray()}
+        held: list[Message] = []  # an answer given before any unit took the key: sent once the key is known free
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            if held or (message["type"] == "http.response.start" and not claim.taken):
+                held.append(message)
+            else:
+                await send(message)
+
+        handing = idempotency_claim.set(claim)
         try:
-            await _complete(ctx, values)
-        except Exception as exc:
-            if not unavailable(exc):
-                raise
-            _later(ctx, ("complete", caller, key), _complete, ctx, values)  # the client has its answer already
+            await self.app(scope, receive, capture)
+        except KeyTaken:
+            return False
+        except KeyInUse:
+            await problem_response("idempotency_key_in_use",
+                                   "the first request with this key is still running")(scope, receive, send)
+            return True
+        except BaseException as exc:
+            if claim.committed:  # it failed after its unit committed (work left for after the COMMIT, say)
+                await _now_or_later(ctx, ("complete", caller, key), _complete, ctx, _response_lost(caller, key))
+            elif claim.taken and any(isinstance(cause, CommitOutcomeUnknown) for cause in _chain(exc)):
+                # The unit's COMMIT may have gone through with the key and its response: settled once the
+                # database tells (`_settle_unit`), so the retry replays 409 `idempotency_response_lost` or runs.
+                log.warning("COMMIT outcome unknown; the key waits for the database",
+                            extra={"caller": caller, "idempotency_key": key})
+                await _now_or_later(ctx, ("settle", caller, key, claimed_at), _settle_unit, ctx, claim.fresh,
+                                    _response_lost(caller, key))
+            raise
+        finally:
+            idempotency_claim.reset(handing)
+        releases = _releases(captured["status"], captured["headers"])
+        if claim.committed:
+            if claim.stored and claim.response is not None and claim.response.status_code == captured["status"]:
+                return True  # the usual case: the key, the change and the response committed together
+            if claim.stored or releases:
+                # The unit committed, then the request failed (an error answer instead of the one stored): its
+                # effect is there once, and the retry is told so (409 `idempotency_response_lost`), never run again
+                # nor given an answer the client was not given.
+                await _keep(ctx, ("complete", caller, key), _complete, ctx, _response_lost(caller, key))
+                return True
+        answer = _completion(caller, key, captured["status"], captured["headers"], captured["body"])
+        if held:
+            # Answered before any unit took the key (a validation error, say): kept only if the key is new; a
+            # key there already decides instead (a replay, a different body, a request still running).
+            if not releases and not await _keep(ctx, ("complete", caller, key), _store_answer, ctx, claim.fresh,
+                                                answer):
+                return False
+            for message in held:
+                await send(message)
+            return True
+        if releases:
+            return True  # nothing of the request was kept, the key neither
+        if claim.committed:  # the unit committed the key but was given no response: stored as before
+            await _keep(ctx, ("complete", caller, key), _complete, ctx, answer)
+        else:  # an answer from a unit rolled back (a refusal)
+            await _keep(ctx, ("complete", caller, key), _store_answer, ctx, claim.fresh, answer)
+        return True
+
+
+async def _keep(ctx, what: tuple, operation, *args) -> bool:  # noqa: ANN001
+    """Store an answer; when the database cannot be reached, queued for the bookkeeping worker (the client has its
+    answer; a retry will find it stored). False when the key was there already (`_store_answer`)."""
+    try:
+        return await operation(*args) is not False
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        _later(ctx, what, operation, *args)
+        return True
+
+
+def _response_lost(caller: str, key: str) -> dict:
+    """The key completed with 409 `idempotency_response_lost`: the request took effect, its response was lost."""
+    response = problem_response("idempotency_response_lost", "the first request with this key took effect, "
+                                "but its response was lost with the database connection; look the result up")
+    return {"b_caller": caller, "b_key": key, "b_status": response.status_code,
+            "b_headers": {"content-type": response.media_type}, "b_body": response.body}
 
 
 async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
     async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
         await conn.execute(_COMPLETE, values)
+
+
+async def _store_answer(ctx, fresh: dict, values: dict) -> bool:  # noqa: ANN001
+    """The key, completed with `values` (its answer), by one statement; a key there already is left alone
+    (False)."""
+    row = {**fresh, "status": "completed", "response_status": values["b_status"],
+           "response_headers": values["b_headers"], "response_body": values["b_body"], "last_commit": None}
+    async with ctx.db.autocommit() as conn:
+        return await insert_ignoring_conflict(conn, keys, row) == 1
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The request's body, read already, given to the app once more."""
+    sent = False
+
+    async def replay_body() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay_body
 
 
 def _chain(exc: BaseException):  # noqa: ANN202
@@ -345,10 +562,21 @@ async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumabl
             await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
                                .values(created_at=claimed_at - ABANDONED_AFTER))
             return
-        response = problem_response("idempotency_response_lost", "the first request with this key took effect, "
-                                    "but its response was lost with the database connection; look the result up")
-        await conn.execute(_COMPLETE, {"b_caller": caller, "b_key": key, "b_status": response.status_code,
-                                       "b_headers": {"content-type": response.media_type}, "b_body": response.body})
+        await conn.execute(_COMPLETE, _response_lost(caller, key))
+
+
+async def _settle_unit(ctx, fresh: dict, lost: dict) -> None:  # noqa: ANN001
+    """After a unit of work that held a request's key lost its COMMIT's answer: did it commit? The key's insert
+    waits for that transaction to end (the unique key). Not committed: the insert succeeds and is undone, the key
+    stays free and the retry runs the request. Committed: its effect is there once and its stored response was
+    never sent; the key is completed with 409 `idempotency_response_lost` (only that request's own key, matched
+    by the time it was taken)."""
+    async with ctx.db.transaction() as conn:
+        if await insert_ignoring_conflict(conn, keys, fresh) == 1:
+            await conn.execute(delete(keys).where(keys.c.caller == fresh["caller"], keys.c.key == fresh["key"]))
+            return
+        await conn.execute(_COMPLETE.where(keys.c.created_at == fresh["created_at"],
+                                           keys.c.status == "completed"), lost)
 
 
 async def _release(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001

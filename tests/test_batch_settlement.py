@@ -11,6 +11,7 @@ import pytest
 from app.audit.service import SYSTEM
 from app.customers import standing
 from app.gateways.base import charge_each
+from app.uow import unit_of_work
 from tests.api.test_dunning import PERIOD_END, RETRY_1, switch_method
 from tests.api.test_subscriptions import buy, payments_of, subscription
 from tests.api.test_trials import notices
@@ -28,8 +29,8 @@ class TerminatingGateway:
 
     async def charge(self, request):  # noqa: ANN001, ANN201
         if request.customer_id == self.victim:
-            async with self.ctx.db.transaction() as conn:
-                await standing.terminate(conn, self.ctx, SYSTEM, self.victim, "fraud")
+            async with unit_of_work(self.ctx) as uow:
+                await standing.terminate(uow, SYSTEM, self.victim, "fraud")
         return await self.inner.charge(request)
 
     async def charge_many(self, requests):  # noqa: ANN001, ANN201 - a batch goes through `charge` above

@@ -47,6 +47,7 @@ from app.customers.schemas import StandingChange
 from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
 from app.refunds import service as refunds_service
 from app.refunds.schemas import RefundCreate
+from app.uow import unit_of_work
 from policies import refund_decision
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
@@ -314,8 +315,8 @@ async def grant_credit(customer_id: str, request: Request, ctx: Ctx):
     if not await service.use_once(ctx, session.principal, "credit", nonce, f"{customer_id}:{body.model_dump()}"):
         return _redirect(f"/ops/customers/{customer_id}?done=duplicate")
     try:
-        async with ctx.db.transaction() as conn:
-            await credits_service.grant_credit(conn, ctx, session.principal, customer_id, body)
+        async with unit_of_work(ctx) as uow:
+            await credits_service.grant_credit(uow, session.principal, customer_id, body)
     except NotFound as exc:
         return _not_found(session, exc)
     except DomainError as exc:
@@ -352,8 +353,8 @@ async def change_standing(customer_id: str, action: str, request: Request, ctx: 
         return await _customer_page(ctx, session, customer_id, 422, error=_form_error(exc), values=values,
                                     failed=action)
     try:
-        async with ctx.db.transaction() as conn:
-            await change(conn, ctx, session.principal, customer_id, body.reason)
+        async with unit_of_work(ctx) as uow:
+            await change(uow, session.principal, customer_id, body.reason)
     except NotFound as exc:
         return _not_found(session, exc)
     except DomainError as exc:

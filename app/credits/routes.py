@@ -9,17 +9,20 @@ from app.credits import repository, service
 from app.credits.schemas import Credit, CreditCreate, CreditList, to_api
 from app.customers import repository as customer_repo
 from app.http import JSON, page
+from app.idempotency import idempotent_in_unit_of_work
 from app.models import credit_entries
 from app.pagination import Page, fetch_page
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/credits", tags=["credits"])
 
 
 @router.post("", status_code=201, response_model=Credit)
+@idempotent_in_unit_of_work
 async def grant_credit(customer_id: str, body: CreditCreate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        row = await service.grant_credit(conn, ctx, caller, customer_id, body)
-    return JSON(to_api(row), status_code=201)
+    async with unit_of_work(ctx) as uow:
+        row = await service.grant_credit(uow, caller, customer_id, body)
+        return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.get("", response_model=CreditList)

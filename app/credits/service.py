@@ -4,22 +4,22 @@ next charges before the card."""
 from __future__ import annotations
 
 from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import changed, record
 from app.auth import Principal
-from app.context import AppContext
 from app.credits.schemas import CreditCreate, to_api
 from app.credits import repository
 from app.customers import repository as customer_repo
 from app.errors import CurrencyMismatch, CustomerTerminated, Forbidden, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries
+from app.uow import UnitOfWork
 from policies import billing_currency, credit_currency_decision, credit_decision
 
 
-async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str,
                        body: CreditCreate):
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     decision = credit_decision(principal.role, body.amount, body.reason)
     if not decision.allowed:
         raise (Forbidden if decision.code == "forbidden" else ValidationFailed)(decision.reason, rule=decision.rule)
@@ -30,7 +30,6 @@ async def grant_credit(conn: AsyncConnection, ctx: AppContext, principal: Princi
         body.currency, billing_currency(*await repository.billing_currency_facts(conn, customer.id)))
     if not in_currency.allowed:
         raise CurrencyMismatch(in_currency.reason, rule=in_currency.rule)
-    now = await ctx.clock.now(conn)
     policy = ctx.policies.at(now)
     credit_id = new_id("cred")
     credit = {"id": credit_id, "customer_id": customer.id, "kind": "grant", "amount": body.amount,

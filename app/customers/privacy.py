@@ -38,6 +38,7 @@ from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
 from app.subscriptions.schemas import to_api as subscription_to_api
 from app.trials.schemas import to_api as trial_to_api
+from app.uow import UnitOfWork
 from policies import ERASED, AccessFacts, access, erase_from_response, redact
 
 EXPORT_SCHEMA_VERSION = 1
@@ -75,17 +76,17 @@ def pseudonym(key: str, value: str) -> str:
     return "erased:" + hashlib.blake2b(value.encode(), key=key.encode()[:64], digest_size=12).hexdigest()
 
 
-async def erase(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str):
+async def erase(uow: UnitOfWork, principal: Principal, customer_id: str):
     """D3: access ends at once (nothing refunded); personal fields are removed, identifiers pseudonymised;
     payments, refunds and taxes stay for the books, unlinked from any readable identity. Every copy goes: staff's
     free text about the person (refund and credit reasons, audit reasons), stored idempotent responses that show
     the customer (any caller's), and the Stripe events about their payments and their gateway customer in the
     webhook inbox. The trial-once marks (T5) are keyed hashes already and stay. A few set-based statements;
     repeating an erasure changes nothing."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status == "erased":
         return customer
-    now = await ctx.clock.now(conn)
     # The person erasing themselves acts under a pseudonym from here on (the forfeited credit, the audit trail).
     actor = principal if principal.is_ops else Principal(sub=pseudonym(ctx.settings.identity_key, principal.sub),
                                                          role="customer")

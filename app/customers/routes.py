@@ -13,15 +13,18 @@ from app.customers.schemas import (
     to_api,
 )
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
 @router.post("", status_code=201, response_model=Customer)
+@idempotent_in_unit_of_work
 async def create_customer(body: CustomerCreate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.create_customer(conn, ctx, caller, body)
-    return JSON(to_api(row), status_code=201)
+    async with unit_of_work(ctx) as uow:
+        row = await service.create_customer(uow, caller, body)
+        return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.get("/{customer_id}", response_model=Customer)
@@ -33,28 +36,31 @@ async def get_customer(customer_id: str, ctx: Ctx, caller: Caller):
 
 @router.patch("/{customer_id}", response_model=Customer)
 async def update_customer(customer_id: str, body: CustomerUpdate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.update_customer(conn, ctx, caller, customer_id, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.update_customer(uow, caller, customer_id, body)
     return JSON(to_api(row))
 
 
 async def _standing(change, customer_id: str, body: StandingChange, ctx, caller):  # noqa: ANN001, ANN202
-    async with ctx.db.transaction() as conn:
-        row = await change(conn, ctx, caller, customer_id, body.reason)
-    return JSON(to_api(row))
+    async with unit_of_work(ctx) as uow:
+        row = await change(uow, caller, customer_id, body.reason)
+        return uow.respond(JSON(to_api(row)))
 
 
 @router.post("/{customer_id}/suspend", response_model=Customer)
+@idempotent_in_unit_of_work
 async def suspend(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
     return await _standing(standing.suspend, customer_id, body, ctx, caller)
 
 
 @router.post("/{customer_id}/unsuspend", response_model=Customer)
+@idempotent_in_unit_of_work
 async def unsuspend(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
     return await _standing(standing.unsuspend, customer_id, body, ctx, caller)
 
 
 @router.post("/{customer_id}/terminate", response_model=Customer)
+@idempotent_in_unit_of_work
 async def terminate(customer_id: str, body: StandingChange, ctx: Ctx, caller: OpsCaller):
     return await _standing(standing.terminate, customer_id, body, ctx, caller)
 
@@ -68,6 +74,6 @@ async def export_customer(customer_id: str, ctx: Ctx, caller: Caller):
 @router.delete("/{customer_id}", response_model=Customer)
 async def erase_customer(customer_id: str, ctx: Ctx, caller: Caller):
     """D3: erasure. Access ends at once, nothing is refunded, the books keep payments unlinked from a name."""
-    async with ctx.db.transaction() as conn:
-        row = await privacy.erase(conn, ctx, caller, customer_id)
+    async with unit_of_work(ctx) as uow:
+        row = await privacy.erase(uow, caller, customer_id)
     return JSON(to_api(row))

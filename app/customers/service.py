@@ -16,10 +16,12 @@ from app.ids import new_id
 from app.models import customers, trial_exclusions
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
+from app.uow import UnitOfWork
 
 
-async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: CustomerCreate):
+async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerCreate):
     """P1: the details were validated by the schema; nothing is stored when they are refused."""
+    conn, now = uow.conn, uow.now
     if principal.is_ops:
         if body.external_id is None:
             raise ValidationFailed("ops must give the customer's external_id",
@@ -31,7 +33,6 @@ async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
                                    errors=[{"field": "external_id", "location": "body",
                                             "message": "must be omitted or equal the token's sub"}])
         external_id = principal.sub
-    now = await ctx.clock.now(conn)
     row = {
         "id": new_id("cus"), "external_id": external_id, "email": body.email, "name": body.name,
         "country": body.country, "marketing_opt_out": body.marketing_opt_out, "status": "active",
@@ -45,9 +46,10 @@ async def create_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
     return await repository.get_visible(conn, principal, row["id"])
 
 
-async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: str,
                           body: CustomerUpdate):
     """D2/D4: correct name, email, country or the marketing choice. The audit names the fields, not the values."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     current = await repository.get_visible(conn, principal, customer_id, for_update=True)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items()
                if v is not None and getattr(current, k) != v}
@@ -57,7 +59,6 @@ async def update_customer(conn: AsyncConnection, ctx: AppContext, principal: Pri
         raise ValidationFailed("an erased customer has no details to correct",
                                errors=[{"field": "customer_id", "location": "path",
                                         "message": "the customer was erased"}])
-    now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=now))
     if "email" in changes:
         await carry_trial_marks(conn, ctx, current.id, changes["email"], now)

@@ -21,13 +21,15 @@ from app.payments.corrections import cancel_due
 from app.payments.schemas import to_api as payment_to_api
 from app.subscriptions.schemas import as_read as subscription_as_read
 from app.subscriptions.repository import LIVE
+from app.uow import UnitOfWork
 from policies import AccessDecision, AccessFacts, access, charge_due_at_lifting, termination_refund
 
 
-async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str,
+async def _set_status(uow: UnitOfWork, principal: Principal, customer_id: str,
                       allowed_from: tuple[str, ...], status: str, action: str, reason: str, *,
                       refuse_while_charging: bool = False, recorded: bool = True):
     """`recorded=False`: the caller records the change (`_record_status`) once its effects are written."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     principal.require_ops()
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
     if customer.status in ("terminated", "erased"):
@@ -38,7 +40,6 @@ async def _set_status(conn: AsyncConnection, ctx: AppContext, principal: Princip
                                         "message": f"the account is {customer.status}"}])
     if refuse_while_charging:
         await _refuse_while_charging(conn, ctx, customer.id)
-    now = await ctx.clock.now(conn)
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
     if recorded:
         await _record_status(conn, ctx, principal, customer, status, action, reason, now)
@@ -60,14 +61,14 @@ async def _record_status(conn: AsyncConnection, ctx: AppContext, principal: Prin
                  data={"before": customer.status, "after": status}, events=events)
 
 
-async def suspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
     """R3: no access until lifted; the period keeps running; no renewal or retry is charged until lifted. While a
     renewal or retry of the customer is being charged (a live claim holds the subscription), the suspension is
     refused with 409 `charge_in_progress` and Retry-After, as a cancellation is: the charge already started
     cannot be held any more."""
-    await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "suspended",
+    await _set_status(uow, principal, customer_id, ("active", "suspended"), "suspended",
                       "customer.suspended", reason, refuse_while_charging=True)
-    return await repository.get_visible(conn, principal, customer_id)
+    return await repository.get_visible(uow.conn, principal, customer_id)
 
 
 async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, customer_id: str) -> None:
@@ -87,11 +88,12 @@ async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, custome
                                f"{wait} s", retry_after=wait)
 
 
-async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
     """R3/B5: a renewal or retry that fell due while suspended was held (`policies.charge_held`): the next run of
     the jobs charges it, on the unchanged anchor. The lifting's time is recorded on the subscription whose charge
     it releases: if that charge fails, the retries count from it (`policies.retries_counted_from`)."""
-    customer, now = await _set_status(conn, ctx, principal, customer_id, ("suspended", "active"), "active",
+    conn, ctx = uow.conn, uow.ctx
+    customer, now = await _set_status(uow, principal, customer_id, ("suspended", "active"), "active",
                                       "customer.unsuspended", reason, recorded=False)
     access_now = None
     if customer.status == "suspended":
@@ -110,13 +112,13 @@ async def unsuspend(conn: AsyncConnection, ctx: AppContext, principal: Principal
     return await repository.get_visible(conn, principal, customer_id)
 
 
-async def terminate(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, reason: str):
+async def terminate(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
     """R3: every subscription and trial ends at once; credits are forfeited; nothing is refunded; the account
     cannot buy again."""
-    customer, now = await _set_status(conn, ctx, principal, customer_id, ("active", "suspended"), "terminated",
+    customer, now = await _set_status(uow, principal, customer_id, ("active", "suspended"), "terminated",
                                       "customer.terminated", reason)
-    await end_everything(conn, ctx, principal, customer.id, now, "terminated", reason)
-    return await repository.get_visible(conn, principal, customer_id)
+    await end_everything(uow.conn, uow.ctx, principal, customer.id, now, "terminated", reason)
+    return await repository.get_visible(uow.conn, principal, customer_id)
 
 
 async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, now,  # noqa: ANN001

@@ -21,6 +21,7 @@ import logging
 from sqlalchemy import bindparam, or_, select, update
 
 from app.models import customers, notices
+from app.uow import unit_of_work
 
 log = logging.getLogger("billing.notices")
 LEASE = _dt.timedelta(minutes=2)
@@ -45,7 +46,8 @@ def backoff(attempts: int) -> _dt.timedelta:
 
 async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     wall = ctx.system_clock.wall()
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx, now=now) as uow:
+        conn = uow.conn
         due = (
             select(notices.c.id)
             .where(notices.c.status == "pending", notices.c.next_attempt_at <= wall,

@@ -14,11 +14,13 @@ from app.auth import OpsCaller
 from app.context import Ctx
 from app.customers import repository as customer_repo
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
 from app.ids import new_id
 from app.models import notices
 from app.notices.schemas import Notice, to_api
 from app.notices.service import NewNotice, create_notices
 from app.schemas import MultiLine, RequestModel, SingleLine
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices"])
 
@@ -33,14 +35,15 @@ class MessageCreate(RequestModel):
 
 
 @router.post("", status_code=201, response_model=Notice)
+@idempotent_in_unit_of_work
 async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx) as uow:
+        conn, now = uow.conn, uow.now
         customer = await customer_repo.get_visible(conn, caller, customer_id)
-        now = await ctx.clock.now(conn)
         key = new_id("msg")
         await create_notices(conn, [NewNotice(customer.id, body.category, key, body.subject, body.body,
                                               category=body.category)], now, ctx.system_clock.wall())
         row = (await conn.execute(select(notices).where(notices.c.dedupe_key == key))).one()
         await record(conn, caller, "notice.message_queued", now, subject_type="notice", subject_id=row.id,
                      customer_id=customer.id, data={"category": body.category})
-    return JSON(to_api(row), status_code=201)
+        return uow.respond(JSON(to_api(row), status_code=201))

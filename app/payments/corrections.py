@@ -30,8 +30,10 @@ from app.audit.service import SYSTEM, record
 from app.context import AppContext
 from app.gateways.base import ChargeResult, GatewayError, GatewayUnavailable
 from app.models import payments
+from app.payments import steps
 from app.refunds.service import send_corrections
 from app.subscriptions import charging
+from app.uow import UnitOfWork
 
 log = logging.getLogger("billing.payments")
 LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alone before it is sent again
@@ -54,7 +56,8 @@ async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = 
                             intent_ids: list[str] | None = None) -> int:
     """B1: cancel at the gateway the PaymentIntents of marked payments that are due (only those of `payment_ids`,
     or of these PaymentIntents `intent_ids`, if given); returns how many the gateway answered. One without an
-    answer keeps its mark and is due again after `LEASE`."""
+    answer keeps its mark and is due again after `LEASE`. The three steps of app/payments/steps.py: claim the
+    marks, call the gateway for each, settle each answer."""
     stmt = (select(payments.c.id, payments.c.gateway_payment_id)
             .order_by(payments.c.id).limit(ctx.settings.job_batch_size))
     for column, only in ((payments.c.id, payment_ids), (payments.c.gateway_payment_id, intent_ids)):
@@ -62,67 +65,78 @@ async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = 
             if not only:
                 return 0
             stmt = stmt.where(column.in_(only))
-    wall = ctx.system_clock.wall()
-    stmt = stmt.where(payments.c.gateway_cancel_due_at <= wall)
-    async with ctx.db.transaction() as conn:
-        if ctx.db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        due = (await conn.execute(stmt)).all()
-        if not due:
-            return 0
-        lease = wall + LEASE
-        await conn.execute(update(payments).where(payments.c.id.in_([p.id for p in due]))
-                           .values(gateway_cancel_due_at=lease))
+    due, lease = await steps.reserve(ctx, _claim_due, stmt)
     answered = 0
     for item in due:
         try:
-            answer = await ctx.gateway.cancel_payment(item.gateway_payment_id, cancel_key(item.id))
+            answer = await steps.call(ctx.gateway.cancel_payment, item.gateway_payment_id, cancel_key(item.id))
         except GatewayUnavailable as exc:
             log.warning("a PaymentIntent could not be cancelled; it will be tried again",
                         extra={"payment_id": item.id, "error": str(exc)})
             continue
         except GatewayError as exc:
-            await _refused(ctx, item.id, lease, str(exc))
+            if await steps.settle(ctx, _refused, item.id, lease, str(exc)):
+                log.error("a PaymentIntent cancellation was given up after repeated refusals; see "
+                          "payment.cancel_failed", extra={"payment_id": item.id, "error": str(exc)})
             continue
-        async with ctx.db.transaction() as conn:
-            if answer == "succeeded":
-                # Too late: the customer completed it first. Recorded as the webhook would (it then finds it
-                # settled); the purchase no longer waits for it, so it is refunded in full (B1).
-                sub, payment = await charging.lock_for_settlement(conn, by="id", value=item.id)
-                await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", item.gateway_payment_id),
-                                             await ctx.clock.now(conn), sub=sub)
-            await conn.execute(update(payments).where(payments.c.id == item.id,
-                                                      payments.c.gateway_cancel_due_at == lease)
-                               .values(gateway_cancel_due_at=None))
+        await steps.settle(ctx, _settle_cancellation, item, answer, lease)
         if answer == "succeeded":
             await send_corrections(ctx, item.gateway_payment_id)
         answered += 1
     return answered
 
 
-async def _refused(ctx: AppContext, payment_id: str, lease: _dt.datetime, error: str) -> None:
-    """The gateway refused a cancellation: counted; once it has refused `MAX_REFUSALS` times, the cancellation is
-    given up (its mark dropped, so the job stops sending it) and `payment.cancel_failed` is audited for ops."""
-    async with ctx.db.transaction() as conn:
-        row = (await conn.execute(
-            update(payments).where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
-            .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
-            .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id,
-                       payments.c.gateway_payment_id))).first()
-        if row is None:
-            return  # settled meanwhile, or taken over by another run
-        if row.gateway_cancel_refusals < MAX_REFUSALS:
-            log.warning("the gateway refused to cancel a PaymentIntent; it will be tried again",
-                        extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals})
-            return
-        await conn.execute(update(payments).where(payments.c.id == payment_id).values(gateway_cancel_due_at=None))
-        await record(conn, SYSTEM, "payment.cancel_failed", await ctx.clock.now(conn), subject_type="payment",
-                     subject_id=payment_id, customer_id=row.customer_id,
-                     reason="the gateway refused to cancel the PaymentIntent; given up",
-                     data={"gateway_payment_id": row.gateway_payment_id, "refusals": row.gateway_cancel_refusals,
-                           "error": error[:500]})
-    log.error("a PaymentIntent cancellation was given up after repeated refusals; see payment.cancel_failed",
-              extra={"payment_id": payment_id, "error": error})
+async def _claim_due(uow: UnitOfWork, stmt) -> tuple[list, _dt.datetime | None]:  # noqa: ANN001
+    """Step 1: the due marks of `stmt`'s payments, moved on by `LEASE` (SKIP LOCKED on PostgreSQL)."""
+    wall = uow.wall()
+    stmt = stmt.where(payments.c.gateway_cancel_due_at <= wall)
+    if uow.ctx.db.is_postgres:
+        stmt = stmt.with_for_update(skip_locked=True)
+    due = (await uow.conn.execute(stmt)).all()
+    if not due:
+        return [], None
+    lease = wall + LEASE
+    await uow.conn.execute(update(payments).where(payments.c.id.in_([p.id for p in due]))
+                           .values(gateway_cancel_due_at=lease))
+    return due, lease
+
+
+async def _settle_cancellation(uow: UnitOfWork, item, answer: str, lease: _dt.datetime) -> None:  # noqa: ANN001
+    """Step 3: the gateway answered; the mark is cleared (if this run still holds it)."""
+    conn = uow.conn
+    if answer == "succeeded":
+        # Too late: the customer completed it first. Recorded as the webhook would (it then finds it settled);
+        # the purchase no longer waits for it, so it is refunded in full (B1).
+        sub, payment = await charging.lock_for_settlement(conn, by="id", value=item.id)
+        await charging.settle_locked(conn, uow.ctx, payment, ChargeResult("succeeded", item.gateway_payment_id),
+                                     uow.now, sub=sub)
+    await conn.execute(update(payments).where(payments.c.id == item.id, payments.c.gateway_cancel_due_at == lease)
+                       .values(gateway_cancel_due_at=None))
+
+
+async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error: str) -> bool:
+    """Step 3 of a refusal: the gateway refused a cancellation: counted; once it has refused `MAX_REFUSALS` times,
+    the cancellation is given up (its mark dropped, so the job stops sending it) and `payment.cancel_failed` is
+    audited for ops (True)."""
+    conn = uow.conn
+    row = (await conn.execute(
+        update(payments).where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
+        .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
+        .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id,
+                   payments.c.gateway_payment_id))).first()
+    if row is None:
+        return False  # settled meanwhile, or taken over by another run
+    if row.gateway_cancel_refusals < MAX_REFUSALS:
+        log.warning("the gateway refused to cancel a PaymentIntent; it will be tried again",
+                    extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals})
+        return False
+    await conn.execute(update(payments).where(payments.c.id == payment_id).values(gateway_cancel_due_at=None))
+    await record(conn, SYSTEM, "payment.cancel_failed", uow.now, subject_type="payment",
+                 subject_id=payment_id, customer_id=row.customer_id,
+                 reason="the gateway refused to cancel the PaymentIntent; given up",
+                 data={"gateway_payment_id": row.gateway_payment_id, "refusals": row.gateway_cancel_refusals,
+                       "error": error[:500]})
+    return True
 
 
 async def cancel_abandoned_payments(ctx: AppContext, now: _dt.datetime) -> int:

@@ -6,10 +6,12 @@ from sqlalchemy import select
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.http import JSON, page
+from app.idempotency import idempotent_in_unit_of_work
 from app.models import plans
 from app.pagination import Page, fetch_page
 from app.plans import repository, service
 from app.plans.schemas import Plan, PlanCreate, PlanList, PlanUpdate, to_api
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -30,14 +32,15 @@ async def get_plan(code: str, ctx: Ctx):
 
 
 @router.post("", status_code=201, response_model=Plan)
+@idempotent_in_unit_of_work
 async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        row = await service.create_plan(conn, ctx, caller, body)
-    return JSON(to_api(row), status_code=201)
+    async with unit_of_work(ctx) as uow:
+        row = await service.create_plan(uow, caller, body)
+        return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.patch("/{code}", response_model=Plan)
 async def update_plan(code: str, body: PlanUpdate, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        row = await service.update_plan(conn, ctx, caller, code, body)
+    async with unit_of_work(ctx) as uow:
+        row = await service.update_plan(uow, caller, code, body)
     return JSON(to_api(row))

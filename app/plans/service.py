@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import record
 from app.auth import Principal
@@ -14,6 +13,7 @@ from app.ids import new_id
 from app.models import plans
 from app.plans import repository
 from app.plans.schemas import PlanCreate, PlanUpdate
+from app.uow import UnitOfWork, unit_of_work
 
 DEMO_PLANS = (
     PlanCreate(code="basic-monthly", name="Subscription, monthly", tier="subscription", interval="month",
@@ -29,8 +29,8 @@ def _row(body: PlanCreate, now) -> dict:  # noqa: ANN001
     return {"id": new_id("plan"), **body.model_dump(), "active": True, "created_at": now, "updated_at": now}
 
 
-async def create_plan(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: PlanCreate):
-    now = await ctx.clock.now(conn)
+async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
+    conn, now = uow.conn, uow.now
     row = _row(body, now)
     if await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"]) != 1:
         raise PlanExists(f"plan code {body.code!r} is already used")
@@ -39,13 +39,13 @@ async def create_plan(conn: AsyncConnection, ctx: AppContext, principal: Princip
     return await repository.get_by_code(conn, body.code)
 
 
-async def update_plan(conn: AsyncConnection, ctx: AppContext, principal: Principal, code: str, body: PlanUpdate):
+async def update_plan(uow: UnitOfWork, principal: Principal, code: str, body: PlanUpdate):
     """B3: changing the list price touches the plan only; subscriptions keep the price they were bought at."""
+    conn, now = uow.conn, uow.now
     current = await repository.get_by_code(conn, code)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if getattr(current, k) != v}
     if not changes:
         return current
-    now = await ctx.clock.now(conn)
     await conn.execute(update(plans).where(plans.c.id == current.id).values(**changes, updated_at=now))
     await record(conn, principal, "plan.updated", now, subject_type="plan", subject_id=current.id, customer_id=None,
                  data={"before": {k: getattr(current, k) for k in changes}, "after": changes})
@@ -54,7 +54,7 @@ async def update_plan(conn: AsyncConnection, ctx: AppContext, principal: Princip
 
 async def seed_demo_plans(ctx: AppContext) -> None:
     """The embedded default's catalogue; plans that exist already are left as they are."""
-    async with ctx.db.transaction() as conn:
-        now = await ctx.clock.now(conn)
+    async with unit_of_work(ctx) as uow:
+        conn, now = uow.conn, uow.now
         for body in DEMO_PLANS:
             await insert_ignoring_conflict(conn, plans, _row(body, now), conflict_on=["code"])

@@ -47,7 +47,9 @@ from app.models import payments, refunds
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments import repository as payment_repo
+from app.payments import steps
 from app.refunds.schemas import RefundCreate, to_api
+from app.uow import UnitOfWork
 from policies import SuccessOutcome, refund_decision
 
 _REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
@@ -59,8 +61,11 @@ class RefundFailed(DomainError):
     code = "refund_failed"
 
 
-async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal, payment_id: str,
-                   body: RefundCreate, request_key: str | None):
+async def _reserve(uow: UnitOfWork, principal: Principal, payment_id: str, body: RefundCreate,
+                   request_key: str | None):
+    """Step 1 of a refund: the amount reserved on the payment (locked) and the refund written pending, with its id
+    as the gateway's idempotency key; or, for the same keyed request again (`request_key`), the refund it made."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     principal.require_ops()
     await payment_repo.get_visible(conn, principal, payment_id)
     payment = (await conn.execute(select(payments).where(payments.c.id == payment_id).with_for_update())).one()
@@ -75,7 +80,6 @@ async def _reserve(conn: AsyncConnection, ctx: AppContext, principal: Principal,
         left = payment.amount - payment.refunded_amount
         raise _REFUSALS.get(decision.code, ValidationFailed)(
             f"{decision.reason} ({left} {payment.currency} left to refund)", rule=decision.rule, refundable=left)
-    now = await ctx.clock.now(conn)
     policy = ctx.policies.at(now)
     refund_id = new_id("re")
     await conn.execute(insert(refunds).values(
@@ -148,18 +152,38 @@ async def book_correction(conn: AsyncConnection, ctx: AppContext, sub, payment, 
     return refund_id
 
 
+async def _refund_at_gateway(ctx: AppContext, gateway_payment_id: str, amount: int,
+                             refund_id: str) -> tuple[RefundResult | None, str | None]:
+    """Step 2 of a refund: the gateway asked, outside any transaction, with the refund id as its idempotency key;
+    its result, or its refusal. `GatewayUnavailable` (no answer) goes to the caller: the refund stays pending."""
+    try:
+        return await steps.call(ctx.gateway.refund, gateway_payment_id, amount, idempotency_key=refund_id), None
+    except GatewayError as exc:
+        return None, exc.detail
+
+
+async def _settle(uow: UnitOfWork, refund_id: str, result: RefundResult | None, error: str | None) -> None:
+    """Step 3 of a refund sent by the service itself (a B1 correction, a retry): the gateway's answer recorded
+    while the refund is pending."""
+    await settle_refund(uow.conn, uow.ctx, refund_id, result, error, uow.now)
+
+
+async def _settle_requested(uow: UnitOfWork, refund_id: str, result: RefundResult | None, error: str | None,
+                            actor: Principal):  # noqa: ANN202
+    """Step 3 of a refund asked by ops: the answer recorded by `actor`; the refund afterwards."""
+    await settle_refund(uow.conn, uow.ctx, refund_id, result, error, uow.now, actor)
+    return (await uow.conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
+
+
 async def send_refund(ctx: AppContext, refund_id: str, gateway_payment_id: str, amount: int) -> None:
     """Ask the gateway for a refund reserved already (outside any transaction) and record its answer. No answer:
     it stays pending and `retry_pending_refunds` sends it again with the same key."""
     try:
-        result, error = await ctx.gateway.refund(gateway_payment_id, amount, idempotency_key=refund_id), None
-    except GatewayError as exc:
-        result, error = None, exc.detail
+        result, error = await _refund_at_gateway(ctx, gateway_payment_id, amount, refund_id)
     except GatewayUnavailable:
         log.warning("refund got no answer from the gateway; it will be retried", extra={"refund_id": refund_id})
         return
-    async with ctx.db.transaction() as conn:
-        await settle_refund(conn, ctx, refund_id, result, error, await ctx.clock.now(conn))
+    await steps.settle(ctx, _settle, refund_id, result, error)
 
 
 _PENDING_CORRECTIONS = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
@@ -182,19 +206,16 @@ def _request_key(caller: str, key: str, payment_id: str) -> str:
 
 
 async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate):
+    """R2, in the three steps of app/payments/steps.py: reserve, call the gateway, settle."""
     keyed = resumable()  # a repeat with the same key completes this refund (module docstring)
     request_key = None if keyed is None else _request_key(keyed.caller, keyed.key, payment_id)
-    async with ctx.db.transaction() as conn:
-        refund_id, payment, made = await _reserve(conn, ctx, principal, payment_id, body, request_key)
+    refund_id, payment, made = await steps.reserve(ctx, _reserve, principal, payment_id, body, request_key)
     if made is not None and made.status != "pending":  # settled by the first attempt, or by the retry job since
         if made.status == "failed":
             raise RefundFailed(f"the gateway refused the refund: {made.failure_reason}", refund_id=refund_id)
         return made
-    error = None
     try:
-        result = await ctx.gateway.refund(payment.gateway_payment_id, body.amount, idempotency_key=refund_id)
-    except GatewayError as exc:
-        result, error = None, exc.detail
+        result, error = await _refund_at_gateway(ctx, payment.gateway_payment_id, body.amount, refund_id)
     except GatewayUnavailable:
         # No answer: the refund may or may not have happened. It stays `pending`, its amount reserved, and
         # `retry_pending_refunds` repeats the call with the same idempotency key; the caller gets the pending
@@ -202,34 +223,33 @@ async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, 
         log.warning("refund got no answer from the gateway; it will be retried", extra={"refund_id": refund_id})
         async with ctx.db.read() as conn:
             return (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
-    async with ctx.db.transaction() as conn:
-        await settle_refund(conn, ctx, refund_id, result, error, await ctx.clock.now(conn), principal)
-        row = (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
+    row = await steps.settle(ctx, _settle_requested, refund_id, result, error, principal)
     if row.status == "failed":
         raise RefundFailed(f"the gateway refused the refund: {row.failure_reason}", refund_id=refund_id)
     return row
 
 
-async def _claim_unanswered(ctx: AppContext) -> tuple[list, _dt.datetime]:
+async def _claim_unanswered(uow: UnitOfWork) -> tuple[list, _dt.datetime]:
     """Pending refunds whose last gateway call is `NO_ANSWER_AFTER` old in real time, leased to this run: their mark
     is set again before they are re-sent, so another run (another replica) leaves them alone for as long again.
-    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work. Returns them and the mark."""
-    wall = ctx.system_clock.wall()
-    async with ctx.db.transaction() as conn:
-        stmt = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-                .join(payments, payments.c.id == refunds.c.payment_id)
-                .where(refunds.c.status == "pending",
-                       # null: written by an older version (a dashboard refund is never pending), taken as unanswered
-                       or_(refunds.c.gateway_attempted_at.is_(None),
-                           refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER))
-                .order_by(refunds.c.id)
-                .limit(ctx.settings.job_batch_size))
-        if ctx.db.is_postgres:
-            stmt = stmt.with_for_update(of=refunds, skip_locked=True)
-        due = (await conn.execute(stmt)).all()
-        if due:
-            await conn.execute(update(refunds).where(refunds.c.id.in_([r.id for r in due]))
-                               .values(gateway_attempted_at=wall))
+    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work. Returns them and the mark.
+    Step 1 of the retry job."""
+    conn, ctx = uow.conn, uow.ctx
+    wall = uow.wall()
+    stmt = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+            .join(payments, payments.c.id == refunds.c.payment_id)
+            .where(refunds.c.status == "pending",
+                   # null: written by an older version (a dashboard refund is never pending), taken as unanswered
+                   or_(refunds.c.gateway_attempted_at.is_(None),
+                       refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER))
+            .order_by(refunds.c.id)
+            .limit(ctx.settings.job_batch_size))
+    if ctx.db.is_postgres:
+        stmt = stmt.with_for_update(of=refunds, skip_locked=True)
+    due = (await conn.execute(stmt)).all()
+    if due:
+        await conn.execute(update(refunds).where(refunds.c.id.in_([r.id for r in due]))
+                           .values(gateway_attempted_at=wall))
     return due, wall
 
 
@@ -244,7 +264,7 @@ async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
     """Scheduled (R2): refunds whose gateway call got no answer (5 minutes on, in real time) are sent again with
     the same key; the gateway answers a repeat with its first result, so a refund is never made twice."""
     done = 0
-    due, claimed = await _claim_unanswered(ctx)
+    due, claimed = await steps.reserve(ctx, _claim_unanswered, now=now)
     for item in due:
         async with ctx.db.autocommit() as conn:
             held = (await conn.execute(_REMARK, {"refund_id": item.id, "claimed": claimed,
@@ -252,12 +272,9 @@ async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
         if not held:
             continue  # settled meanwhile, or taken over by another run after this batch's mark grew old
         try:
-            result, error = await ctx.gateway.refund(item.gateway_payment_id, item.amount, item.id), None
-        except GatewayError as exc:
-            result, error = None, exc.detail
+            result, error = await _refund_at_gateway(ctx, item.gateway_payment_id, item.amount, item.id)
         except DomainError:
             continue  # still unavailable: tried again once its mark is NO_ANSWER_AFTER old
-        async with ctx.db.transaction() as conn:
-            await settle_refund(conn, ctx, item.id, result, error, now)
+        await steps.settle(ctx, _settle, item.id, result, error, now=now)
         done += 1
     return done

@@ -11,8 +11,10 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator
 from app.auth import Caller, OpsCaller
 from app.context import Ctx
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
 from app.scheduler.registry import run_due
 from app.schemas import RequestModel
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/sandbox", tags=["sandbox"])
 
@@ -57,10 +59,11 @@ async def get_clock(ctx: Ctx, caller: Caller):
 
 
 @router.post("/clock", response_model=Clock)
+@idempotent_in_unit_of_work
 async def move_clock(body: ClockMove, ctx: Ctx, caller: OpsCaller):
-    async with ctx.db.transaction() as conn:
-        now = await ctx.clock.advance_to(conn, body.now)
-    return JSON({"object": "sandbox_clock", "now": now})
+    async with unit_of_work(ctx) as uow:
+        now = await ctx.clock.advance_to(uow.conn, body.now)
+        return uow.respond(JSON({"object": "sandbox_clock", "now": now}))
 
 
 @router.post("/run-due", response_model=RunDue)

@@ -6,6 +6,7 @@ from app.auth import Caller
 from app.context import Ctx
 from app.customers.lists import customer_list
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
 from app.models import subscriptions
 from app.pagination import Page
 from app.subscriptions import repository, service
@@ -16,6 +17,7 @@ from app.subscriptions.schemas import (
     SubscriptionList,
     to_api,
 )
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -37,20 +39,27 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
 
 
 @router.post("/{subscription_id}/cancel", response_model=Subscription)
+@idempotent_in_unit_of_work
 async def cancel(subscription_id: str, ctx: Ctx, caller: Caller):
-    row, now = await service.cancel(ctx, caller, subscription_id)
-    return JSON(to_api(row, now=now))
+    async with unit_of_work(ctx) as uow:
+        row, now = await service.cancel(uow, caller, subscription_id)
+        return uow.respond(JSON(to_api(row, now=now)))
 
 
 @router.post("/{subscription_id}/resume", response_model=Subscription)
+@idempotent_in_unit_of_work
 async def resume(subscription_id: str, ctx: Ctx, caller: Caller):
-    row, now = await service.resume(ctx, caller, subscription_id)
-    return JSON(to_api(row, now=now))
+    async with unit_of_work(ctx) as uow:
+        row, now = await service.resume(uow, caller, subscription_id)
+        return uow.respond(JSON(to_api(row, now=now)))
 
 
 @router.post("/{subscription_id}/payment-method", response_model=Subscription)
+@idempotent_in_unit_of_work
 async def change_payment_method(subscription_id: str, body: PaymentMethodUpdate, ctx: Ctx, caller: Caller):
-    return JSON(to_api(await service.change_payment_method(ctx, caller, subscription_id, body)))
+    async with unit_of_work(ctx) as uow:
+        row = await service.change_payment_method(uow, caller, subscription_id, body)
+        return uow.respond(JSON(to_api(row)))
 
 
 customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["subscriptions"])

@@ -27,11 +27,13 @@ from app.ids import new_id
 from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments import steps
 from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.payments.schemas import to_api as payment_to_api
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
+from app.uow import UnitOfWork
 from policies import AccessFacts, cancellation_refund, subscription_at, tax_for
 
 # While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
@@ -40,62 +42,80 @@ PURCHASE_LEASE = _dt.timedelta(minutes=2)
 
 
 async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: str) -> str:
-    """The gateway's customer for ours, created once (the gateway call is idempotent per customer)."""
+    """The gateway's customer for ours, created once (the gateway call is idempotent per customer): read, then
+    the three steps of app/payments/steps.py (nothing to reserve: the call is keyed by our customer's id)."""
     async with ctx.db.read() as conn:
         customer = await customer_repo.get_visible(conn, principal, customer_id)
     if customer.gateway_customer_id:
         return customer.gateway_customer_id
-    created = await ctx.gateway.create_customer(customer.id)
-    async with ctx.db.transaction() as conn:
-        await conn.execute(update(customers).where(customers.c.id == customer.id,
-                                                   customers.c.gateway_customer_id.is_(None))
-                           .values(gateway_customer_id=created))
+    created = await steps.call(ctx.gateway.create_customer, customer.id)
+    await steps.settle(ctx, _record_gateway_customer, customer.id, created)
     return created
 
 
+async def _record_gateway_customer(uow: UnitOfWork, customer_id: str, created: str) -> None:
+    await uow.conn.execute(update(customers).where(customers.c.id == customer_id,
+                                                   customers.c.gateway_customer_id.is_(None))
+                           .values(gateway_customer_id=created))
+
+
 async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCreate) -> tuple[object, str | None]:
-    """B1: charge the first period now; the subscription starts only when that payment succeeds. Repeated with the
+    """B1: charge the first period now; the subscription starts only when that payment succeeds. The three steps
+    of app/payments/steps.py: reserve the subscription and its pending payment, charge, settle. Repeated with the
     same Idempotency-Key after failing partway (the charge made, its outcome not recorded), it charges the
     unanswered first payment again with the same gateway key, which answers with the first charge's result."""
     resumable()
     gateway_customer = await _gateway_customer(ctx, principal, body.customer_id)
-    async with ctx.db.transaction() as conn:
-        customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-        if customer.status != "active":  # R3: a suspended or terminated account cannot buy
-            raise CustomerInactive(f"the customer is {customer.status}")
-        plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
-        live = await repository.live_for_customer(conn, customer.id)
-        unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
-        now = await ctx.clock.now(conn)
-        wall = ctx.system_clock.wall()
-        # A retry with the key of the attempt that holds the lease: that attempt has ended (app/idempotency.py).
-        if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall or resumed()):
-            # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
-            # which returns the first charge's result if it went through, instead of refusing or charging twice.
-            sub_id, payment_row = live.id, unanswered
-            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id)
-                               .values(claimed_until=wall + PURCHASE_LEASE))
-        elif live is not None:  # an identical purchase whose charge is still in flight, or any other
-            raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
-                                     subscription_id=live.id)
-        else:
-            sub_id, payment_row = await _create_incomplete(conn, ctx, principal, customer, plan, body, now,
-                                                           lease_until=wall + PURCHASE_LEASE)
-
+    sub_id, payment_row = await steps.reserve(ctx, _reserve_purchase, principal, body)
     try:
-        result = await charging.charge(ctx, payment_row, gateway_customer, off_session=False)
+        result = await steps.call(charging.charge, ctx, payment_row, gateway_customer, off_session=False)
     except GatewayUnavailable:
         # No answer: release the purchase so that the same request, repeated, charges again with the same key.
-        async with ctx.db.transaction() as conn:
-            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(claimed_until=None))
+        await steps.settle(ctx, _release_purchase, sub_id)
         raise
-    async with ctx.db.transaction() as conn:
-        status = await charging.settle(conn, ctx, payment_row.id, result, await ctx.clock.now(conn), principal)
-        sub_row = await repository.get(conn, sub_id)
+    status, sub_row = await steps.settle(ctx, _settle_purchase, principal, sub_id, payment_row.id, result)
     if status == "failed":
         raise CardDeclined(f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
                            decline_code=result.decline_code, payment_id=payment_row.id)
     return sub_row, (result.client_secret if status == "pending" else None)
+
+
+async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: SubscriptionCreate):  # noqa: ANN202
+    """Step 1 of a purchase: the subscription, `incomplete`, and its pending first payment, leased to this
+    request while its charge is in flight; or, for the same purchase repeated after the gateway gave no answer,
+    the pending payment it made (charged again with its key)."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
+    if customer.status != "active":  # R3: a suspended or terminated account cannot buy
+        raise CustomerInactive(f"the customer is {customer.status}")
+    plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
+    live = await repository.live_for_customer(conn, customer.id)
+    unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
+    wall = uow.wall()
+    # A retry with the key of the attempt that holds the lease: that attempt has ended (app/idempotency.py).
+    if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall or resumed()):
+        # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
+        # which returns the first charge's result if it went through, instead of refusing or charging twice.
+        await conn.execute(update(subscriptions).where(subscriptions.c.id == live.id)
+                           .values(claimed_until=wall + PURCHASE_LEASE))
+        return live.id, unanswered
+    if live is not None:  # an identical purchase whose charge is still in flight, or any other
+        raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
+                                 subscription_id=live.id)
+    return await _create_incomplete(conn, ctx, principal, customer, plan, body, now,
+                                    lease_until=wall + PURCHASE_LEASE)
+
+
+async def _release_purchase(uow: UnitOfWork, sub_id: str) -> None:
+    """After a charge with no answer: the lease is given back, so the same request repeated charges again."""
+    await uow.conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(claimed_until=None))
+
+
+async def _settle_purchase(uow: UnitOfWork, principal: Principal, sub_id: str, payment_id: str,  # noqa: ANN202
+                           result):  # noqa: ANN001
+    """Step 3 of a purchase: the gateway's answer recorded; the payment's status and the subscription after it."""
+    status = await charging.settle(uow.conn, uow.ctx, payment_id, result, uow.now, principal)
+    return status, await repository.get(uow.conn, sub_id)
 
 
 async def _unanswered_purchase(conn, live, plan_code: str, payment_method: str):  # noqa: ANN001, ANN202
@@ -138,73 +158,67 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
     return sub_id, (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
 
 
-async def cancel(ctx: AppContext, principal: Principal, subscription_id: str):
+async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
     """C1: cancel at any time; effective at the end of the period the subscription is in (B2: past its stored
     period end, the next one: the renewal due then is still made), access until then, no further charge. A
     past_due subscription ends at once, its retries stopped, with the ending confirmation.
     R1: nothing is refunded, not even part of the period. B1: an unpaid purchase dropped has its PaymentIntent
     cancelled at the gateway once this commits. Returns the subscription and the time it was read at."""
-    abandoned: list[str] = []
-    changed = await _cancel(ctx, principal, subscription_id, abandoned)
-    await cancel_at_gateway(ctx, payment_ids=abandoned)
-    return changed
-
-
-async def _cancel(ctx: AppContext, principal: Principal, subscription_id: str, abandoned: list[str]):
-    async with ctx.db.transaction() as conn:
-        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
-        now = await ctx.clock.now(conn)
-        if sub.status == "canceled":
-            raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
-        state = subscription_at(subscription_facts(sub), now)
-        if state.status == "canceled":  # the scheduled cancellation took effect, even if the job has not run yet
-            raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
-        if sub.cancel_at_period_end:
-            return sub, now
-        _refuse_while_charging(ctx, sub)
-        refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
-        if sub.status in ("incomplete", "past_due"):
-            # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
-            # retried. Either way it ends now, with no charge.
-            changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-                status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
-                .returning(*subscriptions.c))).one()
-            dropped = (await conn.execute(
-                update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
-                .values(status="failed", failure_code="canceled", updated_at=now,
-                        gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
-                .returning(*payments.c))).all()
-            abandoned.extend(p.id for p in dropped if p.gateway_cancel_due_at is not None)
-            if sub.status == "past_due":  # C1: the customer gets the ending confirmation
-                subject, body = templates.subscription_ended(sub.plan_name, "canceled")
-                await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",
-                                                      f"subscription_ended:{sub.id}", subject, body)],
-                                     now, ctx.system_clock.wall())
-            action, effective_at = "subscription.canceled", now
-            # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
-            # payment fails.
-            events = [("payment.failed", payment_to_api(p)) for p in dropped]
-            if sub.status == "past_due":
-                events.append(("subscription.ended", as_read(changed, now)))
-                standing = (await conn.execute(select(customers.c.status).where(
-                    customers.c.id == sub.customer_id))).scalar_one()
-                if standing == "active":  # otherwise the standing decides the access, as before
-                    events.append(access_changed(AccessFacts(customer_status="active"), now))
-        else:
-            changed = (await conn.execute(repository.SET_CANCELLATION,
-                                          {"subscription_id": sub.id, "flag": True, "at": now})).one()
-            # B2: the period end of the period it is in now (past the stored end, the renewed period's).
-            effective_at = state.period_end
-            subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
-            await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
-                                                  f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
-                                                  body)], now, ctx.system_clock.wall())
-            action = "subscription.cancel_scheduled"
-            events = [("subscription.cancellation_scheduled", as_read(changed, now))]
-        await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
-                     customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
-                     data={"refunded": refunded, "effective_at": effective_at.isoformat()}, events=events)
-        return changed, now
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
+    if sub.status == "canceled":
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
+    state = subscription_at(subscription_facts(sub), now)
+    if state.status == "canceled":  # the scheduled cancellation took effect, even if the job has not run yet
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
+    if sub.cancel_at_period_end:
+        return sub, now
+    _refuse_while_charging(ctx, sub)
+    refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
+    if sub.status in ("incomplete", "past_due"):
+        # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
+        # retried. Either way it ends now, with no charge.
+        changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
+            status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
+            .returning(*subscriptions.c))).one()
+        dropped = (await conn.execute(
+            update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
+            .values(status="failed", failure_code="canceled", updated_at=now,
+                    gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
+            .returning(*payments.c))).all()
+        abandoned = [p.id for p in dropped if p.gateway_cancel_due_at is not None]
+        if abandoned:  # B1: the gateway is called once this commits, outside the transaction
+            uow.after_commit(cancel_at_gateway, ctx, payment_ids=abandoned)
+        if sub.status == "past_due":  # C1: the customer gets the ending confirmation
+            subject, body = templates.subscription_ended(sub.plan_name, "canceled")
+            await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",
+                                                  f"subscription_ended:{sub.id}", subject, body)],
+                                 now, ctx.system_clock.wall())
+        action, effective_at = "subscription.canceled", now
+        # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
+        # payment fails.
+        events = [("payment.failed", payment_to_api(p)) for p in dropped]
+        if sub.status == "past_due":
+            events.append(("subscription.ended", as_read(changed, now)))
+            standing = (await conn.execute(select(customers.c.status).where(
+                customers.c.id == sub.customer_id))).scalar_one()
+            if standing == "active":  # otherwise the standing decides the access, as before
+                events.append(access_changed(AccessFacts(customer_status="active"), now))
+    else:
+        changed = (await conn.execute(repository.SET_CANCELLATION,
+                                      {"subscription_id": sub.id, "flag": True, "at": now})).one()
+        # B2: the period end of the period it is in now (past the stored end, the renewed period's).
+        effective_at = state.period_end
+        subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
+        await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
+                                              f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
+                                              body)], now, ctx.system_clock.wall())
+        action = "subscription.cancel_scheduled"
+        events = [("subscription.cancellation_scheduled", as_read(changed, now))]
+    await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
+                 customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
+                 data={"refunded": refunded, "effective_at": effective_at.isoformat()}, events=events)
+    return changed, now
 
 
 def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
@@ -219,37 +233,35 @@ def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
                                retry_after=wait)
 
 
-async def resume(ctx: AppContext, principal: Principal, subscription_id: str):
+async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str):
     """C2: until the cancellation takes effect (the end of the period it was asked in, B2), it can be withdrawn;
     the subscription renews as if nothing happened. Returns the subscription and the time it was read at."""
-    async with ctx.db.transaction() as conn:
-        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
-        if sub.status == "canceled":
-            raise SubscriptionEnded(f"subscription {sub.id} has ended and cannot be resumed")
-        now = await ctx.clock.now(conn)
-        state = subscription_at(subscription_facts(sub), now)
-        if state.status == "canceled":
-            # The cancellation took effect at its period end, even if the job has not recorded it yet.
-            raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
-        if not sub.cancel_at_period_end:
-            return sub, now
-        changed = (await conn.execute(repository.SET_CANCELLATION,
-                                      {"subscription_id": sub.id, "flag": False, "at": None})).one()
-        await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
-                     customer_id=sub.customer_id, events=[("subscription.resumed", as_read(changed, now))])
-        return changed, now
+    conn, now = uow.conn, uow.now
+    sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+    if sub.status == "canceled":
+        raise SubscriptionEnded(f"subscription {sub.id} has ended and cannot be resumed")
+    state = subscription_at(subscription_facts(sub), now)
+    if state.status == "canceled":
+        # The cancellation took effect at its period end, even if the job has not recorded it yet.
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
+    if not sub.cancel_at_period_end:
+        return sub, now
+    changed = (await conn.execute(repository.SET_CANCELLATION,
+                                  {"subscription_id": sub.id, "flag": False, "at": None})).one()
+    await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
+                 customer_id=sub.customer_id, events=[("subscription.resumed", as_read(changed, now))])
+    return changed, now
 
 
-async def change_payment_method(ctx: AppContext, principal: Principal, subscription_id: str,
+async def change_payment_method(uow: UnitOfWork, principal: Principal, subscription_id: str,
                                 body: PaymentMethodUpdate):
     """Later charges, including retries of a failed renewal (B5), use the new method."""
-    async with ctx.db.transaction() as conn:
-        sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
-        if sub.status == "canceled":
-            raise SubscriptionEnded(f"subscription {sub.id} has ended")
-        now = await ctx.clock.now(conn)
-        changed = (await conn.execute(repository.SET_PAYMENT_METHOD,
-                                      {"subscription_id": sub.id, "method": body.payment_method})).one()
-        await record(conn, principal, "subscription.payment_method_changed", now, subject_type="subscription",
-                     subject_id=sub.id, customer_id=sub.customer_id)
-        return changed
+    conn, now = uow.conn, uow.now
+    sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
+    if sub.status == "canceled":
+        raise SubscriptionEnded(f"subscription {sub.id} has ended")
+    changed = (await conn.execute(repository.SET_PAYMENT_METHOD,
+                                  {"subscription_id": sub.id, "method": body.payment_method})).one()
+    await record(conn, principal, "subscription.payment_method_changed", now, subject_type="subscription",
+                 subject_id=sub.id, customer_id=sub.customer_id)
+    return changed

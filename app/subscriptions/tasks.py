@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 
@@ -29,10 +30,12 @@ from app.gateways.base import ChargeResult, GatewayError, withdrawn_charges
 from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments import steps
 from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.payments.schemas import to_api as payment_to_api
 from app.subscriptions import charging
 from app.subscriptions.schemas import as_read
+from app.uow import UnitOfWork, unit_of_work
 from policies import AccessFacts, charge_held, period_end_action, renewal_due
 
 log = logging.getLogger("billing.jobs")
@@ -56,7 +59,8 @@ def _claimable(stmt, ctx, wall: _dt.datetime):  # noqa: ANN001, ANN202
 async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """C1: a cancellation takes effect at the period end: the subscription ends, no charge is made."""
     wall = ctx.system_clock.wall()
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx, now=now) as uow:
+        conn = uow.conn
         due = (await conn.execute(_claimable(
             select(subscriptions, plans.c.name.label("plan_name"), customers.c.status.label("customer_status"))
             .join(plans, plans.c.id == subscriptions.c.plan_id)
@@ -153,46 +157,11 @@ class _Heartbeat:
 
 
 async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
-    wall = ctx.system_clock.wall()
-    async with ctx.db.transaction() as conn:
-        # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
-        due = (await conn.execute(_claimable(
-            select(subscriptions, customers.c.country, customers.c.gateway_customer_id,
-                   customers.c.status.label("customer_status"))
-            .join(customers, customers.c.id == subscriptions.c.customer_id)
-            .where(*where, customers.c.status == "active"), ctx, wall))).all()
-        due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
-        if not due:
-            return 0
-        lease = wall + LIVENESS_LEASE
-        await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
-                           .values(claimed_until=lease))
-        credit: dict[str, int] = {}
-        for currency in {s.currency for s in due}:
-            credit.update(await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency],
-                                                     currency))
-        rows = [charging.new_payment(ctx, s, s, purpose=purpose, period_index=s.period_index + 1,
-                                     attempt=s.failed_attempts + 1, now=now, credit_balance=credit[s.customer_id])
-                for s in due]
-        # A payment left pending by a crash has the same key: it is reused, and charged again with that key. The
-        # insert returns the rows it made; only the keys that existed already are read back.
-        keyed = {p.idempotency_key: p for p in await insert_ignoring_returning(conn, payments, rows,
-                                                                               conflict_on=["idempotency_key"])}
-        existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
-        if existing:
-            keyed.update((p.idempotency_key, p) for p in (await conn.execute(
-                select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
-    work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
-    pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    # The claims live as long as this replica does (and as long as it still holds them, see _Heartbeat).
-    heartbeat = _Heartbeat(ctx, {payment.subscription_id: payment.idempotency_key for _, payment in work}, lease,
-                           purpose)
-    withdrawn = withdrawn_charges.set(heartbeat.withdrawn)
-    try:
-        answered = list(zip(pending, await charging.charge_many(ctx, pending), strict=True))
-    finally:
-        withdrawn_charges.reset(withdrawn)
-        leases = sorted(await heartbeat.stop())
+    """A renewal or retry batch, in the three steps of app/payments/steps.py."""
+    batch = await steps.reserve(ctx, _reserve_batch, where, is_due, purpose, now=now)
+    if batch is None:
+        return 0
+    answered, leases = await _charge_reserved(ctx, batch)
     outcomes = [(payment, result) for (payment, _), result in answered if isinstance(result, ChargeResult)]
     # A charge the gateway refused itself (not the card) is held back for REFUSED_BACKOFF: no batch claims it
     # again until then (so refused charges never stand in front of the rest of the due work), then a later run
@@ -200,20 +169,88 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
     refused = {payment.subscription_id for (payment, _), result in answered if isinstance(result, GatewayError)}
     if refused:
         ctx.metrics.gateway_refusals.inc(len(refused))  # alerted on (deploy/prometheus/alerts.yml)
-    # One transaction records the whole batch; were it lost, the charges are repeated with their keys.
-    async with ctx.db.transaction() as conn:
-        await charging.settle_many(conn, ctx, outcomes, now)
-        # The lease is given back wherever settling did not give it back (no answer from the gateway, a payment
-        # settled already), except for refused charges (above): no charge is in flight for those any more, so a
-        # cancellation is not held up (C1), and a later run charges again with the same key.
-        await conn.execute(update(subscriptions).where(
-            subscriptions.c.id.in_([s.id for s in due if s.id not in refused]),
-            subscriptions.c.claimed_until.in_(leases)).values(claimed_until=None))
-        if refused:
-            await conn.execute(update(subscriptions).where(
-                subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
-                .values(claimed_until=ctx.system_clock.wall() + REFUSED_BACKOFF))
+    # One unit of work records the whole batch; were it lost, the charges are repeated with their keys.
+    await steps.settle(ctx, _settle_batch, batch, outcomes, refused, leases, now=now)
     return len(outcomes)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    ids: list[str]  # the subscriptions claimed
+    lease: _dt.datetime  # the liveness lease they were claimed until
+    pending: list  # (pending payment, gateway customer) to charge
+    keys: dict[str, str]  # each claimed subscription's payment idempotency key (see _Heartbeat)
+    purpose: str
+
+
+async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch | None:  # noqa: ANN001
+    """Step 1: claim the due subscriptions under a liveness lease and write their pending payments (a payment
+    left pending by a crash, with the same key, is reused); None when nothing is due."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    wall = uow.wall()
+    # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
+    due = (await conn.execute(_claimable(
+        select(subscriptions, customers.c.country, customers.c.gateway_customer_id,
+               customers.c.status.label("customer_status"))
+        .join(customers, customers.c.id == subscriptions.c.customer_id)
+        .where(*where, customers.c.status == "active"), ctx, wall))).all()
+    due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
+    if not due:
+        return None
+    lease = wall + LIVENESS_LEASE
+    await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
+                       .values(claimed_until=lease))
+    credit: dict[str, int] = {}
+    for currency in {s.currency for s in due}:
+        credit.update(await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency],
+                                                 currency))
+    rows = [charging.new_payment(ctx, s, s, purpose=purpose, period_index=s.period_index + 1,
+                                 attempt=s.failed_attempts + 1, now=now, credit_balance=credit[s.customer_id])
+            for s in due]
+    # A payment left pending by a crash has the same key: it is reused, and charged again with that key. The
+    # insert returns the rows it made; only the keys that existed already are read back.
+    keyed = {p.idempotency_key: p for p in await insert_ignoring_returning(conn, payments, rows,
+                                                                           conflict_on=["idempotency_key"])}
+    existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
+    if existing:
+        keyed.update((p.idempotency_key, p) for p in (await conn.execute(
+            select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
+    work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
+    pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
+    return _Batch([s.id for s in due], lease, pending,
+                  {payment.subscription_id: payment.idempotency_key for _, payment in work}, purpose)
+
+
+async def _charge_reserved(ctx, batch: _Batch) -> tuple[list, list[_dt.datetime]]:  # noqa: ANN001
+    """Step 2: charge the batch's pending payments in one call to the gateway, outside any transaction, while a
+    heartbeat keeps the claims alive; the (payment, answer) pairs and the lease values the rows still held may hold
+    afterwards. A charge whose claim the heartbeat found lost is not started (`withdrawn_charges`)."""
+    # The claims live as long as this replica does (and as long as it still holds them, see _Heartbeat).
+    heartbeat = _Heartbeat(ctx, batch.keys, batch.lease, batch.purpose)
+    withdrawn = withdrawn_charges.set(heartbeat.withdrawn)
+    try:
+        answers = await steps.call(charging.charge_many, ctx, batch.pending)
+    finally:
+        withdrawn_charges.reset(withdrawn)
+        leases = sorted(await heartbeat.stop())
+    return list(zip(batch.pending, answers, strict=True)), leases
+
+
+async def _settle_batch(uow: UnitOfWork, batch: _Batch, outcomes: list, refused: set[str],
+                        leases: list[_dt.datetime]) -> None:
+    """Step 3: record the answers (set-based, `charging.settle_many`) and give the claims back."""
+    conn, ctx = uow.conn, uow.ctx
+    await charging.settle_many(conn, ctx, outcomes, uow.now)
+    # The lease is given back wherever settling did not give it back (no answer from the gateway, a payment
+    # settled already), except for refused charges (above): no charge is in flight for those any more, so a
+    # cancellation is not held up (C1), and a later run charges again with the same key.
+    await conn.execute(update(subscriptions).where(
+        subscriptions.c.id.in_([i for i in batch.ids if i not in refused]),
+        subscriptions.c.claimed_until.in_(leases)).values(claimed_until=None))
+    if refused:
+        await conn.execute(update(subscriptions).where(
+            subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
+            .values(claimed_until=uow.wall() + REFUSED_BACKOFF))
 
 
 async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
@@ -239,7 +276,8 @@ async def retry_failed_renewals(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
 async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """B1: a purchase whose payment never completes grants nothing and, after a day, frees the live slot."""
     wall = ctx.system_clock.wall()
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx, now=now) as uow:
+        conn = uow.conn
         due = (await conn.execute(_claimable(
             select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version)
             .where(subscriptions.c.status == "incomplete",

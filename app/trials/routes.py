@@ -6,19 +6,22 @@ from app.auth import Caller
 from app.context import Ctx
 from app.customers.lists import customer_list
 from app.http import JSON
+from app.idempotency import idempotent_in_unit_of_work
 from app.models import trials
 from app.pagination import Page
 from app.trials import repository, service
 from app.trials.schemas import Trial, TrialCreate, TrialList, to_api
+from app.uow import unit_of_work
 
 router = APIRouter(prefix="/v1/trials", tags=["trials"])
 
 
 @router.post("", status_code=201, response_model=Trial)
+@idempotent_in_unit_of_work
 async def start_trial(body: TrialCreate, ctx: Ctx, caller: Caller):
-    async with ctx.db.transaction() as conn:
-        row = await service.start_trial(conn, ctx, caller, body)
-    return JSON(to_api(row), status_code=201)
+    async with unit_of_work(ctx) as uow:
+        row = await service.start_trial(uow, caller, body)
+        return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.get("/{trial_id}", response_model=Trial)

@@ -22,6 +22,7 @@ from app.plans import repository as plan_repo
 from app.trials import repository
 from app.trials.identity import person_identities
 from app.trials.schemas import TrialCreate, to_api
+from app.uow import UnitOfWork
 from policies import AccessFacts, PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
 
 _REFUSALS = {"trial_not_available": TrialNotAvailable, "trial_not_eligible": TrialNotEligible}
@@ -39,13 +40,13 @@ async def mark_person(conn: AsyncConnection, identities: list[str], kind: str, n
     return inserted == len(rows)
 
 
-async def start_trial(conn: AsyncConnection, ctx: AppContext, principal: Principal, body: TrialCreate):
+async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
     """T2: a trial starts when the person activates it, with no payment method."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
     if customer.status != "active":
         raise CustomerInactive(f"the customer is {customer.status}")
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
-    now = await ctx.clock.now(conn)
     policy = ctx.policies.at(now)  # T7: the offer in force when the trial starts
     identities = identities_of(ctx, customer)
     marks = set((await conn.execute(

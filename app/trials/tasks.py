@@ -14,6 +14,7 @@ from app.models import customers, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.trials.schemas import to_api
+from app.uow import unit_of_work
 from policies import AccessFacts, trial_expired, trial_notice_days_left
 
 
@@ -41,7 +42,8 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
     """T4: one `trial_expiring` notice per trial when its notice time has come; exactly once, because the
     notice's dedupe key is unique and the trial is marked in the same transaction. A trial that has already
     ended gets none (its `trial_expired` notice says it all); a late one states the real days left."""
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx, now=now) as uow:
+        conn = uow.conn
         due = (await conn.execute(_claim(
             select(trials, plans.c.name.label("plan_name"))
             .join(plans, plans.c.id == trials.c.plan_id)
@@ -70,7 +72,8 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
 async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """T3: at its end a trial expires. Nothing is charged and no subscription appears; the person gets a
     `trial_expired` notice prompting them to buy, with the plan and its current price."""
-    async with ctx.db.transaction() as conn:
+    async with unit_of_work(ctx, now=now) as uow:
+        conn = uow.conn
         due = (await conn.execute(_claim(
             select(trials, plans.c.name.label("plan_name"), plans.c.amount, plans.c.currency, plans.c.interval,
                    customers.c.status.label("customer_status"), _HAS_LIVE_SUBSCRIPTION)

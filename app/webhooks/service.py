@@ -22,6 +22,7 @@ from app.payments import repository as payment_repo
 from app.refunds.schemas import to_api as refund_to_api
 from app.refunds.service import correction_refund_id, send_corrections, settle_refund
 from app.subscriptions import charging
+from app.uow import unit_of_work
 from policies.refunds import recorded_refund_decision, reservations_released
 
 log = logging.getLogger("billing.webhooks")
@@ -229,8 +230,8 @@ async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
         answer = await _cancel_before_failing(ctx, obj)
         handler = functools.partial(_intent_failed, gateway_answer=answer)
     try:
-        async with ctx.db.transaction() as conn:
-            now = await ctx.clock.now(conn)
+        async with unit_of_work(ctx) as uow:
+            conn, now = uow.conn, uow.now
             outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
             # D3: the payload of a type nothing acts on (`customer.*`, `payment_method.*`: a name, an e-mail) is
             # not kept; its id, type and outcome are, for dedupe.

@@ -375,6 +375,100 @@ def test_a_key_whose_first_request_is_still_running_is_409(client, database_url:
     assert other.status_code == 201, other.text
 
 
+class _Crash(Exception):
+    """The process dying at this statement (raised by a statement listener)."""
+
+
+def _crash_when_storing_the_response(statement: str) -> None:
+    if statement.startswith("UPDATE idempotency_keys") and "response_status" in statement:
+        raise _Crash("the process died while the response was being stored")
+
+
+def _cancel_with_key(client, sub_id: str, who: str, key: str):  # noqa: ANN001, ANN202
+    return client.post(f"/v1/subscriptions/{sub_id}/cancel", headers={**customer_headers(who), "Idempotency-Key": key})
+
+
+def _actions(client, customer_id: str) -> list[str]:  # noqa: ANN001
+    response = client.get("/v1/audit-events", params={"customer_id": customer_id, "limit": 100},
+                          headers=ops_headers())
+    assert response.status_code == 200, response.text
+    return [event["action"] for event in response.json()["data"]]
+
+
+def test_C1_a_crash_between_a_cancellation_and_its_stored_response_leaves_no_key_in_progress(client) -> None:  # noqa: ANN001
+    """api.md Idempotency-Key, C1: the key, the change and the stored response of a cancellation commit together.
+    A crash while the response is being stored (before: after the cancellation had committed on its own) leaves
+    no key "in progress" for 10 minutes (409 `idempotency_key_in_use` to every retry meanwhile): the retry with the
+    same key gets the cancellation, which takes effect once, and a further retry replays it."""
+    from sqlalchemy import event
+
+    from tests.api.test_subscriptions import buy
+
+    ctx = client.app.state.ctx
+    make_plan(client, "pro-monthly")
+    alice = make_customer(client, "alice")
+    sub = buy(client, alice)
+
+    def listener(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        _crash_when_storing_the_response(statement)
+
+    engines = (ctx.db.engine.sync_engine, ctx.db.autocommit_engine.sync_engine)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", listener)
+    try:
+        _cancel_with_key(client, sub["id"], "alice", "cancel-crash")  # whatever reached the client before the crash
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", listener)
+
+    retry = _cancel_with_key(client, sub["id"], "alice", "cancel-crash")
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["cancel_at_period_end"] is True
+    again = _cancel_with_key(client, sub["id"], "alice", "cancel-crash")
+    assert (again.status_code, again.content) == (retry.status_code, retry.content)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert _actions(client, alice["id"]).count("subscription.cancel_scheduled") == 1
+
+
+def test_C1_a_duplicate_cancellation_while_the_first_is_still_running_is_409_at_once(
+        client, database_url: str, is_postgres: bool) -> None:  # noqa: ANN001
+    """api.md Idempotency-Key ("while the first is still running gives 409"), C1: a duplicate that arrives while
+    the first request's unit of work holds the key, not committed yet, is answered 409 `idempotency_key_in_use`
+    at once, and does nothing, rather than waiting for the first to finish (PostgreSQL; SQLite's write lock
+    queues whole transactions)."""
+    if not is_postgres:
+        pytest.skip("a transaction holding a key while another request runs is proven on PostgreSQL")
+    from tests.api.test_subscriptions import buy
+
+    make_plan(client, "pro-monthly")
+    alice = make_customer(client, "alice")
+    sub = buy(client, alice)
+    caller = "customer:alice"
+
+    async def hold_the_key_while_a_duplicate_arrives():  # noqa: ANN202
+        db = Database(database_url, pool_size=1)
+        try:
+            async with db.transaction() as conn:  # the first request, its key taken, not committed yet
+                now = _dt.datetime.now(_dt.UTC)
+                await conn.execute(idempotency_keys.insert().values(
+                    caller=caller, key="cancel-twice", request_hash="running", status="in_progress",
+                    created_at=now, expires_at=now + _dt.timedelta(hours=24)))
+                duplicate = asyncio.ensure_future(asyncio.to_thread(_cancel_with_key, client, sub["id"], "alice",
+                                                                    "cancel-twice"))
+                done, _ = await asyncio.wait([duplicate], timeout=10)
+                await conn.rollback()
+            return done, await duplicate
+        finally:
+            await db.dispose()
+
+    done, response = asyncio.run(hold_the_key_while_a_duplicate_arrives())
+    assert done, "the duplicate waited for the first request instead of answering"
+    assert_problem(response, 409, "idempotency_key_in_use")
+    assert "subscription.cancel_scheduled" not in _actions(client, alice["id"])
+    assert client.get(f"/v1/subscriptions/{sub['id']}", headers=customer_headers("alice")).json()[
+        "cancel_at_period_end"] is False
+
+
 def test_keys_are_kept_at_least_24_hours(client, database_url: str) -> None:  # noqa: ANN001
     headers = {**ops_headers(), "Idempotency-Key": "kept"}
     assert client.post("/v1/plans", json=PLAN_BODY, headers=headers).status_code == 201
