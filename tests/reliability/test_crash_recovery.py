@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from email.utils import parseaddr
 
 import httpx
@@ -245,15 +249,27 @@ LIVENESS_LEASE = 15.0  # seconds: app/subscriptions/tasks.py
 SLOW_CHARGE = LIVENESS_LEASE + 10  # a gateway answering later than the liveness lease lasts
 
 
-def test_C1_B2_a_living_replicas_claim_outlasts_the_liveness_lease(database_url: str, tmp_path):
-    """The heartbeat keeps a batch claimed while its replica lives, however slow the gateway: longer after the
-    charge was made than the liveness lease lasts, a cancellation is still refused with 409 charge_in_progress
-    (C1: the charge's outcome decides the period end it names), another replica's run-due leaves the subscription
-    alone, and the renewal is charged once (B2)."""
+@dataclass
+class RenewalInFlight:
+    """A renewal being charged by the `slow` replica, watched through the `other` one (see `renewal_in_flight`)."""
+
+    api: Api
+    customer: dict
+    sub: dict
+    running: concurrent.futures.Future
+    charges: Path
+
+
+@contextlib.contextmanager
+def renewal_in_flight(database_url: str, tmp_path: Path, name: str, charge_delay: float,
+                      **env: str) -> Iterator[RenewalInFlight]:
+    """Two replicas on an empty database: a customer `name` buys through one, the clock moves to the period end,
+    and the other (its gateway answering after `charge_delay` seconds, `env` passed to it) runs what is due. Yields
+    once the renewal charge has reached that slow gateway, still unanswered; both replicas are killed afterwards."""
     asyncio.run(_empty(database_url))
     charges = tmp_path / "charges.log"
     charges.touch()
-    slow = start_service(database_url, charge_delay=SLOW_CHARGE, charge_log=charges)
+    slow = start_service(database_url, charge_delay=charge_delay, charge_log=charges, **env)
     other = start_service(database_url)
     try:
         with httpx.Client(base_url=other.url, timeout=120) as http, \
@@ -261,7 +277,7 @@ def test_C1_B2_a_living_replicas_claim_outlasts_the_liveness_lease(database_url:
             api = Api(http)
             api.ok("POST", "/v1/sandbox/clock", json={"now": START})
             api.ok("POST", "/v1/plans", 201, json=PLAN)
-            customer = new_customer(other.url, "slow")
+            customer = new_customer(other.url, name)
             sub = buy(other.url, customer)
             api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
 
@@ -271,20 +287,38 @@ def test_C1_B2_a_living_replicas_claim_outlasts_the_liveness_lease(database_url:
 
             running = pool.submit(run_due_on_slow)
             wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
-            time.sleep(LIVENESS_LEASE + 5)  # the charge is still unanswered; its first lease would have run out
-            assert not running.done()
-            refused = api.as_customer(customer["external_id"]).post(f"/v1/subscriptions/{sub['id']}/cancel")
-            assert refused.status_code == 409, refused.text
-            assert refused.json()["code"] == "charge_in_progress"
-            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
-            assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0
-            assert running.result(timeout=60)["subscription_renewals"] == 1
-            assert len(charges.read_text().split()) == 1  # charged once
-            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
-            assert renewed["current_period_start"] == sub["current_period_end"]
+            yield RenewalInFlight(api, customer, sub, running, charges)
     finally:
         slow.stop(kill=True)
         other.stop(kill=True)
+
+
+def assert_cancel_refused_then_charged_once(flight: RenewalInFlight) -> dict:
+    """Longer after the charge than the liveness lease lasts: a cancellation is refused with 409 charge_in_progress
+    and Retry-After, another replica's run-due leaves the subscription alone, the renewal is charged once. Returns
+    the renewed subscription."""
+    api, sub = flight.api, flight.sub
+    time.sleep(LIVENESS_LEASE + 5)  # the charge is still unanswered; a lease not renewed would have run out
+    assert not flight.running.done()
+    refused = api.as_customer(flight.customer["external_id"]).post(f"/v1/subscriptions/{sub['id']}/cancel")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "charge_in_progress"
+    assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
+    assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0
+    assert flight.running.result(timeout=60)["subscription_renewals"] == 1
+    assert len(flight.charges.read_text().split()) == 1  # charged once
+    renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
+    assert renewed["current_period_start"] == sub["current_period_end"]
+    return renewed
+
+
+def test_C1_B2_a_living_replicas_claim_outlasts_the_liveness_lease(database_url: str, tmp_path):
+    """The heartbeat keeps a batch claimed while its replica lives, however slow the gateway: longer after the
+    charge was made than the liveness lease lasts, a cancellation is still refused with 409 charge_in_progress
+    (C1: the charge's outcome decides the period end it names), another replica's run-due leaves the subscription
+    alone, and the renewal is charged once (B2)."""
+    with renewal_in_flight(database_url, tmp_path, "slow", SLOW_CHARGE) as flight:
+        assert_cancel_refused_then_charged_once(flight)
 
 
 def test_C1_B2_a_heartbeat_whose_answer_was_lost_keeps_the_claim(database_url: str, tmp_path):
@@ -294,47 +328,14 @@ def test_C1_B2_a_heartbeat_whose_answer_was_lost_keeps_the_claim(database_url: s
     liveness lease lasts, a cancellation is refused with 409 charge_in_progress (never confirmed with no further
     charge while the charge runs), another replica leaves the subscription alone, the renewal is charged once and
     the claim is given back when the batch is recorded."""
-    asyncio.run(_empty(database_url))
-    charges = tmp_path / "charges.log"
-    charges.touch()
-    slow = start_service(database_url, charge_delay=SLOW_CHARGE, charge_log=charges,
-                         RELIABILITY_LOST_HEARTBEAT_ANSWERS="1")
-    other = start_service(database_url)
-    try:
-        with httpx.Client(base_url=other.url, timeout=120) as http, \
-                concurrent.futures.ThreadPoolExecutor(1) as pool:
-            api = Api(http)
-            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
-            api.ok("POST", "/v1/plans", 201, json=PLAN)
-            customer = new_customer(other.url, "lost")
-            sub = buy(other.url, customer)
-            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
-
-            def run_due_on_slow() -> dict:
-                with httpx.Client(base_url=slow.url, timeout=120) as slow_http:
-                    return Api(slow_http).ok("POST", "/v1/sandbox/run-due")["jobs"]
-
-            running = pool.submit(run_due_on_slow)
-            wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
-            time.sleep(LIVENESS_LEASE + 5)  # the lease the lost heartbeat wrote would have run out by now
-            assert not running.done()
-            as_alice = api.as_customer(customer["external_id"])
-            refused = as_alice.post(f"/v1/subscriptions/{sub['id']}/cancel")
-            assert refused.status_code == 409, refused.text
-            assert refused.json()["code"] == "charge_in_progress"
-            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
-            assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0
-            assert running.result(timeout=60)["subscription_renewals"] == 1
-            assert len(charges.read_text().split()) == 1  # charged once
-            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
-            assert renewed["current_period_start"] == sub["current_period_end"]
-            # The claim was given back: the cancellation is confirmed now, for the renewed period's end.
-            confirmed = as_alice.post(f"/v1/subscriptions/{sub['id']}/cancel")
-            assert confirmed.status_code == 200, confirmed.text
-            assert confirmed.json()["current_period_end"] == renewed["current_period_end"]
-    finally:
-        slow.stop(kill=True)
-        other.stop(kill=True)
+    with renewal_in_flight(database_url, tmp_path, "lost", SLOW_CHARGE,
+                           RELIABILITY_LOST_HEARTBEAT_ANSWERS="1") as flight:
+        renewed = assert_cancel_refused_then_charged_once(flight)
+        # The claim was given back: the cancellation is confirmed now, for the renewed period's end.
+        as_alice = flight.api.as_customer(flight.customer["external_id"])
+        confirmed = as_alice.post(f"/v1/subscriptions/{flight.sub['id']}/cancel")
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json()["current_period_end"] == renewed["current_period_end"]
 
 
 def test_R3_a_suspension_is_refused_while_a_renewal_is_being_charged(database_url: str, tmp_path):
@@ -342,41 +343,19 @@ def test_R3_a_suspension_is_refused_while_a_renewal_is_being_charged(database_ur
     so while a renewal of the customer is being charged the suspension is refused with 409 charge_in_progress and
     Retry-After (as a cancellation is), rather than accepted while the suspended customer is charged. Once the
     charge is recorded, the same suspension is accepted."""
-    asyncio.run(_empty(database_url))
-    charges = tmp_path / "charges.log"
-    charges.touch()
-    slow = start_service(database_url, charge_delay=4, charge_log=charges)
-    other = start_service(database_url)
-    try:
-        with httpx.Client(base_url=other.url, timeout=120) as http, \
-                concurrent.futures.ThreadPoolExecutor(1) as pool:
-            api = Api(http)
-            api.ok("POST", "/v1/sandbox/clock", json={"now": START})
-            api.ok("POST", "/v1/plans", 201, json=PLAN)
-            customer = new_customer(other.url, "suspended")
-            sub = buy(other.url, customer)
-            api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]))})
-
-            def run_due_on_slow() -> dict:
-                with httpx.Client(base_url=slow.url, timeout=120) as slow_http:
-                    return Api(slow_http).ok("POST", "/v1/sandbox/run-due")["jobs"]
-
-            running = pool.submit(run_due_on_slow)
-            wait_for(lambda: charges.read_text().split(), timeout=60, interval=0.05, what="the renewal charge")
-            suspension = {"json": {"reason": "chargeback investigation"}}
-            refused = api.post(f"/v1/customers/{customer['id']}/suspend", **suspension)
-            assert not running.done()
-            assert refused.status_code == 409, refused.text
-            assert refused.json()["code"] == "charge_in_progress"
-            assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
-            assert api.ok("GET", f"/v1/customers/{customer['id']}")["status"] == "active"
-            assert running.result(timeout=60)["subscription_renewals"] == 1
-            assert api.ok("POST", f"/v1/customers/{customer['id']}/suspend", **suspension)["status"] == "suspended"
-            renewed = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
-            assert renewed["current_period_start"] == sub["current_period_end"]  # the charge in flight counted
-    finally:
-        slow.stop(kill=True)
-        other.stop(kill=True)
+    with renewal_in_flight(database_url, tmp_path, "suspended", 4) as flight:
+        api, customer = flight.api, flight.customer
+        suspension = {"json": {"reason": "chargeback investigation"}}
+        refused = api.post(f"/v1/customers/{customer['id']}/suspend", **suspension)
+        assert not flight.running.done()
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "charge_in_progress"
+        assert 0 < int(refused.headers["Retry-After"]) <= LIVENESS_LEASE
+        assert api.ok("GET", f"/v1/customers/{customer['id']}")["status"] == "active"
+        assert flight.running.result(timeout=60)["subscription_renewals"] == 1
+        assert api.ok("POST", f"/v1/customers/{customer['id']}/suspend", **suspension)["status"] == "suspended"
+        renewed = api.ok("GET", f"/v1/subscriptions/{flight.sub['id']}")
+        assert renewed["current_period_start"] == flight.sub["current_period_end"]  # the charge in flight counted
 
 
 # --- notice delivery --------------------------------------------------------------------------------------------
