@@ -77,8 +77,7 @@ def verify_token(secret: str, authorization: str | None) -> Principal:
     if not isinstance(sub, str) or not sub or not isinstance(role, str) or role not in ROLES:
         raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
     if len(sub) > MAX_SUB_LENGTH or _UNSTORABLE.search(sub):
-        raise Unauthenticated(f"token claim 'sub' must be 1 to {MAX_SUB_LENGTH} characters, without control "
-                              "characters")
+        raise Unauthenticated(f"token claim 'sub' must be 1 to {MAX_SUB_LENGTH} characters, without control characters")
     principal = Principal(sub=sub, role=role)
     if isinstance(exp, int | float) and not isinstance(exp, bool):
         _VERIFIED[(secret, token)] = (principal, int(exp))  # as PyJWT compares it
@@ -100,8 +99,9 @@ async def current_principal(request: Request) -> Principal:  # async: no thread-
     state = request.scope.setdefault("state", {})
     principal = state.get("principal")
     if principal is None:
-        principal = state["principal"] = verify_token(request.app.state.ctx.settings.auth_secret,
-                                                      request.headers.get("authorization"))
+        principal = state["principal"] = verify_token(
+            request.app.state.ctx.settings.auth_secret, request.headers.get("authorization")
+        )
     return principal
 
 

@@ -55,12 +55,14 @@ class DatabaseFaultMiddleware:
                 if started:
                     raise  # too late to answer anything else: the server ends the connection
                 if attempt < attempts:
-                    log.warning("database connection lost during a read; retrying once",
-                                extra={"error": type(exc).__name__})
+                    log.warning(
+                        "database connection lost during a read; retrying once", extra={"error": type(exc).__name__}
+                    )
                     continue
                 log.warning("database unavailable", extra={"error": type(exc).__name__})
-        response = problem_response("database_unavailable", "the database cannot be reached; retry shortly",
-                                    retry_after=RETRY_AFTER_SECONDS)
+        response = problem_response(
+            "database_unavailable", "the database cannot be reached; retry shortly", retry_after=RETRY_AFTER_SECONDS
+        )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         await response(scope, receive, tracked)
         return None

@@ -24,8 +24,15 @@ log = logging.getLogger("billing.idempotency")
 
 
 class Bookkeeping:
-    def __init__(self, *, limit: int = 10_000, first_delay: float = 0.5, max_delay: float = 5.0,
-                 give_up_after: float = 600.0, last_attempt_seconds: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int = 10_000,
+        first_delay: float = 0.5,
+        max_delay: float = 5.0,
+        give_up_after: float = 600.0,
+        last_attempt_seconds: float = 2.0,
+    ) -> None:
         self.limit = limit
         self.first_delay = first_delay
         self.max_delay = max_delay

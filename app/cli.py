@@ -71,7 +71,7 @@ def schema_problem(database_url: str) -> str | None:
 
     try:
         revision = asyncio.run(current())
-    except (OSError, Exception) as exc:  # noqa: BLE001 - any driver's connection error, reported in one line
+    except (OSError, Exception) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"cannot reach the database {url.render_as_string(hide_password=True)}: {reason}"
     if revision is None:
@@ -88,8 +88,10 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise StartupError(f"{host}:{port} is already in use (another `billing serve`?): stop it, or "
-                                   f"choose another port with --port") from None
+                raise StartupError(
+                    f"{host}:{port} is already in use (another `billing serve`?): stop it, or "
+                    f"choose another port with --port"
+                ) from None
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -111,17 +113,23 @@ def startup_banner(settings: Settings, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     base = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}"
     billing = command_name()
-    mode = ("sandbox: payments go through the built-in sandbox gateway, and the sandbox clock stands still "
-            "until you move it (POST /v1/sandbox/clock)" if settings.sandbox else "live: payments go through Stripe")
-    lines = [f"Billing is starting ({mode}).",
-             f"  API        {base}/v1/plans",
-             f"  API docs   {base}/docs",
-             f"  Console    {base}/ops",
-             f"  Health     {base}/healthz",
-             "Tokens for the API and the console:",
-             f"  {billing} token --sub ops-1 --role ops",
-             f"  {billing} token --sub user-1 --role customer",
-             "Stop with Ctrl-C."]
+    mode = (
+        "sandbox: payments go through the built-in sandbox gateway, and the sandbox clock stands still "
+        "until you move it (POST /v1/sandbox/clock)"
+        if settings.sandbox
+        else "live: payments go through Stripe"
+    )
+    lines = [
+        f"Billing is starting ({mode}).",
+        f"  API        {base}/v1/plans",
+        f"  API docs   {base}/docs",
+        f"  Console    {base}/ops",
+        f"  Health     {base}/healthz",
+        "Tokens for the API and the console:",
+        f"  {billing} token --sub ops-1 --role ops",
+        f"  {billing} token --sub user-1 --role customer",
+        "Stop with Ctrl-C.",
+    ]
     return "\n".join(lines)
 
 
@@ -164,8 +172,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Graceful stop: on SIGTERM/SIGINT uvicorn stops accepting connections and gives the requests in flight up to
     # REQUEST_GRACE_SECONDS; meanwhile (from the same signal) the scheduler's running batch has up to
     # BILLING_SHUTDOWN_GRACE_SECONDS to finish; then the lifespan closes the gateway and the database.
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                            timeout_graceful_shutdown=REQUEST_GRACE_SECONDS, proxy_headers=True)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        timeout_graceful_shutdown=REQUEST_GRACE_SECONDS,
+        proxy_headers=True,
+    )
     server = Server(config)
     # uvicorn raises the signal that stopped it again once it has stopped, to the handler it found: this one, so
     # that a clean stop ends with status 0 (the default handler would end the process by the signal instead).
@@ -356,9 +370,11 @@ def parser() -> argparse.ArgumentParser:
     """Every command and option, each described with its default (`billing COMMAND --help`)."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
     top = argparse.ArgumentParser(
-        prog="billing", formatter_class=formatter,
+        prog="billing",
+        formatter_class=formatter,
         description="Subscription billing service. Settings come from BILLING_* environment variables "
-                    "(database, secrets, Stripe, SMTP); see docs/operations.md.")
+        "(database, secrets, Stripe, SMTP); see docs/operations.md.",
+    )
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
@@ -368,8 +384,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="head", help="the Alembic revision to upgrade to; head is the newest")
     p.set_defaults(func=_cmd_migrate)
     p = command("serve", "run the API, the ops console and the scheduled jobs")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="the address to listen on; 0.0.0.0 for every interface (in a container)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on; 0.0.0.0 for every interface (in a container)"
+    )
     p.add_argument("--port", type=int, default=8000, help="the TCP port to listen on")
     p.set_defaults(func=_cmd_serve)
     p = command("scheduler", "run only the scheduled jobs, for deployments that separate them from the API")
@@ -399,9 +416,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", required=True, help=REASON_HELP)
     p.add_argument("--staff", required=True, help=STAFF_HELP)
     p.set_defaults(func=_cmd_credit)
-    for name, text in (("suspend", "suspend an account: no access until lifted, nothing refunded (R3)"),
-                       ("unsuspend", "lift a suspension (R3)"),
-                       ("terminate", "terminate an account: ends everything at once, refunds nothing (R3)")):
+    for name, text in (
+        ("suspend", "suspend an account: no access until lifted, nothing refunded (R3)"),
+        ("unsuspend", "lift a suspension (R3)"),
+        ("terminate", "terminate an account: ends everything at once, refunds nothing (R3)"),
+    ):
         p = command(name, text)
         p.add_argument("--customer", required=True, help="the customer's id (cus_...)")
         p.add_argument("--reason", required=True, help=REASON_HELP)
@@ -409,9 +428,12 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_standing)
     p = command("console-sessions", "manage ops console sessions")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = actions.add_parser("revoke", help="sign a staff member out of the ops console everywhere",
-                           description="sign a staff member out of the ops console everywhere",
-                           formatter_class=formatter)
+    p = actions.add_parser(
+        "revoke",
+        help="sign a staff member out of the ops console everywhere",
+        description="sign a staff member out of the ops console everywhere",
+        formatter_class=formatter,
+    )
     p.add_argument("--staff", required=True, help="the staff id (the `sub` of the token they signed in with)")
     p.set_defaults(func=_cmd_console_sessions)
     return top

@@ -16,7 +16,7 @@ from app.db import insert_ignoring_conflict
 from app.errors import ClockBackwards
 from app.models import sandbox_clock
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 def utc(value: _dt.datetime) -> _dt.datetime:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
 
     @model_validator(mode="after")
-    def _defaults(self) -> "Settings":
+    def _defaults(self) -> Settings:
         if self.sandbox is None:
             self.sandbox = not self.stripe_api_key
         if self.gateway is None:

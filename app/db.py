@@ -40,8 +40,9 @@ _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 # Run in each transaction of this context just before its COMMIT (an idempotent request's witness that it committed:
 # app/idempotency.py). Unset, as for every request without an Idempotency-Key, it costs nothing.
-before_commit: contextvars.ContextVar[Callable[[AsyncConnection], Awaitable[None]] | None] = \
-    contextvars.ContextVar("before_commit", default=None)
+before_commit: contextvars.ContextVar[Callable[[AsyncConnection], Awaitable[None]] | None] = contextvars.ContextVar(
+    "before_commit", default=None
+)
 
 
 class CommitOutcomeUnknown(Exception):
@@ -85,8 +86,10 @@ def _answer_lost(exc: BaseException) -> bool:
     """Whether the statement was sent and the connection then lost with no answer from the server (asyncpg's
     ConnectionDoesNotExistError, a reset socket): its outcome is unknown. An error the server sent (57P01 when it
     is being shut down, say) is an answer: the statement did not take effect."""
-    return any(type(cause).__name__ == "ConnectionDoesNotExistError"
-               or isinstance(cause, (ConnectionError, TimeoutError)) for cause in _causes(exc))
+    return any(
+        type(cause).__name__ == "ConnectionDoesNotExistError" or isinstance(cause, (ConnectionError, TimeoutError))
+        for cause in _causes(exc)
+    )
 
 
 def async_url(url: str) -> str:
@@ -117,6 +120,7 @@ def _sqlite_setup(engine: AsyncEngine, *, transactional: bool) -> None:
         cur.close()
 
     if transactional:
+
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn):  # noqa: ANN001
             # Write transactions take SQLite's write lock up front, so two writers queue instead of deadlocking on
@@ -129,7 +133,7 @@ def _closed_by_server(conn: AsyncConnection) -> bool:
     terminated backend, a restarted server). A local check, no round trip."""
     try:
         driver = conn.sync_connection.connection.dbapi_connection.driver_connection
-    except Exception:  # noqa: BLE001 - invalidated or closed on our side: not reusable either
+    except Exception:
         return True
     is_closed = getattr(driver, "is_closed", None)  # asyncpg's; aiosqlite's connections have none
     return bool(is_closed()) if is_closed is not None else False
@@ -164,8 +168,10 @@ class _Lane:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         conn = self._idle.pop() if self._idle else await self._wait()
-        if conn is not None and (self._born.get(conn) != self._generation  # opened before close_all
-                                 or _closed_by_server(conn)):
+        if conn is not None and (
+            self._born.get(conn) != self._generation  # opened before close_all
+            or _closed_by_server(conn)
+        ):
             await self._retire(conn)
             conn = None
         if conn is None:
@@ -213,8 +219,11 @@ class _Lane:
         self._idle.append(conn)
 
     async def _give_back(self, conn: AsyncConnection) -> None:
-        if conn.invalidated or self._born.get(conn) != self._generation \
-                or (not self._autocommit and conn.in_transaction()):  # a use began a transaction and left it open
+        if (
+            conn.invalidated
+            or self._born.get(conn) != self._generation
+            or (not self._autocommit and conn.in_transaction())
+        ):  # a use began a transaction and left it open
             await self._close(conn)
         else:
             self._hand_back(conn)
@@ -234,7 +243,7 @@ class _Lane:
             if not graceful:
                 await conn.invalidate()  # closes the driver's connection; close() alone returns it to the pool
             await conn.close()
-        except Exception:  # noqa: S110 - a broken connection may fail to close; it is dropped regardless
+        except Exception:
             pass
 
     async def _retire_idle(self, *, graceful: bool) -> None:
@@ -258,10 +267,10 @@ class Database:
         # Each lane holds its engine's connections open; the engine's pool only opens them. `pool_size` is for
         # transactions; autocommit statements, one per use and short, get half as many.
         autocommit_size = max(1, pool_size // 2)
-        self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs,
-                                                       **self._pool(pool_size, pool_timeout))
+        self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs, **self._pool(pool_size, pool_timeout))
         self.autocommit_engine: AsyncEngine = create_async_engine(
-            async_url(url), isolation_level="AUTOCOMMIT", **kwargs, **self._pool(autocommit_size, pool_timeout))
+            async_url(url), isolation_level="AUTOCOMMIT", **kwargs, **self._pool(autocommit_size, pool_timeout)
+        )
         if self.backend == "sqlite":
             _sqlite_setup(self.engine, transactional=True)
             _sqlite_setup(self.autocommit_engine, transactional=False)
@@ -330,8 +339,9 @@ async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conf
     many = isinstance(values, list)
     if many and not values:
         return 0
-    stmt = _insert_ignoring(conn.dialect.name, table, tuple(conflict_on) if conflict_on else None,
-                            "keys" if many else None)
+    stmt = _insert_ignoring(
+        conn.dialect.name, table, tuple(conflict_on) if conflict_on else None, "keys" if many else None
+    )
     result = await conn.execute(stmt, values)
     return len(result.all()) if many else result.rowcount
 

@@ -91,6 +91,12 @@ def problem(code: str, detail: str = "", status: int | None = None, **extra: Any
     status = status or table_status
     if code == "validation_error" and "errors" not in extra:  # api.md: a validation error always lists errors
         extra["errors"] = [{"field": "body", "location": "body", "message": detail or title}]
-    body = {"type": f"https://billing.example.com/problems/{code}", "title": title, "status": status,
-            "detail": detail or title, "code": code, **extra}
+    body = {
+        "type": f"https://billing.example.com/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        **extra,
+    }
     return status, json.dumps(body, default=str).encode()

@@ -75,11 +75,21 @@ MAX_KEY_LENGTH = 255
 # A request that has held its key this long without finishing died with its process: the key may be taken over.
 ABANDONED_AFTER = _dt.timedelta(minutes=10)
 _REPLAYED_HEADERS = ("content-type", "location")
-_COMPLETE = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
-    status="completed", response_status=bindparam("b_status"), response_headers=bindparam("b_headers"),
-    response_body=bindparam("b_body"))
-_WITNESS = update(keys).where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key")).values(
-    last_commit=bindparam("b_n"))
+_COMPLETE = (
+    update(keys)
+    .where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key"))
+    .values(
+        status="completed",
+        response_status=bindparam("b_status"),
+        response_headers=bindparam("b_headers"),
+        response_body=bindparam("b_body"),
+    )
+)
+_WITNESS = (
+    update(keys)
+    .where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key"))
+    .values(last_commit=bindparam("b_n"))
+)
 # How long a unit of work's key insert waits for a concurrent request that inserted the same key and has not
 # committed yet, before answering 409 `idempotency_key_in_use` (PostgreSQL; SQLite's write lock queues them).
 KEY_WAIT = "100ms"
@@ -95,8 +105,9 @@ _TAKE_POSTGRES = text(
     " FROM wait WHERE wait.during IS NOT NULL"
     " ON CONFLICT DO NOTHING"
     " RETURNING set_config('lock_timeout', (SELECT before FROM wait), true)"
-).bindparams(bindparam("created_at", type_=keys.c.created_at.type),
-             bindparam("expires_at", type_=keys.c.expires_at.type))
+).bindparams(
+    bindparam("created_at", type_=keys.c.created_at.type), bindparam("expires_at", type_=keys.c.expires_at.type)
+)
 _LOCK_NOT_AVAILABLE = "55P03"
 log = logging.getLogger("billing.idempotency")
 
@@ -140,11 +151,11 @@ def idempotent_in_unit_of_work(endpoint):  # noqa: ANN001, ANN201
     return endpoint
 
 
-class KeyTaken(Exception):  # noqa: N818 - a signal, not an error
+class KeyTaken(Exception):
     """The unit of work found the key's row there already: rolled back before it did anything."""
 
 
-class KeyInUse(Exception):  # noqa: N818
+class KeyInUse(Exception):
     """A concurrent request holds the key and has not committed (PostgreSQL): rolled back, answered 409."""
 
 
@@ -155,9 +166,14 @@ class _UnitClaim:
 
     def __init__(self, ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime) -> None:  # noqa: ANN001
         self.caller, self.key = caller, key
-        self.fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress",
-                      "created_at": now,
-                      "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours)}
+        self.fresh = {
+            "caller": caller,
+            "key": key,
+            "request_hash": fingerprint,
+            "status": "in_progress",
+            "created_at": now,
+            "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
+        }
         self.taken = self.committed = self.stored = False
         self.response: Response | None = None
 
@@ -179,14 +195,21 @@ class _UnitClaim:
 
     async def store(self, conn) -> None:  # noqa: ANN001
         if self.response is not None:
-            await conn.execute(_COMPLETE, _completion(self.caller, self.key, self.response.status_code,
-                                                      self.response.raw_headers, self.response.body))
+            await conn.execute(
+                _COMPLETE,
+                _completion(
+                    self.caller, self.key, self.response.status_code, self.response.raw_headers, self.response.body
+                ),
+            )
             self.stored = True
 
 
 def _completion(caller: str, key: str, status: int, raw_headers: list, body: bytes) -> dict:
-    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers
-            if k.decode("latin-1").lower() in _REPLAYED_HEADERS}
+    kept = {
+        k.decode("latin-1"): v.decode("latin-1")
+        for k, v in raw_headers
+        if k.decode("latin-1").lower() in _REPLAYED_HEADERS
+    }
     return {"b_caller": caller, "b_key": key, "b_status": status, "b_headers": kept, "b_body": bytes(body)}
 
 
@@ -201,8 +224,10 @@ class IdempotencyMiddleware:
         patterns = self._in_unit_routes
         if patterns is None:
             patterns = self._in_unit_routes = [
-                compile_path(route.path_format)[0] for route in iter_route_contexts(scope["app"].routes)
-                if getattr(route.endpoint, "idempotent_in_unit_of_work", False) and "POST" in (route.methods or ())]
+                compile_path(route.path_format)[0]
+                for route in iter_route_contexts(scope["app"].routes)
+                if getattr(route.endpoint, "idempotent_in_unit_of_work", False) and "POST" in (route.methods or ())
+            ]
         path = scope["path"]
         return any(pattern.match(path) for pattern in patterns)
 
@@ -215,7 +240,8 @@ class IdempotencyMiddleware:
             return await self.app(scope, receive, send)
         if not key or len(key) > MAX_KEY_LENGTH:
             return await problem_response(
-                "validation_error", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
+                "validation_error",
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
                 errors=[{"field": "Idempotency-Key", "location": "header", "message": "invalid length"}],
             )(scope, receive, send)
         ctx = scope["app"].state.ctx
@@ -233,7 +259,8 @@ class IdempotencyMiddleware:
 
         claimed_at = ctx.system_clock.wall()
         if self._in_unit_of_work(scope) and await self._in_one_transaction(
-                scope, _replaying(body, receive), send, ctx, caller, key, fingerprint, claimed_at):
+            scope, _replaying(body, receive), send, ctx, caller, key, fingerprint, claimed_at
+        ):
             return
         try:
             refusal = await _claim(ctx, caller, key, fingerprint, claimed_at, legacy)
@@ -252,8 +279,9 @@ class IdempotencyMiddleware:
             if transactions == 0:
                 await _release_now_or_later(ctx, caller, key, claimed_at)
             else:
-                await _now_or_later(ctx, ("settle", caller, key, claimed_at), _settle, ctx, caller, key, claimed_at,
-                                    request.resumable)
+                await _now_or_later(
+                    ctx, ("settle", caller, key, claimed_at), _settle, ctx, caller, key, claimed_at, request.resumable
+                )
 
         captured: dict = {"status": 500, "headers": [], "body": bytearray(), "released": False}
 
@@ -269,7 +297,6 @@ class IdempotencyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
-
         async def witness(conn) -> None:  # noqa: ANN001 - in each of the request's transactions, before COMMIT
             nonlocal transactions
             transactions += 1
@@ -284,8 +311,10 @@ class IdempotencyMiddleware:
                 raise
             if any(isinstance(cause, CommitOutcomeUnknown) for cause in _chain(exc)):
                 # Its last transaction may have committed: settled once the database tells (module docstring).
-                log.warning("COMMIT outcome unknown; the key waits for the database",
-                            extra={"caller": caller, "idempotency_key": key})
+                log.warning(
+                    "COMMIT outcome unknown; the key waits for the database",
+                    extra={"caller": caller, "idempotency_key": key},
+                )
             await settle()
             raise
         finally:
@@ -293,11 +322,25 @@ class IdempotencyMiddleware:
             before_commit.reset(witnessing)
         if captured["released"]:
             return
-        await _keep(ctx, ("complete", caller, key), _complete, ctx,
-                    _completion(caller, key, captured["status"], captured["headers"], captured["body"]))
+        await _keep(
+            ctx,
+            ("complete", caller, key),
+            _complete,
+            ctx,
+            _completion(caller, key, captured["status"], captured["headers"], captured["body"]),
+        )
 
-    async def _in_one_transaction(self, scope: Scope, receive: Receive, send: Send, ctx, caller: str,  # noqa: ANN001
-                                  key: str, fingerprint: str, claimed_at: _dt.datetime) -> bool:
+    async def _in_one_transaction(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ctx,
+        caller: str,
+        key: str,
+        fingerprint: str,
+        claimed_at: _dt.datetime,
+    ) -> bool:
         """Run a route marked `idempotent_in_unit_of_work` with its key handed to its unit of work. False when
         the unit found the key there already (a replay, a different body, a key past its retention or
         abandoned, a request still running): it rolled back before doing anything, and the caller decides the
@@ -331,8 +374,9 @@ class IdempotencyMiddleware:
         except KeyTaken:
             return False
         except KeyInUse:
-            await problem_response("idempotency_key_in_use",
-                                   "the first request with this key is still running")(scope, receive, send)
+            await problem_response("idempotency_key_in_use", "the first request with this key is still running")(
+                scope, receive, send
+            )
             return True
         except BaseException as exc:
             if claim.committed:  # it failed after its unit committed (work left for after the COMMIT, say)
@@ -340,10 +384,18 @@ class IdempotencyMiddleware:
             elif claim.taken and any(isinstance(cause, CommitOutcomeUnknown) for cause in _chain(exc)):
                 # The unit's COMMIT may have gone through with the key and its response: settled once the
                 # database tells (`_settle_unit`), so the retry replays 409 `idempotency_response_lost` or runs.
-                log.warning("COMMIT outcome unknown; the key waits for the database",
-                            extra={"caller": caller, "idempotency_key": key})
-                await _now_or_later(ctx, ("settle", caller, key, claimed_at), _settle_unit, ctx, claim.fresh,
-                                    _response_lost(caller, key))
+                log.warning(
+                    "COMMIT outcome unknown; the key waits for the database",
+                    extra={"caller": caller, "idempotency_key": key},
+                )
+                await _now_or_later(
+                    ctx,
+                    ("settle", caller, key, claimed_at),
+                    _settle_unit,
+                    ctx,
+                    claim.fresh,
+                    _response_lost(caller, key),
+                )
             raise
         finally:
             idempotency_claim.reset(handing)
@@ -361,8 +413,9 @@ class IdempotencyMiddleware:
         if held:
             # Answered before any unit took the key (a validation error, say): kept only if the key is new; a
             # key there already decides instead (a replay, a different body, a request still running).
-            if not releases and not await _keep(ctx, ("complete", caller, key), _store_answer, ctx, claim.fresh,
-                                                answer):
+            if not releases and not await _keep(
+                ctx, ("complete", caller, key), _store_answer, ctx, claim.fresh, answer
+            ):
                 return False
             for message in held:
                 await send(message)
@@ -390,10 +443,18 @@ async def _keep(ctx, what: tuple, operation, *args) -> bool:  # noqa: ANN001
 
 def _response_lost(caller: str, key: str) -> dict:
     """The key completed with 409 `idempotency_response_lost`: the request took effect, its response was lost."""
-    response = problem_response("idempotency_response_lost", "the first request with this key took effect, "
-                                "but its response was lost with the database connection; look the result up")
-    return {"b_caller": caller, "b_key": key, "b_status": response.status_code,
-            "b_headers": {"content-type": response.media_type}, "b_body": response.body}
+    response = problem_response(
+        "idempotency_response_lost",
+        "the first request with this key took effect, "
+        "but its response was lost with the database connection; look the result up",
+    )
+    return {
+        "b_caller": caller,
+        "b_key": key,
+        "b_status": response.status_code,
+        "b_headers": {"content-type": response.media_type},
+        "b_body": response.body,
+    }
 
 
 async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
@@ -404,8 +465,14 @@ async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
 async def _store_answer(ctx, fresh: dict, values: dict) -> bool:  # noqa: ANN001
     """The key, completed with `values` (its answer), by one statement; a key there already is left alone
     (False)."""
-    row = {**fresh, "status": "completed", "response_status": values["b_status"],
-           "response_headers": values["b_headers"], "response_body": values["b_body"], "last_commit": None}
+    row = {
+        **fresh,
+        "status": "completed",
+        "response_status": values["b_status"],
+        "response_headers": values["b_headers"],
+        "response_body": values["b_body"],
+        "last_commit": None,
+    }
     async with ctx.db.autocommit() as conn:
         return await insert_ignoring_conflict(conn, keys, row) == 1
 
@@ -505,36 +572,57 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _claim(ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime,  # noqa: ANN001
-                 legacy: str | None = None):
+async def _claim(
+    ctx,
+    caller: str,
+    key: str,
+    fingerprint: str,
+    now: _dt.datetime,
+    legacy: str | None = None,
+):
     """Take the key for this request (claimed at `now`): False, or True when it takes over the key of an attempt
     that failed after committing something (see `resumed`); or return the response that refuses or replays it.
     `legacy`: the request's raw-bytes fingerprint, as the release before canonical bodies stored it (see
     `_fingerprints`)."""
-    fresh = {"caller": caller, "key": key, "request_hash": fingerprint, "status": "in_progress", "created_at": now,
-             "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours), "response_status": None,
-             "response_headers": None, "response_body": None, "last_commit": None}
+    fresh = {
+        "caller": caller,
+        "key": key,
+        "request_hash": fingerprint,
+        "status": "in_progress",
+        "created_at": now,
+        "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
+        "response_status": None,
+        "response_headers": None,
+        "response_body": None,
+        "last_commit": None,
+    }
     while True:
         async with ctx.db.autocommit() as conn:
             if await insert_ignoring_conflict(conn, keys, fresh) == 1:
                 return False  # the usual case: a new key, one statement, no transaction round trips
         async with ctx.db.transaction() as conn:
-            row = (await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key)
-                                      .with_for_update())).first()
+            row = (
+                await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key).with_for_update())
+            ).first()
             if row is None:
                 continue  # released or purged since the insert found it: claim it again
             if row.expires_at <= now:  # a key past its retention is a new key
                 await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
                 return False
             if row.request_hash != fingerprint and (legacy is None or row.request_hash != legacy):
-                return problem_response("idempotency_key_reused",
-                                        "this Idempotency-Key was used with a different request")
+                return problem_response(
+                    "idempotency_key_reused", "this Idempotency-Key was used with a different request"
+                )
             if row.status == "in_progress":
                 if now - row.created_at < ABANDONED_AFTER:
-                    return problem_response("idempotency_key_in_use",
-                                            "the first request with this key is still running")
-                await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
-                                   .values(created_at=now, last_commit=None))
+                    return problem_response(
+                        "idempotency_key_in_use", "the first request with this key is still running"
+                    )
+                await conn.execute(
+                    update(keys)
+                    .where(keys.c.caller == caller, keys.c.key == key)
+                    .values(created_at=now, last_commit=None)
+                )
                 return True
             break
     response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
@@ -550,17 +638,29 @@ async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumabl
     not: its effect is there, once; the key is completed with 409 `idempotency_response_lost` for the retry to
     replay (the first response was never made), so it is not made twice."""
     async with ctx.db.transaction() as conn:
-        row = (await conn.execute(select(keys.c.last_commit).where(
-            keys.c.caller == caller, keys.c.key == key, keys.c.status == "in_progress",
-            keys.c.created_at == claimed_at).with_for_update())).first()
+        row = (
+            await conn.execute(
+                select(keys.c.last_commit)
+                .where(
+                    keys.c.caller == caller,
+                    keys.c.key == key,
+                    keys.c.status == "in_progress",
+                    keys.c.created_at == claimed_at,
+                )
+                .with_for_update()
+            )
+        ).first()
         if row is None:
             return
         if row.last_commit is None:
             await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
             return
         if resumable:
-            await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key)
-                               .values(created_at=claimed_at - ABANDONED_AFTER))
+            await conn.execute(
+                update(keys)
+                .where(keys.c.caller == caller, keys.c.key == key)
+                .values(created_at=claimed_at - ABANDONED_AFTER)
+            )
             return
         await conn.execute(_COMPLETE, _response_lost(caller, key))
 
@@ -575,24 +675,33 @@ async def _settle_unit(ctx, fresh: dict, lost: dict) -> None:  # noqa: ANN001
         if await insert_ignoring_conflict(conn, keys, fresh) == 1:
             await conn.execute(delete(keys).where(keys.c.caller == fresh["caller"], keys.c.key == fresh["key"]))
             return
-        await conn.execute(_COMPLETE.where(keys.c.created_at == fresh["created_at"],
-                                           keys.c.status == "completed"), lost)
+        await conn.execute(
+            _COMPLETE.where(keys.c.created_at == fresh["created_at"], keys.c.status == "completed"), lost
+        )
 
 
 async def _release(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
     """Free the key this request claimed at `claimed_at` (a later claim of the same key is left alone)."""
     async with ctx.db.autocommit() as conn:
-        await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key,
-                                              keys.c.status == "in_progress", keys.c.created_at == claimed_at))
+        await conn.execute(
+            delete(keys).where(
+                keys.c.caller == caller,
+                keys.c.key == key,
+                keys.c.status == "in_progress",
+                keys.c.created_at == claimed_at,
+            )
+        )
 
 
 async def purge_expired_keys(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """Scheduled job: drop keys past their retention (real time, not the sandbox clock), one batch per call."""
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
-        expired = (await conn.execute(
-            select(keys.c.caller, keys.c.key).where(keys.c.expires_at <= wall).limit(ctx.settings.job_batch_size)
-        )).all()
+        expired = (
+            await conn.execute(
+                select(keys.c.caller, keys.c.key).where(keys.c.expires_at <= wall).limit(ctx.settings.job_batch_size)
+            )
+        ).all()
         for caller, key in expired:
             await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
     return len(expired)

@@ -56,8 +56,14 @@ def make_gateway(settings: Settings, db: Database, system_clock: SystemClock) ->
     return StripeGateway(settings.stripe_api_key, settings.stripe_api_base or None)
 
 
-def build_context(settings: Settings, *, clock: Clock | None = None, mailer: Mailer | None = None,
-                  system_clock: SystemClock | None = None, gateway: PaymentGateway | None = None) -> AppContext:
+def build_context(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    mailer: Mailer | None = None,
+    system_clock: SystemClock | None = None,
+    gateway: PaymentGateway | None = None,
+) -> AppContext:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
     system_clock = system_clock or SystemClock()
     return AppContext(
@@ -99,8 +105,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
         if exc.status_code == 400:  # a body the framework could not even decode: malformed input
-            return problem_response("validation_error", str(exc.detail),
-                                    errors=[{"field": "body", "location": "body", "message": str(exc.detail)}])
+            return problem_response(
+                "validation_error",
+                str(exc.detail),
+                errors=[{"field": "body", "location": "body", "message": str(exc.detail)}],
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "internal_error")
         return problem_response(code, str(exc.detail), status=exc.status_code)
 
@@ -110,9 +119,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         return problem_response("internal_error", "an unexpected error occurred; it has been logged")
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock | None = None, mailer: Mailer | None = None,
-               system_clock: SystemClock | None = None, gateway: PaymentGateway | None = None,
-               run_scheduler: bool | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    mailer: Mailer | None = None,
+    system_clock: SystemClock | None = None,
+    gateway: PaymentGateway | None = None,
+    run_scheduler: bool | None = None,
+) -> FastAPI:
     settings = settings or Settings()
     settings.check_production()
     configure_logging(settings.log_level, settings.log_format)
@@ -136,8 +151,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
             await ctx.gateway.aclose()
             await ctx.db.dispose()
 
-    app = FastAPI(title="Billing", version="1.0.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Plans, subscriptions, free trials and the published refund/cancellation policy.")
+    app = FastAPI(
+        title="Billing",
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Plans, subscriptions, free trials and the published refund/cancellation policy.",
+    )
     app.state.ctx = ctx
     _install_error_handlers(app)
     install_openapi(app, rate_limited=bool(settings.rate_limit_writes_per_minute))
@@ -168,10 +189,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None, 
     if settings.rate_limit_writes_per_minute:
         app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_writes_per_minute)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_credentials=False,
-                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
-                           expose_headers=["X-Request-ID", "Idempotent-Replayed"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Idempotent-Replayed"],
+        )
     app.add_middleware(ObservabilityMiddleware, metrics=ctx.metrics)
     return app
 

@@ -38,16 +38,24 @@ from app.errors import ERROR_TABLE, PROBLEM_JSON
 try:
     from fastapi.routing import iter_route_contexts  # the routes of included routers, with their prefixes
 except ImportError:  # FastAPI before lazily included routers: app.routes holds every APIRoute itself
+
     def iter_route_contexts(routes: list) -> Iterator:  # type: ignore[misc]
         return iter(routes)
+
 
 PROBLEM = "#/components/schemas/Problem"
 VALIDATION_PROBLEM = "#/components/schemas/ValidationProblem"
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})  # ObservabilityMiddleware limits these bodies (413)
-BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                         "description": "A token minted by `billing token --sub ID --role customer|ops` (HS256, "
-                                        "signed with BILLING_AUTH_SECRET)."}}
+BEARER = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A token minted by `billing token --sub ID --role customer|ops` (HS256, "
+        "signed with BILLING_AUTH_SECRET).",
+    }
+}
 DOCS_ASSETS = "/docs/assets"
 RETRY_AFTER_CODES = frozenset({"rate_limited", "charge_in_progress"})  # answered with a Retry-After header
 
@@ -64,15 +72,30 @@ DOMAIN_REFUSALS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/v1/plans/{code}"): ("plan_not_found",),
     ("POST", "/v1/plans"): ("plan_exists",),
     ("PATCH", "/v1/plans/{code}"): ("plan_not_found",),
-    ("POST", "/v1/trials"): ("not_found", "plan_not_found", "customer_inactive", "trial_not_eligible",
-                             "trial_not_available"),
-    ("POST", "/v1/subscriptions"): ("not_found", "plan_not_found", "customer_inactive", "subscription_exists",
-                                    "card_declined", "gateway_error", "gateway_unavailable"),
+    ("POST", "/v1/trials"): (
+        "not_found",
+        "plan_not_found",
+        "customer_inactive",
+        "trial_not_eligible",
+        "trial_not_available",
+    ),
+    ("POST", "/v1/subscriptions"): (
+        "not_found",
+        "plan_not_found",
+        "customer_inactive",
+        "subscription_exists",
+        "card_declined",
+        "gateway_error",
+        "gateway_unavailable",
+    ),
     ("POST", "/v1/subscriptions/{subscription_id}/cancel"): ("subscription_ended", "charge_in_progress"),
     ("POST", "/v1/subscriptions/{subscription_id}/resume"): ("subscription_ended",),
     ("POST", "/v1/subscriptions/{subscription_id}/payment-method"): ("subscription_ended",),
-    ("POST", "/v1/payments/{payment_id}/refunds"): ("payment_not_refundable", "refund_exceeds_payment",
-                                                    "refund_failed"),
+    ("POST", "/v1/payments/{payment_id}/refunds"): (
+        "payment_not_refundable",
+        "refund_exceeds_payment",
+        "refund_failed",
+    ),
     ("POST", "/v1/sandbox/clock"): ("clock_backwards",),
 }
 
@@ -84,19 +107,23 @@ def problem_schemas() -> dict[str, dict[str, Any]]:
             "title": "Problem",
             "type": "object",
             "description": "A refusal (RFC 9457 problem details, `application/problem+json`) with a stable machine "
-                           "`code`. Some problems carry more members, e.g. `retry_after` (seconds), "
-                           "`decline_code` and `payment_id` (card_declined), `refundable` (refund refusals), "
-                           "`rule` (the policy rule that refused).",
+            "`code`. Some problems carry more members, e.g. `retry_after` (seconds), "
+            "`decline_code` and `payment_id` (card_declined), `refundable` (refund refusals), "
+            "`rule` (the policy rule that refused).",
             "required": ["type", "title", "status", "detail", "code"],
             "properties": {
-                "type": {"type": "string", "description": "A URI naming the problem type: "
-                                                          "https://billing.example.com/problems/{code}"},
+                "type": {
+                    "type": "string",
+                    "description": "A URI naming the problem type: https://billing.example.com/problems/{code}",
+                },
                 "title": {"type": "string", "description": "The same for every problem with this code."},
-                "status": {"type": "integer", "minimum": 400, "maximum": 599,
-                           "description": "The HTTP status code."},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "The HTTP status code."},
                 "detail": {"type": "string", "description": "What went wrong with this request, for humans."},
-                "code": {"type": "string", "pattern": "^[a-z][a-z_]*$",
-                         "description": "Stable machine code; each response names the codes it may carry."},
+                "code": {
+                    "type": "string",
+                    "pattern": "^[a-z][a-z_]*$",
+                    "description": "Stable machine code; each response names the codes it may carry.",
+                },
             },
             "additionalProperties": True,
         },
@@ -105,9 +132,12 @@ def problem_schemas() -> dict[str, dict[str, Any]]:
             "type": "object",
             "required": ["field", "location", "message"],
             "properties": {
-                "field": {"type": "string", "description": "The refused field, dotted for nested ones "
-                                                            "(e.g. `amount`, `price.currency`); the location "
-                                                            "itself when the whole part was refused."},
+                "field": {
+                    "type": "string",
+                    "description": "The refused field, dotted for nested ones "
+                    "(e.g. `amount`, `price.currency`); the location "
+                    "itself when the whole part was refused.",
+                },
                 "location": {"type": "string", "description": "Where it was: body, query, path or header."},
                 "message": {"type": "string"},
             },
@@ -115,12 +145,15 @@ def problem_schemas() -> dict[str, dict[str, Any]]:
         "ValidationProblem": {
             "title": "ValidationProblem",
             "description": "A 422 problem. A refused request (`validation_error`) lists the offending fields in "
-                           "`errors`; the other 422 codes an operation names carry no `errors`.",
+            "`errors`; the other 422 codes an operation names carry no `errors`.",
             "allOf": [
                 {"$ref": PROBLEM},
-                {"type": "object", "properties": {
-                    "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
-                }},
+                {
+                    "type": "object",
+                    "properties": {
+                        "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+                    },
+                },
             ],
         },
     }
@@ -149,11 +182,14 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API",
-                                   oauth2_redirect_url=oauth2_redirect,
-                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            oauth2_redirect_url=oauth2_redirect,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
 
     @app.get(oauth2_redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -161,9 +197,13 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API",
-                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def describe_problems(document: dict[str, Any], routes: list, *, rate_limited: bool) -> None:
@@ -227,8 +267,7 @@ def refusals(route: APIRoute, method: str, operation: dict[str, Any], *, rate_li
     return list(dict.fromkeys(code for code in codes if code in ERROR_TABLE))
 
 
-def _statuses(route: APIRoute, method: str, operation: dict[str, Any], *,
-              rate_limited: bool) -> dict[int, list[str]]:
+def _statuses(route: APIRoute, method: str, operation: dict[str, Any], *, rate_limited: bool) -> dict[int, list[str]]:
     statuses: dict[int, list[str]] = {}
     for code in refusals(route, method, operation, rate_limited=rate_limited):
         statuses.setdefault(ERROR_TABLE[code][0], []).append(code)
@@ -238,11 +277,17 @@ def _statuses(route: APIRoute, method: str, operation: dict[str, Any], *,
 def _problem_response(status: int, codes: list[str]) -> dict[str, Any]:
     schema = VALIDATION_PROBLEM if status == 422 else PROBLEM
     described = "; ".join(f"`{code}`: {ERROR_TABLE[code][1]}" for code in codes)
-    response: dict[str, Any] = {"description": f"{HTTPStatus(status).phrase}. {described}.",
-                                "content": {PROBLEM_JSON: {"schema": {"$ref": schema}}}}
+    response: dict[str, Any] = {
+        "description": f"{HTTPStatus(status).phrase}. {described}.",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": schema}}},
+    }
     if RETRY_AFTER_CODES.intersection(codes):
-        response["headers"] = {"Retry-After": {
-            "description": "Seconds to wait before trying again (with "
-                           + ", ".join(f"`{c}`" for c in codes if c in RETRY_AFTER_CODES) + ").",
-            "schema": {"type": "integer"}}}
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (with "
+                + ", ".join(f"`{c}`" for c in codes if c in RETRY_AFTER_CODES)
+                + ").",
+                "schema": {"type": "integer"},
+            }
+        }
     return response

@@ -36,6 +36,8 @@ Country = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(check
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(check_currency)]
 # Amounts are integer minor units; the upper bound keeps every sum inside a signed 64-bit column.
 Amount = Annotated[int, Field(ge=0, le=10**12, strict=True)]
+
+
 def _reason(value: str) -> str:
     if not value.strip():
         raise ValueError("a reason is required")
@@ -45,8 +47,12 @@ def _reason(value: str) -> str:
 SingleLine = AfterValidator(check_single_line)
 MultiLine = AfterValidator(check_multi_line)
 # R2/R3: every discretionary action carries a non-empty reason: one line of text, without control characters.
-Reason = Annotated[str, Field(min_length=1, max_length=1000, description="One line, without control characters."),
-                   AfterValidator(_reason), SingleLine]
+Reason = Annotated[
+    str,
+    Field(min_length=1, max_length=1000, description="One line, without control characters."),
+    AfterValidator(_reason),
+    SingleLine,
+]
 PositiveAmount = Annotated[int, Field(ge=1, le=10**12, strict=True)]
 
 

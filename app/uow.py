@@ -55,8 +55,7 @@ class KeyClaim(Protocol):
 
 
 # Set by app/idempotency.py for a route marked `idempotent_in_unit_of_work`; unset (None) for every other request.
-idempotency_claim: contextvars.ContextVar[KeyClaim | None] = contextvars.ContextVar("idempotency_claim",
-                                                                                     default=None)
+idempotency_claim: contextvars.ContextVar[KeyClaim | None] = contextvars.ContextVar("idempotency_claim", default=None)
 
 
 class UnitOfWork:
@@ -64,8 +63,9 @@ class UnitOfWork:
 
     __slots__ = ("_after_commit", "_claim", "conn", "ctx", "now")
 
-    def __init__(self, ctx: AppContext, conn: AsyncConnection, now: _dt.datetime,
-                 claim: KeyClaim | None = None) -> None:
+    def __init__(
+        self, ctx: AppContext, conn: AsyncConnection, now: _dt.datetime, claim: KeyClaim | None = None
+    ) -> None:
         self.ctx = ctx
         self.conn = conn
         self.now = now
@@ -115,5 +115,5 @@ async def unit_of_work(ctx: AppContext, *, now: _dt.datetime | None = None) -> A
         _open.reset(token)
     if claim is not None:
         claim.committed = True
-    for operation in uow._after_commit:  # noqa: SLF001 - the edge runs what the use case left for after COMMIT
+    for operation in uow._after_commit:
         await operation()

@@ -28,7 +28,7 @@ from starlette.responses import Response
 class JSON(Response):
     media_type = "application/json"
 
-    def render(self, content) -> bytes:  # noqa: ANN001
+    def render(self, content) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
 
 
@@ -74,8 +74,7 @@ def main() -> int:
     root.setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
     app = create_app(bodies["read"], bodies["write"])
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=20,
-                proxy_headers=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, timeout_graceful_shutdown=20, proxy_headers=True)
     return 0
 
 

@@ -19,8 +19,14 @@ SWEEP_JOBS = ("trial_expiring_notices", "trial_expiry")
 
 
 def settings_for(database_url: str, auth_secret: str) -> Settings:
-    return Settings(database_url=database_url, auth_secret=auth_secret, sandbox=True, scheduler_enabled=False,
-                    log_level="WARNING", rate_limit_writes_per_minute=0)
+    return Settings(
+        database_url=database_url,
+        auth_secret=auth_secret,
+        sandbox=True,
+        scheduler_enabled=False,
+        log_level="WARNING",
+        rate_limit_writes_per_minute=0,
+    )
 
 
 class Runner:
@@ -32,7 +38,7 @@ class Runner:
         self.ctx: AppContext = build_context(settings_for(database_url, auth_secret))
         self.run(self._ping())
 
-    def run(self, coro: Awaitable):  # noqa: ANN201
+    def run(self, coro: Awaitable):
         return self.loop.run_until_complete(coro)
 
     async def _ping(self) -> None:
@@ -67,8 +73,12 @@ class JobTimer:
     job with several workers has batches in flight at once)."""
 
     TARGETS = {
-        "app.subscriptions.tasks": ("end_canceled_subscriptions", "renew_subscriptions", "retry_failed_renewals",
-                                    "expire_incomplete_purchases"),
+        "app.subscriptions.tasks": (
+            "end_canceled_subscriptions",
+            "renew_subscriptions",
+            "retry_failed_renewals",
+            "expire_incomplete_purchases",
+        ),
         "app.trials.tasks": ("send_trial_expiring_notices", "expire_trials"),
         "app.refunds.service": ("retry_pending_refunds",),
         "app.notices.delivery": ("deliver_notices",),
@@ -79,7 +89,7 @@ class JobTimer:
         self.spans: dict[str, tuple[float, float]] = {}
         self._saved: list[tuple[object, str, Callable]] = []
 
-    def __enter__(self) -> "JobTimer":
+    def __enter__(self) -> JobTimer:
         import importlib
 
         for module_name, names in self.TARGETS.items():
@@ -91,7 +101,7 @@ class JobTimer:
         return self
 
     def _wrap(self, name: str, original: Callable) -> Callable:
-        async def timed(ctx, now):  # noqa: ANN001, ANN202
+        async def timed(ctx, now):
             started = time.perf_counter()
             try:
                 return await original(ctx, now)
@@ -105,7 +115,7 @@ class JobTimer:
     def seconds(self) -> dict[str, float]:
         return {name: end - start for name, (start, end) in self.spans.items()}
 
-    def __exit__(self, *exc) -> None:  # noqa: ANN002
+    def __exit__(self, *exc) -> None:
         for module, name, original in self._saved:
             setattr(module, name, original)
 

@@ -81,7 +81,7 @@ def profile_http(args: argparse.Namespace) -> None:
 
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
-        run.fail('py-spy is missing: .venv/bin/pip install --require-hashes -r requirements/bench.txt')
+        run.fail("py-spy is missing: .venv/bin/pip install --require-hashes -r requirements/bench.txt")
     dbs = run.Databases(args.database_url, keep=False)
     workdir = Path(tempfile.mkdtemp(prefix="billing-profile-"))
     service = None
@@ -108,18 +108,25 @@ def profile_http(args: argparse.Namespace) -> None:
             run.wrk_on(service, "read.lua", args.connections, 2, str(pool))  # warm-up
         raw = workdir / "profile.raw"
         commits_before = xact_commits(dbs, api_db)
-        spy = subprocess.Popen([py_spy, "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw),
-                                "-p", str(service.process.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        spy = subprocess.Popen(
+            [py_spy, "record", "--gil", "-r", "250", "-f", "raw", "-o", str(raw), "-p", str(service.process.pid)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(1)
         result = run.wrk_on(service, script, args.connections, args.seconds, *script_args)
         spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
         spy.wait(timeout=60)
         commits = xact_commits(dbs, api_db) - commits_before
         conn.close()
-        print(f"# {args.path}: {result.rps:.0f} req/s at {args.connections} connections, p99 {result.p99_ms:.1f} ms, "
-              f"errors {result.errors}, load average {run.loadavg()}")
-        print(f"# service CPU {result.cpu_ms_per_request:.2f} ms per request; "
-              f"{commits / max(1, result.requests):.1f} database transactions per request")
+        print(
+            f"# {args.path}: {result.rps:.0f} req/s at {args.connections} connections, p99 {result.p99_ms:.1f} ms, "
+            f"errors {result.errors}, load average {run.loadavg()}"
+        )
+        print(
+            f"# service CPU {result.cpu_ms_per_request:.2f} ms per request; "
+            f"{commits / max(1, result.requests):.1f} database transactions per request"
+        )
         if raw.exists():
             print(summarise_pyspy(raw))
         else:
@@ -135,34 +142,39 @@ class StatementCounter:
     """Counts SQL statements (of both engines) and transactions (of the transactional engine: the autocommit one
     begins no transaction on the server) of an app's `Database`, with time in the driver (SQLAlchemy events)."""
 
-    def __init__(self, engine, autocommit_engine) -> None:  # noqa: ANN001
+    def __init__(self, engine, autocommit_engine) -> None:
         from sqlalchemy import event
 
         self.statements: collections.Counter = collections.Counter()
         self.seconds: collections.Counter = collections.Counter()
         self.begins = 0
         for sync in (engine.sync_engine, autocommit_engine.sync_engine):
+
             @event.listens_for(sync, "before_cursor_execute")
-            def _before(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+            def _before(conn, cursor, statement, parameters, context, executemany):
                 conn.info["bench_t0"] = time.perf_counter()
 
             @event.listens_for(sync, "after_cursor_execute")
-            def _after(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ANN202
+            def _after(conn, cursor, statement, parameters, context, executemany):
                 key = " ".join(statement.split())[:70]
                 self.statements[key] += 1
                 self.seconds[key] += time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin(conn):  # noqa: ANN001, ANN202
+        def _begin(conn):
             self.begins += 1
 
     def report(self, per: int, unit: str) -> str:
         total = sum(self.statements.values())
-        out = [f"{total / per:.1f} SQL statements and {self.begins / per:.2f} transactions per {unit}",
-               f"statements (count per unit, driver time share, seconds in all; {sum(self.seconds.values()):.2f} s):"]
+        out = [
+            f"{total / per:.1f} SQL statements and {self.begins / per:.2f} transactions per {unit}",
+            f"statements (count per unit, driver time share, seconds in all; {sum(self.seconds.values()):.2f} s):",
+        ]
         all_time = sum(self.seconds.values()) or 1
         for key, count in self.statements.most_common(20):
-            out.append(f"  {count / per:6.2f}  {100 * self.seconds[key] / all_time:5.1f}%  {self.seconds[key]:6.2f}  {key}")
+            out.append(
+                f"  {count / per:6.2f}  {100 * self.seconds[key] / all_time:5.1f}%  {self.seconds[key]:6.2f}  {key}"
+            )
         return "\n".join(out)
 
 
@@ -202,9 +214,11 @@ def profile_inproc(args: argparse.Namespace) -> None:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         runner.close()
         conn.close()
-        print(f"# {args.path}: {done}; wall {wall:.2f} s, this process's CPU {cpu:.2f} s "
-              f"({1000 * wall / per:.2f} ms wall and {1000 * cpu / per:.2f} ms CPU per {unit.split(' of ')[0]}); "
-              f"load average {run.loadavg()}")
+        print(
+            f"# {args.path}: {done}; wall {wall:.2f} s, this process's CPU {cpu:.2f} s "
+            f"({1000 * wall / per:.2f} ms wall and {1000 * cpu / per:.2f} ms CPU per {unit.split(' of ')[0]}); "
+            f"load average {run.loadavg()}"
+        )
         if per_job:
             print("# seconds per job: " + ", ".join(f"{k} {v:.2f}" for k, v in per_job.items() if v > 0.01))
         print(counter.report(per, unit))

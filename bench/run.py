@@ -38,7 +38,7 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 AUTH_SECRET = "bench-auth-secret-0123456789abcdef-0123456789"  # BILLING_AUTH_SECRET of the run (HS256: >= 32 bytes)
 WEBHOOK_SECRET = "whsec_bench_0123456789abcdef"  # BILLING_STRIPE_WEBHOOK_SECRET of the service
 # Business time of every benchmark database (the sandbox clock, frozen): fixed so runs are comparable.
-NOW = _dt.datetime(2027, 2, 10, 12, 0, tzinfo=_dt.timezone.utc)
+NOW = _dt.datetime(2027, 2, 10, 12, 0, tzinfo=_dt.UTC)
 STARTED = time.monotonic()
 
 TARGETS = {  # figure: (comparison, target)
@@ -56,24 +56,29 @@ def log(message: str) -> None:
     print(f"[bench {time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def fail(message: str, code: int = 2) -> "NoReturn":  # noqa: F821
+def fail(message: str, code: int = 2) -> NoReturn:  # noqa: F821
     print(f"bench: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 
 # --------------------------------------------------------------------------------------------------- pre-flight
 
+
 def preflight() -> None:
     if shutil.which("wrk") is None:
-        fail("wrk is not installed; it is the load generator of these benchmarks. Install it from Debian's "
-             "packages:\n    apt-get update && apt-get install -y wrk")
+        fail(
+            "wrk is not installed; it is the load generator of these benchmarks. Install it from Debian's "
+            "packages:\n    apt-get update && apt-get install -y wrk"
+        )
     try:
         import psycopg  # noqa: F401
 
         import app.main  # noqa: F401
     except ImportError as exc:
-        fail(f"cannot import the service or psycopg ({exc}); run with the project's virtualenv, e.g.\n"
-             f"    .venv/bin/python bench/run.py")
+        fail(
+            f"cannot import the service or psycopg ({exc}); run with the project's virtualenv, e.g.\n"
+            f"    .venv/bin/python bench/run.py"
+        )
 
 
 @dataclass
@@ -93,17 +98,40 @@ class Mode:
     sweep_due: int = 1_000
 
     @classmethod
-    def make(cls, quick: bool) -> "Mode":
+    def make(cls, quick: bool) -> Mode:
         if quick:
-            return cls(quick=True, duration=3, warmup=2, rounds=3, api_seconds=3, concurrencies=(32, 8),
-                       api_pool=1000, webhook_rounds=1, webhook_connections=8, renewals=1_000, sweep_reps=5)
+            return cls(
+                quick=True,
+                duration=3,
+                warmup=2,
+                rounds=3,
+                api_seconds=3,
+                concurrencies=(32, 8),
+                api_pool=1000,
+                webhook_rounds=1,
+                webhook_connections=8,
+                renewals=1_000,
+                sweep_reps=5,
+            )
         # Many short rounds rather than a few long ones: this machine's speed drifts over seconds to minutes, and
         # the closer in time a bare run and its service run are, the less that drift weighs on their ratio.
-        return cls(quick=False, duration=10, warmup=3, rounds=12, api_seconds=4, concurrencies=(32, 8),
-                   api_pool=1000, webhook_rounds=3, webhook_connections=8, renewals=10_000, sweep_reps=5)
+        return cls(
+            quick=False,
+            duration=10,
+            warmup=3,
+            rounds=12,
+            api_seconds=4,
+            concurrencies=(32, 8),
+            api_pool=1000,
+            webhook_rounds=3,
+            webhook_connections=8,
+            renewals=10_000,
+            sweep_reps=5,
+        )
 
 
 # --------------------------------------------------------------------------------------------------- databases
+
 
 class Databases:
     """Fresh databases on the server of `url`: a migrated template, cloned once per benchmark part."""
@@ -134,7 +162,7 @@ class Databases:
         self.created.append(name)
         return name
 
-    def connect(self, database: str):  # noqa: ANN201
+    def connect(self, database: str):
         import psycopg
 
         return psycopg.connect(self.sync_url(database))
@@ -147,7 +175,7 @@ class Databases:
             for name in reversed(self.created):
                 try:
                     cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                except Exception as exc:  # noqa: BLE001 - best effort clean-up
+                except Exception as exc:
                     log(f"could not drop {name}: {exc}")
         self.admin.close()
 
@@ -165,12 +193,13 @@ def policy_version(at: _dt.datetime = NOW) -> str:
     return load_policy_book(None).at(at).version
 
 
-def seed_api_database(conn, count: int) -> _dt.datetime:  # noqa: ANN001
+def seed_api_database(conn, count: int) -> _dt.datetime:
     """The HTTP benchmarks' data: `count` customers, each with an active subscription in its sixth day. The service
     runs on real time there, as in production (see `start_service`), so the rows are dated from the real time,
     which is returned."""
-    from app.clock import SystemClock
     from seed import active_subscriptions, base_rows, customers
+
+    from app.clock import SystemClock
 
     now = SystemClock.wall()
     base_rows(conn, now)
@@ -180,6 +209,7 @@ def seed_api_database(conn, count: int) -> _dt.datetime:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------------------------------------- processes
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
@@ -241,8 +271,13 @@ class Server:
 def start_server(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Server:
     port = free_port()
     stderr_path = workdir / f"{name}.stderr"
-    process = subprocess.Popen([*cmd, "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=open(stderr_path, "wb"))
+    process = subprocess.Popen(
+        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(stderr_path, "wb"),
+    )
     server = Server(name, port, process, stderr_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -260,20 +295,26 @@ def start_server(name: str, cmd: list[str], env: dict[str, str], workdir: Path) 
 def start_service(database_url: str, workdir: Path, cmd: list[str] | None = None) -> Server:
     """The service as production runs it: real time (the sandbox off, so no sandbox clock is read from the
     database), with the sandbox gateway in place of Stripe, which the benchmark cannot reach."""
-    env = clean_env(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=AUTH_SECRET, BILLING_SANDBOX="false",
-                    BILLING_GATEWAY="sandbox", BILLING_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                    BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING",
-                    BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0")
+    env = clean_env(
+        BILLING_DATABASE_URL=database_url,
+        BILLING_AUTH_SECRET=AUTH_SECRET,
+        BILLING_SANDBOX="false",
+        BILLING_GATEWAY="sandbox",
+        BILLING_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        BILLING_SCHEDULER_ENABLED="false",
+        BILLING_LOG_LEVEL="WARNING",
+        BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
     return start_server("service", cmd or billing_cmd("serve"), env, workdir)
 
 
 def start_bare(bodies: Path, workdir: Path) -> Server:
-    return start_server("bare", [sys.executable, str(BENCH / "bare_app.py"), "--bodies", str(bodies)],
-                        clean_env(), workdir)
+    return start_server(
+        "bare", [sys.executable, str(BENCH / "bare_app.py"), "--bodies", str(bodies)], clean_env(), workdir
+    )
 
 
-def http(method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None
-         ) -> tuple[int, bytes]:
+def http(method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -283,6 +324,7 @@ def http(method: str, url: str, headers: dict[str, str] | None = None, body: byt
 
 
 # --------------------------------------------------------------------------------------------------- wrk
+
 
 @dataclass
 class WrkResult:
@@ -303,7 +345,7 @@ class WrkResult:
         return self.requests / self.seconds
 
 
-def wrk_on(server: "Server", script: str, connections: int, seconds: int, *args: str) -> WrkResult:
+def wrk_on(server: Server, script: str, connections: int, seconds: int, *args: str) -> WrkResult:
     """wrk against `server`, with the CPU time the server used meanwhile."""
     before = server.cpu_seconds()
     result = wrk(server.url, script, connections, seconds, *args)
@@ -313,20 +355,31 @@ def wrk_on(server: "Server", script: str, connections: int, seconds: int, *args:
 
 
 def wrk(url: str, script: str, connections: int, seconds: int, *args: str) -> WrkResult:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_DIR / script),
-           url, "--", *args]
+    cmd = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(WRK_DIR / script),
+        url,
+        "--",
+        *args,
+    ]
     env = dict(os.environ, BENCH_REPORT_LUA=str(WRK_DIR / "report.lua"))
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120)
     line = next((x for x in result.stdout.splitlines() if x.startswith("BENCHJSON ")), None)
     if result.returncode != 0 or line is None:
         fail(f"wrk failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    raw = json.loads(line[len("BENCHJSON "):])
+    raw = json.loads(line[len("BENCHJSON ") :])
     errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
-    return WrkResult(raw["requests"], raw["duration_us"] / 1e6, errors, raw["p50_us"] / 1000, raw["p99_us"] / 1000,
-                     raw)
+    return WrkResult(raw["requests"], raw["duration_us"] / 1e6, errors, raw["p50_us"] / 1000, raw["p99_us"] / 1000, raw)
 
 
 # --------------------------------------------------------------------------------------------------- figures
+
 
 class Figures:
     def __init__(self) -> None:
@@ -374,12 +427,12 @@ def mint_tokens(count: int, prefix: str) -> list[str]:
     from app.clock import SystemClock
 
     wall = SystemClock.wall()
-    return [mint_token(AUTH_SECRET, f"{prefix}-{i}", "customer", _dt.timedelta(hours=12), wall)
-            for i in range(1, count + 1)]
+    return [
+        mint_token(AUTH_SECRET, f"{prefix}-{i}", "customer", _dt.timedelta(hours=12), wall) for i in range(1, count + 1)
+    ]
 
 
-def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figures: Figures,
-                   service: Server) -> None:
+def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figures: Figures, service: Server) -> None:
     from seed import reset_cancellations
 
     pool = workdir / "pool.tsv"
@@ -391,8 +444,11 @@ def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figur
     status, read_body = http("GET", f"{service.url}/v1/subscriptions/sub_{API_PREFIX}_00000001", auth)
     if status != 200:
         fail(f"GET subscription answered {status}: {read_body[:500]!r}")
-    status, write_body = http("POST", f"{service.url}/v1/subscriptions/sub_{API_PREFIX}_00000001/cancel",
-                              {**auth, "Idempotency-Key": "bench-probe"})
+    status, write_body = http(
+        "POST",
+        f"{service.url}/v1/subscriptions/sub_{API_PREFIX}_00000001/cancel",
+        {**auth, "Idempotency-Key": "bench-probe"},
+    )
     if status != 200:
         fail(f"cancel answered {status}: {write_body[:500]!r}")
     bodies = workdir / "bodies.json"
@@ -446,21 +502,26 @@ def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figur
                     bare_runs.append(b)
                     service_runs.append(s)
                     ratios.append(s.rps / b.rps)
-                    log(f"{kind} c{conns} round {rnd + 1}: bare {b.rps:.0f} req/s (p99 {b.p99_ms:.1f} ms), "
+                    log(
+                        f"{kind} c{conns} round {rnd + 1}: bare {b.rps:.0f} req/s (p99 {b.p99_ms:.1f} ms), "
                         f"service {s.rps:.0f} req/s (p99 {s.p99_ms:.1f} ms), ratio {ratios[-1]:.3f}"
-                        + (f", errors {b.errors}/{s.errors}" if b.errors or s.errors else ""))
+                        + (f", errors {b.errors}/{s.errors}" if b.errors or s.errors else "")
+                    )
                 ratios_all[conns] = ratios
                 figures.add(f"api_{kind}_bare_rps_c{conns}", statistics.median(r.rps for r in bare_runs))
                 figures.add(f"api_{kind}_service_rps_c{conns}", statistics.median(r.rps for r in service_runs))
                 figures.add(f"api_{kind}_bare_p99_ms_c{conns}", statistics.median(r.p99_ms for r in bare_runs))
-                figures.add(f"api_{kind}_service_p99_ms_c{conns}",
-                            statistics.median(r.p99_ms for r in service_runs))
+                figures.add(f"api_{kind}_service_p99_ms_c{conns}", statistics.median(r.p99_ms for r in service_runs))
                 figures.add(f"api_{kind}_ratio_c{conns}", statistics.median(ratios))
                 # CPU time per request of each server process: far steadier than req/s on a shared machine.
-                figures.add(f"api_{kind}_bare_cpu_ms_per_req_c{conns}",
-                            statistics.median(r.cpu_ms_per_request for r in bare_runs))
-                figures.add(f"api_{kind}_service_cpu_ms_per_req_c{conns}",
-                            statistics.median(r.cpu_ms_per_request for r in service_runs))
+                figures.add(
+                    f"api_{kind}_bare_cpu_ms_per_req_c{conns}",
+                    statistics.median(r.cpu_ms_per_request for r in bare_runs),
+                )
+                figures.add(
+                    f"api_{kind}_service_cpu_ms_per_req_c{conns}",
+                    statistics.median(r.cpu_ms_per_request for r in service_runs),
+                )
             # The headline ratio: the lower of the per-concurrency medians (the target must hold at both loads).
             figures.add(f"api_{kind}_ratio", min(statistics.median(r) for r in ratios_all.values()))
             figures.add(f"api_{kind}_errors", errors)
@@ -470,6 +531,7 @@ def api_benchmarks(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figur
 
 
 # --------------------------------------------------------------------------------------------------- webhooks
+
 
 def signed_events(intents: list[tuple[str, str]], prefix: str) -> list[str]:
     """One `signature<TAB>payload` line per `payment_intent.succeeded` event, signed as Stripe signs them."""
@@ -484,27 +546,51 @@ def signed_events(intents: list[tuple[str, str]], prefix: str) -> list[str]:
             t = int(time.time())
             return f"t={t},v1={hmac.new(secret.encode(), f'{t}.{payload}'.encode(), hashlib.sha256).hexdigest()}"
 
-        def intent_event(event_type: str, intent_id: str, *, event_id: str, amount: int, currency: str,
-                         metadata: dict) -> dict:
-            return {"id": event_id, "object": "event", "type": event_type, "created": int(time.time()),
-                    "livemode": False, "data": {"object": {
-                        "id": intent_id, "object": "payment_intent", "status": "succeeded", "amount": amount,
-                        "amount_received": amount, "currency": currency, "metadata": metadata}}}
+        def intent_event(
+            event_type: str, intent_id: str, *, event_id: str, amount: int, currency: str, metadata: dict
+        ) -> dict:
+            return {
+                "id": event_id,
+                "object": "event",
+                "type": event_type,
+                "created": int(time.time()),
+                "livemode": False,
+                "data": {
+                    "object": {
+                        "id": intent_id,
+                        "object": "payment_intent",
+                        "status": "succeeded",
+                        "amount": amount,
+                        "amount_received": amount,
+                        "currency": currency,
+                        "metadata": metadata,
+                    }
+                },
+            }
+
     from seed import CURRENCY, PRICE
 
     lines = []
     for n, (intent, key) in enumerate(intents, start=1):
-        event = intent_event("payment_intent.succeeded", intent, event_id=f"evt_bench_{prefix}_{n:08d}",
-                             amount=PRICE, currency=CURRENCY, metadata={"idempotency_key": key})
+        event = intent_event(
+            "payment_intent.succeeded",
+            intent,
+            event_id=f"evt_bench_{prefix}_{n:08d}",
+            amount=PRICE,
+            currency=CURRENCY,
+            metadata={"idempotency_key": key},
+        )
         payload = json.dumps(event, separators=(",", ":"))
         lines.append(f"{signature(payload, WEBHOOK_SECRET)}\t{payload}\n")
     return lines
 
 
-def webhook_benchmark(mode: Mode, dbs: Databases, api_db: str, workdir: Path, figures: Figures,
-                      service: Server) -> None:
-    from app.clock import SystemClock
+def webhook_benchmark(
+    mode: Mode, dbs: Databases, api_db: str, workdir: Path, figures: Figures, service: Server
+) -> None:
     from seed import count, incomplete_purchases
+
+    from app.clock import SystemClock
 
     conn = dbs.connect(api_db)
     rates, p99s, cpu, errors = [], [], [], 0
@@ -524,22 +610,26 @@ def webhook_benchmark(mode: Mode, dbs: Databases, api_db: str, workdir: Path, fi
         r = wrk_on(service, "webhook.lua", mode.webhook_connections, mode.duration, str(events))
         time.sleep(0.5)
         applied = count(conn, "SELECT count(*) FROM webhook_events WHERE outcome = 'applied'") - applied_before
-        activated = count(conn, f"SELECT count(*) FROM subscriptions WHERE id LIKE 'sub_{prefix}_%%' "
-                                "AND status = 'active'")
+        activated = count(
+            conn, f"SELECT count(*) FROM subscriptions WHERE id LIKE 'sub_{prefix}_%%' AND status = 'active'"
+        )
         if r.raw.get("exhausted"):
             log(f"webhooks: all {pool_size} events sent before the end; retrying with more")
             pool_size *= 4
             continue
         errors += r.errors
         if applied < r.requests - r.errors or activated < applied:
-            log(f"warning: {r.requests} webhook requests, {applied} events applied, {activated} subscriptions "
-                "activated")
+            log(
+                f"warning: {r.requests} webhook requests, {applied} events applied, {activated} subscriptions activated"
+            )
         rate = min(r.requests - r.errors, applied) / r.seconds
         rates.append(rate)
         p99s.append(r.p99_ms)
         cpu.append(r.cpu_ms_per_request)
-        log(f"webhooks round {len(rates)}: {rate:.0f} events/s applied ({applied} applied, {activated} activated, "
-            f"p99 {r.p99_ms:.1f} ms)")
+        log(
+            f"webhooks round {len(rates)}: {rate:.0f} events/s applied ({applied} applied, {activated} activated, "
+            f"p99 {r.p99_ms:.1f} ms)"
+        )
         pool_size = max(1000, int(2.5 * rate * mode.duration))
     figures.add("webhook_events_per_s", statistics.median(rates))
     figures.add(f"webhook_p99_ms_c{mode.webhook_connections}", statistics.median(p99s))
@@ -549,6 +639,7 @@ def webhook_benchmark(mode: Mode, dbs: Databases, api_db: str, workdir: Path, fi
 
 
 # --------------------------------------------------------------------------------------------------- in-process
+
 
 def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figures) -> None:
     import inproc
@@ -578,8 +669,10 @@ def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figur
     conn.close()
     log(f"renewals: run_due {elapsed:.2f} s, {done}; per job {per_job}")
     if not (done.get("subscription_renewals") == renewed == periods == receipts == delivered == audits == n):
-        fail(f"renewals incomplete: run_due {done}, payments {renewed}, periods {periods}, receipts {receipts} "
-             f"({delivered} delivered), audit {audits}, expected {n}")
+        fail(
+            f"renewals incomplete: run_due {done}, payments {renewed}, periods {periods}, receipts {receipts} "
+            f"({delivered} delivered), audit {audits}, expected {n}"
+        )
     if mode.quick:
         figures.comment(f"--quick: renewals_per_s is measured with {n} subscriptions due at once, not 10,000")
     job, delivery = per_job["renew_subscriptions"], per_job["deliver_notices"]
@@ -648,6 +741,7 @@ def sweep_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figures)
 
 # --------------------------------------------------------------------------------------------------- main
 
+
 def machine() -> str:
     cpu = "?"
     with open("/proc/cpuinfo") as f:
@@ -662,11 +756,17 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default=DEFAULT_URL,
-                        help="PostgreSQL server (and maintenance database) on which fresh databases are created")
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_URL,
+        help="PostgreSQL server (and maintenance database) on which fresh databases are created",
+    )
     parser.add_argument("--quick", action="store_true", help="shorter runs; finishes in under 4 minutes")
-    parser.add_argument("--only", default="api,webhooks,renewals,sweep",
-                        help="comma-separated parts to run (api, webhooks, renewals, sweep)")
+    parser.add_argument(
+        "--only",
+        default="api,webhooks,renewals,sweep",
+        help="comma-separated parts to run (api, webhooks, renewals, sweep)",
+    )
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases at the end")
     args = parser.parse_args()
     preflight()
@@ -679,15 +779,19 @@ def main() -> int:
     load_at_start = loadavg()
     figures = Figures()
     figures.comment(f"machine: {machine()}")
-    figures.comment(f"mode: {'quick' if mode.quick else 'full'}; wrk -t1; API: {mode.rounds} interleaved rounds "
-                    f"(bare, service) of {mode.api_seconds} s per run at {' and '.join(map(str, mode.concurrencies))}"
-                    f" connections; webhooks: {mode.duration} s per run")
+    figures.comment(
+        f"mode: {'quick' if mode.quick else 'full'}; wrk -t1; API: {mode.rounds} interleaved rounds "
+        f"(bare, service) of {mode.api_seconds} s per run at {' and '.join(map(str, mode.concurrencies))}"
+        f" connections; webhooks: {mode.duration} s per run"
+    )
     figures.comment(f"code: {code_version()}")
     import uvicorn
 
-    figures.comment(f"uvicorn {uvicorn.__version__}, loop=auto -> "
-                    f"{'uvloop' if _has('uvloop') else 'asyncio'}, http=auto -> "
-                    f"{'httptools' if _has('httptools') else 'h11'} (service and bare app alike)")
+    figures.comment(
+        f"uvicorn {uvicorn.__version__}, loop=auto -> "
+        f"{'uvloop' if _has('uvloop') else 'asyncio'}, http=auto -> "
+        f"{'httptools' if _has('httptools') else 'h11'} (service and bare app alike)"
+    )
 
     dbs = Databases(args.database_url, args.keep_databases)
     workdir = Path(tempfile.mkdtemp(prefix="billing-bench-"))
@@ -728,10 +832,15 @@ def main() -> int:
 def code_version() -> str:
     """The commit the service code comes from, and whether app/, policies/ or migrations/ differ from it."""
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "app", "policies",
-                                "migrations"], capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app", "policies", "migrations"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown (no git)"
     return f"commit {head or '?'}" + (" with uncommitted changes in app/policies/migrations" if dirty else "")

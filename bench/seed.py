@@ -18,28 +18,42 @@ PRICE = 999
 CURRENCY = "usd"
 
 # The columns of the rows seeded into these tables, in the order of the SELECTs below.
-SUBSCRIPTION_COLUMNS = ("id, customer_id, plan_id, plan_code, interval, status, price_amount, currency, tax_amount, "
-                        "payment_method, anchor_at, period_index, current_period_start, current_period_end, "
-                        "cancel_at_period_end, canceled_at, ended_at, ended_reason, failed_attempts, next_retry_at, "
-                        "claimed_until, policy_version, created_at")
-PAYMENT_COLUMNS = ("id, customer_id, subscription_id, purpose, period_index, period_start, period_end, price_amount, "
-                   "tax_amount, credit_applied, amount, currency, status, failure_code, refunded_amount, "
-                   "payment_method, gateway, gateway_payment_id, client_secret, idempotency_key, policy_version, "
-                   "created_at, updated_at")
+SUBSCRIPTION_COLUMNS = (
+    "id, customer_id, plan_id, plan_code, interval, status, price_amount, currency, tax_amount, "
+    "payment_method, anchor_at, period_index, current_period_start, current_period_end, "
+    "cancel_at_period_end, canceled_at, ended_at, ended_reason, failed_attempts, next_retry_at, "
+    "claimed_until, policy_version, created_at"
+)
+PAYMENT_COLUMNS = (
+    "id, customer_id, subscription_id, purpose, period_index, period_start, period_end, price_amount, "
+    "tax_amount, credit_applied, amount, currency, status, failure_code, refunded_amount, "
+    "payment_method, gateway, gateway_payment_id, client_secret, idempotency_key, policy_version, "
+    "created_at, updated_at"
+)
 
 
 def base_rows(conn: psycopg.Connection, now: _dt.datetime) -> None:
     """The sandbox clock (frozen at `now`) and the one plan every benchmark row refers to."""
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO sandbox_clock (id, now) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET now = EXCLUDED.now",
-                    (now,))
+        cur.execute(
+            "INSERT INTO sandbox_clock (id, now) VALUES (1, %s) ON CONFLICT (id) DO UPDATE SET now = EXCLUDED.now",
+            (now,),
+        )
         cur.execute(
             """INSERT INTO plans (id, code, name, tier, interval, amount, currency, trial_available, active,
                                   created_at, updated_at)
                VALUES (%s, %s, %s, 'subscription', 'month', %s, %s, true, true, %s, %s)
                ON CONFLICT (code) DO NOTHING""",
-            (PLAN_ID, PLAN_CODE, PLAN_NAME, PRICE, CURRENCY, now - _dt.timedelta(days=400),
-             now - _dt.timedelta(days=400)))
+            (
+                PLAN_ID,
+                PLAN_CODE,
+                PLAN_NAME,
+                PRICE,
+                CURRENCY,
+                now - _dt.timedelta(days=400),
+                now - _dt.timedelta(days=400),
+            ),
+        )
     conn.commit()
 
 
@@ -55,24 +69,35 @@ def customers(conn: psycopg.Connection, prefix: str, count: int, now: _dt.dateti
                        'cus_sandbox_cus_{prefix}_' || lpad(i::text, 8, '0'), 'active',
                        %(created)s, %(created)s
                 FROM generate_series(%(start)s::int, %(stop)s::int) AS i""",
-            {"start": start, "stop": start + count - 1, "created": now - _dt.timedelta(days=60)})
+            {"start": start, "stop": start + count - 1, "created": now - _dt.timedelta(days=60)},
+        )
     conn.commit()
 
 
-def active_subscriptions(conn: psycopg.Connection, prefix: str, count: int, anchor: _dt.datetime,
-                         policy_version: str) -> None:
+def active_subscriptions(
+    conn: psycopg.Connection, prefix: str, count: int, anchor: _dt.datetime, policy_version: str
+) -> None:
     """One active monthly subscription per customer `cus_<prefix>_<n>`, first period anchored at `anchor`
     (period 0: [anchor, anchor + 1 month)), with the succeeded purchase payment and the sandbox charge behind it."""
     with conn.cursor() as cur:
-        params = {"n": count, "anchor": anchor, "pv": policy_version, "plan": PLAN_ID, "code": PLAN_CODE,
-                  "price": PRICE, "cur": CURRENCY}
+        params = {
+            "n": count,
+            "anchor": anchor,
+            "pv": policy_version,
+            "plan": PLAN_ID,
+            "code": PLAN_CODE,
+            "price": PRICE,
+            "cur": CURRENCY,
+        }
         cur.execute(
             f"""INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
                 SELECT 'sub_{prefix}_' || lpad(i::text, 8, '0'), 'cus_{prefix}_' || lpad(i::text, 8, '0'),
                        %(plan)s, %(code)s, 'month', 'active', %(price)s, %(cur)s, 0, 'pm_card_visa',
                        %(anchor)s, 0, %(anchor)s, %(anchor)s::timestamptz + interval '1 month', false, NULL, NULL,
                        NULL, 0, NULL, NULL, %(pv)s, %(anchor)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(
             f"""INSERT INTO payments ({PAYMENT_COLUMNS})
                 SELECT 'pay_{prefix}_' || lpad(i::text, 8, '0'), 'cus_{prefix}_' || lpad(i::text, 8, '0'),
@@ -81,25 +106,38 @@ def active_subscriptions(conn: psycopg.Connection, prefix: str, count: int, anch
                        'succeeded', NULL, 0, 'pm_card_visa', 'sandbox', 'pi_sandbox_{prefix}_' || i, NULL,
                        'sub_{prefix}_' || lpad(i::text, 8, '0') || ':period-0:attempt-1', %(pv)s,
                        %(anchor)s, %(anchor)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(
             f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method, status,
                                              decline_code, refunded_amount, created_at)
                 SELECT 'sub_{prefix}_' || lpad(i::text, 8, '0') || ':period-0:attempt-1', 'pi_sandbox_{prefix}_' || i,
                        %(price)s, %(cur)s, 'pm_card_visa', 'succeeded', NULL, 0, %(anchor)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
     conn.commit()
 
 
-def incomplete_purchases(conn: psycopg.Connection, prefix: str, count: int, now: _dt.datetime, wall: _dt.datetime,
-                         policy_version: str) -> list[tuple[str, str]]:
+def incomplete_purchases(
+    conn: psycopg.Connection, prefix: str, count: int, now: _dt.datetime, wall: _dt.datetime, policy_version: str
+) -> list[tuple[str, str]]:
     """`count` purchases made with pm_card_authenticationRequired, as `purchase` leaves them: an incomplete
     subscription, its pending purchase payment carrying the PaymentIntent id and client secret, the sandbox
     gateway's `requires_action` charge and the `subscription.requested` audit event. Returns
     (payment intent id, payment idempotency key) per purchase, for the `payment_intent.succeeded` events."""
     customers(conn, prefix, count, now)
-    params = {"n": count, "now": now, "wall": wall, "pv": policy_version, "plan": PLAN_ID, "code": PLAN_CODE,
-              "price": PRICE, "cur": CURRENCY}
+    params = {
+        "n": count,
+        "now": now,
+        "wall": wall,
+        "pv": policy_version,
+        "plan": PLAN_ID,
+        "code": PLAN_CODE,
+        "price": PRICE,
+        "cur": CURRENCY,
+    }
     sub = f"'sub_{prefix}_' || lpad(i::text, 8, '0')"
     cus = f"'cus_{prefix}_' || lpad(i::text, 8, '0')"
     intent = f"'pi_sandbox_{prefix}_' || lpad(i::text, 8, '0')"
@@ -109,20 +147,26 @@ def incomplete_purchases(conn: psycopg.Connection, prefix: str, count: int, now:
                 SELECT {sub}, {cus}, %(plan)s, %(code)s, 'month', 'incomplete', %(price)s, %(cur)s, 0,
                        'pm_card_authenticationRequired', NULL, 0, NULL, NULL, false, NULL, NULL, NULL, 0, NULL, NULL,
                        %(pv)s, %(now)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(
             f"""INSERT INTO payments ({PAYMENT_COLUMNS})
                 SELECT 'pay_{prefix}_' || lpad(i::text, 8, '0'), {cus}, {sub}, 'purchase', 0, NULL, NULL,
                        %(price)s, 0, 0, %(price)s, %(cur)s, 'pending', NULL, 0, 'pm_card_authenticationRequired',
                        'sandbox', {intent}, {intent} || '_secret_sandbox', {sub} || ':period-0:attempt-1', %(pv)s,
                        %(now)s, %(now)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(
             f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method, status,
                                              decline_code, refunded_amount, created_at)
                 SELECT {sub} || ':period-0:attempt-1', {intent}, %(price)s, %(cur)s, 'pm_card_authenticationRequired',
                        'requires_action', NULL, 0, %(wall)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(
             f"""INSERT INTO audit_events (id, occurred_at, actor, actor_role, action, customer_id, subject_type,
                                           subject_id, reason, data, policy_version)
@@ -130,7 +174,9 @@ def incomplete_purchases(conn: psycopg.Connection, prefix: str, count: int, now:
                        'subscription.requested', {cus}, 'subscription', {sub}, NULL,
                        json_build_object('plan', %(code)s::text, 'price', %(price)s::int, 'tax', 0),
                        %(pv)s
-                FROM generate_series(1, %(n)s::int) AS i""", params)
+                FROM generate_series(1, %(n)s::int) AS i""",
+            params,
+        )
         cur.execute(f"SELECT {intent}, {sub} || ':period-0:attempt-1' FROM generate_series(1, %(n)s::int) AS i", params)
         rows = [(a, b) for a, b in cur.fetchall()]
     conn.commit()
@@ -176,8 +222,14 @@ FROM (
 """
 
 
-def sweep_table(conn: psycopg.Connection, total: int, due: int, now: _dt.datetime, policy_version: str,
-                second: psycopg.Connection | None = None) -> None:
+def sweep_table(
+    conn: psycopg.Connection,
+    total: int,
+    due: int,
+    now: _dt.datetime,
+    policy_version: str,
+    second: psycopg.Connection | None = None,
+) -> None:
     """`total` customers each with one trial, `due` of them due now (see TRIALS_SQL); then VACUUM ANALYZE, as
     autovacuum would have done on a table that grew over years.
 
@@ -198,8 +250,10 @@ def sweep_table(conn: psycopg.Connection, total: int, due: int, now: _dt.datetim
     def load_trials(c: psycopg.Connection) -> None:
         with c.cursor() as cur:
             cur.execute("SET session_replication_role = replica")
-            cur.execute(TRIALS_SQL, {"n": total, "due": due, "now": now, "pv": policy_version, "plan": PLAN_ID,
-                                     "code": PLAN_CODE})
+            cur.execute(
+                TRIALS_SQL,
+                {"n": total, "due": due, "now": now, "pv": policy_version, "plan": PLAN_ID, "code": PLAN_CODE},
+            )
             cur.execute("SET session_replication_role = origin")
         c.commit()
 
@@ -221,7 +275,7 @@ def sweep_table(conn: psycopg.Connection, total: int, due: int, now: _dt.datetim
         def in_thread() -> None:
             try:
                 load_trials(second)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
+            except BaseException as exc:
                 failure.append(exc)
 
         thread = threading.Thread(target=in_thread)
@@ -242,9 +296,12 @@ def sweep_table(conn: psycopg.Connection, total: int, due: int, now: _dt.datetim
 def due_trial_counts(conn: psycopg.Connection, now: _dt.datetime) -> tuple[int, int]:
     """(trials whose notice is due, trials whose expiry is due) at `now`."""
     with conn.cursor() as cur:
-        cur.execute("""SELECT count(*) FILTER (WHERE notice_sent_at IS NULL AND notice_at <= %(now)s),
+        cur.execute(
+            """SELECT count(*) FILTER (WHERE notice_sent_at IS NULL AND notice_at <= %(now)s),
                               count(*) FILTER (WHERE ends_at <= %(now)s)
-                       FROM trials WHERE status = 'active'""", {"now": now})
+                       FROM trials WHERE status = 'active'""",
+            {"now": now},
+        )
         a, b = cur.fetchone()
     conn.commit()
     return a, b
@@ -255,10 +312,15 @@ def restore_due_trials(conn: psycopg.Connection, due: int) -> None:
     append-only and keeps its events; they do not affect what is due)."""
     ids = "'trl_s_' || lpad(i::text, 8, '0')"
     with conn.cursor() as cur:
-        cur.execute(f"UPDATE trials SET notice_sent_at = NULL WHERE id IN (SELECT {ids} FROM generate_series(1, %s::int) i)",
-                    (due // 2,))
-        cur.execute(f"""UPDATE trials SET status = 'active', ended_at = NULL
-                        WHERE id IN (SELECT {ids} FROM generate_series(%s::int, %s::int) i)""", (due // 2 + 1, due))
+        cur.execute(
+            f"UPDATE trials SET notice_sent_at = NULL WHERE id IN (SELECT {ids} FROM generate_series(1, %s::int) i)",
+            (due // 2,),
+        )
+        cur.execute(
+            f"""UPDATE trials SET status = 'active', ended_at = NULL
+                        WHERE id IN (SELECT {ids} FROM generate_series(%s::int, %s::int) i)""",
+            (due // 2 + 1, due),
+        )
         cur.execute("DELETE FROM notices WHERE type IN ('trial_expiring', 'trial_expired')")
     conn.commit()
     vacuum(conn, "trials", "notices")
@@ -279,9 +341,12 @@ def reset_cancellations(conn: psycopg.Connection, prefix: str, count: int) -> No
     """The write benchmark's pool back to 'no cancellation scheduled', so the next round's first request on each
     subscription is a real cancel (and the one after a real resume)."""
     with conn.cursor() as cur:
-        cur.execute(f"""UPDATE subscriptions SET cancel_at_period_end = false, canceled_at = NULL
+        cur.execute(
+            f"""UPDATE subscriptions SET cancel_at_period_end = false, canceled_at = NULL
                         WHERE id IN (SELECT 'sub_{prefix}_' || lpad(i::text, 8, '0') FROM generate_series(1, %s::int) i)
-                          AND cancel_at_period_end""", (count,))
+                          AND cancel_at_period_end""",
+            (count,),
+        )
     conn.commit()
 
 

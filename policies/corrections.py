@@ -25,8 +25,9 @@ class SuccessOutcome:
     reason: str
 
 
-def late_success(purpose: str, subscription_status: str, renews_next_period: bool, amount: int,
-                 refunded_amount: int) -> SuccessOutcome:
+def late_success(
+    purpose: str, subscription_status: str, renews_next_period: bool, amount: int, refunded_amount: int
+) -> SuccessOutcome:
     """B1/C1/R3: what a charge that succeeded buys. `purpose`: purchase, renewal or retry; `subscription_status`:
     its subscription's status now; `renews_next_period` (renewals and retries): it pays the next period of a running
     subscription with no cancellation confirmed after it was made; `amount`/`refunded_amount`: what was charged to

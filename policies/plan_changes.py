@@ -167,8 +167,15 @@ def schedule_change(terms: SubscriptionTerms, target: PlanOffer, asked_at: datet
     """C3/B3/C1: the change waits for the current period end at today's list price, replacing any pending change
     and withdrawing a scheduled cancellation; plan, price, period and access stay as they are until then.
     """
-    pending = PendingChange("period_end", target.plan, target.price, target.currency, target.interval,
-                            require_aware(asked_at, "asked_at"), effective_at=terms.current_period_end)
+    pending = PendingChange(
+        "period_end",
+        target.plan,
+        target.price,
+        target.currency,
+        target.interval,
+        require_aware(asked_at, "asked_at"),
+        effective_at=terms.current_period_end,
+    )
     return replace(terms, cancel_at_period_end=False, pending_change=pending)
 
 
@@ -181,8 +188,9 @@ def begin_immediate_change(terms: SubscriptionTerms, target: PlanOffer, asked_at
 
 def _immediate_pending(terms: SubscriptionTerms, target: PlanOffer, asked_at: datetime) -> PendingChange:
     expires_at = min(require_aware(asked_at, "asked_at") + ACTION_WINDOW, terms.current_period_end)
-    return PendingChange("now", target.plan, target.price, target.currency, target.interval, asked_at,
-                         expires_at=expires_at)
+    return PendingChange(
+        "now", target.plan, target.price, target.currency, target.interval, asked_at, expires_at=expires_at
+    )
 
 
 def pending_change_expired(pending: PendingChange, now: datetime) -> bool:
@@ -222,14 +230,26 @@ def next_period_terms(terms: SubscriptionTerms) -> SubscriptionTerms:
     pending, end = terms.pending_change, terms.current_period_end
     if pending is not None and pending.when == "period_end":
         start, new_end = period_bounds(end, pending.interval, 0)
-        return replace(terms, plan=pending.plan, price=pending.price, interval=pending.interval, anchor=end,
-                       current_period_start=start, current_period_end=new_end, pending_change=None)
+        return replace(
+            terms,
+            plan=pending.plan,
+            price=pending.price,
+            interval=pending.interval,
+            anchor=end,
+            current_period_start=start,
+            current_period_end=new_end,
+            pending_change=None,
+        )
     months = (end.year - terms.anchor.year) * 12 + end.month - terms.anchor.month
     index = months // _MONTHS[terms.interval]
     if add_periods(terms.anchor, terms.interval, index) != end:
         raise ValueError("B4: current_period_end is not a period boundary of the anchor")
-    return replace(terms, current_period_start=end, current_period_end=add_periods(terms.anchor, terms.interval,
-                                                                                    index + 1), pending_change=None)
+    return replace(
+        terms,
+        current_period_start=end,
+        current_period_end=add_periods(terms.anchor, terms.interval, index + 1),
+        pending_change=None,
+    )
 
 
 def terms_at(terms: SubscriptionTerms, now: datetime) -> SubscriptionTerms:
@@ -281,13 +301,23 @@ def complete_immediate_change(terms: SubscriptionTerms, pending: PendingChange, 
         raise ValueError("C4: this change is not an immediate one, or it expired before it was paid")
     days, value = forfeited(terms.current_period_start, terms.current_period_end, paid_at, terms.price)
     start, end = period_bounds(paid_at, pending.interval, 0)
-    new_terms = replace(terms, status="active", plan=pending.plan, price=pending.price, interval=pending.interval,
-                        anchor=paid_at, current_period_start=start, current_period_end=end,
-                        cancel_at_period_end=False, pending_change=None)
+    new_terms = replace(
+        terms,
+        status="active",
+        plan=pending.plan,
+        price=pending.price,
+        interval=pending.interval,
+        anchor=paid_at,
+        current_period_start=start,
+        current_period_end=end,
+        cancel_at_period_end=False,
+        pending_change=None,
+    )
     return ImmediateChange(new_terms, days, value)
 
 
-def immediate_change(terms: SubscriptionTerms, target: PlanOffer, asked_at: datetime,
-                     paid_at: datetime) -> ImmediateChange:
+def immediate_change(
+    terms: SubscriptionTerms, target: PlanOffer, asked_at: datetime, paid_at: datetime
+) -> ImmediateChange:
     """C4: an upgrade asked at `asked_at` (today's list price locked) and paid at `paid_at` (often the same)."""
     return complete_immediate_change(terms, _immediate_pending(terms, target, asked_at), paid_at)

@@ -66,8 +66,9 @@ def redact(text: str | None, identifiers: Iterable[str | None], *, every_email: 
     return re.sub("|".join(alternatives), ERASED, text, flags=re.IGNORECASE)
 
 
-def erase_from_response(document: Any, customer_id: str, identifiers: Iterable[str | None], *,
-                        every_email: bool = False) -> Any:
+def erase_from_response(
+    document: Any, customer_id: str, identifiers: Iterable[str | None], *, every_email: bool = False
+) -> Any:
     """D3: a stored response (decoded JSON) as it may be replayed after the customer's erasure: wherever the
     Customer object `customer_id` appears (recognised by its `object` and `id`, which are never altered), its
     personal fields are null; the free text fields (`FREE_TEXT_FIELDS`) are redacted (`redact`); an actor field

@@ -54,8 +54,9 @@ def recorded_refund_decision(paid_amount: int, refunded_at_gateway: int, amount:
     return Decision(True, None, "R2", "Refund made at the gateway recorded.")
 
 
-def reservations_released(paid_amount: int, refunded_at_gateway: int,
-                          pending: Sequence[tuple[str, int]]) -> tuple[str, ...]:
+def reservations_released(
+    paid_amount: int, refunded_at_gateway: int, pending: Sequence[tuple[str, int]]
+) -> tuple[str, ...]:
     """R2: which of our pending refunds (id, amount; oldest first) can no longer be made once the gateway has
     refunded `refunded_at_gateway` of the payment: kept oldest first while they fit in what is left, the others
     are released (the gateway would refuse them: it never refunds more than was charged, and what it has refunded
@@ -95,8 +96,12 @@ def credit_currency_decision(currency: str, billing: str | None) -> Decision:
     """R2: a credit is in the customer's billing currency (`billing_currency`); one in another currency would
     never be spent, so it is refused (`currency_mismatch`). A customer without one yet takes any."""
     if billing is not None and currency != billing:
-        return Decision(False, "currency_mismatch", "R2",
-                        f"A credit must be in the customer's billing currency ({billing}), not {currency}.")
+        return Decision(
+            False,
+            "currency_mismatch",
+            "R2",
+            f"A credit must be in the customer's billing currency ({billing}), not {currency}.",
+        )
     return Decision(True, None, "R2", "The credit is in the customer's billing currency.")
 
 

@@ -24,8 +24,9 @@ class FailureOutcome:
     ended_reason: str | None  # "payment_failed" when ended
 
 
-def after_failed_charge(period_end: datetime, failures: int, policy: PolicyDocument,
-                        released_at: datetime | None = None) -> FailureOutcome:
+def after_failed_charge(
+    period_end: datetime, failures: int, policy: PolicyDocument, released_at: datetime | None = None
+) -> FailureOutcome:
     """B5: past_due with the next retry at period_end + retry_schedule_days[failures-1]; ended once exhausted.
 
     `failures` counts the failed attempts for this period including the one just made (1 = the renewal itself).
@@ -41,8 +42,9 @@ def after_failed_charge(period_end: datetime, failures: int, policy: PolicyDocum
     return FailureOutcome("ended", None, "payment_failed")
 
 
-def failure_with_cancellation(cancel_at_period_end: bool, canceled_at: datetime | None, period_end: datetime,
-                              now: datetime) -> tuple[FailureOutcome, datetime] | None:
+def failure_with_cancellation(
+    cancel_at_period_end: bool, canceled_at: datetime | None, period_end: datetime, now: datetime
+) -> tuple[FailureOutcome, datetime] | None:
     """C1/B2/B5: a renewal or retry charge failed while a cancellation is scheduled: the outcome and `ended_at`, or
     None when no cancellation is scheduled (B5 applies: `after_failed_charge`).
 
@@ -77,8 +79,9 @@ def charge_held(customer_status: str) -> bool:
     return customer_status != "active"
 
 
-def charge_due_at_lifting(status: str, cancel_at_period_end: bool, period_end: datetime | None,
-                          next_retry_at: datetime | None, now: datetime) -> bool:
+def charge_due_at_lifting(
+    status: str, cancel_at_period_end: bool, period_end: datetime | None, next_retry_at: datetime | None, now: datetime
+) -> bool:
     """R3/B5: whether lifting a suspension at `now` releases a charge it held: the renewal of an active
     subscription without a scheduled cancellation whose period has ended, or the retry of a past-due one whose
     retry date has come. The retries after such a charge count from the lifting (`retries_counted_from`)."""
@@ -110,14 +113,18 @@ def cancellation_ends_period(cancel_at_period_end: bool, canceled_at: datetime |
     return cancel_at_period_end and (canceled_at is None or canceled_at < period_end)
 
 
-def renewal_due(status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime,
-                canceled_at: datetime | None = None) -> bool:
+def renewal_due(
+    status: str, cancel_at_period_end: bool, period_end: datetime, now: datetime, canceled_at: datetime | None = None
+) -> bool:
     """B2/C1: an active subscription renews once now >= period_end, unless a cancellation asked before that
     period end is scheduled (one asked in the gap after it belongs to the next period: the renewal is made)."""
     require_aware(period_end, "period_end")
     require_aware(now, "now")
-    return (status == "active" and now >= period_end
-            and not cancellation_ends_period(cancel_at_period_end, canceled_at, period_end))
+    return (
+        status == "active"
+        and now >= period_end
+        and not cancellation_ends_period(cancel_at_period_end, canceled_at, period_end)
+    )
 
 
 def period_end_action(
@@ -177,11 +184,21 @@ def subscription_at(facts: SubscriptionFacts, now: datetime) -> SubscriptionFact
     if facts.status != "active" or facts.period_end is None or facts.anchor_at is None or now < facts.period_end:
         return facts
     if facts.cancel_at_period_end:
-        index, start, end = (_period_at(facts, facts.canceled_at) if facts.canceled_at is not None
-                             else (facts.period_index, facts.period_start, facts.period_end))
+        index, start, end = (
+            _period_at(facts, facts.canceled_at)
+            if facts.canceled_at is not None
+            else (facts.period_index, facts.period_start, facts.period_end)
+        )
         if now >= end:
-            return replace(facts, status="canceled", period_index=index, period_start=start, period_end=end,
-                           ended_at=end, ended_reason="canceled")
+            return replace(
+                facts,
+                status="canceled",
+                period_index=index,
+                period_start=start,
+                period_end=end,
+                ended_at=end,
+                ended_reason="canceled",
+            )
     index, start, end = _period_at(facts, now)
     return replace(facts, period_index=index, period_start=start, period_end=end)
 

@@ -16,8 +16,8 @@ from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
 
 from app.auth import mint_token
-from app.clock import SystemClock
 from app.cli import migrate
+from app.clock import SystemClock
 from app.config import Settings
 from app.db import Database
 from app.models import metadata
@@ -56,10 +56,10 @@ def fresh_database(server: str, prefix: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on `server` (a maintenance URL), dropped afterwards, even if in use."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
 
-    async def create(conn) -> None:  # noqa: ANN001
+    async def create(conn) -> None:
         await conn.execute(f'CREATE DATABASE "{name}"')
 
-    async def drop(conn) -> None:  # noqa: ANN001
+    async def drop(conn) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     _admin(create, server)
@@ -107,10 +107,19 @@ def clean_db(database_url: str) -> str:
     return database_url
 
 
-def make_settings(database_url: str, **overrides) -> Settings:  # noqa: ANN003
-    values = dict(database_url=database_url, auth_secret=SECRET, sandbox=True, demo_plans=False,
-                  scheduler_enabled=False, log_level="WARNING", stripe_api_key="", smtp_url="", cors_origins=[],
-                  rate_limit_writes_per_minute=0)
+def make_settings(database_url: str, **overrides) -> Settings:
+    values = dict(
+        database_url=database_url,
+        auth_secret=SECRET,
+        sandbox=True,
+        demo_plans=False,
+        scheduler_enabled=False,
+        log_level="WARNING",
+        stripe_api_key="",
+        smtp_url="",
+        cors_origins=[],
+        rate_limit_writes_per_minute=0,
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -128,7 +137,7 @@ def app(settings: Settings):
 
 
 @pytest.fixture
-def client(app):  # noqa: ANN001
+def client(app):
     from fastapi.testclient import TestClient
 
     with TestClient(app, raise_server_exceptions=False) as c:
@@ -137,7 +146,7 @@ def client(app):  # noqa: ANN001
 
 
 def token(sub: str, role: str = "customer", *, secret: str = SECRET, hours: float = 1.0) -> str:
-    now = _dt.datetime.now(_dt.timezone.utc)  # tokens expire in real time
+    now = _dt.datetime.now(_dt.UTC)  # tokens expire in real time
     return mint_token(secret, sub, role, _dt.timedelta(hours=hours), now)
 
 
@@ -149,29 +158,49 @@ def ops_headers(sub: str = "staff-1") -> dict[str, str]:
     return {"Authorization": f"Bearer {token(sub, 'ops')}"}
 
 
-def make_customer(client, sub: str, email: str | None = None, country: str = "US") -> dict:  # noqa: ANN001
-    response = client.post("/v1/customers", json={"email": email or f"{sub}@example.com", "name": f"Name {sub}",
-                                                  "country": country}, headers=customer_headers(sub))
+def make_customer(client, sub: str, email: str | None = None, country: str = "US") -> dict:
+    response = client.post(
+        "/v1/customers",
+        json={"email": email or f"{sub}@example.com", "name": f"Name {sub}", "country": country},
+        headers=customer_headers(sub),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def make_plan(client, code: str = "pro-monthly", amount: int = 2000, interval: str = "month",  # noqa: ANN001
-              tier: str = "subscription", trial_available: bool = True, currency: str = "usd") -> dict:
-    response = client.post("/v1/plans", json={"code": code, "name": code.title(), "tier": tier, "interval": interval,
-                                              "amount": amount, "currency": currency,
-                                              "trial_available": trial_available}, headers=ops_headers())
+def make_plan(
+    client,
+    code: str = "pro-monthly",
+    amount: int = 2000,
+    interval: str = "month",
+    tier: str = "subscription",
+    trial_available: bool = True,
+    currency: str = "usd",
+) -> dict:
+    response = client.post(
+        "/v1/plans",
+        json={
+            "code": code,
+            "name": code.title(),
+            "tier": tier,
+            "interval": interval,
+            "amount": amount,
+            "currency": currency,
+            "trial_available": trial_available,
+        },
+        headers=ops_headers(),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def move_clock(client, now: str) -> dict:  # noqa: ANN001
+def move_clock(client, now: str) -> dict:
     response = client.post("/v1/sandbox/clock", json={"now": now}, headers=ops_headers())
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def run_due(client) -> dict:  # noqa: ANN001
+def run_due(client) -> dict:
     response = client.post("/v1/sandbox/run-due", headers=ops_headers())
     assert response.status_code == 200, response.text
     return response.json()["jobs"]

@@ -37,16 +37,15 @@ def test_each_alert_fires_on_its_series_and_a_healthy_service_raises_none() -> N
 
 
 @pytest.fixture
-def client(clean_db: str):  # noqa: ANN201
+def client(clean_db: str):
     from app.main import create_app
 
-    with TestClient(create_app(make_settings(clean_db, backlog_refresh_seconds=0)),
-                    raise_server_exceptions=False) as c:
+    with TestClient(create_app(make_settings(clean_db, backlog_refresh_seconds=0)), raise_server_exceptions=False) as c:
         move_clock(c, START)
         yield c
 
 
-def scrape(client) -> dict[str, float]:  # noqa: ANN001
+def scrape(client) -> dict[str, float]:
     response = client.get("/metrics")
     assert response.status_code == 200
     samples = {}
@@ -57,7 +56,7 @@ def scrape(client) -> dict[str, float]:  # noqa: ANN001
     return samples
 
 
-def test_every_metric_an_alert_reads_is_exposed(client) -> None:  # noqa: ANN001
+def test_every_metric_an_alert_reads_is_exposed(client) -> None:
     exposed = {re.sub(r"\{.*", "", name) for name in scrape(client)}
     exposed |= {name.removesuffix("_total") for name in exposed}  # a counter's family name
     rules = (RULES / "alerts.yml").read_text()
@@ -66,12 +65,14 @@ def test_every_metric_an_alert_reads_is_exposed(client) -> None:  # noqa: ANN001
     assert named <= exposed, f"alerts read metrics the service does not expose: {sorted(named - exposed)}"
 
 
-def test_due_renewals_show_as_waiting_work_until_a_run_does_them(client) -> None:  # noqa: ANN001
+def test_due_renewals_show_as_waiting_work_until_a_run_does_them(client) -> None:
     make_plan(client, "basic", amount=1000)
     customer = make_customer(client, "backlog-1")
-    bought = client.post("/v1/subscriptions", json={"customer_id": customer["id"], "plan": "basic",
-                                                    "payment_method": "pm_card_visa"},
-                         headers=ops_headers())
+    bought = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": "basic", "payment_method": "pm_card_visa"},
+        headers=ops_headers(),
+    )
     assert bought.status_code == 201, bought.text
     assert scrape(client)['billing_due_work{job="renewals"}'] == 0
     assert bought.json()["current_period_end"] == "2030-02-15T12:00:00Z"
@@ -85,21 +86,25 @@ def test_due_renewals_show_as_waiting_work_until_a_run_does_them(client) -> None
     assert samples['billing_due_work_oldest_seconds{job="renewals"}'] == 0
 
 
-def test_a_suspended_customers_held_renewal_is_not_late_work(client) -> None:  # noqa: ANN001
+def test_a_suspended_customers_held_renewal_is_not_late_work(client) -> None:
     """R3: a renewal that falls due while the customer is suspended waits; it must not page anyone."""
     make_plan(client, "basic", amount=1000)
     customer = make_customer(client, "backlog-2")
-    bought = client.post("/v1/subscriptions", json={"customer_id": customer["id"], "plan": "basic",
-                                                    "payment_method": "pm_card_visa"}, headers=ops_headers())
+    bought = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": "basic", "payment_method": "pm_card_visa"},
+        headers=ops_headers(),
+    )
     assert bought.status_code == 201, bought.text
-    suspended = client.post(f"/v1/customers/{customer['id']}/suspend", json={"reason": "fraud review"},
-                            headers=ops_headers())
+    suspended = client.post(
+        f"/v1/customers/{customer['id']}/suspend", json={"reason": "fraud review"}, headers=ops_headers()
+    )
     assert suspended.status_code == 200, suspended.text
     move_clock(client, "2030-02-15T12:10:00Z")
     assert scrape(client)['billing_due_work{job="renewals"}'] == 0
 
 
-def test_metrics_are_served_while_the_database_is_unreachable(tmp_path) -> None:  # noqa: ANN001
+def test_metrics_are_served_while_the_database_is_unreachable(tmp_path) -> None:
     """The backlog is read from the database; without one, /metrics still answers with the process's own."""
     from app.main import create_app
 

@@ -19,25 +19,38 @@ WHSEC = "whsec_sandbox"  # the sandbox's default webhook secret
 
 def _signed(evt: dict) -> dict:
     payload = json.dumps(evt, separators=(",", ":"))
-    return {"content": payload.encode(), "headers": {"Stripe-Signature": signature(payload, WHSEC),
-                                                     "Content-Type": "application/json"}}
+    return {
+        "content": payload.encode(),
+        "headers": {"Stripe-Signature": signature(payload, WHSEC), "Content-Type": "application/json"},
+    }
 
 
 def test_B1_racing_late_successes_and_jobs_refund_once(replicas):
     _setup(replicas[0])
     customer = _customer(replicas[0], "dana", "dana@example.com")
-    bought = httpx.post(f"{replicas[0]}/v1/subscriptions", headers=customer_headers("dana"), json={
-        "customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_authenticationRequired"})
+    bought = httpx.post(
+        f"{replicas[0]}/v1/subscriptions",
+        headers=customer_headers("dana"),
+        json={"customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_authenticationRequired"},
+    )
     assert bought.status_code == 201 and bought.json()["status"] == "incomplete", bought.text
     ops = ops_headers()
     [pending] = httpx.get(f"{replicas[1]}/v1/customers/{customer['id']}/payments", headers=ops).json()["data"]
     intent = pending["gateway_payment_id"]
-    failed = httpx.post(f"{replicas[0]}/v1/webhooks/stripe",
-                        **_signed(intent_event("payment_intent.payment_failed", intent, amount=2000)))
+    failed = httpx.post(
+        f"{replicas[0]}/v1/webhooks/stripe",
+        **_signed(intent_event("payment_intent.payment_failed", intent, amount=2000)),
+    )
     assert failed.status_code == 200 and failed.json()["outcome"] == "applied", failed.text
     # Six distinct success events for the intent and two job runs, all at once on both replicas.
-    calls = [("POST", f"{replicas[i % 2]}/v1/webhooks/stripe",
-              _signed(intent_event("payment_intent.succeeded", intent, amount=2000))) for i in range(6)]
+    calls = [
+        (
+            "POST",
+            f"{replicas[i % 2]}/v1/webhooks/stripe",
+            _signed(intent_event("payment_intent.succeeded", intent, amount=2000)),
+        )
+        for i in range(6)
+    ]
     calls += [("POST", f"{replicas[i % 2]}/v1/sandbox/run-due", {"headers": ops}) for i in range(2)]
     responses = fire_together(calls)
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]

@@ -24,25 +24,26 @@ class TerminatingGateway:
     """The sandbox gateway, except that charging `victim` first terminates that customer (as an ops action racing
     the renewal would), then charges as usual: the card is charged although the subscription ended meanwhile."""
 
-    def __init__(self, inner, ctx) -> None:  # noqa: ANN001
+    def __init__(self, inner, ctx) -> None:
         self.inner, self.ctx, self.name, self.victim = inner, ctx, inner.name, None
 
-    async def charge(self, request):  # noqa: ANN001, ANN201
+    async def charge(self, request):
         if request.customer_id == self.victim:
             async with unit_of_work(self.ctx) as uow:
                 await standing.terminate(uow, SYSTEM, self.victim, "fraud")
         return await self.inner.charge(request)
 
-    async def charge_many(self, requests):  # noqa: ANN001, ANN201 - a batch goes through `charge` above
+    async def charge_many(self, requests):
         return await charge_each(self.charge, requests)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 
-def audit_actions(client, customer: dict) -> list[str]:  # noqa: ANN001
-    response = client.get("/v1/audit-events", params={"customer_id": customer["id"], "limit": 100},
-                          headers=ops_headers())
+def audit_actions(client, customer: dict) -> list[str]:
+    response = client.get(
+        "/v1/audit-events", params={"customer_id": customer["id"], "limit": 100}, headers=ops_headers()
+    )
     assert response.status_code == 200, response.text
     return [e["action"] for e in response.json()["data"]]
 
@@ -54,8 +55,11 @@ def test_a_mixed_renewal_batch_settles_each_payment_as_if_alone(client):
     people = {name: make_customer(client, name) for name in ("alice", "bob", "carol", "dave")}
     subs = {name: buy(client, customer) for name, customer in people.items()}
     switch_method(client, subs["bob"], "pm_card_chargeDeclined", who="bob")
-    granted = client.post(f"/v1/customers/{people['carol']['id']}/credits",
-                          json={"amount": 500, "currency": "usd", "reason": "goodwill"}, headers=ops_headers())
+    granted = client.post(
+        f"/v1/customers/{people['carol']['id']}/credits",
+        json={"amount": 500, "currency": "usd", "reason": "goodwill"},
+        headers=ops_headers(),
+    )
     assert granted.status_code == 201, granted.text
     gateway.victim = people["dave"]["id"]
     move_clock(client, PERIOD_END)
@@ -65,7 +69,10 @@ def test_a_mixed_renewal_batch_settles_each_payment_as_if_alone(client):
     # A plain renewal: the next period, paid; its receipt; its audit event.
     alice = subscription(client, subs["alice"]["id"])
     assert (alice["status"], alice["current_period_start"], alice["current_period_end"]) == (
-        "active", PERIOD_END, NEXT_END)
+        "active",
+        PERIOD_END,
+        NEXT_END,
+    )
     renewal = payments_of(client, people["alice"])[0]
     assert (renewal["purpose"], renewal["status"], renewal["amount"]) == ("renewal", "succeeded", 2000)
     assert (renewal["period_start"], renewal["period_end"]) == (PERIOD_END, NEXT_END)
@@ -84,15 +91,17 @@ def test_a_mixed_renewal_batch_settles_each_payment_as_if_alone(client):
     # Credit first, then the card; the credit is spent by the charge that succeeded (R2).
     carol_payment = payments_of(client, people["carol"])[0]
     assert (carol_payment["status"], carol_payment["amount"], carol_payment["credit_applied"]) == (
-        "succeeded", 1500, 500)
+        "succeeded",
+        1500,
+        500,
+    )
     credits = client.get(f"/v1/customers/{people['carol']['id']}/credits", headers=ops_headers()).json()
     assert credits["balances"] == {} and [c["kind"] for c in credits["data"]] == ["spend", "grant"]
     assert subscription(client, subs["carol"]["id"])["current_period_end"] == NEXT_END
 
     # Terminated while charged: the money is on the books, the subscription stays ended (R3).
     dave = subscription(client, subs["dave"]["id"])
-    assert (dave["status"], dave["ended_reason"], dave["current_period_end"]) == ("canceled", "terminated",
-                                                                                  PERIOD_END)
+    assert (dave["status"], dave["ended_reason"], dave["current_period_end"]) == ("canceled", "terminated", PERIOD_END)
     assert payments_of(client, people["dave"])[0]["status"] == "succeeded"
     assert "payment.succeeded_without_effect" in audit_actions(client, people["dave"])
     assert not [n for n in notices(client, people["dave"]) if n["type"] == "receipt" and "15 March" in n["body"]]
@@ -105,7 +114,7 @@ def test_a_mixed_renewal_batch_settles_each_payment_as_if_alone(client):
 
 
 @pytest.fixture
-def small_batches(clean_db):  # noqa: ANN001, ANN201
+def small_batches(clean_db):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
@@ -130,8 +139,9 @@ def test_B2_a_run_renews_every_due_subscription_once_in_batches_some_at_once(sma
     assert run_due(client)["subscription_renewals"] == 0
     for person, sub in zip(people, subs, strict=True):
         renewals = [p for p in payments_of(client, person) if p["purpose"] == "renewal"]
-        assert [(p["status"], p["amount"], p["period_start"]) for p in renewals] == [
-            ("succeeded", 2000, PERIOD_END)], person["id"]
+        assert [(p["status"], p["amount"], p["period_start"]) for p in renewals] == [("succeeded", 2000, PERIOD_END)], (
+            person["id"]
+        )
         assert subscription(client, sub["id"])["current_period_end"] == NEXT_END
         assert sorted(n["type"] for n in notices(client, person)) == ["receipt", "receipt"]
         assert audit_actions(client, person).count("subscription.renewed") == 1

@@ -30,22 +30,37 @@ def replicas(clean_db, is_postgres):
 def _setup(url: str) -> None:
     ops = ops_headers()
     assert httpx.post(f"{url}/v1/sandbox/clock", json={"now": START}, headers=ops).status_code == 200
-    plan = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-            "currency": "usd", "trial_available": True}
+    plan = {
+        "code": "pro-monthly",
+        "name": "Pro",
+        "tier": "subscription",
+        "interval": "month",
+        "amount": 2000,
+        "currency": "usd",
+        "trial_available": True,
+    }
     assert httpx.post(f"{url}/v1/plans", json=plan, headers=ops).status_code == 201
 
 
 def _customer(url: str, sub: str) -> dict:
-    response = httpx.post(f"{url}/v1/customers", json={"email": f"{sub}@example.com", "name": sub, "country": "US"},
-                          headers=customer_headers(sub))
+    response = httpx.post(
+        f"{url}/v1/customers",
+        json={"email": f"{sub}@example.com", "name": sub, "country": "US"},
+        headers=customer_headers(sub),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def _purchase_call(url: str, customer: dict) -> tuple[str, str, dict]:
-    return ("POST", f"{url}/v1/subscriptions",
-            {"json": {"customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
-             "headers": customer_headers(customer["external_id"])})
+    return (
+        "POST",
+        f"{url}/v1/subscriptions",
+        {
+            "json": {"customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+            "headers": customer_headers(customer["external_id"]),
+        },
+    )
 
 
 def _payments(url: str, customer: dict) -> list[dict]:
@@ -55,8 +70,9 @@ def _payments(url: str, customer: dict) -> list[dict]:
 
 
 def _assert_one_subscription(replicas: list[str], customer: dict, responses: list[httpx.Response]) -> None:
-    assert sorted(r.status_code for r in responses) == [201] + [409] * (len(responses) - 1), \
-        [(r.status_code, r.json().get("id"), r.json().get("code")) for r in responses]
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (len(responses) - 1), [
+        (r.status_code, r.json().get("id"), r.json().get("code")) for r in responses
+    ]
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"subscription_exists"}
     [created] = [r.json() for r in responses if r.status_code == 201]
     assert created["status"] == "active"
@@ -77,8 +93,15 @@ def test_concurrent_identical_purchases_for_one_customer_make_one_subscription(r
 def test_concurrent_purchases_of_different_plans_for_one_customer_make_one_subscription(replicas):
     _setup(replicas[0])
     for code in ("basic", "plus", "max"):
-        plan = {"code": code, "name": code, "tier": "subscription", "interval": "month", "amount": 1000,
-                "currency": "usd", "trial_available": False}
+        plan = {
+            "code": code,
+            "name": code,
+            "tier": "subscription",
+            "interval": "month",
+            "amount": 1000,
+            "currency": "usd",
+            "trial_available": False,
+        }
         assert httpx.post(f"{replicas[0]}/v1/plans", json=plan, headers=ops_headers()).status_code == 201
     plans = ["pro-monthly", "basic", "plus", "max"]
     for round_ in range(3):
@@ -86,8 +109,11 @@ def test_concurrent_purchases_of_different_plans_for_one_customer_make_one_subsc
         calls = []
         for i in range(6):
             method, url, kwargs = _purchase_call(replicas[i % 2], customer)
-            kwargs["json"] = {**kwargs["json"], "plan": plans[i % len(plans)],
-                              "payment_method": ["pm_card_visa", "pm_card_mastercard"][i // len(plans)]}
+            kwargs["json"] = {
+                **kwargs["json"],
+                "plan": plans[i % len(plans)],
+                "payment_method": ["pm_card_visa", "pm_card_mastercard"][i // len(plans)],
+            }
             calls.append((method, url, kwargs))
         _assert_one_subscription(replicas, customer, fire_together(calls))
 
@@ -117,8 +143,11 @@ def test_B2_concurrent_run_due_on_two_replicas_renews_each_subscription_once(rep
         assert (renewals[0]["period_start"], renewals[0]["period_end"]) == (PERIOD_END, "2030-03-15T12:00:00Z")
         renewed = httpx.get(f"{replicas[0]}/v1/subscriptions/{sub['id']}", headers=ops).json()
         assert renewed["status"] == "active" and renewed["current_period_start"] == PERIOD_END
-        receipts = [n for n in httpx.get(f"{replicas[1]}/v1/customers/{customer['id']}/notices",
-                                         headers=ops).json()["data"] if n["type"] == "receipt"]
+        receipts = [
+            n
+            for n in httpx.get(f"{replicas[1]}/v1/customers/{customer['id']}/notices", headers=ops).json()["data"]
+            if n["type"] == "receipt"
+        ]
         assert len(receipts) == 2
     again = httpx.post(f"{replicas[1]}/v1/sandbox/run-due", headers=ops).json()["jobs"]
     assert again["subscription_renewals"] == 0

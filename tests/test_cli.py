@@ -17,15 +17,15 @@ import pytest
 from app.auth import verify_token
 from app.cli import main, migrate, parser, startup_banner
 from app.config import Settings
+from app.errors import Unauthenticated
 from app.ops.observability import JsonFormatter, TextFormatter, log_format_for
 from tests.support.servers import free_port
-from app.errors import Unauthenticated
 
 SECRET = "cli-test-secret-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     for name in ("BILLING_SANDBOX", "BILLING_STRIPE_API_KEY", "BILLING_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BILLING_AUTH_SECRET", SECRET)
@@ -54,8 +54,11 @@ def test_a_token_with_negative_hours_is_already_expired(capsys: pytest.CaptureFi
         verify_token(SECRET, f"Bearer {capsys.readouterr().out.strip()}")
 
 
-@pytest.mark.parametrize("argv", [["token", "--sub", "x", "--role", "admin"], ["token", "--sub", "x"],
-                                  ["token", "--role", "ops"]], ids=["bad_role", "no_role", "no_sub"])
+@pytest.mark.parametrize(
+    "argv",
+    [["token", "--sub", "x", "--role", "admin"], ["token", "--sub", "x"], ["token", "--role", "ops"]],
+    ids=["bad_role", "no_role", "no_sub"],
+)
 def test_token_with_invalid_arguments_exits_non_zero(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(argv)
@@ -80,7 +83,7 @@ def test_serve_before_migrate_says_to_migrate(capsys: pytest.CaptureFixture[str]
     assert err.count("\n") == 1 and err.startswith("billing: ") and "run `billing migrate` first" in err, err
 
 
-def test_serve_on_an_empty_database_file_says_to_migrate(capsys, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_serve_on_an_empty_database_file_says_to_migrate(capsys, tmp_path, monkeypatch) -> None:
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
     monkeypatch.setenv("BILLING_DATABASE_URL", f"sqlite:///{empty}")
@@ -88,7 +91,7 @@ def test_serve_on_an_empty_database_file_says_to_migrate(capsys, tmp_path, monke
     assert code == 2 and err == "billing: the database has no schema yet: run `billing migrate` first\n"
 
 
-def test_serve_on_an_older_schema_says_to_migrate(capsys, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_serve_on_an_older_schema_says_to_migrate(capsys, tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     migrate(url, "0005_audit_erasure")
     monkeypatch.setenv("BILLING_DATABASE_URL", url)
@@ -97,14 +100,14 @@ def test_serve_on_an_older_schema_says_to_migrate(capsys, tmp_path, monkeypatch)
     assert err.count("\n") == 1
 
 
-def test_serve_without_a_reachable_database_says_so(capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_serve_without_a_reachable_database_says_so(capsys, monkeypatch) -> None:
     monkeypatch.setenv("BILLING_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing")
     code, err = _serve(["--port", str(free_port())], capsys)
     assert code == 2 and err.startswith("billing: cannot reach the database postgresql://nobody@127.0.0.1:")
     assert err.count("\n") == 1
 
 
-def test_serve_outside_the_sandbox_without_a_secret_names_the_setting(capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_serve_outside_the_sandbox_without_a_secret_names_the_setting(capsys, monkeypatch) -> None:
     monkeypatch.delenv("BILLING_AUTH_SECRET")
     monkeypatch.setenv("BILLING_SANDBOX", "false")
     monkeypatch.setenv("BILLING_STRIPE_API_KEY", "sk_test_123")
@@ -112,7 +115,7 @@ def test_serve_outside_the_sandbox_without_a_secret_names_the_setting(capsys, mo
     assert code == 2 and err.startswith("billing: BILLING_AUTH_SECRET must be set") and err.count("\n") == 1
 
 
-def test_serve_on_a_port_in_use_says_so(capsys, monkeypatch) -> None:  # noqa: ANN001
+def test_serve_on_a_port_in_use_says_so(capsys, monkeypatch) -> None:
     migrate(os.environ["BILLING_DATABASE_URL"])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -120,15 +123,22 @@ def test_serve_on_a_port_in_use_says_so(capsys, monkeypatch) -> None:  # noqa: A
         port = taken.getsockname()[1]
         code, err = _serve(["--port", str(port)], capsys)
     assert code == 2
-    assert err == (f"billing: 127.0.0.1:{port} is already in use (another `billing serve`?): stop it, or choose "
-                   f"another port with --port\n")
+    assert err == (
+        f"billing: 127.0.0.1:{port} is already in use (another `billing serve`?): stop it, or choose "
+        f"another port with --port\n"
+    )
 
 
-def test_the_startup_banner_says_where_everything_is_and_how_to_get_a_token(monkeypatch) -> None:  # noqa: ANN001
+def test_the_startup_banner_says_where_everything_is_and_how_to_get_a_token(monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [str(Path.cwd() / ".venv" / "bin" / "billing"), "serve"])
     banner = startup_banner(Settings(), "0.0.0.0", 8123)
-    for line in ("http://127.0.0.1:8123/docs", "http://127.0.0.1:8123/ops", "http://127.0.0.1:8123/v1/plans",
-                 ".venv/bin/billing token --sub ops-1 --role ops", "the sandbox clock stands still"):
+    for line in (
+        "http://127.0.0.1:8123/docs",
+        "http://127.0.0.1:8123/ops",
+        "http://127.0.0.1:8123/v1/plans",
+        ".venv/bin/billing token --sub ops-1 --role ops",
+        "the sandbox clock stands still",
+    ):
         assert line in banner, banner
     assert "\x1b" not in banner
 

@@ -29,7 +29,7 @@ def fire_together(calls: list) -> list[httpx.Response]:
     """Run every call at the same moment (a barrier), each in its own thread with its own connection."""
     barrier = threading.Barrier(len(calls))
 
-    def run(call):  # noqa: ANN001, ANN202
+    def run(call):
         method, url, kwargs = call
         with httpx.Client(timeout=60) as http:
             barrier.wait()
@@ -42,14 +42,22 @@ def fire_together(calls: list) -> list[httpx.Response]:
 def _setup(url: str) -> None:
     ops = ops_headers()
     assert httpx.post(f"{url}/v1/sandbox/clock", json={"now": START}, headers=ops).status_code == 200
-    plan = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-            "currency": "usd", "trial_available": True}
+    plan = {
+        "code": "pro-monthly",
+        "name": "Pro",
+        "tier": "subscription",
+        "interval": "month",
+        "amount": 2000,
+        "currency": "usd",
+        "trial_available": True,
+    }
     assert httpx.post(f"{url}/v1/plans", json=plan, headers=ops).status_code == 201
 
 
 def _customer(url: str, sub: str, email: str) -> dict:
-    response = httpx.post(f"{url}/v1/customers", json={"email": email, "name": sub, "country": "US"},
-                          headers=customer_headers(sub))
+    response = httpx.post(
+        f"{url}/v1/customers", json={"email": email, "name": sub, "country": "US"}, headers=customer_headers(sub)
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -59,9 +67,14 @@ def test_T5_concurrent_trial_requests_for_one_person_make_one_trial(replicas):
     # Eight accounts of one person (same e-mail up to case and spaces), each asking for a trial at once,
     # spread over both replicas.
     accounts = [_customer(replicas[0], f"p{i}", f"  Person@Example.com{' ' * i}") for i in range(8)]
-    calls = [("POST", f"{replicas[i % 2]}/v1/trials",
-              {"json": {"customer_id": a["id"], "plan": "pro-monthly"}, "headers": customer_headers(a["external_id"])})
-             for i, a in enumerate(accounts)]
+    calls = [
+        (
+            "POST",
+            f"{replicas[i % 2]}/v1/trials",
+            {"json": {"customer_id": a["id"], "plan": "pro-monthly"}, "headers": customer_headers(a["external_id"])},
+        )
+        for i, a in enumerate(accounts)
+    ]
     responses = fire_together(calls)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * 7, [r.text for r in responses]
@@ -78,17 +91,23 @@ def test_T4_scheduler_on_several_replicas_sends_each_notice_once(replicas):
     trials = []
     for i in range(40):
         customer = _customer(replicas[i % 2], f"c{i}", f"c{i}@example.com")
-        response = httpx.post(f"{replicas[i % 2]}/v1/trials", json={"customer_id": customer["id"],
-                              "plan": "pro-monthly"}, headers=customer_headers(f"c{i}"))
+        response = httpx.post(
+            f"{replicas[i % 2]}/v1/trials",
+            json={"customer_id": customer["id"], "plan": "pro-monthly"},
+            headers=customer_headers(f"c{i}"),
+        )
         assert response.status_code == 201
         trials.append(response.json())
     ops = ops_headers()
     # The notices fall due (all at once), then the trials end (T4 sends no notice once a trial has ended).
     for field, job in (("notice_at", "trial_expiring_notices"), ("ends_at", "trial_expiry")):
-        assert httpx.post(f"{replicas[0]}/v1/sandbox/clock", json={"now": max(t[field] for t in trials)},
-                          headers=ops).status_code == 200
-        runs = fire_together([("POST", f"{replicas[i % 2]}/v1/sandbox/run-due", {"headers": ops})
-                              for i in range(4)])
+        assert (
+            httpx.post(
+                f"{replicas[0]}/v1/sandbox/clock", json={"now": max(t[field] for t in trials)}, headers=ops
+            ).status_code
+            == 200
+        )
+        runs = fire_together([("POST", f"{replicas[i % 2]}/v1/sandbox/run-due", {"headers": ops}) for i in range(4)])
         assert all(r.status_code == 200 for r in runs), [r.text for r in runs]
         assert sum(r.json()["jobs"][job] for r in runs) == 40, job
     for trial in trials:
@@ -99,14 +118,23 @@ def test_T4_scheduler_on_several_replicas_sends_each_notice_once(replicas):
 def test_R2_racing_refunds_never_exceed_the_payment(replicas):
     _setup(replicas[0])
     customer = _customer(replicas[0], "payer", "payer@example.com")
-    bought = httpx.post(f"{replicas[0]}/v1/subscriptions", headers=customer_headers("payer"), json={
-        "customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    bought = httpx.post(
+        f"{replicas[0]}/v1/subscriptions",
+        headers=customer_headers("payer"),
+        json={"customer_id": customer["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     assert bought.status_code == 201, bought.text
     ops = ops_headers()
     [payment] = httpx.get(f"{replicas[1]}/v1/customers/{customer['id']}/payments", headers=ops).json()["data"]
     # Ten refunds of 300 against a payment of 2000, all at once on both replicas: six fit, four must not.
-    calls = [("POST", f"{replicas[i % 2]}/v1/payments/{payment['id']}/refunds",
-              {"json": {"amount": 300, "reason": f"race {i}"}, "headers": ops}) for i in range(10)]
+    calls = [
+        (
+            "POST",
+            f"{replicas[i % 2]}/v1/payments/{payment['id']}/refunds",
+            {"json": {"amount": 300, "reason": f"race {i}"}, "headers": ops},
+        )
+        for i in range(10)
+    ]
     responses = fire_together(calls)
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] * 6 + [422] * 4, [r.text for r in responses]

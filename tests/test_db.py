@@ -20,7 +20,7 @@ from tests.support.cutting_proxy import CuttingProxy
 from tests.support.servers import free_port
 
 
-async def _backend(conn):  # noqa: ANN001, ANN202
+async def _backend(conn):
     """Which server connection this is: PostgreSQL's backend pid, or SQLite's driver connection itself (an object,
     not its id(), which a later object could reuse once this one is gone)."""
     if conn.dialect.name == "postgresql":
@@ -143,8 +143,12 @@ async def test_a_failed_commit_leaves_no_transaction_open_and_no_lock_held(datab
         with pytest.raises(DBAPIError):
             async with db.transaction() as conn:
                 await conn.execute(text("CREATE TEMP TABLE lane_parent (id INTEGER PRIMARY KEY)"))
-                await conn.execute(text("CREATE TEMP TABLE lane_child (parent INTEGER REFERENCES lane_parent (id) "
-                                        "DEFERRABLE INITIALLY DEFERRED)"))
+                await conn.execute(
+                    text(
+                        "CREATE TEMP TABLE lane_child (parent INTEGER REFERENCES lane_parent (id) "
+                        "DEFERRABLE INITIALLY DEFERRED)"
+                    )
+                )
                 await conn.execute(text("INSERT INTO lane_child (parent) VALUES (1)"))
         async with asyncio.timeout(10):
             async with db.transaction() as conn:
@@ -180,7 +184,8 @@ async def test_a_connection_in_use_when_the_database_is_disposed_is_closed_when_
 
 @pytest.mark.postgres
 async def test_a_use_cancelled_mid_statement_closes_its_connection_and_the_next_use_gets_a_new_one(
-        database_url: str, is_postgres: bool) -> None:
+    database_url: str, is_postgres: bool
+) -> None:
     if not is_postgres:
         pytest.skip("cancelling a running statement is proven on PostgreSQL")
     db = Database(database_url, pool_size=1)
@@ -207,7 +212,8 @@ async def test_a_use_cancelled_mid_statement_closes_its_connection_and_the_next_
 
 @pytest.mark.postgres
 async def test_when_the_server_drops_its_connections_no_use_fails_and_each_gets_a_new_one(
-        database_url: str, is_postgres: bool) -> None:
+    database_url: str, is_postgres: bool
+) -> None:
     """Issue 14 item 14: a connection the server ended while it sat idle in its lane (a failover, a restart,
     `pg_terminate_backend`) is found dead when taken, from what the driver already knows (no round trip), and
     replaced: the use never sees it."""
@@ -242,7 +248,7 @@ async def test_when_the_server_drops_its_connections_no_use_fails_and_each_gets_
         await other.dispose()
 
 
-async def _call(app, method: str) -> tuple[int, dict, bytes]:  # noqa: ANN001
+async def _call(app, method: str) -> tuple[int, dict, bytes]:
     """One request through an ASGI app; its status, headers and body."""
     import httpx
 
@@ -252,10 +258,11 @@ async def _call(app, method: str) -> tuple[int, dict, bytes]:  # noqa: ANN001
     return response.status_code, dict(response.headers), response.content
 
 
-def _app_ending_its_first_connection(db: Database, attempts: list[int]):  # noqa: ANN202
+def _app_ending_its_first_connection(db: Database, attempts: list[int]):
     """An ASGI app whose first run loses its connection mid-statement (the server ends it, as a failover does);
     later runs answer with the server connection they were served by."""
-    async def app(scope, receive, send) -> None:  # noqa: ANN001
+
+    async def app(scope, receive, send) -> None:
         attempts.append(len(attempts) + 1)
         async with db.read() as conn:
             if len(attempts) == 1:
@@ -269,7 +276,8 @@ def _app_ending_its_first_connection(db: Database, attempts: list[int]):  # noqa
 
 @pytest.mark.postgres
 async def test_a_read_whose_connection_dies_in_use_is_retried_once_on_a_new_one(
-        database_url: str, is_postgres: bool) -> None:
+    database_url: str, is_postgres: bool
+) -> None:
     """Issue 14 item 14: the client of a read never sees a lost connection: the read runs again, once."""
     if not is_postgres:
         pytest.skip("a connection ended by the server is proven on PostgreSQL")
@@ -278,8 +286,9 @@ async def test_a_read_whose_connection_dies_in_use_is_retried_once_on_a_new_one(
     try:
         async with db.read() as conn:
             first = await _backend(conn)
-        status, _headers, body = await _call(DatabaseFaultMiddleware(_app_ending_its_first_connection(db, attempts)),
-                                             "GET")
+        status, _headers, body = await _call(
+            DatabaseFaultMiddleware(_app_ending_its_first_connection(db, attempts)), "GET"
+        )
         assert (status, attempts) == (200, [1, 2])
         assert int(body) != first
     finally:
@@ -288,7 +297,8 @@ async def test_a_read_whose_connection_dies_in_use_is_retried_once_on_a_new_one(
 
 @pytest.mark.postgres
 async def test_a_write_whose_connection_dies_is_not_repeated_and_answers_503_with_retry_after(
-        database_url: str, is_postgres: bool) -> None:
+    database_url: str, is_postgres: bool
+) -> None:
     """Issue 14 item 14: a write might have taken effect, so it is not run again: its client retries with its
     Idempotency-Key after the 503's Retry-After."""
     if not is_postgres:
@@ -297,7 +307,8 @@ async def test_a_write_whose_connection_dies_is_not_repeated_and_answers_503_wit
     attempts: list[int] = []
     try:
         status, headers, body = await _call(
-            DatabaseFaultMiddleware(_app_ending_its_first_connection(db, attempts)), "POST")
+            DatabaseFaultMiddleware(_app_ending_its_first_connection(db, attempts)), "POST"
+        )
         assert (status, attempts) == (503, [1])
         assert headers["content-type"] == "application/problem+json" and headers["retry-after"] == "1"
         assert json.loads(body)["code"] == "database_unavailable"
@@ -311,7 +322,7 @@ async def test_a_database_that_cannot_be_reached_answers_503_database_unavailabl
     db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/billing", pool_size=1)
     attempts: list[int] = []
 
-    async def app(scope, receive, send) -> None:  # noqa: ANN001
+    async def app(scope, receive, send) -> None:
         attempts.append(1)
         async with db.read() as conn:
             await conn.execute(text("SELECT 1"))
@@ -327,7 +338,8 @@ async def test_a_database_that_cannot_be_reached_answers_503_database_unavailabl
 @pytest.mark.postgres
 @pytest.mark.parametrize("cut", ["after", "before"])
 async def test_a_commit_whose_answer_is_lost_is_reported_as_of_unknown_outcome(
-        database_url: str, is_postgres: bool, cut: str) -> None:
+    database_url: str, is_postgres: bool, cut: str
+) -> None:
     """Issue 14 item 14: the connection lost between sending COMMIT and its answer: the transaction may have
     committed (`after`: it did) or not (`before`), and the caller cannot tell which: `CommitOutcomeUnknown`,
     not an error that says nothing was done. A statement failing before COMMIT is not of unknown outcome."""

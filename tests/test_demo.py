@@ -14,7 +14,7 @@ from tests.support.servers import start_replica
 
 
 @pytest.fixture
-def service(clean_db: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def service(clean_db: str, monkeypatch: pytest.MonkeyPatch):
     replica = start_replica(clean_db, BILLING_DEMO_PLANS="true")
     monkeypatch.setenv("BILLING_AUTH_SECRET", SECRET)
     monkeypatch.setenv("BILLING_DATABASE_URL", clean_db)
@@ -25,7 +25,7 @@ def service(clean_db: str, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
         replica.stop()
 
 
-def test_the_demo_prints_a_customer_life_with_each_notice_at_its_moment(service: str, capsys) -> None:  # noqa: ANN001
+def test_the_demo_prints_a_customer_life_with_each_notice_at_its_moment(service: str, capsys) -> None:
     assert main(["demo", "--url", service]) == 0
     lines = capsys.readouterr().out.splitlines()
     story = "\n".join(lines)
@@ -50,6 +50,6 @@ def test_the_demo_prints_a_customer_life_with_each_notice_at_its_moment(service:
         position = found + 1
 
 
-def test_the_demo_refuses_a_service_that_is_not_a_sandbox_or_not_there(capsys) -> None:  # noqa: ANN001
+def test_the_demo_refuses_a_service_that_is_not_a_sandbox_or_not_there(capsys) -> None:
     assert main(["demo", "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach the service" in capsys.readouterr().err

@@ -59,9 +59,13 @@ def served_routes() -> set[tuple[str, str]]:
         contexts = [(r, r.path, r.methods) for r in app.routes]
     else:
         contexts = [(rc.original_route, rc.path, rc.methods) for rc in iter_route_contexts(app.routes)]
-    return {(method, path) for route, path, methods in contexts
-            if isinstance(route, (APIRoute, Route)) and path not in viewers
-            for method in methods or () if method != "HEAD"}
+    return {
+        (method, path)
+        for route, path, methods in contexts
+        if isinstance(route, (APIRoute, Route)) and path not in viewers
+        for method in methods or ()
+        if method != "HEAD"
+    }
 
 
 def markdown_files() -> list[Path]:
@@ -138,14 +142,12 @@ def test_the_docs_exist_and_link_checks_cover_them() -> None:
     assert not inside_repository(local_target(ROOT / "README.md", "../shared/spec/policy.md"))
 
 
-@pytest.mark.parametrize(
-    "source",
-    markdown_files(),
-    ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("source", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_markdown_file_points_outside_the_repository(source: Path) -> None:
     text = source.read_text(encoding="utf-8")
-    outside = [t for t in link_targets(text)
-               if (path := local_target(source, t)) is not None and not inside_repository(path)]
+    outside = [
+        t for t in link_targets(text) if (path := local_target(source, t)) is not None and not inside_repository(path)
+    ]
     outside += OUTSIDE.findall(text)
     assert not outside, f"{source.relative_to(ROOT)} points outside the repository: {outside}"
 

@@ -14,8 +14,8 @@ from app.db import Database
 from app.models import metadata
 
 
-def _on(url: str, inspect_sync):  # noqa: ANN001, ANN202
-    async def run():  # noqa: ANN202
+def _on(url: str, inspect_sync):
+    async def run():
         db = Database(url, pool_size=1)
         try:
             async with db.engine.connect() as conn:
@@ -26,9 +26,10 @@ def _on(url: str, inspect_sync):  # noqa: ANN001, ANN202
     return asyncio.run(run())
 
 
-def _diff(sync_conn) -> list:  # noqa: ANN001
-    context = MigrationContext.configure(sync_conn, opts={"compare_type": True, "compare_server_default": True,
-                                                          "target_metadata": metadata})
+def _diff(sync_conn) -> list:
+    context = MigrationContext.configure(
+        sync_conn, opts={"compare_type": True, "compare_server_default": True, "target_metadata": metadata}
+    )
     return compare_metadata(context, metadata)
 
 
@@ -37,12 +38,12 @@ def test_the_migrated_schema_matches_the_models(database_url: str) -> None:
     assert diff == [], "models and migrations disagree; write a migration for:\n" + "\n".join(map(str, diff))
 
 
-def _state(sync_conn) -> tuple[set[str], str | None]:  # noqa: ANN001
+def _state(sync_conn) -> tuple[set[str], str | None]:
     tables = set(inspect(sync_conn).get_table_names())
     return tables, MigrationContext.configure(sync_conn).get_current_revision()
 
 
-def test_migrate_is_idempotent_and_makes_every_table(tmp_path) -> None:  # noqa: ANN001
+def test_migrate_is_idempotent_and_makes_every_table(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     assert head is not None

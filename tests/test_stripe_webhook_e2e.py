@@ -23,8 +23,13 @@ def test_a_payment_needing_action_is_activated_by_stripes_own_signed_event(clean
     with ThreadPoolExecutor(1) as pool:  # both processes start at once
         starting = pool.submit(fake.start)
         try:
-            replica = start_replica(clean_db, BILLING_GATEWAY="stripe", BILLING_STRIPE_API_KEY=fake.api_key,
-                                    BILLING_STRIPE_API_BASE=fake.url, BILLING_SANDBOX="true")
+            replica = start_replica(
+                clean_db,
+                BILLING_GATEWAY="stripe",
+                BILLING_STRIPE_API_KEY=fake.api_key,
+                BILLING_STRIPE_API_BASE=fake.url,
+                BILLING_SANDBOX="true",
+            )
         except BaseException:
             starting.result()
             fake.stop()
@@ -33,19 +38,48 @@ def test_a_payment_needing_action_is_activated_by_stripes_own_signed_event(clean
         starting.result()
         fake.register_webhook(f"{replica.url}/v1/webhooks/stripe", "whsec_sandbox")
         with httpx.Client(base_url=replica.url, timeout=30) as api:
+
             def ok(response: httpx.Response, status: int = 200) -> dict:
                 assert response.status_code == status, response.text
                 return response.json()
 
             ok(api.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers()))
-            ok(api.post("/v1/plans", json={"code": "pro-monthly", "name": "Pro", "tier": "subscription",
-                                           "interval": "month", "amount": 2000, "currency": "usd",
-                                           "trial_available": False}, headers=ops_headers()), 201)
-            carol = ok(api.post("/v1/customers", json={"email": "carol@example.com", "name": "Carol",
-                                                       "country": "US"}, headers=customer_headers("carol")), 201)
-            sub = ok(api.post("/v1/subscriptions", json={"customer_id": carol["id"], "plan": "pro-monthly",
-                                                         "payment_method": "pm_card_authenticationRequired"},
-                              headers=customer_headers("carol")), 201)
+            ok(
+                api.post(
+                    "/v1/plans",
+                    json={
+                        "code": "pro-monthly",
+                        "name": "Pro",
+                        "tier": "subscription",
+                        "interval": "month",
+                        "amount": 2000,
+                        "currency": "usd",
+                        "trial_available": False,
+                    },
+                    headers=ops_headers(),
+                ),
+                201,
+            )
+            carol = ok(
+                api.post(
+                    "/v1/customers",
+                    json={"email": "carol@example.com", "name": "Carol", "country": "US"},
+                    headers=customer_headers("carol"),
+                ),
+                201,
+            )
+            sub = ok(
+                api.post(
+                    "/v1/subscriptions",
+                    json={
+                        "customer_id": carol["id"],
+                        "plan": "pro-monthly",
+                        "payment_method": "pm_card_authenticationRequired",
+                    },
+                    headers=customer_headers("carol"),
+                ),
+                201,
+            )
             assert sub["status"] == "incomplete" and sub["client_secret"]
             [pending] = ok(api.get(f"/v1/customers/{carol['id']}/payments", headers=ops_headers()))["data"]
             assert pending["status"] == "pending" and pending["gateway"] == "stripe"
@@ -53,8 +87,9 @@ def test_a_payment_needing_action_is_activated_by_stripes_own_signed_event(clean
             assert intent["status"] == "requires_action" and intent["client_secret"] == sub["client_secret"]
 
             # The customer passes 3-D Secure on the checkout page; only Stripe's event tells the service.
-            fake.post(f"/v1/payment_intents/{intent['id']}/_authenticate", client_secret=sub["client_secret"],
-                      success="true")
+            fake.post(
+                f"/v1/payment_intents/{intent['id']}/_authenticate", client_secret=sub["client_secret"], success="true"
+            )
             deadline = time.monotonic() + DEADLINE_SECONDS
             while True:
                 current = ok(api.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()))
@@ -67,8 +102,9 @@ def test_a_payment_needing_action_is_activated_by_stripes_own_signed_event(clean
             assert paid["status"] == "succeeded" and paid["gateway_payment_id"] == intent["id"]
             assert fake.get(f"/v1/payment_intents/{intent['id']}")["status"] == "succeeded"
             assert ok(api.get(f"/v1/customers/{carol['id']}/access", headers=ops_headers()))["has_access"] is True
-            [activated] = ok(api.get("/v1/audit-events", params={"action": "subscription.activated"},
-                                     headers=ops_headers()))["data"]
+            [activated] = ok(
+                api.get("/v1/audit-events", params={"action": "subscription.activated"}, headers=ops_headers())
+            )["data"]
             assert activated["subject_id"] == sub["id"] and activated["actor"] == "system"
     finally:
         replica.stop()

@@ -24,19 +24,29 @@ async def customer_access(ctx: AppContext, principal: Principal, customer_id: st
         return await access_in(conn, ctx, customer.id, customer.status)
 
 
-async def access_in(conn: AsyncConnection, ctx: AppContext, customer_id: str, customer_status: str,
-                    now: _dt.datetime | None = None) -> AccessDecision:
+async def access_in(
+    conn: AsyncConnection, ctx: AppContext, customer_id: str, customer_status: str, now: _dt.datetime | None = None
+) -> AccessDecision:
     """`customer_access` on `conn` (a transaction sees its own changes), for a customer of `customer_status`."""
-    trial = (await conn.execute(
-        select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
-        .where(trials.c.customer_id == customer_id, trials.c.status == "active")
-        .order_by(trials.c.id.desc()).limit(1)
-    )).first()
-    sub = (await conn.execute(
-        select(subscriptions.c.status, subscriptions.c.current_period_end, subscriptions.c.plan_code,
-               subscriptions.c.charge_released_at, *_PERIOD_COLUMNS)
-        .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
-    )).first()
+    trial = (
+        await conn.execute(
+            select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
+            .where(trials.c.customer_id == customer_id, trials.c.status == "active")
+            .order_by(trials.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    sub = (
+        await conn.execute(
+            select(
+                subscriptions.c.status,
+                subscriptions.c.current_period_end,
+                subscriptions.c.plan_code,
+                subscriptions.c.charge_released_at,
+                *_PERIOD_COLUMNS,
+            ).where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
+        )
+    ).first()
     if now is None:
         now = await ctx.clock.now(conn)
     return access(facts_of(ctx, customer_status, trial, sub, now), now)
@@ -55,8 +65,13 @@ def facts_of(ctx: AppContext, customer_status: str, trial, sub, now: _dt.datetim
         trial_ends_at=trial.ends_at if trial else None,
         trial_plan=trial.plan_code if trial else None,
         subscription_status=sub.status if sub else None,
-        subscription_period_end=(retries_counted_from(sub.current_period_end, sub.charge_released_at) if past_due
-                                 else sub.current_period_end if sub else None),
+        subscription_period_end=(
+            retries_counted_from(sub.current_period_end, sub.charge_released_at)
+            if past_due
+            else sub.current_period_end
+            if sub
+            else None
+        ),
         subscription_plan=sub.plan_code if sub else None,
         subscription=subscription_facts(sub) if sub is not None and sub.status == "active" else None,
         past_due_grace_days=schedule[-1] if schedule else 0,
@@ -65,8 +80,14 @@ def facts_of(ctx: AppContext, customer_status: str, trial, sub, now: _dt.datetim
 
 def access_document(decision: AccessDecision) -> dict:
     """The access document of `GET /v1/customers/{id}/access` (and of the `access.changed` event)."""
-    return {"object": "access", "has_access": decision.has_access, "source": decision.source,
-            "plan": decision.plan, "until": decision.until, "reason": decision.reason}
+    return {
+        "object": "access",
+        "has_access": decision.has_access,
+        "source": decision.source,
+        "plan": decision.plan,
+        "until": decision.until,
+        "reason": decision.reason,
+    }
 
 
 def access_changed(facts: AccessFacts, now: _dt.datetime) -> Event:

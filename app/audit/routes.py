@@ -38,14 +38,32 @@ class AuditEventList(BaseModel):
 
 
 def to_api(row) -> dict:  # noqa: ANN001
-    return {"object": "audit_event", **{c: getattr(row, c) for c in (
-        "id", "occurred_at", "actor", "actor_role", "action", "customer_id", "subject_type", "subject_id", "reason",
-        "data", "policy_version")}}
+    return {
+        "object": "audit_event",
+        **{
+            c: getattr(row, c)
+            for c in (
+                "id",
+                "occurred_at",
+                "actor",
+                "actor_role",
+                "action",
+                "customer_id",
+                "subject_type",
+                "subject_id",
+                "reason",
+                "data",
+                "policy_version",
+            )
+        },
+    }
 
 
 @router.get("", response_model=AuditEventList)
 async def list_audit_events(
-    ctx: Ctx, caller: OpsCaller, params: Page,
+    ctx: Ctx,
+    caller: OpsCaller,
+    params: Page,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     subject_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -53,8 +71,12 @@ async def list_audit_events(
 ):
     """Who did what, when, why, under which policy version (R2). Ops only."""
     stmt = select(audit_events)
-    for column, value in ((audit_events.c.customer_id, customer_id), (audit_events.c.action, action),
-                          (audit_events.c.subject_id, subject_id), (audit_events.c.actor, actor)):
+    for column, value in (
+        (audit_events.c.customer_id, customer_id),
+        (audit_events.c.action, action),
+        (audit_events.c.subject_id, subject_id),
+        (audit_events.c.actor, actor),
+    ):
         if value is not None:
             stmt = stmt.where(column == value)
     async with ctx.db.read() as conn:

@@ -51,16 +51,36 @@ def event_row(type_: str, customer_id: str | None, at: _dt.datetime, obj: dict[s
     return {"id": new_id("evt"), "type": type_, "customer_id": customer_id, "created_at": at, "data": {"object": obj}}
 
 
-def audit_row(actor: Principal, action: str, at: _dt.datetime, *, subject_type: str, subject_id: str,
-              customer_id: str | None, reason: str | None = None, data: dict[str, Any] | None = None,
-              policy_version: str | None = None, events: Iterable[Event] = ()) -> AuditRow:
+def audit_row(
+    actor: Principal,
+    action: str,
+    at: _dt.datetime,
+    *,
+    subject_type: str,
+    subject_id: str,
+    customer_id: str | None,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+    policy_version: str | None = None,
+    events: Iterable[Event] = (),
+) -> AuditRow:
     """`events`: the domain events of this change, (type, object) pairs, recorded with the row (same customer,
     same time)."""
-    row = AuditRow({
-        "id": new_id("evt"), "occurred_at": at, "actor": actor.sub, "actor_role": _actor_role(actor),
-        "action": action, "customer_id": customer_id, "subject_type": subject_type, "subject_id": subject_id,
-        "reason": reason, "data": data or {}, "policy_version": policy_version,
-    })
+    row = AuditRow(
+        {
+            "id": new_id("evt"),
+            "occurred_at": at,
+            "actor": actor.sub,
+            "actor_role": _actor_role(actor),
+            "action": action,
+            "customer_id": customer_id,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "reason": reason,
+            "data": data or {},
+            "policy_version": policy_version,
+        }
+    )
     row.events = [event_row(type_, customer_id, at, obj) for type_, obj in events]
     return row
 

@@ -52,14 +52,18 @@ from policies import refund_decision
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
 
-_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                   autoescape=select_autoescape(default=True, default_for_string=True),
-                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 # No script at all; the only inline content is the <style> block; forms post only to this origin.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
+    "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -88,6 +92,7 @@ _env.filters.update(money=money, when=when, json=as_json, major=lambda amount: m
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------
+
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     defaults = {"session": None, "notice": None, "error": None, "values": {}, "failed": None, "query": ""}
@@ -122,8 +127,10 @@ def _domain_error(exc: DomainError, currency: str | None = None) -> dict[str, st
     if exc.code == "refund_exceeds_payment" and isinstance(exc.extra.get("refundable"), int) and currency:
         detail = f"Only {money(exc.extra['refundable'], currency)} of this payment is left to refund."
     if exc.code == "gateway_unavailable":
-        detail = (f"{detail} The refund is recorded as pending and will be sent again automatically; "
-                  "do not issue it a second time.").strip()
+        detail = (
+            f"{detail} The refund is recorded as pending and will be sent again automatically; "
+            "do not issue it a second time."
+        ).strip()
     return _error(exc.code, detail)
 
 
@@ -191,9 +198,21 @@ async def _post_guard(request: Request) -> tuple[Session | None, FormData | None
         return None, None, _to_login(request)
     form = await request.form()
     if not csrf_ok(session, _text(form, "csrf")):
-        return session, None, _page("error.html", 403, session=session, title="Forbidden",
-                                    error=_error("forbidden", "The form's security token is missing or wrong. "
-                                                              "Nothing was changed; reload the page and try again."))
+        return (
+            session,
+            None,
+            _page(
+                "error.html",
+                403,
+                session=session,
+                title="Forbidden",
+                error=_error(
+                    "forbidden",
+                    "The form's security token is missing or wrong. "
+                    "Nothing was changed; reload the page and try again.",
+                ),
+            ),
+        )
     return session, form, None
 
 
@@ -202,6 +221,7 @@ def _not_found(session: Session, exc: DomainError) -> HTMLResponse:
 
 
 # -- sign-in ------------------------------------------------------------------------------------------------------
+
 
 def _login_page(request: Request, status: int = 200, **context: Any) -> HTMLResponse:
     """The sign-in form with its CSRF token (and the cookie the token is bound to, when the browser has none)."""
@@ -212,12 +232,15 @@ def _login_page(request: Request, status: int = 200, **context: Any) -> HTMLResp
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str | None = None):  # noqa: A002 - the parameter's public name
+async def login_page(request: Request, next: str | None = None):
     target = safe_next(next)
     if await current_session(request) is not None:
         return _redirect(target or "/ops")
-    notice = "Your session has expired or is no longer valid. Paste a new token." if request.query_params.get(
-        "expired") else None
+    notice = (
+        "Your session has expired or is no longer valid. Paste a new token."
+        if request.query_params.get("expired")
+        else None
+    )
     return _login_page(request, notice=notice, next=target)
 
 
@@ -226,16 +249,27 @@ async def login(request: Request, ctx: Ctx):
     form = await request.form()
     target = safe_next(_text(form, "next"))
     if not login_csrf_ok(request, _text(form, "csrf")):
-        return _login_page(request, 403, next=target, error=_error(
-            "forbidden", "The form's security token is missing or wrong. Nothing was done; sign in again."))
+        return _login_page(
+            request,
+            403,
+            next=target,
+            error=_error(
+                "forbidden", "The form's security token is missing or wrong. Nothing was done; sign in again."
+            ),
+        )
     try:
         principal, token_expires_at = check_token(ctx.settings.auth_secret, _text(form, "token"))
     except Unauthenticated as exc:
-        return _login_page(request, 401, next=target,
-                           error=_error("unauthenticated", f"This token was refused: {exc.detail}."))
+        return _login_page(
+            request, 401, next=target, error=_error("unauthenticated", f"This token was refused: {exc.detail}.")
+        )
     if not principal.is_ops:
-        return _login_page(request, 403, next=target, error=_error(
-            "forbidden", "This is a customer token; the console is for ops staff only."))
+        return _login_page(
+            request,
+            403,
+            next=target,
+            error=_error("forbidden", "This is a customer token; the console is for ops staff only."),
+        )
     sid = await sessions.open_session(ctx, principal, token_expires_at, replaces=session_id(request))
     response = _redirect(target or "/ops")
     set_session_cookie(response, request, sid)
@@ -250,8 +284,13 @@ async def logout(request: Request, ctx: Ctx):
         return _redirect("/ops/login")
     form = await request.form()
     if not csrf_ok(session, _text(form, "csrf")):
-        return _page("error.html", 403, session=session, title="Forbidden",
-                     error=_error("forbidden", "The form's security token is missing or wrong."))
+        return _page(
+            "error.html",
+            403,
+            session=session,
+            title="Forbidden",
+            error=_error("forbidden", "The form's security token is missing or wrong."),
+        )
     await sessions.end_session(ctx, session.id_hash)
     response = _redirect("/ops/login")
     clear_session_cookie(response, request)
@@ -259,6 +298,7 @@ async def logout(request: Request, ctx: Ctx):
 
 
 # -- pages --------------------------------------------------------------------------------------------------------
+
 
 @router.get("")
 async def home(request: Request, ctx: Ctx, q: str = ""):
@@ -284,8 +324,7 @@ async def _customer_page(ctx, session: Session, customer_id: str, status: int = 
         overview = await service.customer_overview(ctx, session.principal, customer_id)
     except NotFound as exc:
         return _not_found(session, exc)
-    return _page("customer.html", status, session=session, o=overview, c=overview.customer, nonce=_nonce(),
-                 **context)
+    return _page("customer.html", status, session=session, o=overview, c=overview.customer, nonce=_nonce(), **context)
 
 
 @router.get("/customers/{customer_id}")
@@ -303,15 +342,24 @@ async def grant_credit(customer_id: str, request: Request, ctx: Ctx):
         return refusal
     values = {k: _text(form, k) for k in ("amount", "currency", "reason")}
     try:
-        body = CreditCreate(amount=parse_amount(values["amount"]), currency=values["currency"].strip().lower(),
-                            reason=values["reason"])
+        body = CreditCreate(
+            amount=parse_amount(values["amount"]), currency=values["currency"].strip().lower(), reason=values["reason"]
+        )
     except (ValidationError, FormError) as exc:
-        return await _customer_page(ctx, session, customer_id, 422, error=_form_error(exc), values=values,
-                                    failed="credit")
+        return await _customer_page(
+            ctx, session, customer_id, 422, error=_form_error(exc), values=values, failed="credit"
+        )
     nonce = _text(form, "nonce")
     if not _NONCE.match(nonce):
-        return await _customer_page(ctx, session, customer_id, 422, values=values, failed="credit",
-                                    error=_error("validation_error", "The form is incomplete; try again."))
+        return await _customer_page(
+            ctx,
+            session,
+            customer_id,
+            422,
+            values=values,
+            failed="credit",
+            error=_error("validation_error", "The form is incomplete; try again."),
+        )
     if not await service.use_once(ctx, session.principal, "credit", nonce, f"{customer_id}:{body.model_dump()}"):
         return _redirect(f"/ops/customers/{customer_id}?done=duplicate")
     try:
@@ -320,8 +368,9 @@ async def grant_credit(customer_id: str, request: Request, ctx: Ctx):
     except NotFound as exc:
         return _not_found(session, exc)
     except DomainError as exc:
-        return await _customer_page(ctx, session, customer_id, _status(exc.code), error=_domain_error(exc),
-                                    values=values, failed="credit")
+        return await _customer_page(
+            ctx, session, customer_id, _status(exc.code), error=_domain_error(exc), values=values, failed="credit"
+        )
     return _redirect(f"/ops/customers/{customer_id}?done=credit")
 
 
@@ -350,21 +399,29 @@ async def change_standing(customer_id: str, action: str, request: Request, ctx: 
         if action == "terminate" and values["confirm"] != "yes":
             raise FormError("confirm: tick the box to confirm that the account is terminated for good")
     except (ValidationError, FormError) as exc:
-        return await _customer_page(ctx, session, customer_id, 422, error=_form_error(exc), values=values,
-                                    failed=action)
+        return await _customer_page(
+            ctx, session, customer_id, 422, error=_form_error(exc), values=values, failed=action
+        )
     try:
         async with unit_of_work(ctx) as uow:
             await change(uow, session.principal, customer_id, body.reason)
     except NotFound as exc:
         return _not_found(session, exc)
     except DomainError as exc:
-        return await _customer_page(ctx, session, customer_id, _status(exc.code), error=_domain_error(exc),
-                                    values=values, failed=action)
+        return await _customer_page(
+            ctx, session, customer_id, _status(exc.code), error=_domain_error(exc), values=values, failed=action
+        )
     return _redirect(f"/ops/customers/{customer_id}?done={done}")
 
 
-async def _payment_page(ctx, session: Session, payment_id: str, status: int = 200,  # noqa: ANN001
-                        refusal: DomainError | None = None, **context: Any) -> HTMLResponse:
+async def _payment_page(
+    ctx,
+    session: Session,
+    payment_id: str,
+    status: int = 200,
+    refusal: DomainError | None = None,
+    **context: Any,
+) -> HTMLResponse:
     try:
         view = await service.payment_view(ctx, session.principal, payment_id)
     except NotFound as exc:
@@ -416,20 +473,42 @@ async def refund(payment_id: str, request: Request, ctx: Ctx):
         payment = view.payment
         # The preview asks the same policy function the service applies (R2); the service decides again, under
         # the payment's lock, when the refund is confirmed.
-        decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount,
-                                   body.reason)
+        decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
         if not decision.allowed:
-            return _page("payment.html", _status(decision.code or "validation_error"), session=session, v=view,
-                         p=payment, values=values, made=None,
-                         error=_error(decision.code or "validation_error",
-                                      _decision_detail(decision, view.left_to_refund, payment.currency)))
-        return _page("refund_confirm.html", session=session, v=view, p=payment, amount=body.amount,
-                     amount_text=major(body.amount), reason=body.reason, nonce=_nonce())
+            return _page(
+                "payment.html",
+                _status(decision.code or "validation_error"),
+                session=session,
+                v=view,
+                p=payment,
+                values=values,
+                made=None,
+                error=_error(
+                    decision.code or "validation_error",
+                    _decision_detail(decision, view.left_to_refund, payment.currency),
+                ),
+            )
+        return _page(
+            "refund_confirm.html",
+            session=session,
+            v=view,
+            p=payment,
+            amount=body.amount,
+            amount_text=major(body.amount),
+            reason=body.reason,
+            nonce=_nonce(),
+        )
 
     nonce = _text(form, "nonce")
     if not _NONCE.match(nonce):
-        return await _payment_page(ctx, session, payment_id, 422, values=values,
-                                   error=_error("validation_error", "The confirmation is incomplete; start again."))
+        return await _payment_page(
+            ctx,
+            session,
+            payment_id,
+            422,
+            values=values,
+            error=_error("validation_error", "The confirmation is incomplete; start again."),
+        )
     if not await service.use_once(ctx, principal, "refund", nonce, f"{payment_id}:{body.amount}:{body.reason}"):
         return _redirect(f"/ops/payments/{payment_id}?done=duplicate")
     try:

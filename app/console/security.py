@@ -73,7 +73,7 @@ def check_token(secret: str, raw: str) -> tuple[Principal, _dt.datetime | None]:
     exp = jwt.decode(raw, options={"verify_signature": False}).get("exp")  # verified just above
     if isinstance(exp, bool) or not isinstance(exp, (int, float)):
         return principal, None
-    return principal, _dt.datetime.fromtimestamp(exp, _dt.timezone.utc)
+    return principal, _dt.datetime.fromtimestamp(exp, _dt.UTC)
 
 
 def bare_token(raw: str) -> str:
@@ -112,6 +112,7 @@ def clear_session_cookie(response: Response, request: Request) -> None:
 
 
 # -- the sign-in form's CSRF token ---------------------------------------------------------------------------------
+
 
 def login_csrf(request: Request) -> tuple[str, str | None]:
     """The sign-in form's token, and the cookie value to set with the form (None when the browser has one)."""

@@ -82,13 +82,20 @@ async def find_customers(ctx: AppContext, query: str) -> list:
     if not query or len(query) > MAX_QUERY_LENGTH:
         return []
     email = normalise_email(query)
-    stmt = select(customers).where(or_(
-        customers.c.id == query,
-        customers.c.external_id == query,
-        # Stored emails are already trimmed (P1); lower() on both sides is the case-insensitive comparison
-        # both databases can do (SQLite's lower() folds ASCII only, as does casefold() on ASCII addresses).
-        func.lower(func.trim(customers.c.email)) == email.lower(),
-    )).order_by(customers.c.id.desc()).limit(SEARCH_LIMIT)
+    stmt = (
+        select(customers)
+        .where(
+            or_(
+                customers.c.id == query,
+                customers.c.external_id == query,
+                # Stored emails are already trimmed (P1); lower() on both sides is the case-insensitive comparison
+                # both databases can do (SQLite's lower() folds ASCII only, as does casefold() on ASCII addresses).
+                func.lower(func.trim(customers.c.email)) == email.lower(),
+            )
+        )
+        .order_by(customers.c.id.desc())
+        .limit(SEARCH_LIMIT)
+    )
     async with ctx.db.read() as conn:
         return list((await conn.execute(stmt)).all())
 
@@ -100,20 +107,26 @@ async def customer_overview(ctx: AppContext, principal: Principal, customer_id: 
         cid = customer.id
         overview = CustomerOverview(
             customer=customer,
-            subscriptions=await _newest(conn, select(subscriptions).where(subscriptions.c.customer_id == cid),
-                                        subscriptions.c.id),
+            subscriptions=await _newest(
+                conn, select(subscriptions).where(subscriptions.c.customer_id == cid), subscriptions.c.id
+            ),
             trials=await _newest(conn, select(trials).where(trials.c.customer_id == cid), trials.c.id),
             payments=await _newest(conn, select(payments).where(payments.c.customer_id == cid), payments.c.id),
             refunds=await _newest(conn, select(refunds).where(refunds.c.customer_id == cid), refunds.c.id),
-            credits=await _newest(conn, select(credit_entries).where(credit_entries.c.customer_id == cid),
-                                  credit_entries.c.id),
+            credits=await _newest(
+                conn, select(credit_entries).where(credit_entries.c.customer_id == cid), credit_entries.c.id
+            ),
             balances=await credit_repo.all_balances(conn, cid),
             notices=await _newest(conn, select(notices).where(notices.c.customer_id == cid), notices.c.id),
-            audit_events=await _newest(conn, select(audit_events).where(audit_events.c.customer_id == cid),
-                                       audit_events.c.id),
+            audit_events=await _newest(
+                conn, select(audit_events).where(audit_events.c.customer_id == cid), audit_events.c.id
+            ),
         )
-        currencies = (await conn.execute(
-            select(payments.c.currency).where(payments.c.customer_id == cid).distinct())).scalars().all()
+        currencies = (
+            (await conn.execute(select(payments.c.currency).where(payments.c.customer_id == cid).distinct()))
+            .scalars()
+            .all()
+        )
     overview.currencies = sorted(set(currencies) | set(overview.balances)) or ["usd"]
     return overview
 
@@ -123,10 +136,12 @@ async def payment_view(ctx: AppContext, principal: Principal, payment_id: str) -
     async with ctx.db.read() as conn:
         payment = await payment_repo.get_visible(conn, principal, payment_id)
         customer = await customer_repo.get_visible(conn, principal, payment.customer_id)
-        subscription = (await conn.execute(
-            select(subscriptions).where(subscriptions.c.id == payment.subscription_id))).first()
-        rows = (await conn.execute(select(refunds).where(refunds.c.payment_id == payment.id)
-                                   .order_by(refunds.c.id.desc()))).all()
+        subscription = (
+            await conn.execute(select(subscriptions).where(subscriptions.c.id == payment.subscription_id))
+        ).first()
+        rows = (
+            await conn.execute(select(refunds).where(refunds.c.payment_id == payment.id).order_by(refunds.c.id.desc()))
+        ).all()
     return PaymentView(payment, customer, subscription, list(rows))
 
 
@@ -143,9 +158,16 @@ async def use_once(ctx: AppContext, principal: Principal, purpose: str, nonce: s
     """
     now = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
-        inserted = await insert_ignoring_conflict(conn, idempotency_keys, {
-            "caller": f"console:{principal.caller_key}", "key": f"{purpose}:{nonce}",
-            "request_hash": hashlib.sha256(request.encode()).hexdigest(), "status": "completed",
-            "created_at": now, "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
-        })
+        inserted = await insert_ignoring_conflict(
+            conn,
+            idempotency_keys,
+            {
+                "caller": f"console:{principal.caller_key}",
+                "key": f"{purpose}:{nonce}",
+                "request_hash": hashlib.sha256(request.encode()).hexdigest(),
+                "status": "completed",
+                "created_at": now,
+                "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
+            },
+        )
     return inserted == 1

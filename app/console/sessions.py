@@ -27,8 +27,9 @@ from app.models import console_sessions
 
 TOUCH_EVERY = _dt.timedelta(minutes=1)
 
-_BY_HASH = select(console_sessions.c.staff, console_sessions.c.role, console_sessions.c.last_seen_at,
-                  console_sessions.c.expires_at)
+_BY_HASH = select(
+    console_sessions.c.staff, console_sessions.c.role, console_sessions.c.last_seen_at, console_sessions.c.expires_at
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ def hash_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
 
 
-def session_state(last_seen_at: _dt.datetime, expires_at: _dt.datetime, now: _dt.datetime,
-                  idle: _dt.timedelta) -> Literal["live", "touch", "expired"]:
+def session_state(
+    last_seen_at: _dt.datetime, expires_at: _dt.datetime, now: _dt.datetime, idle: _dt.timedelta
+) -> Literal["live", "touch", "expired"]:
     """What a request finds (pure; `now` passed in): `expired` past the absolute end or after `idle` without a
     request; `touch` when live and `last_seen_at` is a minute old or more (write it); `live` otherwise."""
     if now >= expires_at or now - last_seen_at >= idle:
@@ -50,8 +52,9 @@ def session_state(last_seen_at: _dt.datetime, expires_at: _dt.datetime, now: _dt
     return "touch" if now - last_seen_at >= TOUCH_EVERY else "live"
 
 
-async def open_session(ctx: AppContext, principal: Principal, token_expires_at: _dt.datetime | None,
-                       replaces: str | None = None) -> str:
+async def open_session(
+    ctx: AppContext, principal: Principal, token_expires_at: _dt.datetime | None, replaces: str | None = None
+) -> str:
     """A new session for `principal`; returns the id for the cookie (never stored). The browser's previous session,
     if any (`replaces`, its id), ends: signing in always starts a fresh id. Sessions already over are purged."""
     now = ctx.system_clock.wall()
@@ -65,9 +68,16 @@ async def open_session(ctx: AppContext, principal: Principal, token_expires_at: 
         if replaces:
             stale = or_(stale, console_sessions.c.id_hash == hash_id(replaces))
         await conn.execute(delete(console_sessions).where(stale))
-        await conn.execute(console_sessions.insert().values(
-            id_hash=hash_id(session_id), staff=principal.sub, role=principal.role, created_at=now,
-            last_seen_at=now, expires_at=expires_at))
+        await conn.execute(
+            console_sessions.insert().values(
+                id_hash=hash_id(session_id),
+                staff=principal.sub,
+                role=principal.role,
+                created_at=now,
+                last_seen_at=now,
+                expires_at=expires_at,
+            )
+        )
     return session_id
 
 
@@ -85,8 +95,11 @@ async def find_session(ctx: AppContext, session_id: str) -> Opened | None:
             await conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
             return None
         if state == "touch":
-            await conn.execute(update(console_sessions).where(
-                console_sessions.c.id_hash == id_hash, console_sessions.c.last_seen_at < now).values(last_seen_at=now))
+            await conn.execute(
+                update(console_sessions)
+                .where(console_sessions.c.id_hash == id_hash, console_sessions.c.last_seen_at < now)
+                .values(last_seen_at=now)
+            )
     return Opened(Principal(row.staff, row.role), id_hash)
 
 

@@ -29,7 +29,8 @@ async def grant_credit(customer_id: str, body: CreditCreate, ctx: Ctx, caller: O
 async def list_credits(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
     async with ctx.db.read() as conn:
         await customer_repo.get_visible(conn, caller, customer_id)
-        rows, has_more = await fetch_page(conn, select(credit_entries).where(
-            credit_entries.c.customer_id == customer_id), credit_entries.c.id, params)
+        rows, has_more = await fetch_page(
+            conn, select(credit_entries).where(credit_entries.c.customer_id == customer_id), credit_entries.c.id, params
+        )
         balances = await repository.all_balances(conn, customer_id)
     return JSON({**page([to_api(r) for r in rows], has_more), "balances": balances})

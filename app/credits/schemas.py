@@ -36,7 +36,14 @@ class CreditList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "credit", "id": row.id, "customer_id": row.customer_id, "kind": row.kind, "amount": row.amount,
-        "currency": row.currency, "reason": row.reason, "created_by": row.created_by, "payment_id": row.payment_id,
+        "object": "credit",
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "kind": row.kind,
+        "amount": row.amount,
+        "currency": row.currency,
+        "reason": row.reason,
+        "created_by": row.created_by,
+        "payment_id": row.payment_id,
         "created_at": row.created_at,
     }

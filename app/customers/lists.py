@@ -14,8 +14,15 @@ from app.http import page
 from app.pagination import PageParams, fetch_page
 
 
-async def customer_list(ctx: AppContext, principal: Principal, customer_id: str, stmt: Select, id_column,  # noqa: ANN001
-                        params: PageParams, to_api: Callable) -> dict:
+async def customer_list(
+    ctx: AppContext,
+    principal: Principal,
+    customer_id: str,
+    stmt: Select,
+    id_column,  # noqa: ANN001
+    params: PageParams,
+    to_api: Callable,
+) -> dict:
     async with ctx.db.read() as conn:
         await repository.get_visible(conn, principal, customer_id)
         rows, has_more = await fetch_page(conn, stmt, id_column, params)

@@ -9,8 +9,8 @@ import orjson
 from sqlalchemy import LargeBinary, Text, bindparam, cast, delete, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.audit.routes import to_api as audit_to_api
 from app.access.service import access_document
+from app.audit.routes import to_api as audit_to_api
 from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
@@ -88,37 +88,81 @@ async def erase(uow: UnitOfWork, principal: Principal, customer_id: str):
     if customer.status == "erased":
         return customer
     # The person erasing themselves acts under a pseudonym from here on (the forfeited credit, the audit trail).
-    actor = principal if principal.is_ops else Principal(sub=pseudonym(ctx.settings.identity_key, principal.sub),
-                                                         role="customer")
+    actor = (
+        principal
+        if principal.is_ops
+        else Principal(sub=pseudonym(ctx.settings.identity_key, principal.sub), role="customer")
+    )
     await end_everything(conn, ctx, actor, customer.id, now, "erased", None)
     identifiers = [customer.name, customer.email, customer.external_id]
-    await conn.execute(update(customers).where(customers.c.id == customer.id).values(
-        email=None, name=None, country=None, external_id=None, gateway_customer_id=None, status="erased",
-        marketing_opt_out=True, updated_at=now))
-    await conn.execute(update(notices).where(notices.c.customer_id == customer.id).values(
-        subject=ERASED, body="", status="skipped", last_error=None))
+    await conn.execute(
+        update(customers)
+        .where(customers.c.id == customer.id)
+        .values(
+            email=None,
+            name=None,
+            country=None,
+            external_id=None,
+            gateway_customer_id=None,
+            status="erased",
+            marketing_opt_out=True,
+            updated_at=now,
+        )
+    )
+    await conn.execute(
+        update(notices)
+        .where(notices.c.customer_id == customer.id)
+        .values(subject=ERASED, body="", status="skipped", last_error=None)
+    )
     for table in (refunds, credit_entries):
         await _redact_column(conn, table, table.c.customer_id == customer.id, "reason", identifiers)
     await _scrub_stored_responses(conn, ctx, customer.id, identifiers)
     await _scrub_webhook_inbox(conn, customer.id, customer.gateway_customer_id)
     if customer.external_id:
-        await conn.execute(delete(idempotency_keys).where(idempotency_keys.c.caller == f"customer:{customer.external_id}"))
+        await conn.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.caller == f"customer:{customer.external_id}")
+        )
         alias = pseudonym(ctx.settings.identity_key, customer.external_id)
         if ctx.db.is_postgres:  # the append-only trigger lets an erasure through, and nothing else
             await conn.execute(text("SET LOCAL billing.erasure = 'on'"))
-        await conn.execute(update(audit_events).where(audit_events.c.actor == customer.external_id,
-                                                      audit_events.c.actor_role == "customer").values(actor=alias))
-        await conn.execute(update(audit_events).where(audit_events.c.customer_id == customer.id,
-                                                      audit_events.c.reason.is_not(None)).values(reason=ERASED))
+        await conn.execute(
+            update(audit_events)
+            .where(audit_events.c.actor == customer.external_id, audit_events.c.actor_role == "customer")
+            .values(actor=alias)
+        )
+        await conn.execute(
+            update(audit_events)
+            .where(audit_events.c.customer_id == customer.id, audit_events.c.reason.is_not(None))
+            .values(reason=ERASED)
+        )
         if ctx.db.is_postgres:
             await conn.execute(text("SET LOCAL billing.erasure = 'off'"))
     await _scrub_events(conn, customer.id, identifiers)
-    erased = changed(customer, email=None, name=None, country=None, external_id=None, gateway_customer_id=None,
-                     status="erased", marketing_opt_out=True, updated_at=now)
-    await record(conn, actor, "customer.erased", now, subject_type="customer", subject_id=customer.id,
-                 customer_id=customer.id, policy_version=ctx.policies.at(now).version,
-                 events=[("customer.erased", customer_to_api(erased)),
-                         ("access.changed", access_document(access(AccessFacts(customer_status="erased"), now)))])
+    erased = changed(
+        customer,
+        email=None,
+        name=None,
+        country=None,
+        external_id=None,
+        gateway_customer_id=None,
+        status="erased",
+        marketing_opt_out=True,
+        updated_at=now,
+    )
+    await record(
+        conn,
+        actor,
+        "customer.erased",
+        now,
+        subject_type="customer",
+        subject_id=customer.id,
+        customer_id=customer.id,
+        policy_version=ctx.policies.at(now).version,
+        events=[
+            ("customer.erased", customer_to_api(erased)),
+            ("access.changed", access_document(access(AccessFacts(customer_status="erased"), now))),
+        ],
+    )
     return await repository.get(conn, customer.id)
 
 
@@ -127,11 +171,15 @@ async def _redact_column(conn: AsyncConnection, table, where, column: str, ident
     customer's rows, one statement for those that named them. Any e-mail address in the customer's own records is
     taken as theirs (perhaps one corrected since, D2, which the service no longer holds) and goes too."""
     rows = (await conn.execute(select(table.c.id, table.c[column]).where(where, table.c[column].is_not(None)))).all()
-    changed = [{"b_id": row.id, "b_text": redacted} for row in rows
-               if (redacted := redact(row[1], identifiers, every_email=True)) != row[1]]
+    changed = [
+        {"b_id": row.id, "b_text": redacted}
+        for row in rows
+        if (redacted := redact(row[1], identifiers, every_email=True)) != row[1]
+    ]
     if changed:
-        await conn.execute(update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_text")}),
-                           changed)
+        await conn.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values({column: bindparam("b_text")}), changed
+        )
 
 
 async def _scrub_events(conn: AsyncConnection, customer_id: str, identifiers: list) -> None:
@@ -140,38 +188,48 @@ async def _scrub_events(conn: AsyncConnection, customer_id: str, identifiers: li
     any e-mail address) in free text replaced; ids, codes, statuses and timestamps exactly as they were (one read,
     one statement for the events that changed)."""
     rows = (await conn.execute(select(events.c.id, events.c.data).where(events.c.customer_id == customer_id))).all()
-    scrubbed = [{"b_id": row.id, "b_data": data} for row in rows
-                if (data := erase_from_response(row.data, customer_id, identifiers, every_email=True)) != row.data]
+    scrubbed = [
+        {"b_id": row.id, "b_data": data}
+        for row in rows
+        if (data := erase_from_response(row.data, customer_id, identifiers, every_email=True)) != row.data
+    ]
     if scrubbed:
-        await conn.execute(update(events).where(events.c.id == bindparam("b_id")).values(data=bindparam("b_data")),
-                           scrubbed)
+        await conn.execute(
+            update(events).where(events.c.id == bindparam("b_id")).values(data=bindparam("b_data")), scrubbed
+        )
 
 
-async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str,
-                                  identifiers: list) -> None:
+async def _scrub_stored_responses(conn: AsyncConnection, ctx: AppContext, customer_id: str, identifiers: list) -> None:
     """D3: a stored idempotent response that shows the customer (found by their id, which every object of theirs
     carries, whoever the caller) is kept, so a retry still replays instead of acting twice, but shows them as
     erased (policies.erase_from_response): the Customer object's personal fields emptied, the identifiers (and any
     e-mail address) in free text replaced; ids, codes, statuses and timestamps exactly as they were."""
     body, pattern = idempotency_keys.c.response_body, f"%{customer_id}%"
     # bytea LIKE bytea on PostgreSQL; SQLite's LIKE reads a blob only once cast to text.
-    mentions = (body.op("LIKE")(literal(pattern.encode(), LargeBinary)) if ctx.db.is_postgres
-                else cast(body, Text).like(pattern))
+    mentions = (
+        body.op("LIKE")(literal(pattern.encode(), LargeBinary))
+        if ctx.db.is_postgres
+        else cast(body, Text).like(pattern)
+    )
     rows = (await conn.execute(select(idempotency_keys.c.caller, idempotency_keys.c.key, body).where(mentions))).all()
     changed = []
     for row in rows:
         try:
-            body = dumps(erase_from_response(orjson.loads(row.response_body), customer_id, identifiers,
-                                             every_email=True))
+            body = dumps(
+                erase_from_response(orjson.loads(row.response_body), customer_id, identifiers, every_email=True)
+            )
         except orjson.JSONDecodeError:
             text_body = row.response_body.decode("utf-8", "replace")
             body = (redact(text_body, identifiers, every_email=True) or "").encode()
         if body != row.response_body:
             changed.append({"b_caller": row.caller, "b_key": row.key, "b_body": body})
     if changed:
-        await conn.execute(update(idempotency_keys).where(idempotency_keys.c.caller == bindparam("b_caller"),
-                                                          idempotency_keys.c.key == bindparam("b_key"))
-                           .values(response_body=bindparam("b_body")), changed)
+        await conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.caller == bindparam("b_caller"), idempotency_keys.c.key == bindparam("b_key"))
+            .values(response_body=bindparam("b_body")),
+            changed,
+        )
 
 
 async def _scrub_webhook_inbox(conn: AsyncConnection, customer_id: str, gateway_customer: str | None) -> None:
@@ -180,8 +238,9 @@ async def _scrub_webhook_inbox(conn: AsyncConnection, customer_id: str, gateway_
     `customer` it is): their payloads are emptied in one statement; the event id, type, object and outcome stay,
     so a repeated delivery is still recognised. (Events of types the service does not act on are stored without
     their payload in the first place: app/webhooks/service.py.)"""
-    their_intents = select(payments.c.gateway_payment_id).where(payments.c.customer_id == customer_id,
-                                                                payments.c.gateway_payment_id.is_not(None))
+    their_intents = select(payments.c.gateway_payment_id).where(
+        payments.c.customer_id == customer_id, payments.c.gateway_payment_id.is_not(None)
+    )
     about_intent = webhook_events.c.payload[("data", "object", "payment_intent")].as_string()
     about_them = webhook_events.c.object_id.in_(their_intents) | about_intent.in_(their_intents)
     if gateway_customer:

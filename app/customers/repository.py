@@ -23,7 +23,8 @@ def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = 
             stmt = stmt.where(customers.c.external_id == bindparam("sub"))
         else:
             stmt = stmt.join(customers, customers.c.id == table.c.customer_id).where(
-                customers.c.external_id == bindparam("sub"))
+                customers.c.external_id == bindparam("sub")
+            )
     if with_plan_name:
         stmt = stmt.add_columns(plans.c.name.label("plan_name")).join(plans, plans.c.id == table.c.plan_id)
     return stmt.with_for_update(of=table) if for_update else stmt
@@ -34,8 +35,16 @@ async def get_visible(conn: AsyncConnection, principal: Principal, customer_id: 
     return await get_owned(conn, principal, customers, customer_id, "customer", for_update=for_update)
 
 
-async def get_owned(conn: AsyncConnection, principal: Principal, table: Table, object_id: str, noun: str, *,
-                    for_update: bool = False, with_plan_name: bool = False):
+async def get_owned(
+    conn: AsyncConnection,
+    principal: Principal,
+    table: Table,
+    object_id: str,
+    noun: str,
+    *,
+    for_update: bool = False,
+    with_plan_name: bool = False,
+):
     """A row of `table` (a customer, or an object with a `customer_id`) if the caller may see it; otherwise 404.
     The one place where a customer token is limited to its own customer's objects (existence is not revealed)."""
     scoped = not principal.is_ops

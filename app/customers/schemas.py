@@ -41,8 +41,14 @@ class Customer(RequestModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "customer", "id": row.id, "external_id": row.external_id, "email": row.email, "name": row.name,
-        "country": row.country, "marketing_opt_out": row.marketing_opt_out, "status": row.status,
+        "object": "customer",
+        "id": row.id,
+        "external_id": row.external_id,
+        "email": row.email,
+        "name": row.name,
+        "country": row.country,
+        "marketing_opt_out": row.marketing_opt_out,
+        "status": row.status,
         "created_at": row.created_at,
     }
 

@@ -19,15 +19,24 @@ from app.ids import new_id
 from app.models import credit_entries, customers, payments, subscriptions, trials
 from app.payments.corrections import cancel_due
 from app.payments.schemas import to_api as payment_to_api
-from app.subscriptions.schemas import as_read as subscription_as_read
 from app.subscriptions.repository import LIVE
+from app.subscriptions.schemas import as_read as subscription_as_read
 from app.uow import UnitOfWork
 from policies import AccessDecision, AccessFacts, access, charge_due_at_lifting, termination_refund
 
 
-async def _set_status(uow: UnitOfWork, principal: Principal, customer_id: str,
-                      allowed_from: tuple[str, ...], status: str, action: str, reason: str, *,
-                      refuse_while_charging: bool = False, recorded: bool = True):
+async def _set_status(
+    uow: UnitOfWork,
+    principal: Principal,
+    customer_id: str,
+    allowed_from: tuple[str, ...],
+    status: str,
+    action: str,
+    reason: str,
+    *,
+    refuse_while_charging: bool = False,
+    recorded: bool = True,
+):
     """`recorded=False`: the caller records the change (`_record_status`) once its effects are written."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     principal.require_ops()
@@ -35,9 +44,11 @@ async def _set_status(uow: UnitOfWork, principal: Principal, customer_id: str,
     if customer.status in ("terminated", "erased"):
         raise CustomerTerminated(f"the account is {customer.status}; it cannot change any more")
     if customer.status not in allowed_from:
-        raise ValidationFailed(f"the account is {customer.status}", account_status=customer.status,
-                               errors=[{"field": "customer_id", "location": "path",
-                                        "message": f"the account is {customer.status}"}])
+        raise ValidationFailed(
+            f"the account is {customer.status}",
+            account_status=customer.status,
+            errors=[{"field": "customer_id", "location": "path", "message": f"the account is {customer.status}"}],
+        )
     if refuse_while_charging:
         await _refuse_while_charging(conn, ctx, customer.id)
     await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
@@ -46,19 +57,39 @@ async def _set_status(uow: UnitOfWork, principal: Principal, customer_id: str,
     return customer, now
 
 
-async def _record_status(conn: AsyncConnection, ctx: AppContext, principal: Principal,
-                         customer, status: str, action: str, reason: str, now,  # noqa: ANN001
-                         access_now: AccessDecision | None = None) -> None:
+async def _record_status(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    principal: Principal,
+    customer,
+    status: str,
+    action: str,
+    reason: str,
+    now,  # noqa: ANN001
+    access_now: AccessDecision | None = None,
+) -> None:
     """The audit row of a standing change and, when the status did change, its events: the customer, and the
     access it leaves (R3: none unless active; `access_now` for an account made active)."""
     events = []
     if customer.status != status:
         decision = access_now or access(AccessFacts(customer_status=status), now)
-        events = [(action, to_api(changed(customer, status=status, updated_at=now))),
-                  ("access.changed", access_document(decision))]
-    await record(conn, principal, action, now, subject_type="customer", subject_id=customer.id,
-                 customer_id=customer.id, reason=reason, policy_version=ctx.policies.at(now).version,
-                 data={"before": customer.status, "after": status}, events=events)
+        events = [
+            (action, to_api(changed(customer, status=status, updated_at=now))),
+            ("access.changed", access_document(decision)),
+        ]
+    await record(
+        conn,
+        principal,
+        action,
+        now,
+        subject_type="customer",
+        subject_id=customer.id,
+        customer_id=customer.id,
+        reason=reason,
+        policy_version=ctx.policies.at(now).version,
+        data={"before": customer.status, "after": status},
+        events=events,
+    )
 
 
 async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
@@ -66,8 +97,16 @@ async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reaso
     renewal or retry of the customer is being charged (a live claim holds the subscription), the suspension is
     refused with 409 `charge_in_progress` and Retry-After, as a cancellation is: the charge already started
     cannot be held any more."""
-    await _set_status(uow, principal, customer_id, ("active", "suspended"), "suspended",
-                      "customer.suspended", reason, refuse_while_charging=True)
+    await _set_status(
+        uow,
+        principal,
+        customer_id,
+        ("active", "suspended"),
+        "suspended",
+        "customer.suspended",
+        reason,
+        refuse_while_charging=True,
+    )
     return await repository.get_visible(uow.conn, principal, customer_id)
 
 
@@ -76,16 +115,25 @@ async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, custome
     customer's live subscriptions are locked (after the customer, the order termination follows), so a batch
     claiming them now waits for this decision (or skips them, SKIP LOCKED) and one that claimed them has
     committed its claim."""
-    claims = (await conn.execute(
-        select(subscriptions.c.claimed_until).where(subscriptions.c.customer_id == customer_id,
-                                                    subscriptions.c.status.in_(LIVE))
-        .order_by(subscriptions.c.id).with_for_update())).scalars().all()
+    claims = (
+        (
+            await conn.execute(
+                select(subscriptions.c.claimed_until)
+                .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(LIVE))
+                .order_by(subscriptions.c.id)
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
     held_until = max((c for c in claims if c is not None), default=None)
     wall = ctx.system_clock.wall()
     if held_until is not None and held_until > wall:
         wait = math.ceil((held_until - wall).total_seconds())
-        raise ChargeInProgress(f"a charge for a subscription of customer {customer_id} is in flight; retry in "
-                               f"{wait} s", retry_after=wait)
+        raise ChargeInProgress(
+            f"a charge for a subscription of customer {customer_id} is in flight; retry in {wait} s", retry_after=wait
+        )
 
 
 async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
@@ -93,20 +141,33 @@ async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, rea
     the jobs charges it, on the unchanged anchor. The lifting's time is recorded on the subscription whose charge
     it releases: if that charge fails, the retries count from it (`policies.retries_counted_from`)."""
     conn, ctx = uow.conn, uow.ctx
-    customer, now = await _set_status(uow, principal, customer_id, ("suspended", "active"), "active",
-                                      "customer.unsuspended", reason, recorded=False)
+    customer, now = await _set_status(
+        uow, principal, customer_id, ("suspended", "active"), "active", "customer.unsuspended", reason, recorded=False
+    )
     access_now = None
     if customer.status == "suspended":
-        live = (await conn.execute(
-            select(subscriptions.c.id, subscriptions.c.status, subscriptions.c.cancel_at_period_end,
-                   subscriptions.c.current_period_end, subscriptions.c.next_retry_at)
-            .where(subscriptions.c.customer_id == customer.id, subscriptions.c.status.in_(LIVE))
-            .with_for_update())).all()
-        released = [s.id for s in live if charge_due_at_lifting(s.status, s.cancel_at_period_end,
-                                                                 s.current_period_end, s.next_retry_at, now)]
+        live = (
+            await conn.execute(
+                select(
+                    subscriptions.c.id,
+                    subscriptions.c.status,
+                    subscriptions.c.cancel_at_period_end,
+                    subscriptions.c.current_period_end,
+                    subscriptions.c.next_retry_at,
+                )
+                .where(subscriptions.c.customer_id == customer.id, subscriptions.c.status.in_(LIVE))
+                .with_for_update()
+            )
+        ).all()
+        released = [
+            s.id
+            for s in live
+            if charge_due_at_lifting(s.status, s.cancel_at_period_end, s.current_period_end, s.next_retry_at, now)
+        ]
         if released:
-            await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(released))
-                               .values(charge_released_at=now))
+            await conn.execute(
+                update(subscriptions).where(subscriptions.c.id.in_(released)).values(charge_released_at=now)
+            )
         access_now = await access_in(conn, ctx, customer.id, "active", now)  # what the lifting gives back
     await _record_status(conn, ctx, principal, customer, "active", "customer.unsuspended", reason, now, access_now)
     return await repository.get_visible(conn, principal, customer_id)
@@ -115,35 +176,79 @@ async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, rea
 async def terminate(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
     """R3: every subscription and trial ends at once; credits are forfeited; nothing is refunded; the account
     cannot buy again."""
-    customer, now = await _set_status(uow, principal, customer_id, ("active", "suspended"), "terminated",
-                                      "customer.terminated", reason)
+    customer, now = await _set_status(
+        uow, principal, customer_id, ("active", "suspended"), "terminated", "customer.terminated", reason
+    )
     await end_everything(uow.conn, uow.ctx, principal, customer.id, now, "terminated", reason)
     return await repository.get_visible(uow.conn, principal, customer_id)
 
 
-async def end_everything(conn: AsyncConnection, ctx: AppContext, principal: Principal, customer_id: str, now,  # noqa: ANN001
-                         ended_reason: str, reason: str | None) -> None:
+async def end_everything(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    principal: Principal,
+    customer_id: str,
+    now,  # noqa: ANN001
+    ended_reason: str,
+    reason: str | None,
+) -> None:
     """End every live subscription and running trial of the customer now, forfeit credit, refund nothing."""
-    ended = (await conn.execute(update(subscriptions).where(subscriptions.c.customer_id == customer_id,
-                                                            subscriptions.c.status.in_(LIVE)).values(
-        status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None)
-        .returning(*subscriptions.c))).all()
+    ended = (
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(LIVE))
+            .values(status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None)
+            .returning(*subscriptions.c)
+        )
+    ).all()
     # B1: an unpaid purchase's PaymentIntent is cancelled at the gateway by the `payment_cancellations` job.
-    dropped = (await conn.execute(
-        update(payments).where(payments.c.customer_id == customer_id, payments.c.status == "pending")
-        .values(status="failed", failure_code=ended_reason, updated_at=now,
-                gateway_cancel_due_at=cancel_due(ctx.system_clock.wall())).returning(*payments.c))).all()
+    dropped = (
+        await conn.execute(
+            update(payments)
+            .where(payments.c.customer_id == customer_id, payments.c.status == "pending")
+            .values(
+                status="failed",
+                failure_code=ended_reason,
+                updated_at=now,
+                gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()),
+            )
+            .returning(*payments.c)
+        )
+    ).all()
     # A subscription that had started ends (one still waiting for its first payment never began: its payment
     # fails); the customer's access event is the standing change's.
     events = [("subscription.ended", subscription_as_read(s, now)) for s in ended if s.anchor_at is not None]
     events += [("payment.failed", payment_to_api(p)) for p in dropped]
-    await conn.execute(update(trials).where(trials.c.customer_id == customer_id, trials.c.status == "active")
-                       .values(status="terminated", ended_at=now))
+    await conn.execute(
+        update(trials)
+        .where(trials.c.customer_id == customer_id, trials.c.status == "active")
+        .values(status="terminated", ended_at=now)
+    )
     for currency, balance in (await credit_repo.all_balances(conn, customer_id)).items():
         if balance > 0:
-            await conn.execute(insert(credit_entries).values(
-                id=new_id("cred"), customer_id=customer_id, kind="forfeit", amount=-balance, currency=currency,
-                reason=reason, created_by=principal.sub, payment_id=None, policy_version=None, created_at=now))
-    await record(conn, principal, f"customer.{ended_reason}.effects", now, subject_type="customer",
-                 subject_id=customer_id, customer_id=customer_id, reason=reason,
-                 data={"refunded": termination_refund()}, events=events)
+            await conn.execute(
+                insert(credit_entries).values(
+                    id=new_id("cred"),
+                    customer_id=customer_id,
+                    kind="forfeit",
+                    amount=-balance,
+                    currency=currency,
+                    reason=reason,
+                    created_by=principal.sub,
+                    payment_id=None,
+                    policy_version=None,
+                    created_at=now,
+                )
+            )
+    await record(
+        conn,
+        principal,
+        f"customer.{ended_reason}.effects",
+        now,
+        subject_type="customer",
+        subject_id=customer_id,
+        customer_id=customer_id,
+        reason=reason,
+        data={"refunded": termination_refund()},
+        events=events,
+    )

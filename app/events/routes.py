@@ -41,14 +41,23 @@ class EventList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     """`timestamp` is `created_at` (the Standard Webhooks field receivers order by)."""
-    return {"object": "event", "id": row.id, "type": row.type, "created_at": row.created_at,
-            "timestamp": row.created_at, "customer_id": row.customer_id, "data": row.data}
+    return {
+        "object": "event",
+        "id": row.id,
+        "type": row.type,
+        "created_at": row.created_at,
+        "timestamp": row.created_at,
+        "customer_id": row.customer_id,
+        "data": row.data,
+    }
 
 
 @router.get("", response_model=EventList)
 async def list_events(
-    ctx: Ctx, caller: OpsCaller, params: Page,
-    type: Annotated[str | None, Query(max_length=64)] = None,  # noqa: A002 - the contract's name
+    ctx: Ctx,
+    caller: OpsCaller,
+    params: Page,
+    type: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
 ):
     """What happened, newest first; filters `?type=` and `?customer_id=`. Ops only."""

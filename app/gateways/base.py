@@ -104,11 +104,13 @@ CONCURRENT_CHARGES = 8  # calls in flight at once for a batch charged one call a
 # their subscriptions was lost (app/subscriptions/tasks.py), so another run may be charging them with the same keys.
 # The batch sets it (a set it adds to while it charges) around its `charge_many` call.
 withdrawn_charges: contextvars.ContextVar[set[str] | frozenset[str]] = contextvars.ContextVar(
-    "withdrawn_charges", default=frozenset())
+    "withdrawn_charges", default=frozenset()
+)
 
 
-async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]],
-                      requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
+async def charge_each(
+    charge: Callable[[ChargeRequest], Awaitable[ChargeResult]], requests: Sequence[ChargeRequest]
+) -> list[ChargeOutcome]:
     """`charge_many` for a gateway that takes one charge per call (Stripe): at most `CONCURRENT_CHARGES` calls in
     flight. Anything unexpected stops the calls not yet made (TaskGroup) and is raised. A charge whose key is in
     `withdrawn_charges` by the time its turn comes is not started (`GatewayUnavailable`: no answer)."""
@@ -123,12 +125,16 @@ async def charge_each(charge: Callable[[ChargeRequest], Awaitable[ChargeResult]]
             try:
                 return await charge(request)
             except GatewayUnavailable as exc:
-                log.warning("gateway unavailable; the charge will be retried with the same key",
-                            extra={"idempotency_key": request.idempotency_key})
+                log.warning(
+                    "gateway unavailable; the charge will be retried with the same key",
+                    extra={"idempotency_key": request.idempotency_key},
+                )
                 return exc
             except GatewayError as exc:
-                log.error("the gateway refused a charge; it will be retried with the same key",
-                          extra={"idempotency_key": request.idempotency_key, "error": str(exc)})
+                log.error(
+                    "the gateway refused a charge; it will be retried with the same key",
+                    extra={"idempotency_key": request.idempotency_key, "error": str(exc)},
+                )
                 return exc
 
     async with asyncio.TaskGroup() as group:

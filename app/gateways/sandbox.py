@@ -46,13 +46,21 @@ def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
 
 
 _CHARGES_BY_KEY = select(sandbox_charges).where(
-    sandbox_charges.c.idempotency_key.in_(bindparam("keys", expanding=True)))
-_COMPLETE_ACTION = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
-                                                  sandbox_charges.c.status.in_(("requires_action", "canceled")))
-                    .values(status="succeeded"))
-_CANCEL = (update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == bindparam("intent"),
-                                         sandbox_charges.c.status == "requires_action")
-           .values(status="canceled"))
+    sandbox_charges.c.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+_COMPLETE_ACTION = (
+    update(sandbox_charges)
+    .where(
+        sandbox_charges.c.payment_intent_id == bindparam("intent"),
+        sandbox_charges.c.status.in_(("requires_action", "canceled")),
+    )
+    .values(status="succeeded")
+)
+_CANCEL = (
+    update(sandbox_charges)
+    .where(sandbox_charges.c.payment_intent_id == bindparam("intent"), sandbox_charges.c.status == "requires_action")
+    .values(status="canceled")
+)
 _CHARGE_STATUS = select(sandbox_charges.c.status).where(sandbox_charges.c.payment_intent_id == bindparam("intent"))
 
 
@@ -77,9 +85,15 @@ class SandboxGateway:
             return []
         wall = self._clock.wall()
         async with self._db.autocommit() as conn:
-            rows = {row.idempotency_key: row for row in await insert_ignoring_returning(
-                conn, sandbox_charges, [self._record(request, wall) for request in requests],
-                conflict_on=["idempotency_key"])}
+            rows = {
+                row.idempotency_key: row
+                for row in await insert_ignoring_returning(
+                    conn,
+                    sandbox_charges,
+                    [self._record(request, wall) for request in requests],
+                    conflict_on=["idempotency_key"],
+                )
+            }
             repeats = [r.idempotency_key for r in requests if r.idempotency_key not in rows]
             if repeats:
                 repeated = (await conn.execute(_CHARGES_BY_KEY, {"keys": repeats})).all()
@@ -89,20 +103,33 @@ class SandboxGateway:
     @staticmethod
     def _record(request: ChargeRequest, wall) -> dict:  # noqa: ANN001
         status, decline = _outcome(request)
-        return {"idempotency_key": request.idempotency_key,
-                "payment_intent_id": "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24],
-                "amount": request.amount, "currency": request.currency, "payment_method": request.payment_method,
-                "status": status, "decline_code": decline, "refunded_amount": 0, "created_at": wall}
+        return {
+            "idempotency_key": request.idempotency_key,
+            "payment_intent_id": "pi_sandbox_" + hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:24],
+            "amount": request.amount,
+            "currency": request.currency,
+            "payment_method": request.payment_method,
+            "status": status,
+            "decline_code": decline,
+            "refunded_amount": 0,
+            "created_at": wall,
+        }
 
     @staticmethod
     def _result(row) -> ChargeResult:  # noqa: ANN001
         status = row.status if row.status in ("succeeded", "requires_action") else "failed"  # canceled: B1
         secret = f"{row.payment_intent_id}_secret_sandbox" if status == "requires_action" else None
-        return ChargeResult(status=status, payment_id=row.payment_intent_id, client_secret=secret,
-                            decline_code=row.decline_code or ("canceled" if row.status == "canceled" else None),
-                            message={"card_declined": "Your card was declined.",
-                                     "authentication_required": "This payment needs the customer's authentication.",
-                                     "invalid_payment_method": "Unknown payment method."}.get(row.decline_code))
+        return ChargeResult(
+            status=status,
+            payment_id=row.payment_intent_id,
+            client_secret=secret,
+            decline_code=row.decline_code or ("canceled" if row.status == "canceled" else None),
+            message={
+                "card_declined": "Your card was declined.",
+                "authentication_required": "This payment needs the customer's authentication.",
+                "invalid_payment_method": "Unknown payment method.",
+            }.get(row.decline_code),
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: the ledger uses the service's own database."""
@@ -127,21 +154,44 @@ class SandboxGateway:
         key returns the first result, refusal included, and moves no money; the same key for another refund is a
         `GatewayError`. The charge's row lock orders concurrent refunds of it, repeats of one key included."""
         async with self._db.transaction() as conn:
-            row = (await conn.execute(select(sandbox_charges).where(
-                sandbox_charges.c.payment_intent_id == payment_id).with_for_update())).one()
+            row = (
+                await conn.execute(
+                    select(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id).with_for_update()
+                )
+            ).one()
             refused = amount < 1 or row.status != "succeeded" or row.refunded_amount + amount > row.amount
-            recorded = await insert_ignoring_returning(conn, sandbox_refunds, {
-                "idempotency_key": idempotency_key, "payment_intent_id": payment_id, "amount": amount,
-                "refund_id": None if refused else new_id("re_sandbox"),
-                "status": "failed" if refused else "succeeded", "created_at": self._clock.wall(),
-            }, conflict_on=["idempotency_key"])
+            recorded = await insert_ignoring_returning(
+                conn,
+                sandbox_refunds,
+                {
+                    "idempotency_key": idempotency_key,
+                    "payment_intent_id": payment_id,
+                    "amount": amount,
+                    "refund_id": None if refused else new_id("re_sandbox"),
+                    "status": "failed" if refused else "succeeded",
+                    "created_at": self._clock.wall(),
+                },
+                conflict_on=["idempotency_key"],
+            )
             if recorded and not refused:
-                await conn.execute(update(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id)
-                                   .values(refunded_amount=sandbox_charges.c.refunded_amount + amount))
+                await conn.execute(
+                    update(sandbox_charges)
+                    .where(sandbox_charges.c.payment_intent_id == payment_id)
+                    .values(refunded_amount=sandbox_charges.c.refunded_amount + amount)
+                )
             # A key recorded before (a repeat) answers as its first refund did.
-            first = recorded[0] if recorded else (await conn.execute(select(sandbox_refunds).where(
-                sandbox_refunds.c.idempotency_key == idempotency_key))).one()
+            first = (
+                recorded[0]
+                if recorded
+                else (
+                    await conn.execute(
+                        select(sandbox_refunds).where(sandbox_refunds.c.idempotency_key == idempotency_key)
+                    )
+                ).one()
+            )
         if (first.payment_intent_id, first.amount) != (payment_id, amount):
-            raise GatewayError(f"idempotency key {idempotency_key!r} was used for another refund "
-                               f"({first.amount} of {first.payment_intent_id})")
+            raise GatewayError(
+                f"idempotency key {idempotency_key!r} was used for another refund "
+                f"({first.amount} of {first.payment_intent_id})"
+            )
         return RefundResult(refund_id=first.refund_id or "", status=first.status)

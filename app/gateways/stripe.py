@@ -34,8 +34,13 @@ log = logging.getLogger(__name__)
 # PaymentIntent statuses after a create-and-confirm that mean the customer has something to do (3-D Secure, or
 # another payment method on the page they are on). `processing` cannot happen for cards; it ends through a webhook.
 _NEEDS_CUSTOMER = frozenset({"requires_action", "requires_confirmation", "processing"})
-_REFUND_STATUS = {"succeeded": "succeeded", "pending": "pending", "requires_action": "pending",
-                  "failed": "failed", "canceled": "failed"}
+_REFUND_STATUS = {
+    "succeeded": "succeeded",
+    "pending": "pending",
+    "requires_action": "pending",
+    "failed": "failed",
+    "canceled": "failed",
+}
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -61,8 +66,9 @@ class _HTTPXClient(stripe.HTTPXClient):
 class StripeGateway:
     name = "stripe"
 
-    def __init__(self, api_key: str, api_base: str | None = None, *, max_network_retries: int = 2,
-                 timeout: float = 20.0) -> None:
+    def __init__(
+        self, api_key: str, api_base: str | None = None, *, max_network_retries: int = 2, timeout: float = 20.0
+    ) -> None:
         if not api_key:
             raise ValueError("a Stripe API key is required")
         self._api_key = api_key
@@ -109,8 +115,9 @@ class StripeGateway:
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         if not request.payment_method.startswith("pm_"):
             # Only payment method ids are accepted (what Stripe.js gives the frontend): never card data.
-            return ChargeResult(status="failed", payment_id="", decline_code="invalid_payment_method",
-                                message="Unknown payment method.")
+            return ChargeResult(
+                status="failed", payment_id="", decline_code="invalid_payment_method", message="Unknown payment method."
+            )
         params: dict[str, Any] = {
             "amount": request.amount,
             "currency": request.currency.lower(),
@@ -128,7 +135,8 @@ class StripeGateway:
             params["setup_future_usage"] = "off_session"  # keep the method on the customer for the renewals
         try:
             intent = await self._stripe().v1.payment_intents.create_async(
-                params, {"idempotency_key": request.idempotency_key})
+                params, {"idempotency_key": request.idempotency_key}
+            )
         except stripe.CardError as err:
             return _declined(err)
         except stripe.StripeError as err:
@@ -161,7 +169,8 @@ class StripeGateway:
         client = self._stripe()
         try:
             intent = await client.v1.payment_intents.cancel_async(
-                payment_id, None, {"idempotency_key": idempotency_key})
+                payment_id, None, {"idempotency_key": idempotency_key}
+            )
         except stripe.InvalidRequestError as refused:
             try:
                 intent = await client.v1.payment_intents.retrieve_async(payment_id)
@@ -175,8 +184,9 @@ class StripeGateway:
             return intent.status
         if intent.status == "processing":
             raise GatewayUnavailable(f"PaymentIntent {payment_id} is still processing; its cancellation waits")
-        raise GatewayError(f"Stripe answered the cancellation of PaymentIntent {payment_id} with status "
-                           f"{intent.status!r}")
+        raise GatewayError(
+            f"Stripe answered the cancellation of PaymentIntent {payment_id} with status {intent.status!r}"
+        )
 
     async def complete_action(self, payment_intent_id: str) -> None:
         """Nothing to do: Stripe keeps its own books, and the signed `payment_intent.succeeded` that reports the
@@ -189,7 +199,8 @@ class StripeGateway:
             events = [e.to_dict() for e in page.data]
             while page.has_more:
                 page = await self._stripe().v1.events.list_async(
-                    {"created": {"gte": created_gte}, "limit": 100, "starting_after": page.data[-1].id})
+                    {"created": {"gte": created_gte}, "limit": 100, "starting_after": page.data[-1].id}
+                )
                 events.extend(e.to_dict() for e in page.data)
         except stripe.StripeError as err:
             raise _translate(err, "list events") from err
@@ -206,14 +217,18 @@ def _charge_result(intent: Any, *, off_session: bool) -> ChargeResult:
         if error is None and not off_session:
             # Confirmed but not payable as it stands: the customer can finish it on the page with the client secret.
             return ChargeResult(status="requires_action", payment_id=intent.id, client_secret=intent.client_secret)
-        return ChargeResult(status="failed", payment_id=intent.id,
-                            decline_code=_get(error, "decline_code") or _get(error, "code") or "payment_failed",
-                            message=_get(error, "message") or "The payment failed.")
+        return ChargeResult(
+            status="failed",
+            payment_id=intent.id,
+            decline_code=_get(error, "decline_code") or _get(error, "code") or "payment_failed",
+            message=_get(error, "message") or "The payment failed.",
+        )
     if status in _NEEDS_CUSTOMER:
         return ChargeResult(status="requires_action", payment_id=intent.id, client_secret=intent.client_secret)
     if status == "canceled":
-        return ChargeResult(status="failed", payment_id=intent.id, decline_code="canceled",
-                            message="The payment was canceled.")
+        return ChargeResult(
+            status="failed", payment_id=intent.id, decline_code="canceled", message="The payment was canceled."
+        )
     # e.g. requires_capture: we never ask for manual capture, so this is not a state we can account for.
     raise GatewayError(f"Stripe answered PaymentIntent {intent.id} with an unexpected status {status!r}")
 
@@ -222,8 +237,12 @@ def _declined(err: stripe.CardError) -> ChargeResult:
     error = err.error
     intent = _get(error, "payment_intent")
     decline_code = getattr(err, "decline_code", None) or _get(error, "decline_code") or err.code or "card_declined"
-    return ChargeResult(status="failed", payment_id=_get(intent, "id") or "", decline_code=decline_code,
-                        message=err.user_message or str(err))
+    return ChargeResult(
+        status="failed",
+        payment_id=_get(intent, "id") or "",
+        decline_code=decline_code,
+        message=err.user_message or str(err),
+    )
 
 
 def _translate(err: stripe.StripeError, action: str) -> Exception:
@@ -233,7 +252,8 @@ def _translate(err: stripe.StripeError, action: str) -> Exception:
     # answer yet, so it is tried again later with the same key, never taken as a refusal. (The same key with other
     # parameters is a 400 idempotency_error: a refusal.)
     if isinstance(err, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)) or (
-            isinstance(err, stripe.IdempotencyError) and err.http_status == 409):
+        isinstance(err, stripe.IdempotencyError) and err.http_status == 409
+    ):
         log.warning("stripe unavailable (%s): %s", action, message)
         return GatewayUnavailable(f"Stripe could not be reached to {action}: {message}")
     log.warning("stripe refused to %s: %s (%s)", action, message, type(err).__name__)

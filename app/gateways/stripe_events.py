@@ -33,8 +33,10 @@ Text = Annotated[str, StringConstraints(max_length=5000, pattern=_NO_CONTROLS)]
 _NO_NUL = r"^[^\x00]*$"
 # Stripe's own limits on metadata; a value may hold any text Stripe accepts (newlines, tabs: a note typed in the
 # dashboard), only NUL is refused (PostgreSQL cannot store it). The keys we read are looked up, never trusted.
-Metadata = dict[Annotated[str, StringConstraints(max_length=40, pattern=_NO_NUL)], Annotated[str, StringConstraints(
-    max_length=500, pattern=_NO_NUL)]]
+Metadata = dict[
+    Annotated[str, StringConstraints(max_length=40, pattern=_NO_NUL)],
+    Annotated[str, StringConstraints(max_length=500, pattern=_NO_NUL)],
+]
 Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 RefundAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 
@@ -86,8 +88,9 @@ class Charge(_Shape):
     @model_validator(mode="after")
     def _refunds_within_amount(self) -> Charge:
         """R2: Stripe never refunds more than was charged; a charge that says otherwise is not one of Stripe's."""
-        listed = sum(r.amount for r in (self.refunds.data if self.refunds else ()) if r.status in ("succeeded",
-                                                                                                  "pending"))
+        listed = sum(
+            r.amount for r in (self.refunds.data if self.refunds else ()) if r.status in ("succeeded", "pending")
+        )
         if listed > self.amount:
             raise ValueError(f"the refunds listed ({listed}) exceed the charge's amount ({self.amount})")
         return self
@@ -170,8 +173,13 @@ def parse_event(event: Any) -> StripeEvent:
         obj = shape.model_validate(envelope.data.object)
     except ValidationError as exc:
         raise InvalidEvent(_problem(exc)) from None
-    return StripeEvent(id=envelope.id, type=envelope.type, object=event["data"]["object"],
-                       object_id=getattr(obj, "id", None), payload=event)
+    return StripeEvent(
+        id=envelope.id,
+        type=envelope.type,
+        object=event["data"]["object"],
+        object_id=getattr(obj, "id", None),
+        payload=event,
+    )
 
 
 def verify_event(payload: bytes, header: str | None, secret: str, wall: _dt.datetime) -> StripeEvent:

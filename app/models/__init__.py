@@ -15,7 +15,22 @@ from app.models.ops import credit_entries, refunds
 from app.models.trials import notices, trial_exclusions, trials
 
 __all__ = [
-    "metadata", "customers", "plans", "idempotency_keys", "sandbox_clock", "audit_events", "events",
-    "trials", "trial_exclusions", "notices", "subscriptions", "payments", "sandbox_charges", "sandbox_refunds",
-    "webhook_events", "refunds", "credit_entries", "console_sessions",
+    "audit_events",
+    "console_sessions",
+    "credit_entries",
+    "customers",
+    "events",
+    "idempotency_keys",
+    "metadata",
+    "notices",
+    "payments",
+    "plans",
+    "refunds",
+    "sandbox_charges",
+    "sandbox_clock",
+    "sandbox_refunds",
+    "subscriptions",
+    "trial_exclusions",
+    "trials",
+    "webhook_events",
 ]

@@ -18,7 +18,7 @@ metadata = MetaData(
     }
 )
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 class UTCDateTime(TypeDecorator):
@@ -54,10 +54,11 @@ class APIDocument(TypeDecorator):
 
         def process(value):  # noqa: ANN001, ANN202
             return None if value is None else orjson.dumps(value, option=options).decode()
+
         return process
 
 
-def Id() -> String:  # noqa: N802 - a column type factory
+def Id() -> String:
     return String(40)
 
 

@@ -49,19 +49,38 @@ subscriptions = Table(
     Column("policy_version", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("status IN ('incomplete', 'active', 'past_due', 'canceled')", name="status"),
-    CheckConstraint("ended_reason IS NULL OR ended_reason IN ('canceled', 'payment_failed', 'terminated', 'erased')",
-                    name="ended_reason"),
+    CheckConstraint(
+        "ended_reason IS NULL OR ended_reason IN ('canceled', 'payment_failed', 'terminated', 'erased')",
+        name="ended_reason",
+    ),
     CheckConstraint("price_amount >= 0 AND tax_amount >= 0", name="amounts_not_negative"),
     # One live subscription per customer, held by the database also under concurrent purchases.
-    Index("uq_subscriptions_live_customer", "customer_id", unique=True, sqlite_where=text(LIVE),
-          postgresql_where=text(LIVE)),
+    Index(
+        "uq_subscriptions_live_customer",
+        "customer_id",
+        unique=True,
+        sqlite_where=text(LIVE),
+        postgresql_where=text(LIVE),
+    ),
     # Due-work indexes: renewals and period ends, dunning retries, abandoned purchases.
-    Index("ix_subscriptions_period_end_due", "current_period_end", sqlite_where=text("status = 'active'"),
-          postgresql_where=text("status = 'active'")),
-    Index("ix_subscriptions_retry_due", "next_retry_at", sqlite_where=text("status = 'past_due'"),
-          postgresql_where=text("status = 'past_due'")),
-    Index("ix_subscriptions_incomplete", "created_at", sqlite_where=text("status = 'incomplete'"),
-          postgresql_where=text("status = 'incomplete'")),
+    Index(
+        "ix_subscriptions_period_end_due",
+        "current_period_end",
+        sqlite_where=text("status = 'active'"),
+        postgresql_where=text("status = 'active'"),
+    ),
+    Index(
+        "ix_subscriptions_retry_due",
+        "next_retry_at",
+        sqlite_where=text("status = 'past_due'"),
+        postgresql_where=text("status = 'past_due'"),
+    ),
+    Index(
+        "ix_subscriptions_incomplete",
+        "created_at",
+        sqlite_where=text("status = 'incomplete'"),
+        postgresql_where=text("status = 'incomplete'"),
+    ),
 )
 
 payments = Table(
@@ -100,9 +119,12 @@ payments = Table(
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
     CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),
-    Index("ix_payments_gateway_cancel_due", "gateway_cancel_due_at",
-          sqlite_where=text("gateway_cancel_due_at IS NOT NULL"),
-          postgresql_where=text("gateway_cancel_due_at IS NOT NULL")),
+    Index(
+        "ix_payments_gateway_cancel_due",
+        "gateway_cancel_due_at",
+        sqlite_where=text("gateway_cancel_due_at IS NOT NULL"),
+        postgresql_where=text("gateway_cancel_due_at IS NOT NULL"),
+    ),
 )
 
 # The sandbox gateway's own books, standing in for Stripe's: one row per idempotency key, written in its own
@@ -128,8 +150,9 @@ sandbox_refunds = Table(
     "sandbox_refunds",
     metadata,
     Column("idempotency_key", String(120), primary_key=True),
-    Column("payment_intent_id", String(64), ForeignKey("sandbox_charges.payment_intent_id"), nullable=False,
-           index=True),
+    Column(
+        "payment_intent_id", String(64), ForeignKey("sandbox_charges.payment_intent_id"), nullable=False, index=True
+    ),
     Column("amount", Money, nullable=False),
     Column("refund_id", String(64), nullable=True, unique=True),  # null when refused
     Column("status", String(16), nullable=False),

@@ -44,8 +44,12 @@ refunds = Table(
     CheckConstraint("amount >= 1", name="amount_positive"),
     CheckConstraint("source IN ('ops', 'gateway', 'correction')", name="source"),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
-    Index("ix_refunds_pending", "gateway_attempted_at", sqlite_where=text("status = 'pending'"),
-          postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_refunds_pending",
+        "gateway_attempted_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
     Index("uq_refunds_request_key", "request_key", unique=True),
 )
 

@@ -32,10 +32,18 @@ trials = Table(
     Column("policy_version", String(32), nullable=False),
     CheckConstraint("status IN ('active', 'expired', 'forfeited', 'terminated')", name="status"),
     # Due-work indexes (T3, T4): a sweep reads only the trials that are due, whatever the table's size.
-    Index("ix_trials_notice_due", "notice_at", sqlite_where=text("status = 'active' AND notice_sent_at IS NULL"),
-          postgresql_where=text("status = 'active' AND notice_sent_at IS NULL")),
-    Index("ix_trials_expiry_due", "ends_at", sqlite_where=text("status = 'active'"),
-          postgresql_where=text("status = 'active'")),
+    Index(
+        "ix_trials_notice_due",
+        "notice_at",
+        sqlite_where=text("status = 'active' AND notice_sent_at IS NULL"),
+        postgresql_where=text("status = 'active' AND notice_sent_at IS NULL"),
+    ),
+    Index(
+        "ix_trials_expiry_due",
+        "ends_at",
+        sqlite_where=text("status = 'active'"),
+        postgresql_where=text("status = 'active'"),
+    ),
 )
 
 # T5: one trial per person, ever. A row per identity of a person who has had a trial or a paid subscription:
@@ -72,6 +80,10 @@ notices = Table(
     Column("last_error", Text, nullable=True),
     CheckConstraint("category IN ('service', 'marketing')", name="category"),
     CheckConstraint("status IN ('pending', 'sent', 'logged', 'skipped')", name="status"),
-    Index("ix_notices_delivery_due", "next_attempt_at", sqlite_where=text("status = 'pending'"),
-          postgresql_where=text("status = 'pending'")),
+    Index(
+        "ix_notices_delivery_due",
+        "next_attempt_at",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )

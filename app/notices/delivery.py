@@ -30,14 +30,24 @@ MAX_BACKOFF = _dt.timedelta(hours=6)
 
 # Statements on one notice, written only while it is pending and this run's lease (`held`) is on it (built once;
 # values travel as parameters).
-_HELD = update(notices).where(notices.c.id == bindparam("notice_id"), notices.c.status == "pending",
-                              notices.c.lease_until == bindparam("held"))
+_HELD = update(notices).where(
+    notices.c.id == bindparam("notice_id"), notices.c.status == "pending", notices.c.lease_until == bindparam("held")
+)
 _EXTEND = _HELD.values(lease_until=bindparam("b_until"))
 _SKIPPED = _HELD.values(status="skipped", lease_until=None)
-_FAILED = _HELD.values(attempts=bindparam("b_attempts"), next_attempt_at=bindparam("b_next"),
-                       last_error=bindparam("b_error"), lease_until=None)
-_SENT = _HELD.values(status=bindparam("b_status"), sent_at=bindparam("b_at"), attempts=bindparam("b_attempts"),
-                     last_error=None, lease_until=None)
+_FAILED = _HELD.values(
+    attempts=bindparam("b_attempts"),
+    next_attempt_at=bindparam("b_next"),
+    last_error=bindparam("b_error"),
+    lease_until=None,
+)
+_SENT = _HELD.values(
+    status=bindparam("b_status"),
+    sent_at=bindparam("b_at"),
+    attempts=bindparam("b_attempts"),
+    last_error=None,
+    lease_until=None,
+)
 
 
 def backoff(attempts: int) -> _dt.timedelta:
@@ -50,8 +60,11 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
         conn = uow.conn
         due = (
             select(notices.c.id)
-            .where(notices.c.status == "pending", notices.c.next_attempt_at <= wall,
-                   or_(notices.c.lease_until.is_(None), notices.c.lease_until <= wall))
+            .where(
+                notices.c.status == "pending",
+                notices.c.next_attempt_at <= wall,
+                or_(notices.c.lease_until.is_(None), notices.c.lease_until <= wall),
+            )
             .order_by(notices.c.next_attempt_at)
             .limit(ctx.settings.job_batch_size)
         )
@@ -62,12 +75,21 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             return 0
         lease = wall + LEASE
         await conn.execute(update(notices).where(notices.c.id.in_(ids)).values(lease_until=lease))
-        batch = (await conn.execute(
-            select(notices.c.id, notices.c.category, notices.c.subject, notices.c.body, notices.c.attempts,
-                   customers.c.email, customers.c.marketing_opt_out)
-            .join(customers, customers.c.id == notices.c.customer_id)
-            .where(notices.c.id.in_(ids))
-        )).all()
+        batch = (
+            await conn.execute(
+                select(
+                    notices.c.id,
+                    notices.c.category,
+                    notices.c.subject,
+                    notices.c.body,
+                    notices.c.attempts,
+                    customers.c.email,
+                    customers.c.marketing_opt_out,
+                )
+                .join(customers, customers.c.id == notices.c.customer_id)
+                .where(notices.c.id.in_(ids))
+            )
+        ).all()
 
     # One autocommit connection for the batch: each statement is a single UPDATE, durable as soon as it returns (no
     # BEGIN/COMMIT round trips, no transaction open while SMTP is talked to).
@@ -90,15 +112,32 @@ async def deliver_notices(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             try:
                 async with asyncio.timeout(SEND_LIMIT.total_seconds()):
                     await send(item.id, item.email, item.subject, item.body)
-            except Exception as exc:  # noqa: BLE001 - a failed delivery of any kind stays pending and is retried
+            except Exception as exc:
                 attempts = item.attempts + 1
-                log.warning("notice delivery failed", extra={"notice_id": item.id, "attempts": attempts,
-                                                             "error": type(exc).__name__})
-                await conn.execute(_FAILED, {"notice_id": item.id, "held": held, "b_attempts": attempts,
-                                             "b_next": ctx.system_clock.wall() + backoff(attempts),
-                                             "b_error": type(exc).__name__})
+                log.warning(
+                    "notice delivery failed",
+                    extra={"notice_id": item.id, "attempts": attempts, "error": type(exc).__name__},
+                )
+                await conn.execute(
+                    _FAILED,
+                    {
+                        "notice_id": item.id,
+                        "held": held,
+                        "b_attempts": attempts,
+                        "b_next": ctx.system_clock.wall() + backoff(attempts),
+                        "b_error": type(exc).__name__,
+                    },
+                )
                 continue
             # Accepted by the server: recorded at once, so a crash from here on re-sends nothing of this notice.
-            await conn.execute(_SENT, {"notice_id": item.id, "held": held, "b_status": ctx.mailer.delivered_status,
-                                       "b_at": now, "b_attempts": item.attempts + 1})
+            await conn.execute(
+                _SENT,
+                {
+                    "notice_id": item.id,
+                    "held": held,
+                    "b_status": ctx.mailer.delivered_status,
+                    "b_at": now,
+                    "b_attempts": item.attempts + 1,
+                },
+            )
     return done

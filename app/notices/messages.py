@@ -28,10 +28,16 @@ router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices
 class MessageCreate(RequestModel):
     category: Literal["service", "marketing"]
     # The subject becomes an e-mail header: one line, no control characters. The body may have lines and tabs.
-    subject: Annotated[str, SingleLine] = Field(min_length=1, max_length=200,
-                                                description="One line of text, without control characters.")
-    body: Annotated[str, MultiLine] = Field(min_length=1, max_length=5000, description=(
-        "Plain text; lines end with a line feed (\\n). Tabs are allowed, other control characters are not."))
+    subject: Annotated[str, SingleLine] = Field(
+        min_length=1, max_length=200, description="One line of text, without control characters."
+    )
+    body: Annotated[str, MultiLine] = Field(
+        min_length=1,
+        max_length=5000,
+        description=(
+            "Plain text; lines end with a line feed (\\n). Tabs are allowed, other control characters are not."
+        ),
+    )
 
 
 @router.post("", status_code=201, response_model=Notice)
@@ -41,9 +47,21 @@ async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: 
         conn, now = uow.conn, uow.now
         customer = await customer_repo.get_visible(conn, caller, customer_id)
         key = new_id("msg")
-        await create_notices(conn, [NewNotice(customer.id, body.category, key, body.subject, body.body,
-                                              category=body.category)], now, ctx.system_clock.wall())
+        await create_notices(
+            conn,
+            [NewNotice(customer.id, body.category, key, body.subject, body.body, category=body.category)],
+            now,
+            ctx.system_clock.wall(),
+        )
         row = (await conn.execute(select(notices).where(notices.c.dedupe_key == key))).one()
-        await record(conn, caller, "notice.message_queued", now, subject_type="notice", subject_id=row.id,
-                     customer_id=customer.id, data={"category": body.category})
+        await record(
+            conn,
+            caller,
+            "notice.message_queued",
+            now,
+            subject_type="notice",
+            subject_id=row.id,
+            customer_id=customer.id,
+            data={"category": body.category},
+        )
         return uow.respond(JSON(to_api(row), status_code=201))

@@ -27,7 +27,14 @@ class NoticeList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "notice", "id": row.id, "customer_id": row.customer_id, "type": row.type,
-        "category": row.category, "status": row.status, "created_at": row.created_at, "sent_at": row.sent_at,
-        "subject": row.subject, "body": row.body,
+        "object": "notice",
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "type": row.type,
+        "category": row.category,
+        "status": row.status,
+        "created_at": row.created_at,
+        "sent_at": row.sent_at,
+        "subject": row.subject,
+        "body": row.body,
     }

@@ -28,18 +28,28 @@ class NewNotice:
 
 def notice_row(notice: NewNotice, now: _dt.datetime, wall: _dt.datetime) -> dict:
     return {
-        "id": new_id("ntc"), "customer_id": notice.customer_id, "type": notice.type, "category": notice.category,
-        "dedupe_key": notice.dedupe_key, "subject": notice.subject, "body": notice.body, "created_at": now,
-        "status": "pending", "sent_at": None, "attempts": 0, "next_attempt_at": wall, "lease_until": None,
+        "id": new_id("ntc"),
+        "customer_id": notice.customer_id,
+        "type": notice.type,
+        "category": notice.category,
+        "dedupe_key": notice.dedupe_key,
+        "subject": notice.subject,
+        "body": notice.body,
+        "created_at": now,
+        "status": "pending",
+        "sent_at": None,
+        "attempts": 0,
+        "next_attempt_at": wall,
+        "lease_until": None,
         "last_error": None,
     }
 
 
-async def create_notices(conn: AsyncConnection, items: list[NewNotice], now: _dt.datetime,
-                         wall: _dt.datetime) -> None:
+async def create_notices(conn: AsyncConnection, items: list[NewNotice], now: _dt.datetime, wall: _dt.datetime) -> None:
     """Queue notices; one whose dedupe_key exists already is not created again (exactly once)."""
     if len(items) == 1:  # a single row needs no RETURNING to be counted (and nobody counts it here)
         await insert_ignoring_conflict(conn, notices, notice_row(items[0], now, wall), conflict_on=["dedupe_key"])
     elif items:
-        await insert_ignoring_conflict(conn, notices, [notice_row(n, now, wall) for n in items],
-                                       conflict_on=["dedupe_key"])
+        await insert_ignoring_conflict(
+            conn, notices, [notice_row(n, now, wall) for n in items], conflict_on=["dedupe_key"]
+        )

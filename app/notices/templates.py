@@ -42,11 +42,22 @@ def _period(start: _dt.datetime, end: _dt.datetime) -> str:
     return f"{start.strftime('%d %B %Y')} to {end.strftime('%d %B %Y')}"
 
 
-def receipt(plan_name: str, price: int, tax: int, credit: int, charged: int, currency: str,
-            start: _dt.datetime, end: _dt.datetime) -> tuple[str, str]:
+def receipt(
+    plan_name: str,
+    price: int,
+    tax: int,
+    credit: int,
+    charged: int,
+    currency: str,
+    start: _dt.datetime,
+    end: _dt.datetime,
+) -> tuple[str, str]:
     """Receipts (P2: tax shown separately from the price)."""
-    lines = [f"Thank you for your payment for {plan_name}, for the period {_period(start, end)}.",
-             f"Price: {money(price, currency)}", f"Tax: {money(tax, currency)}"]
+    lines = [
+        f"Thank you for your payment for {plan_name}, for the period {_period(start, end)}.",
+        f"Price: {money(price, currency)}",
+        f"Tax: {money(tax, currency)}",
+    ]
     if credit:
         lines.append(f"Account credit used: {money(credit, currency)}")
     lines.append(f"Charged: {money(charged, currency)}")
@@ -56,34 +67,45 @@ def receipt(plan_name: str, price: int, tax: int, credit: int, charged: int, cur
 def payment_failed(plan_name: str, amount: int, currency: str, next_retry_at: _dt.datetime | None) -> tuple[str, str]:
     """B5: a renewal charge failed; access continues while retries remain."""
     if next_retry_at is not None:
-        tail = (f"We will try again on {_date(next_retry_at)}; you keep access meanwhile. "
-                "You can update your payment method at any time.")
+        tail = (
+            f"We will try again on {_date(next_retry_at)}; you keep access meanwhile. "
+            "You can update your payment method at any time."
+        )
     else:
         tail = "That was the last attempt: the subscription has ended."
-    return (f"Payment for {plan_name} failed",
-            f"We could not charge {money(amount, currency)} for your {plan_name} subscription.\n{tail}")
+    return (
+        f"Payment for {plan_name} failed",
+        f"We could not charge {money(amount, currency)} for your {plan_name} subscription.\n{tail}",
+    )
 
 
 def cancellation_scheduled(plan_name: str, period_end: _dt.datetime) -> tuple[str, str]:
     """C1/R1: the cancellation takes effect at the period end; nothing is refunded."""
-    return (f"Your {plan_name} subscription will end on {_date(period_end)}",
-            f"Your cancellation is scheduled. You keep access until {_date(period_end)}; no further charge will be "
-            "made and, as our terms say, nothing is refunded. You can undo the cancellation until then.")
+    return (
+        f"Your {plan_name} subscription will end on {_date(period_end)}",
+        f"Your cancellation is scheduled. You keep access until {_date(period_end)}; no further charge will be "
+        "made and, as our terms say, nothing is refunded. You can undo the cancellation until then.",
+    )
 
 
 def subscription_ended(plan_name: str, reason: str) -> tuple[str, str]:
     """C1/B5: the subscription has ended."""
     why = {"canceled": "as you cancelled it", "payment_failed": "because the payment could not be collected"}.get(
-        reason, "")
-    return (f"Your {plan_name} subscription has ended",
-            f"Your {plan_name} subscription has ended{' ' + why if why else ''}. Nothing further will be charged.")
+        reason, ""
+    )
+    return (
+        f"Your {plan_name} subscription has ended",
+        f"Your {plan_name} subscription has ended{' ' + why if why else ''}. Nothing further will be charged.",
+    )
 
 
 def payment_refunded(plan_name: str, amount: int, currency: str) -> tuple[str, str]:
     """B1: a payment that succeeded after its purchase had failed, expired or been cancelled bought nothing: it is
     refunded in full, automatically."""
-    return (f"Your payment of {money(amount, currency)} is being refunded in full",
-            f"A payment of {money(amount, currency)} for {plan_name} went through after your purchase had already "
-            "failed, expired or been cancelled, so it bought nothing: no subscription was started with it.\n"
-            f"We are returning the full {money(amount, currency)} to your payment method; you need not do "
-            "anything. Depending on your bank it can take a few days to show.")
+    return (
+        f"Your payment of {money(amount, currency)} is being refunded in full",
+        f"A payment of {money(amount, currency)} for {plan_name} went through after your purchase had already "
+        "failed, expired or been cancelled, so it bought nothing: no subscription was started with it.\n"
+        f"We are returning the full {money(amount, currency)} to your payment method; you need not do "
+        "anything. Depending on your bank it can take a few days to show.",
+    )

@@ -54,46 +54,86 @@ async def _read(ctx: AppContext) -> tuple[dict[str, Due], int, dict[str, int], _
     async with ctx.db.read() as conn:
         now = await ctx.clock.now(conn)
         queries = {
-            "renewals": _due(subscriptions, subscriptions.c.current_period_end, subscriptions.c.status == "active",
-                             subscriptions.c.current_period_end <= now, ~_held_by_suspension()),
-            "retries": _due(subscriptions, subscriptions.c.next_retry_at, subscriptions.c.status == "past_due",
-                            subscriptions.c.next_retry_at <= now, ~_held_by_suspension()),
-            "trial_notices": _due(trials, trials.c.notice_at, trials.c.status == "active",
-                                  trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now),
+            "renewals": _due(
+                subscriptions,
+                subscriptions.c.current_period_end,
+                subscriptions.c.status == "active",
+                subscriptions.c.current_period_end <= now,
+                ~_held_by_suspension(),
+            ),
+            "retries": _due(
+                subscriptions,
+                subscriptions.c.next_retry_at,
+                subscriptions.c.status == "past_due",
+                subscriptions.c.next_retry_at <= now,
+                ~_held_by_suspension(),
+            ),
+            "trial_notices": _due(
+                trials,
+                trials.c.notice_at,
+                trials.c.status == "active",
+                trials.c.notice_sent_at.is_(None),
+                trials.c.notice_at <= now,
+            ),
             "trial_expiries": _due(trials, trials.c.ends_at, trials.c.status == "active", trials.c.ends_at <= now),
-            "notice_deliveries": _due(notices, notices.c.next_attempt_at, notices.c.status == "pending",
-                                      notices.c.next_attempt_at <= wall),
-            "refund_retries": _due(refunds, refunds.c.created_at, refunds.c.status == "pending",
-                                   refunds.c.created_at <= now - STUCK_AFTER),
+            "notice_deliveries": _due(
+                notices, notices.c.next_attempt_at, notices.c.status == "pending", notices.c.next_attempt_at <= wall
+            ),
+            "refund_retries": _due(
+                refunds, refunds.c.created_at, refunds.c.status == "pending", refunds.c.created_at <= now - STUCK_AFTER
+            ),
         }
         # B1: every cancellation not yet confirmed, leased or due (its mark is real time, moved on by each try).
-        queries["payment_cancellations"] = _due(payments, payments.c.gateway_cancel_due_at,
-                                                payments.c.gateway_cancel_due_at.is_not(None))
+        queries["payment_cancellations"] = _due(
+            payments, payments.c.gateway_cancel_due_at, payments.c.gateway_cancel_due_at.is_not(None)
+        )
         due = {}
         for job, query in queries.items():
             count, oldest = (await conn.execute(query)).one()
             due[job] = Due(count, oldest)
-        stuck = (await conn.execute(
-            select(func.count()).select_from(payments.join(subscriptions,
-                                                           payments.c.subscription_id == subscriptions.c.id))
-            .where(payments.c.status == "pending", payments.c.purpose.in_(("renewal", "retry")),
-                   or_(subscriptions.c.claimed_until.is_(None), subscriptions.c.claimed_until <= wall - STUCK_AFTER),
-                   payments.c.created_at <= now - STUCK_AFTER))).scalar_one()
-        retries = dict((await conn.execute(
-            select(payments.c.status, func.count()).where(
-                and_(payments.c.purpose == "retry", payments.c.status.in_(("succeeded", "failed")),
-                     payments.c.updated_at > now - _dt.timedelta(hours=24)))
-            .group_by(payments.c.status))).all())
+        stuck = (
+            await conn.execute(
+                select(func.count())
+                .select_from(payments.join(subscriptions, payments.c.subscription_id == subscriptions.c.id))
+                .where(
+                    payments.c.status == "pending",
+                    payments.c.purpose.in_(("renewal", "retry")),
+                    or_(subscriptions.c.claimed_until.is_(None), subscriptions.c.claimed_until <= wall - STUCK_AFTER),
+                    payments.c.created_at <= now - STUCK_AFTER,
+                )
+            )
+        ).scalar_one()
+        retries = dict(
+            (
+                await conn.execute(
+                    select(payments.c.status, func.count())
+                    .where(
+                        and_(
+                            payments.c.purpose == "retry",
+                            payments.c.status.in_(("succeeded", "failed")),
+                            payments.c.updated_at > now - _dt.timedelta(hours=24),
+                        )
+                    )
+                    .group_by(payments.c.status)
+                )
+            ).all()
+        )
     return due, stuck, retries, now, wall
 
 
 async def _corrections_failed(conn) -> int:  # noqa: ANN001
     """B1/R2: failed correction refunds of payments not refunded in full since (by a re-issued refund)."""
-    return (await conn.execute(
-        select(func.count(func.distinct(refunds.c.payment_id)))
-        .select_from(refunds.join(payments, payments.c.id == refunds.c.payment_id))
-        .where(refunds.c.source == "correction", refunds.c.status == "failed",
-               payments.c.refunded_amount < payments.c.amount))).scalar_one()
+    return (
+        await conn.execute(
+            select(func.count(func.distinct(refunds.c.payment_id)))
+            .select_from(refunds.join(payments, payments.c.id == refunds.c.payment_id))
+            .where(
+                refunds.c.source == "correction",
+                refunds.c.status == "failed",
+                payments.c.refunded_amount < payments.c.amount,
+            )
+        )
+    ).scalar_one()
 
 
 class Backlog:
@@ -102,17 +142,27 @@ class Backlog:
     def __init__(self, registry: CollectorRegistry, ttl_seconds: float) -> None:
         self.ttl = _dt.timedelta(seconds=ttl_seconds)
         self.refreshed_at: _dt.datetime | None = None
-        self.due = Gauge("billing_due_work", "Scheduled work that is due and not yet done", ["job"],
-                         registry=registry)
-        self.oldest = Gauge("billing_due_work_oldest_seconds",
-                            "How long the oldest due item has waited (0 when none is due)", ["job"], registry=registry)
-        self.stuck = Gauge("billing_charges_stuck",
-                           "Renewal and retry charges pending past their worker's lease", registry=registry)
-        self.retries = Gauge("billing_dunning_retries_last_24h", "B5 retry charges decided in the last 24 hours",
-                             ["outcome"], registry=registry)
+        self.due = Gauge("billing_due_work", "Scheduled work that is due and not yet done", ["job"], registry=registry)
+        self.oldest = Gauge(
+            "billing_due_work_oldest_seconds",
+            "How long the oldest due item has waited (0 when none is due)",
+            ["job"],
+            registry=registry,
+        )
+        self.stuck = Gauge(
+            "billing_charges_stuck", "Renewal and retry charges pending past their worker's lease", registry=registry
+        )
+        self.retries = Gauge(
+            "billing_dunning_retries_last_24h",
+            "B5 retry charges decided in the last 24 hours",
+            ["outcome"],
+            registry=registry,
+        )
         self.corrections_failed = Gauge(
             "billing_corrections_failed",
-            "B1 correction refunds the gateway refused, their payments not refunded in full since", registry=registry)
+            "B1 correction refunds the gateway refused, their payments not refunded in full since",
+            registry=registry,
+        )
         for job in JOBS:  # every series exists from the first scrape, so alerts never see an absent one
             self.due.labels(job).set(0)
             self.oldest.labels(job).set(0)

@@ -86,17 +86,24 @@ class Metrics:
         from app.ops.backlog import Backlog
 
         self.registry = CollectorRegistry()
-        self.requests = Counter("billing_http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("billing_http_request_duration_seconds", "HTTP request latency",
-                                 ["method", "route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-        self.jobs = Counter("billing_job_items_total", "Items processed by scheduled jobs", ["job"],
-                            registry=self.registry)
+        self.requests = Counter(
+            "billing_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "billing_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.jobs = Counter(
+            "billing_job_items_total", "Items processed by scheduled jobs", ["job"], registry=self.registry
+        )
         self.gateway_refusals = Counter(
             "billing_gateway_refusals_total",
             "Scheduled charges the gateway refused itself (a request or configuration problem, not a decline)",
-            registry=self.registry)
+            registry=self.registry,
+        )
         self.backlog = Backlog(self.registry, backlog_refresh_seconds)
         self._children: dict[tuple[str, str, int], tuple] = {}
 
@@ -106,8 +113,10 @@ class Metrics:
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:
-            children = self._children[key] = (self.requests.labels(method, route, str(status)),
-                                              self.latency.labels(method, route))
+            children = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
         children[0].inc()
         children[1].observe(seconds)
 
@@ -142,15 +151,21 @@ class ObservabilityMiddleware:
 
         async def too_large() -> None:
             await problem_response("payload_too_large", f"request bodies are limited to {MAX_BODY_BYTES} bytes")(
-                scope, receive, send_wrapper)
+                scope, receive, send_wrapper
+            )
 
         try:
-            if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"") \
-                    or "\x00" in scope["path"]:
+            if (
+                b"%00" in scope.get("raw_path", b"")
+                or b"%00" in scope.get("query_string", b"")
+                or "\x00" in scope["path"]
+            ):
                 # No database stores a NUL in text: refuse it at the door rather than as a 500 deeper in.
-                return await problem_response("validation_error", "NUL characters are not allowed in URLs",
-                                              errors=[{"field": "url", "location": "path",
-                                                       "message": "NUL character"}])(scope, receive, send_wrapper)
+                return await problem_response(
+                    "validation_error",
+                    "NUL characters are not allowed in URLs",
+                    errors=[{"field": "url", "location": "path", "message": "NUL character"}],
+                )(scope, receive, send_wrapper)
             length = headers.get("content-length")
             if length is not None:
                 if not length.isdigit() or int(length) > MAX_BODY_BYTES:
@@ -184,8 +199,15 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(scope["method"], template, status, elapsed)
             if template not in ("/healthz", "/metrics") and log.isEnabledFor(logging.INFO):
-                log.info("request", extra={"method": scope["method"], "route": template, "status": status,
-                                           "duration_ms": round(elapsed * 1000, 2)})
+                log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
 
 

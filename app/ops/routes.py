@@ -31,11 +31,14 @@ async def readyz(ctx: Ctx):
     return JSON({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
-            response_description="Prometheus text exposition format (text/plain; version=0.0.4)")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    response_description="Prometheus text exposition format (text/plain; version=0.0.4)",
+)
 async def metrics(ctx: Ctx):
     try:
         await ctx.metrics.backlog.refresh(ctx)
-    except Exception:  # noqa: BLE001 - the process's own metrics are still served, with the backlog as last read
+    except Exception:
         log.warning("backlog metrics not refreshed: the database did not answer", exc_info=True)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -44,22 +44,23 @@ def cancel_due(wall: _dt.datetime):  # noqa: ANN201 - a SQL expression
     """B1: the mark of a pending payment being failed or abandoned: due now if it is a purchase whose PaymentIntent
     exists at the gateway (a charge that got no answer has none recorded: if it succeeds all the same, its webhook
     finds it by the key in its metadata and it is refunded). Renewals are off-session: nobody can complete them."""
-    return case((and_(payments.c.purpose == "purchase", payments.c.gateway_payment_id.is_not(None)), wall),
-                else_=None)
+    return case((and_(payments.c.purpose == "purchase", payments.c.gateway_payment_id.is_not(None)), wall), else_=None)
 
 
 def cancel_key(payment_id: str) -> str:
     return f"cancel:{payment_id}"
 
 
-async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = None,
-                            intent_ids: list[str] | None = None) -> int:
+async def cancel_at_gateway(
+    ctx: AppContext, *, payment_ids: list[str] | None = None, intent_ids: list[str] | None = None
+) -> int:
     """B1: cancel at the gateway the PaymentIntents of marked payments that are due (only those of `payment_ids`,
     or of these PaymentIntents `intent_ids`, if given); returns how many the gateway answered. One without an
     answer keeps its mark and is due again after `LEASE`. The three steps of app/payments/steps.py: claim the
     marks, call the gateway for each, settle each answer."""
-    stmt = (select(payments.c.id, payments.c.gateway_payment_id)
-            .order_by(payments.c.id).limit(ctx.settings.job_batch_size))
+    stmt = (
+        select(payments.c.id, payments.c.gateway_payment_id).order_by(payments.c.id).limit(ctx.settings.job_batch_size)
+    )
     for column, only in ((payments.c.id, payment_ids), (payments.c.gateway_payment_id, intent_ids)):
         if only is not None:
             if not only:
@@ -71,13 +72,17 @@ async def cancel_at_gateway(ctx: AppContext, *, payment_ids: list[str] | None = 
         try:
             answer = await steps.call(ctx.gateway.cancel_payment, item.gateway_payment_id, cancel_key(item.id))
         except GatewayUnavailable as exc:
-            log.warning("a PaymentIntent could not be cancelled; it will be tried again",
-                        extra={"payment_id": item.id, "error": str(exc)})
+            log.warning(
+                "a PaymentIntent could not be cancelled; it will be tried again",
+                extra={"payment_id": item.id, "error": str(exc)},
+            )
             continue
         except GatewayError as exc:
             if await steps.settle(ctx, _refused, item.id, lease, str(exc)):
-                log.error("a PaymentIntent cancellation was given up after repeated refusals; see "
-                          "payment.cancel_failed", extra={"payment_id": item.id, "error": str(exc)})
+                log.error(
+                    "a PaymentIntent cancellation was given up after repeated refusals; see payment.cancel_failed",
+                    extra={"payment_id": item.id, "error": str(exc)},
+                )
             continue
         await steps.settle(ctx, _settle_cancellation, item, answer, lease)
         if answer == "succeeded":
@@ -96,8 +101,9 @@ async def _claim_due(uow: UnitOfWork, stmt) -> tuple[list, _dt.datetime | None]:
     if not due:
         return [], None
     lease = wall + LEASE
-    await uow.conn.execute(update(payments).where(payments.c.id.in_([p.id for p in due]))
-                           .values(gateway_cancel_due_at=lease))
+    await uow.conn.execute(
+        update(payments).where(payments.c.id.in_([p.id for p in due])).values(gateway_cancel_due_at=lease)
+    )
     return due, lease
 
 
@@ -108,10 +114,14 @@ async def _settle_cancellation(uow: UnitOfWork, item, answer: str, lease: _dt.da
         # Too late: the customer completed it first. Recorded as the webhook would (it then finds it settled);
         # the purchase no longer waits for it, so it is refunded in full (B1).
         sub, payment = await charging.lock_for_settlement(conn, by="id", value=item.id)
-        await charging.settle_locked(conn, uow.ctx, payment, ChargeResult("succeeded", item.gateway_payment_id),
-                                     uow.now, sub=sub)
-    await conn.execute(update(payments).where(payments.c.id == item.id, payments.c.gateway_cancel_due_at == lease)
-                       .values(gateway_cancel_due_at=None))
+        await charging.settle_locked(
+            conn, uow.ctx, payment, ChargeResult("succeeded", item.gateway_payment_id), uow.now, sub=sub
+        )
+    await conn.execute(
+        update(payments)
+        .where(payments.c.id == item.id, payments.c.gateway_cancel_due_at == lease)
+        .values(gateway_cancel_due_at=None)
+    )
 
 
 async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error: str) -> bool:
@@ -119,23 +129,38 @@ async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error:
     the cancellation is given up (its mark dropped, so the job stops sending it) and `payment.cancel_failed` is
     audited for ops (True)."""
     conn = uow.conn
-    row = (await conn.execute(
-        update(payments).where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
-        .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
-        .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id,
-                   payments.c.gateway_payment_id))).first()
+    row = (
+        await conn.execute(
+            update(payments)
+            .where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
+            .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
+            .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id, payments.c.gateway_payment_id)
+        )
+    ).first()
     if row is None:
         return False  # settled meanwhile, or taken over by another run
     if row.gateway_cancel_refusals < MAX_REFUSALS:
-        log.warning("the gateway refused to cancel a PaymentIntent; it will be tried again",
-                    extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals})
+        log.warning(
+            "the gateway refused to cancel a PaymentIntent; it will be tried again",
+            extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals},
+        )
         return False
     await conn.execute(update(payments).where(payments.c.id == payment_id).values(gateway_cancel_due_at=None))
-    await record(conn, SYSTEM, "payment.cancel_failed", uow.now, subject_type="payment",
-                 subject_id=payment_id, customer_id=row.customer_id,
-                 reason="the gateway refused to cancel the PaymentIntent; given up",
-                 data={"gateway_payment_id": row.gateway_payment_id, "refusals": row.gateway_cancel_refusals,
-                       "error": error[:500]})
+    await record(
+        conn,
+        SYSTEM,
+        "payment.cancel_failed",
+        uow.now,
+        subject_type="payment",
+        subject_id=payment_id,
+        customer_id=row.customer_id,
+        reason="the gateway refused to cancel the PaymentIntent; given up",
+        data={
+            "gateway_payment_id": row.gateway_payment_id,
+            "refusals": row.gateway_cancel_refusals,
+            "error": error[:500],
+        },
+    )
     return True
 
 

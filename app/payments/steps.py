@@ -35,8 +35,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-async def reserve(ctx: AppContext, step: Callable[..., Awaitable[T]], *args: object,
-                  now: _dt.datetime | None = None, **kwargs: object) -> T:
+async def reserve(
+    ctx: AppContext, step: Callable[..., Awaitable[T]], *args: object, now: _dt.datetime | None = None, **kwargs: object
+) -> T:
     """Step 1: run `step(uow, *args, **kwargs)` in its own unit of work, committed before the gateway is called."""
     async with unit_of_work(ctx, now=now) as uow:
         return await step(uow, *args, **kwargs)
@@ -49,8 +50,9 @@ async def call(operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.
     return await operation(*args, **kwargs)
 
 
-async def settle(ctx: AppContext, step: Callable[..., Awaitable[T]], *args: object,
-                 now: _dt.datetime | None = None, **kwargs: object) -> T:
+async def settle(
+    ctx: AppContext, step: Callable[..., Awaitable[T]], *args: object, now: _dt.datetime | None = None, **kwargs: object
+) -> T:
     """Step 3: record the gateway's answer in its own unit of work."""
     async with unit_of_work(ctx, now=now) as uow:
         return await step(uow, *args, **kwargs)

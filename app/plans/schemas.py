@@ -49,7 +49,14 @@ class PlanList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "plan", "id": row.id, "code": row.code, "name": row.name, "tier": row.tier,
-        "interval": row.interval, "price": {"amount": row.amount, "currency": row.currency},
-        "trial_available": row.trial_available, "active": row.active, "created_at": row.created_at,
+        "object": "plan",
+        "id": row.id,
+        "code": row.code,
+        "name": row.name,
+        "tier": row.tier,
+        "interval": row.interval,
+        "price": {"amount": row.amount, "currency": row.currency},
+        "trial_available": row.trial_available,
+        "active": row.active,
+        "created_at": row.created_at,
     }

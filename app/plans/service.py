@@ -16,12 +16,33 @@ from app.plans.schemas import PlanCreate, PlanUpdate
 from app.uow import UnitOfWork, unit_of_work
 
 DEMO_PLANS = (
-    PlanCreate(code="basic-monthly", name="Subscription, monthly", tier="subscription", interval="month",
-               amount=999, currency="usd", trial_available=True),
-    PlanCreate(code="basic-yearly", name="Subscription, yearly", tier="subscription", interval="year",
-               amount=9990, currency="usd", trial_available=True),
-    PlanCreate(code="enterprise-yearly", name="Enterprise, yearly", tier="enterprise", interval="year",
-               amount=120000, currency="usd", trial_available=False),
+    PlanCreate(
+        code="basic-monthly",
+        name="Subscription, monthly",
+        tier="subscription",
+        interval="month",
+        amount=999,
+        currency="usd",
+        trial_available=True,
+    ),
+    PlanCreate(
+        code="basic-yearly",
+        name="Subscription, yearly",
+        tier="subscription",
+        interval="year",
+        amount=9990,
+        currency="usd",
+        trial_available=True,
+    ),
+    PlanCreate(
+        code="enterprise-yearly",
+        name="Enterprise, yearly",
+        tier="enterprise",
+        interval="year",
+        amount=120000,
+        currency="usd",
+        trial_available=False,
+    ),
 )
 
 
@@ -34,8 +55,16 @@ async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
     row = _row(body, now)
     if await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"]) != 1:
         raise PlanExists(f"plan code {body.code!r} is already used")
-    await record(conn, principal, "plan.created", now, subject_type="plan", subject_id=row["id"], customer_id=None,
-                 data={"code": body.code, "amount": body.amount, "currency": body.currency})
+    await record(
+        conn,
+        principal,
+        "plan.created",
+        now,
+        subject_type="plan",
+        subject_id=row["id"],
+        customer_id=None,
+        data={"code": body.code, "amount": body.amount, "currency": body.currency},
+    )
     return await repository.get_by_code(conn, body.code)
 
 
@@ -47,8 +76,16 @@ async def update_plan(uow: UnitOfWork, principal: Principal, code: str, body: Pl
     if not changes:
         return current
     await conn.execute(update(plans).where(plans.c.id == current.id).values(**changes, updated_at=now))
-    await record(conn, principal, "plan.updated", now, subject_type="plan", subject_id=current.id, customer_id=None,
-                 data={"before": {k: getattr(current, k) for k in changes}, "after": changes})
+    await record(
+        conn,
+        principal,
+        "plan.updated",
+        now,
+        subject_type="plan",
+        subject_id=current.id,
+        customer_id=None,
+        data={"before": {k: getattr(current, k) for k in changes}, "after": changes},
+    )
     return await repository.get_by_code(conn, code)
 
 

@@ -25,6 +25,7 @@ async def create_refund(payment_id: str, body: RefundCreate, ctx: Ctx, caller: O
 async def list_refunds(payment_id: str, ctx: Ctx, caller: Caller, params: Page):
     async with ctx.db.read() as conn:
         await payment_repo.get_visible(conn, caller, payment_id)
-        rows, has_more = await fetch_page(conn, select(refunds).where(refunds.c.payment_id == payment_id),
-                                          refunds.c.id, params)
+        rows, has_more = await fetch_page(
+            conn, select(refunds).where(refunds.c.payment_id == payment_id), refunds.c.id, params
+        )
     return JSON(page([to_api(r) for r in rows], has_more))

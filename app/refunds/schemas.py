@@ -36,8 +36,16 @@ class RefundList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "refund", "id": row.id, "payment_id": row.payment_id, "customer_id": row.customer_id,
-        "amount": row.amount, "currency": row.currency, "reason": row.reason, "created_by": row.created_by,
-        "source": row.source, "status": row.status, "gateway_refund_id": row.gateway_refund_id,
+        "object": "refund",
+        "id": row.id,
+        "payment_id": row.payment_id,
+        "customer_id": row.customer_id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "reason": row.reason,
+        "created_by": row.created_by,
+        "source": row.source,
+        "status": row.status,
+        "gateway_refund_id": row.gateway_refund_id,
         "created_at": row.created_at,
     }

@@ -61,8 +61,7 @@ class RefundFailed(DomainError):
     code = "refund_failed"
 
 
-async def _reserve(uow: UnitOfWork, principal: Principal, payment_id: str, body: RefundCreate,
-                   request_key: str | None):
+async def _reserve(uow: UnitOfWork, principal: Principal, payment_id: str, body: RefundCreate, request_key: str | None):
     """Step 1 of a refund: the amount reserved on the payment (locked) and the refund written pending, with its id
     as the gateway's idempotency key; or, for the same keyed request again (`request_key`), the refund it made."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
@@ -79,43 +78,111 @@ async def _reserve(uow: UnitOfWork, principal: Principal, payment_id: str, body:
     if not decision.allowed:
         left = payment.amount - payment.refunded_amount
         raise _REFUSALS.get(decision.code, ValidationFailed)(
-            f"{decision.reason} ({left} {payment.currency} left to refund)", rule=decision.rule, refundable=left)
+            f"{decision.reason} ({left} {payment.currency} left to refund)", rule=decision.rule, refundable=left
+        )
     policy = ctx.policies.at(now)
     refund_id = new_id("re")
-    await conn.execute(insert(refunds).values(
-        id=refund_id, payment_id=payment.id, customer_id=payment.customer_id, amount=body.amount,
-        currency=payment.currency, reason=body.reason, created_by=principal.sub, source="ops", status="pending",
-        gateway_refund_id=None, failure_reason=None, policy_version=policy.version, created_at=now, updated_at=now,
-        gateway_attempted_at=ctx.system_clock.wall(),  # the gateway is called as soon as this commits
-        request_key=request_key))
-    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-        refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now))
-    await record(conn, principal, "refund.requested", now, subject_type="refund", subject_id=refund_id,
-                 customer_id=payment.customer_id, reason=body.reason, policy_version=policy.version,
-                 data={"payment_id": payment.id, "amount": body.amount, "currency": payment.currency,
-                       "refunded_before": payment.refunded_amount, "paid": payment.amount})
+    await conn.execute(
+        insert(refunds).values(
+            id=refund_id,
+            payment_id=payment.id,
+            customer_id=payment.customer_id,
+            amount=body.amount,
+            currency=payment.currency,
+            reason=body.reason,
+            created_by=principal.sub,
+            source="ops",
+            status="pending",
+            gateway_refund_id=None,
+            failure_reason=None,
+            policy_version=policy.version,
+            created_at=now,
+            updated_at=now,
+            gateway_attempted_at=ctx.system_clock.wall(),  # the gateway is called as soon as this commits
+            request_key=request_key,
+        )
+    )
+    await conn.execute(
+        update(payments)
+        .where(payments.c.id == payment.id)
+        .values(refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now)
+    )
+    await record(
+        conn,
+        principal,
+        "refund.requested",
+        now,
+        subject_type="refund",
+        subject_id=refund_id,
+        customer_id=payment.customer_id,
+        reason=body.reason,
+        policy_version=policy.version,
+        data={
+            "payment_id": payment.id,
+            "amount": body.amount,
+            "currency": payment.currency,
+            "refunded_before": payment.refunded_amount,
+            "paid": payment.amount,
+        },
+    )
     return refund_id, payment, None
 
 
-async def settle_refund(conn: AsyncConnection, ctx: AppContext, refund_id: str, result: RefundResult | None,
-                        error: str | None, now: _dt.datetime, actor: Principal = SYSTEM) -> None:
+async def settle_refund(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    refund_id: str,
+    result: RefundResult | None,
+    error: str | None,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+) -> None:
     refund = (await conn.execute(select(refunds).where(refunds.c.id == refund_id).with_for_update())).one()
     if refund.status != "pending":
         return
     if result is not None and result.status in ("succeeded", "pending"):
-        await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
-            status="succeeded", gateway_refund_id=result.refund_id, updated_at=now))
-        await record(conn, actor, "refund.succeeded", now, subject_type="refund", subject_id=refund_id,
-                     customer_id=refund.customer_id, data={"amount": refund.amount, "payment_id": refund.payment_id},
-                     events=[("refund.succeeded", to_api(changed(refund, status="succeeded",
-                                                                 gateway_refund_id=result.refund_id, updated_at=now)))])
+        await conn.execute(
+            update(refunds)
+            .where(refunds.c.id == refund_id)
+            .values(status="succeeded", gateway_refund_id=result.refund_id, updated_at=now)
+        )
+        await record(
+            conn,
+            actor,
+            "refund.succeeded",
+            now,
+            subject_type="refund",
+            subject_id=refund_id,
+            customer_id=refund.customer_id,
+            data={"amount": refund.amount, "payment_id": refund.payment_id},
+            events=[
+                (
+                    "refund.succeeded",
+                    to_api(changed(refund, status="succeeded", gateway_refund_id=result.refund_id, updated_at=now)),
+                )
+            ],
+        )
         return
-    await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(
-        status="failed", failure_reason=error or "refused by the gateway", updated_at=now))
-    await conn.execute(update(payments).where(payments.c.id == refund.payment_id).values(
-        refunded_amount=payments.c.refunded_amount - refund.amount, updated_at=now))
-    await record(conn, actor, "refund.failed", now, subject_type="refund", subject_id=refund_id,
-                 customer_id=refund.customer_id, data={"amount": refund.amount, "error": error})
+    await conn.execute(
+        update(refunds)
+        .where(refunds.c.id == refund_id)
+        .values(status="failed", failure_reason=error or "refused by the gateway", updated_at=now)
+    )
+    await conn.execute(
+        update(payments)
+        .where(payments.c.id == refund.payment_id)
+        .values(refunded_amount=payments.c.refunded_amount - refund.amount, updated_at=now)
+    )
+    await record(
+        conn,
+        actor,
+        "refund.failed",
+        now,
+        subject_type="refund",
+        subject_id=refund_id,
+        customer_id=refund.customer_id,
+        data={"amount": refund.amount, "error": error},
+    )
 
 
 def correction_refund_id(payment_id: str) -> str:
@@ -123,37 +190,80 @@ def correction_refund_id(payment_id: str) -> str:
     return f"re_b1_{payment_id}"
 
 
-async def book_correction(conn: AsyncConnection, ctx: AppContext, sub, payment, outcome: SuccessOutcome,  # noqa: ANN001
-                          now: _dt.datetime) -> str | None:
+async def book_correction(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    sub,
+    payment,
+    outcome: SuccessOutcome,
+    now: _dt.datetime,
+) -> str | None:
     """B1: reserve the full refund of a payment that bought nothing (`outcome`: `late_success` said `refund`), in
     the transaction that records its success (the payment locked): a pending refund of source `correction` by the
     system, the customer's notice and the audit event. Sent by `send_refund` once this commits, or by
     `retry_pending_refunds` if that never happens. Returns the refund id, or None when it was booked before."""
     refund_id = correction_refund_id(payment.id)
-    booked = await insert_ignoring_conflict(conn, refunds, {
-        "id": refund_id, "payment_id": payment.id, "customer_id": payment.customer_id, "amount": outcome.refund_amount,
-        "currency": payment.currency, "reason": outcome.reason, "created_by": SYSTEM.sub, "source": "correction",
-        "status": "pending", "gateway_refund_id": None, "failure_reason": None,
-        "policy_version": ctx.policies.at(now).version, "created_at": now, "updated_at": now,
-        "gateway_attempted_at": ctx.system_clock.wall()}, conflict_on=["id"])
+    booked = await insert_ignoring_conflict(
+        conn,
+        refunds,
+        {
+            "id": refund_id,
+            "payment_id": payment.id,
+            "customer_id": payment.customer_id,
+            "amount": outcome.refund_amount,
+            "currency": payment.currency,
+            "reason": outcome.reason,
+            "created_by": SYSTEM.sub,
+            "source": "correction",
+            "status": "pending",
+            "gateway_refund_id": None,
+            "failure_reason": None,
+            "policy_version": ctx.policies.at(now).version,
+            "created_at": now,
+            "updated_at": now,
+            "gateway_attempted_at": ctx.system_clock.wall(),
+        },
+        conflict_on=["id"],
+    )
     if not booked:
         return None
-    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-        refunded_amount=payments.c.refunded_amount + outcome.refund_amount, updated_at=now))
+    await conn.execute(
+        update(payments)
+        .where(payments.c.id == payment.id)
+        .values(refunded_amount=payments.c.refunded_amount + outcome.refund_amount, updated_at=now)
+    )
     subject, body = templates.payment_refunded(sub.plan_name, outcome.refund_amount, payment.currency)
-    await create_notices(conn, [NewNotice(payment.customer_id, "payment_refunded", f"payment_refunded:{payment.id}",
-                                          subject, body)], now, ctx.system_clock.wall())
-    await record(conn, SYSTEM, "refund.correction_requested", now, subject_type="refund", subject_id=refund_id,
-                 customer_id=payment.customer_id, reason=outcome.reason,
-                 policy_version=ctx.policies.at(now).version,
-                 data={"payment_id": payment.id, "amount": outcome.refund_amount, "currency": payment.currency,
-                       "rule": outcome.rule, "subscription_id": payment.subscription_id,
-                       "subscription_status": sub.status})
+    await create_notices(
+        conn,
+        [NewNotice(payment.customer_id, "payment_refunded", f"payment_refunded:{payment.id}", subject, body)],
+        now,
+        ctx.system_clock.wall(),
+    )
+    await record(
+        conn,
+        SYSTEM,
+        "refund.correction_requested",
+        now,
+        subject_type="refund",
+        subject_id=refund_id,
+        customer_id=payment.customer_id,
+        reason=outcome.reason,
+        policy_version=ctx.policies.at(now).version,
+        data={
+            "payment_id": payment.id,
+            "amount": outcome.refund_amount,
+            "currency": payment.currency,
+            "rule": outcome.rule,
+            "subscription_id": payment.subscription_id,
+            "subscription_status": sub.status,
+        },
+    )
     return refund_id
 
 
-async def _refund_at_gateway(ctx: AppContext, gateway_payment_id: str, amount: int,
-                             refund_id: str) -> tuple[RefundResult | None, str | None]:
+async def _refund_at_gateway(
+    ctx: AppContext, gateway_payment_id: str, amount: int, refund_id: str
+) -> tuple[RefundResult | None, str | None]:
     """Step 2 of a refund: the gateway asked, outside any transaction, with the refund id as its idempotency key;
     its result, or its refusal. `GatewayUnavailable` (no answer) goes to the caller: the refund stays pending."""
     try:
@@ -168,8 +278,9 @@ async def _settle(uow: UnitOfWork, refund_id: str, result: RefundResult | None, 
     await settle_refund(uow.conn, uow.ctx, refund_id, result, error, uow.now)
 
 
-async def _settle_requested(uow: UnitOfWork, refund_id: str, result: RefundResult | None, error: str | None,
-                            actor: Principal):  # noqa: ANN202
+async def _settle_requested(
+    uow: UnitOfWork, refund_id: str, result: RefundResult | None, error: str | None, actor: Principal
+):
     """Step 3 of a refund asked by ops: the answer recorded by `actor`; the refund afterwards."""
     await settle_refund(uow.conn, uow.ctx, refund_id, result, error, uow.now, actor)
     return (await uow.conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
@@ -186,10 +297,15 @@ async def send_refund(ctx: AppContext, refund_id: str, gateway_payment_id: str, 
     await steps.settle(ctx, _settle, refund_id, result, error)
 
 
-_PENDING_CORRECTIONS = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-                        .join(payments, payments.c.id == refunds.c.payment_id)
-                        .where(payments.c.gateway_payment_id == bindparam("intent"),
-                               refunds.c.source == "correction", refunds.c.status == "pending"))
+_PENDING_CORRECTIONS = (
+    select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+    .join(payments, payments.c.id == refunds.c.payment_id)
+    .where(
+        payments.c.gateway_payment_id == bindparam("intent"),
+        refunds.c.source == "correction",
+        refunds.c.status == "pending",
+    )
+)
 
 
 async def send_corrections(ctx: AppContext, gateway_payment_id: str) -> None:
@@ -236,28 +352,38 @@ async def _claim_unanswered(uow: UnitOfWork) -> tuple[list, _dt.datetime]:
     Step 1 of the retry job."""
     conn, ctx = uow.conn, uow.ctx
     wall = uow.wall()
-    stmt = (select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-            .join(payments, payments.c.id == refunds.c.payment_id)
-            .where(refunds.c.status == "pending",
-                   # null: written by an older version (a dashboard refund is never pending), taken as unanswered
-                   or_(refunds.c.gateway_attempted_at.is_(None),
-                       refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER))
-            .order_by(refunds.c.id)
-            .limit(ctx.settings.job_batch_size))
+    stmt = (
+        select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
+        .join(payments, payments.c.id == refunds.c.payment_id)
+        .where(
+            refunds.c.status == "pending",
+            # null: written by an older version (a dashboard refund is never pending), taken as unanswered
+            or_(refunds.c.gateway_attempted_at.is_(None), refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER),
+        )
+        .order_by(refunds.c.id)
+        .limit(ctx.settings.job_batch_size)
+    )
     if ctx.db.is_postgres:
         stmt = stmt.with_for_update(of=refunds, skip_locked=True)
     due = (await conn.execute(stmt)).all()
     if due:
-        await conn.execute(update(refunds).where(refunds.c.id.in_([r.id for r in due]))
-                           .values(gateway_attempted_at=wall))
+        await conn.execute(
+            update(refunds).where(refunds.c.id.in_([r.id for r in due])).values(gateway_attempted_at=wall)
+        )
     return due, wall
 
 
 # Just before each call the mark is moved to the real time of that call, provided this run still holds it: a long
 # batch (a slow gateway) never sends a refund whose mark another run has taken over in the meantime.
-_REMARK = (update(refunds).where(refunds.c.id == bindparam("refund_id"), refunds.c.status == "pending",
-                                 refunds.c.gateway_attempted_at == bindparam("claimed"))
-           .values(gateway_attempted_at=bindparam("at")))
+_REMARK = (
+    update(refunds)
+    .where(
+        refunds.c.id == bindparam("refund_id"),
+        refunds.c.status == "pending",
+        refunds.c.gateway_attempted_at == bindparam("claimed"),
+    )
+    .values(gateway_attempted_at=bindparam("at"))
+)
 
 
 async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
@@ -267,8 +393,9 @@ async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
     due, claimed = await steps.reserve(ctx, _claim_unanswered, now=now)
     for item in due:
         async with ctx.db.autocommit() as conn:
-            held = (await conn.execute(_REMARK, {"refund_id": item.id, "claimed": claimed,
-                                                 "at": ctx.system_clock.wall()})).rowcount
+            held = (
+                await conn.execute(_REMARK, {"refund_id": item.id, "claimed": claimed, "at": ctx.system_clock.wall()})
+            ).rowcount
         if not held:
             continue  # settled meanwhile, or taken over by another run after this batch's mark grew old
         try:

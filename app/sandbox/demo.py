@@ -60,8 +60,9 @@ class _Api:
         try:
             response = self.http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as exc:
-            raise DemoError(f"cannot reach the service at {self.http.base_url}: {exc} (is `billing serve` "
-                            f"running?)") from None
+            raise DemoError(
+                f"cannot reach the service at {self.http.base_url}: {exc} (is `billing serve` running?)"
+            ) from None
         if response.status_code != ok:
             try:
                 detail = response.json().get("detail", response.text)
@@ -71,8 +72,9 @@ class _Api:
         return response.json()
 
 
-def play(base_url: str, secret: str, plan: str = "basic-monthly",
-         show: Callable[[Event], None] = lambda event: None) -> list[Event]:
+def play(
+    base_url: str, secret: str, plan: str = "basic-monthly", show: Callable[[Event], None] = lambda event: None
+) -> list[Event]:
     """Play the customer's life; each event is passed to `show` as it happens and returned at the end."""
     sub = f"demo-{secrets.token_hex(4)}"
     api = _Api(base_url, secret, sub)
@@ -100,65 +102,94 @@ def play(base_url: str, secret: str, plan: str = "basic-monthly",
         for notice in reversed(listed):  # oldest first
             if notice["id"] not in seen_notices:
                 seen_notices.add(notice["id"])
-                happened(notice["created_at"], rules, f"notice {notice['type']}: \"{notice['subject']}\"")
+                happened(notice["created_at"], rules, f'notice {notice["type"]}: "{notice["subject"]}"')
 
     try:
         api.http.get("/v1/sandbox/clock", headers=api.ops).raise_for_status()
     except httpx.HTTPStatusError:
-        raise DemoError("the service is not in the sandbox (BILLING_SANDBOX): the demo moves its clock, so it "
-                        "runs only against a sandbox") from None
+        raise DemoError(
+            "the service is not in the sandbox (BILLING_SANDBOX): the demo moves its clock, so it "
+            "runs only against a sandbox"
+        ) from None
     except httpx.TransportError as exc:
         raise DemoError(f"cannot reach the service at {base_url}: {exc} (is `billing serve` running?)") from None
     plans = {p["code"]: p for p in api.call("GET", "/v1/plans", params={"limit": 100})["data"]}
     if plan not in plans:
-        raise DemoError(f"no active plan {plan!r} (the sandbox's demo plans include basic-monthly; pass --plan "
-                        f"with one of: {', '.join(sorted(plans)) or 'none'})")
+        raise DemoError(
+            f"no active plan {plan!r} (the sandbox's demo plans include basic-monthly; pass --plan "
+            f"with one of: {', '.join(sorted(plans)) or 'none'})"
+        )
     chosen = plans[plan]
-    customer = api.call("POST", "/v1/customers", ok=201,
-                        json={"email": f"{sub}@example.com", "name": "Ada Demo", "country": "GB"})
+    customer = api.call(
+        "POST", "/v1/customers", ok=201, json={"email": f"{sub}@example.com", "name": "Ada Demo", "country": "GB"}
+    )
     happened(clock(), "P1", f"customer {customer['id']} ({customer['email']}) signs up")
 
     trial = api.call("POST", "/v1/trials", ok=201, json={"customer_id": customer["id"], "plan": plan})
-    happened(trial["started_at"], "T1 T2",
-             f"starts a free trial of {chosen['name']}: no card needed; it ends {_human(trial['ends_at'])}, "
-             f"and the reminder is due {_human(trial['notice_at'])}")
+    happened(
+        trial["started_at"],
+        "T1 T2",
+        f"starts a free trial of {chosen['name']}: no card needed; it ends {_human(trial['ends_at'])}, "
+        f"and the reminder is due {_human(trial['notice_at'])}",
+    )
     move_to(trial["notice_at"])
     new_notices("T4")
     move_to(trial["ends_at"])
     new_notices("T3")
     happened(clock(), "T3", "the trial has expired: nothing was charged, access ended with it")
 
-    bought = api.call("POST", "/v1/subscriptions", ok=201,
-                      json={"customer_id": customer["id"], "plan": plan, "payment_method": "pm_card_visa"})
+    bought = api.call(
+        "POST",
+        "/v1/subscriptions",
+        ok=201,
+        json={"customer_id": customer["id"], "plan": plan, "payment_method": "pm_card_visa"},
+    )
     price = _money(bought["price"]["amount"] + bought["tax"]["amount"], bought["price"]["currency"])
-    happened(bought["current_period_start"], "B1 B3",
-             f"buys {chosen['name']} with a card: charged {price}; active until {_human(bought['current_period_end'])}")
+    happened(
+        bought["current_period_start"],
+        "B1 B3",
+        f"buys {chosen['name']} with a card: charged {price}; active until {_human(bought['current_period_end'])}",
+    )
     new_notices("B1")
 
     move_to(bought["current_period_end"])
     renewed = api.call("GET", f"/v1/subscriptions/{bought['id']}")
-    happened(renewed["current_period_start"], "B2 B3 B4",
-             f"renewed at the locked price ({price}): next period ends {_human(renewed['current_period_end'])}")
+    happened(
+        renewed["current_period_start"],
+        "B2 B3 B4",
+        f"renewed at the locked price ({price}): next period ends {_human(renewed['current_period_end'])}",
+    )
     new_notices("B2")
 
     canceled = api.call("POST", f"/v1/subscriptions/{bought['id']}/cancel")
-    happened(canceled["canceled_at"] or clock(), "C1 R1",
-             f"cancels: access continues until {_human(canceled['current_period_end'])}; nothing is refunded")
+    happened(
+        canceled["canceled_at"] or clock(),
+        "C1 R1",
+        f"cancels: access continues until {_human(canceled['current_period_end'])}; nothing is refunded",
+    )
     new_notices("C1")
     access = api.call("GET", f"/v1/customers/{customer['id']}/access")
-    happened(clock(), "C1", f"access now: yes, until {_human(access['until'])}" if access["has_access"] else "access now: no")
+    happened(
+        clock(), "C1", f"access now: yes, until {_human(access['until'])}" if access["has_access"] else "access now: no"
+    )
 
     move_to(canceled["current_period_end"])
     ended = api.call("GET", f"/v1/subscriptions/{bought['id']}")
-    happened(ended["ended_at"] or clock(), "C1",
-             f"the subscription has ended ({ended['ended_reason']}); no further charge")
+    happened(
+        ended["ended_at"] or clock(), "C1", f"the subscription has ended ({ended['ended_reason']}); no further charge"
+    )
     new_notices("C1")
     access = api.call("GET", f"/v1/customers/{customer['id']}/access")
-    happened(clock(), "C1", "access now: yes" if access["has_access"] else "access now: no, and nothing more is charged")
+    happened(
+        clock(), "C1", "access now: yes" if access["has_access"] else "access now: no, and nothing more is charged"
+    )
     payments = api.call("GET", f"/v1/customers/{customer['id']}/payments", params={"limit": 100})["data"]
     total = sum(p["amount"] for p in payments if p["status"] == "succeeded")
-    happened(clock(), "R1", f"paid in all: {_money(total, bought['price']['currency'])} in {len(payments)} "
-                            f"payments, refunded: nothing")
+    happened(
+        clock(),
+        "R1",
+        f"paid in all: {_money(total, bought['price']['currency'])} in {len(payments)} payments, refunded: nothing",
+    )
     return events
 
 

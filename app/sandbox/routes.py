@@ -25,12 +25,12 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-LATEST = _dt.datetime(9000, 1, 1, tzinfo=_dt.timezone.utc)  # far enough; later dates overflow period arithmetic
+LATEST = _dt.datetime(9000, 1, 1, tzinfo=_dt.UTC)  # far enough; later dates overflow period arithmetic
 
 
 def _computable(value: _dt.datetime) -> _dt.datetime:
     try:
-        value = value.astimezone(_dt.timezone.utc)
+        value = value.astimezone(_dt.UTC)
     except OverflowError:
         raise ValueError("the time is outside the range the service computes with") from None
     if value >= LATEST:

@@ -37,12 +37,18 @@ class Scheduler:
         self.ctx = ctx
         self._job: asyncio.Task | None = None  # APScheduler's task for the running job (`_tick`)
         self._running: asyncio.Task | None = None  # the tick that job waits for
-        self._scheduler = AsyncIOScheduler(timezone=_dt.timezone.utc)
-        self._scheduler.add_job(self._tick, "interval", id="run_due",
-                                seconds=ctx.settings.scheduler_interval_seconds, max_instances=1, coalesce=True,
-                                next_run_time=ctx.system_clock.wall())
+        self._scheduler = AsyncIOScheduler(timezone=_dt.UTC)
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            id="run_due",
+            seconds=ctx.settings.scheduler_interval_seconds,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=ctx.system_clock.wall(),
+        )
 
-    def start(self) -> "Scheduler":
+    def start(self) -> Scheduler:
         self._scheduler.start()
         return self
 
@@ -63,8 +69,9 @@ class Scheduler:
         cut_off: list[str] = []
         if job is not None and not job.done():
             left = self.ctx.shutdown.remaining(grace)
-            log.info("shutting down: no new work is claimed; waiting up to %.0f s for the running batch to finish",
-                     left)
+            log.info(
+                "shutting down: no new work is claimed; waiting up to %.0f s for the running batch to finish", left
+            )
             while not job.done() and (left := self.ctx.shutdown.remaining(grace)) > 0:
                 await asyncio.wait({job}, timeout=min(left, 0.25))  # a second signal cuts the wait short
             if not job.done() and running is not None:
@@ -73,10 +80,14 @@ class Scheduler:
                 await asyncio.wait({job})
         self._scheduler.shutdown(wait=False)
         if cut_off:
-            log.warning("scheduler stopped before the running work finished (its %g s grace period ran out, or a "
-                        "second signal came), cutting off: %s. Their claims run out within seconds and a later run "
-                        "takes them over with the same idempotency keys (nothing is charged twice)",
-                        grace, "; ".join(cut_off), extra={"cut_off": cut_off})
+            log.warning(
+                "scheduler stopped before the running work finished (its %g s grace period ran out, or a "
+                "second signal came), cutting off: %s. Their claims run out within seconds and a later run "
+                "takes them over with the same idempotency keys (nothing is charged twice)",
+                grace,
+                "; ".join(cut_off),
+                extra={"cut_off": cut_off},
+            )
             return False
         log.info("scheduler stopped gracefully: no work was cut off")
         return True

@@ -45,30 +45,60 @@ def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
     return f"{subscription_id}:period-{period_index}:attempt-{attempt}"
 
 
-def new_payment(ctx: AppContext, sub, customer, *, purpose: str, period_index: int, attempt: int,  # noqa: ANN001
-                now: _dt.datetime, credit_balance: int = 0) -> dict:
+def new_payment(
+    ctx: AppContext,
+    sub,
+    customer,
+    *,
+    purpose: str,
+    period_index: int,
+    attempt: int,
+    now: _dt.datetime,
+    credit_balance: int = 0,
+) -> dict:
     """B3/P2/R2: the locked price plus the tax of the customer's billing country, less the account credit, in
     integer minor units."""
     policy = ctx.policies.at(now)
-    breakdown = charge_breakdown(sub.price_amount, customer.country or "", policy,
-                                 credit_balance=max(0, credit_balance))
+    breakdown = charge_breakdown(
+        sub.price_amount, customer.country or "", policy, credit_balance=max(0, credit_balance)
+    )
     return {
-        "id": new_id("pay"), "customer_id": sub.customer_id, "subscription_id": sub.id, "purpose": purpose,
-        "period_index": period_index, "period_start": None, "period_end": None,
-        "price_amount": breakdown.price, "tax_amount": breakdown.tax, "credit_applied": breakdown.credit_applied,
-        "amount": breakdown.card_amount, "currency": sub.currency, "status": "pending", "failure_code": None,
-        "refunded_amount": 0, "payment_method": sub.payment_method, "gateway": ctx.gateway.name,
-        "gateway_payment_id": None, "client_secret": None,
-        "idempotency_key": payment_key(sub.id, period_index, attempt), "policy_version": policy.version,
-        "created_at": now, "updated_at": now,
+        "id": new_id("pay"),
+        "customer_id": sub.customer_id,
+        "subscription_id": sub.id,
+        "purpose": purpose,
+        "period_index": period_index,
+        "period_start": None,
+        "period_end": None,
+        "price_amount": breakdown.price,
+        "tax_amount": breakdown.tax,
+        "credit_applied": breakdown.credit_applied,
+        "amount": breakdown.card_amount,
+        "currency": sub.currency,
+        "status": "pending",
+        "failure_code": None,
+        "refunded_amount": 0,
+        "payment_method": sub.payment_method,
+        "gateway": ctx.gateway.name,
+        "gateway_payment_id": None,
+        "client_secret": None,
+        "idempotency_key": payment_key(sub.id, period_index, attempt),
+        "policy_version": policy.version,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
 def _request(payment, gateway_customer: str, off_session: bool) -> ChargeRequest:  # noqa: ANN001
     return ChargeRequest(
-        amount=payment.amount, currency=payment.currency, payment_method=payment.payment_method,
-        customer_id=payment.customer_id, gateway_customer=gateway_customer, off_session=off_session,
-        idempotency_key=payment.idempotency_key, description=f"subscription {payment.subscription_id}",
+        amount=payment.amount,
+        currency=payment.currency,
+        payment_method=payment.payment_method,
+        customer_id=payment.customer_id,
+        gateway_customer=gateway_customer,
+        off_session=off_session,
+        idempotency_key=payment.idempotency_key,
+        description=f"subscription {payment.subscription_id}",
     )
 
 
@@ -83,7 +113,7 @@ async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session
     return await ctx.gateway.charge(_request(payment, gateway_customer, off_session))
 
 
-async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:  # noqa: ANN001
+async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:
     """`charge` off-session for a batch of (pending payment, gateway customer) pairs, in one call to the gateway
     (`PaymentGateway.charge_many`): the outcomes in order."""
     billable = [(payment, customer) for payment, customer in work if payment.amount > 0]
@@ -103,20 +133,28 @@ async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:  # no
 # customer's e-mail (T5: the identity marked by a purchase) and whether the customer has a running trial (T6: a
 # purchase forfeits it; read, as `_forfeit_trials` reads the trials, without a lock).
 _SUBSCRIPTION_COLUMNS = (
-    subscriptions, plans.c.name.label("plan_name"), customers.c.email.label("customer_email"),
+    subscriptions,
+    plans.c.name.label("plan_name"),
+    customers.c.email.label("customer_email"),
     customers.c.status.label("customer_status"),
-    exists().where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
-    .label("has_running_trial"))
-_SUBSCRIPTION_JOINS = (subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id)
-                       .join(customers, customers.c.id == subscriptions.c.customer_id))
+    exists()
+    .where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
+    .label("has_running_trial"),
+)
+_SUBSCRIPTION_JOINS = subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id).join(
+    customers, customers.c.id == subscriptions.c.customer_id
+)
 
 
 def _lock_subscription_of_payment(where):  # noqa: ANN001, ANN202
     """The subscription of the payment matching `where` (a payment's subscription never changes), locked; only
     the subscription's row is locked (`FOR UPDATE OF`), the payment is locked next, by its id."""
-    return (select(*_SUBSCRIPTION_COLUMNS, payments.c.id.label("locked_payment_id"))
-            .select_from(_SUBSCRIPTION_JOINS.join(payments, payments.c.subscription_id == subscriptions.c.id))
-            .where(where).with_for_update(of=subscriptions))
+    return (
+        select(*_SUBSCRIPTION_COLUMNS, payments.c.id.label("locked_payment_id"))
+        .select_from(_SUBSCRIPTION_JOINS.join(payments, payments.c.subscription_id == subscriptions.c.id))
+        .where(where)
+        .with_for_update(of=subscriptions)
+    )
 
 
 _LOCK_VIA = {
@@ -125,36 +163,89 @@ _LOCK_VIA = {
     "idempotency_key": _lock_subscription_of_payment(payments.c.idempotency_key == bindparam("value")),
 }
 _LOCK_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id")).with_for_update()
-_LOCK_SUBSCRIPTION = (select(*_SUBSCRIPTION_COLUMNS).select_from(_SUBSCRIPTION_JOINS)
-                      .where(subscriptions.c.id == bindparam("subscription_id")).with_for_update(of=subscriptions))
+_LOCK_SUBSCRIPTION = (
+    select(*_SUBSCRIPTION_COLUMNS)
+    .select_from(_SUBSCRIPTION_JOINS)
+    .where(subscriptions.c.id == bindparam("subscription_id"))
+    .with_for_update(of=subscriptions)
+)
 # A batch: its subscriptions, then its payments, each in ascending id order (two batches, or a batch and a
 # termination, meet in the same order and cannot deadlock).
-_LOCK_SUBSCRIPTIONS = (select(*_SUBSCRIPTION_COLUMNS).select_from(_SUBSCRIPTION_JOINS)
-                       .where(subscriptions.c.id.in_(bindparam("ids", expanding=True)))
-                       .order_by(subscriptions.c.id).with_for_update(of=subscriptions))
-_LOCK_PAYMENTS = (select(payments).where(payments.c.id.in_(bindparam("ids", expanding=True)))
-                  .order_by(payments.c.id).with_for_update())
-_RENEW_SUBSCRIPTION = update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
-    status="active", period_index=bindparam("b_index"), current_period_start=bindparam("b_start"),
-    current_period_end=bindparam("b_end"), tax_amount=bindparam("b_tax"), failed_attempts=0, next_retry_at=None,
-    claimed_until=None)
-_PAYMENT_SUCCEEDED = update(payments).where(payments.c.id == bindparam("b_id")).values(
-    status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), period_start=bindparam("b_start"),
-    period_end=bindparam("b_end"), client_secret=None, updated_at=bindparam("b_now"))
-_START_SUBSCRIPTION = update(subscriptions).where(subscriptions.c.id == bindparam("b_id")).values(
-    status="active", anchor_at=bindparam("b_anchor"), period_index=bindparam("b_index"),
-    current_period_start=bindparam("b_start"), current_period_end=bindparam("b_end"), tax_amount=bindparam("b_tax"),
-    failed_attempts=0, next_retry_at=None, claimed_until=None).returning(*subscriptions.c)
-_PAYMENT_SUCCEEDED_WITHOUT_EFFECT = update(payments).where(payments.c.id == bindparam("b_id")).values(
-    status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), updated_at=bindparam("b_now"))
+_LOCK_SUBSCRIPTIONS = (
+    select(*_SUBSCRIPTION_COLUMNS)
+    .select_from(_SUBSCRIPTION_JOINS)
+    .where(subscriptions.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(subscriptions.c.id)
+    .with_for_update(of=subscriptions)
+)
+_LOCK_PAYMENTS = (
+    select(payments)
+    .where(payments.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(payments.c.id)
+    .with_for_update()
+)
+_RENEW_SUBSCRIPTION = (
+    update(subscriptions)
+    .where(subscriptions.c.id == bindparam("b_id"))
+    .values(
+        status="active",
+        period_index=bindparam("b_index"),
+        current_period_start=bindparam("b_start"),
+        current_period_end=bindparam("b_end"),
+        tax_amount=bindparam("b_tax"),
+        failed_attempts=0,
+        next_retry_at=None,
+        claimed_until=None,
+    )
+)
+_PAYMENT_SUCCEEDED = (
+    update(payments)
+    .where(payments.c.id == bindparam("b_id"))
+    .values(
+        status="succeeded",
+        gateway_payment_id=bindparam("b_gateway_id"),
+        period_start=bindparam("b_start"),
+        period_end=bindparam("b_end"),
+        client_secret=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_START_SUBSCRIPTION = (
+    update(subscriptions)
+    .where(subscriptions.c.id == bindparam("b_id"))
+    .values(
+        status="active",
+        anchor_at=bindparam("b_anchor"),
+        period_index=bindparam("b_index"),
+        current_period_start=bindparam("b_start"),
+        current_period_end=bindparam("b_end"),
+        tax_amount=bindparam("b_tax"),
+        failed_attempts=0,
+        next_retry_at=None,
+        claimed_until=None,
+    )
+    .returning(*subscriptions.c)
+)
+_PAYMENT_SUCCEEDED_WITHOUT_EFFECT = (
+    update(payments)
+    .where(payments.c.id == bindparam("b_id"))
+    .values(status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), updated_at=bindparam("b_now"))
+)
 # A purchase paid (the webhook's common case): the payment, still pending, is written succeeded and locked by the
 # one statement, which returns it; nothing matches (and nothing is written) when it is no longer a pending purchase.
-_PURCHASE_PAID = (update(payments).where(payments.c.id == bindparam("b_id"), payments.c.status == "pending",
-                                         payments.c.purpose == "purchase")
-                  .values(status="succeeded", gateway_payment_id=bindparam("b_gateway_id"),
-                          period_start=bindparam("b_start"), period_end=bindparam("b_end"), client_secret=None,
-                          updated_at=bindparam("b_now"))
-                  .returning(*payments.c))
+_PURCHASE_PAID = (
+    update(payments)
+    .where(payments.c.id == bindparam("b_id"), payments.c.status == "pending", payments.c.purpose == "purchase")
+    .values(
+        status="succeeded",
+        gateway_payment_id=bindparam("b_gateway_id"),
+        period_start=bindparam("b_start"),
+        period_end=bindparam("b_end"),
+        client_secret=None,
+        updated_at=bindparam("b_now"),
+    )
+    .returning(*payments.c)
+)
 _RUNNING_TRIALS = select(trials).where(trials.c.customer_id == bindparam("customer_id"), trials.c.status == "active")
 
 
@@ -177,8 +268,14 @@ async def lock_for_settlement(conn: AsyncConnection, *, by: str, value: str):  #
     return None if sub is None else (sub, await lock_payment_of(conn, sub))
 
 
-async def settle(conn: AsyncConnection, ctx: AppContext, payment_id: str, result: ChargeResult,
-                 now: _dt.datetime, actor: Principal = SYSTEM) -> str:
+async def settle(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    payment_id: str,
+    result: ChargeResult,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+) -> str:
     """Record a gateway outcome on a payment that is still pending; returns the payment's status afterwards.
 
     Locks the subscription, then the payment: the one order every writer of both follows (cancel, termination,
@@ -187,8 +284,16 @@ async def settle(conn: AsyncConnection, ctx: AppContext, payment_id: str, result
     return await settle_locked(conn, ctx, payment, result, now, actor, sub=sub)
 
 
-async def settle_locked(conn: AsyncConnection, ctx: AppContext, payment, result: ChargeResult,  # noqa: ANN001
-                        now: _dt.datetime, actor: Principal = SYSTEM, *, sub=None) -> str:  # noqa: ANN001
+async def settle_locked(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    payment,
+    result: ChargeResult,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+    *,
+    sub=None,
+) -> str:
     """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand)."""
     if payment.status != "pending":
         if payment.status == "failed" and result.status == "succeeded":
@@ -201,10 +306,14 @@ async def settle_locked(conn: AsyncConnection, ctx: AppContext, payment, result:
         await record_success(conn, ctx, payment, result.payment_id, now, actor, sub=sub)
         return "succeeded"
     if result.status == "requires_action" and payment.purpose == "purchase":
-        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-            gateway_payment_id=result.payment_id, client_secret=result.client_secret, updated_at=now))
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == payment.subscription_id)
-                           .values(claimed_until=None))
+        await conn.execute(
+            update(payments)
+            .where(payments.c.id == payment.id)
+            .values(gateway_payment_id=result.payment_id, client_secret=result.client_secret, updated_at=now)
+        )
+        await conn.execute(
+            update(subscriptions).where(subscriptions.c.id == payment.subscription_id).values(claimed_until=None)
+        )
         return "pending"
     # Off-session, a payment needing the customer's action cannot complete: it counts as a failure (B5).
     code = result.decline_code or ("authentication_required" if result.status == "requires_action" else "failed")
@@ -212,8 +321,13 @@ async def settle_locked(conn: AsyncConnection, ctx: AppContext, payment, result:
     return "failed"
 
 
-async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, now: _dt.datetime,  # noqa: ANN001
-                      actor: Principal = SYSTEM) -> dict[str, str]:
+async def settle_many(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    outcomes: list,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+) -> dict[str, str]:
     """`settle` for a batch of (payment, gateway outcome) pairs of renewals and retries, with one statement per
     kind of write instead of a dozen per payment; returns each payment's status afterwards, by payment id.
 
@@ -227,10 +341,18 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
     if not outcomes:
         return {}
     # A payment's subscription never changes: the rows read before the gateway call name it.
-    subs = {s.id: s for s in (await conn.execute(
-        _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})})).all()}
-    locked = {p.id: p for p in (await conn.execute(
-        _LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})})).all()}
+    subs = {
+        s.id: s
+        for s in (
+            await conn.execute(
+                _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})}
+            )
+        ).all()
+    }
+    locked = {
+        p.id: p
+        for p in (await conn.execute(_LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})})).all()
+    }
     statuses: dict[str, str] = {}
     slow = []
     sub_rows, payment_rows, credit_rows, notice_items, audit_rows = [], [], [], [], []
@@ -238,26 +360,73 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
     for stale, result in outcomes:
         payment = locked[stale.id]
         sub = subs[payment.subscription_id]
-        if not (payment.status == "pending" and result.status == "succeeded" and payment.purpose != "purchase"
-                and renews(sub, payment)):
+        if not (
+            payment.status == "pending"
+            and result.status == "succeeded"
+            and payment.purpose != "purchase"
+            and renews(sub, payment)
+        ):
             slow.append((payment, result))
             continue
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
         start, end = period_bounds(sub.anchor_at, sub.interval, payment.period_index)
-        sub_rows.append({"b_id": sub.id, "b_index": payment.period_index, "b_start": start, "b_end": end,
-                         "b_tax": payment.tax_amount})
-        payment_rows.append({"b_id": payment.id, "b_gateway_id": result.payment_id, "b_start": start, "b_end": end,
-                             "b_now": now})
+        sub_rows.append(
+            {
+                "b_id": sub.id,
+                "b_index": payment.period_index,
+                "b_start": start,
+                "b_end": end,
+                "b_tax": payment.tax_amount,
+            }
+        )
+        payment_rows.append(
+            {"b_id": payment.id, "b_gateway_id": result.payment_id, "b_start": start, "b_end": end, "b_now": now}
+        )
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
         notice_items.append(_receipt(sub, payment, start, end))
-        renewed = changed(sub, status="active", period_index=payment.period_index, current_period_start=start,
-                          current_period_end=end, tax_amount=payment.tax_amount, failed_attempts=0,
-                          next_retry_at=None, claimed_until=None)
-        audit_rows.append(_success_event(actor, "subscription.renewed", now, sub, payment, start, end, events=(
-            _paid_events(ctx, "subscription.renewed", sub, renewed, payment_to_api(changed(
-                payment, status="succeeded", gateway_payment_id=result.payment_id, period_start=start,
-                period_end=end, client_secret=None, updated_at=now)), now))))
+        renewed = changed(
+            sub,
+            status="active",
+            period_index=payment.period_index,
+            current_period_start=start,
+            current_period_end=end,
+            tax_amount=payment.tax_amount,
+            failed_attempts=0,
+            next_retry_at=None,
+            claimed_until=None,
+        )
+        audit_rows.append(
+            _success_event(
+                actor,
+                "subscription.renewed",
+                now,
+                sub,
+                payment,
+                start,
+                end,
+                events=(
+                    _paid_events(
+                        ctx,
+                        "subscription.renewed",
+                        sub,
+                        renewed,
+                        payment_to_api(
+                            changed(
+                                payment,
+                                status="succeeded",
+                                gateway_payment_id=result.payment_id,
+                                period_start=start,
+                                period_end=end,
+                                client_secret=None,
+                                updated_at=now,
+                            )
+                        ),
+                        now,
+                    )
+                ),
+            )
+        )
         statuses[payment.id] = "succeeded"
     if sub_rows:
         await conn.execute(_RENEW_SUBSCRIPTION, sub_rows)
@@ -267,8 +436,9 @@ async def settle_many(conn: AsyncConnection, ctx: AppContext, outcomes: list, no
         await create_notices(conn, notice_items, now, wall)
         await record_many(conn, audit_rows)
     for payment, result in slow:
-        statuses[payment.id] = await settle_locked(conn, ctx, payment, result, now, actor,
-                                                   sub=subs[payment.subscription_id])
+        statuses[payment.id] = await settle_locked(
+            conn, ctx, payment, result, now, actor, sub=subs[payment.subscription_id]
+        )
     return statuses
 
 
@@ -280,30 +450,70 @@ def renews(sub, payment) -> bool:  # noqa: ANN001
     nothing. One asked after the period end (B2: in the renewed period) does not stop the renewal that was due."""
     if sub.status not in ("active", "past_due") or sub.period_index + 1 != payment.period_index:
         return False
-    return not (sub.canceled_at is not None and sub.canceled_at >= payment.created_at
-                and cancellation_ends_period(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end))
+    return not (
+        sub.canceled_at is not None
+        and sub.canceled_at >= payment.created_at
+        and cancellation_ends_period(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end)
+    )
 
 
 def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001
-    return {"id": new_id("cred"), "customer_id": payment.customer_id, "kind": "spend",
-            "amount": -payment.credit_applied, "currency": payment.currency, "reason": None,
-            "created_by": "system", "payment_id": payment.id, "policy_version": payment.policy_version,
-            "created_at": now}
+    return {
+        "id": new_id("cred"),
+        "customer_id": payment.customer_id,
+        "kind": "spend",
+        "amount": -payment.credit_applied,
+        "currency": payment.currency,
+        "reason": None,
+        "created_by": "system",
+        "payment_id": payment.id,
+        "policy_version": payment.policy_version,
+        "created_at": now,
+    }
 
 
 # What a successful charge writes about itself, the same from `record_success` and `settle_many`.
 def _receipt(sub, payment, start: _dt.datetime, end: _dt.datetime) -> NewNotice:  # noqa: ANN001
-    subject, body = templates.receipt(sub.plan_name, payment.price_amount, payment.tax_amount, payment.credit_applied,
-                                      payment.amount, payment.currency, start, end)
+    subject, body = templates.receipt(
+        sub.plan_name,
+        payment.price_amount,
+        payment.tax_amount,
+        payment.credit_applied,
+        payment.amount,
+        payment.currency,
+        start,
+        end,
+    )
     return NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)
 
 
-def _success_event(actor: Principal, action: str, now: _dt.datetime, sub, payment,  # noqa: ANN001
-                   start: _dt.datetime, end: _dt.datetime, events: list) -> dict:  # noqa: ANN001
-    return audit_row(actor, action, now, subject_type="subscription", subject_id=sub.id, customer_id=sub.customer_id,
-                     policy_version=payment.policy_version,
-                     data={"payment_id": payment.id, "amount": payment.amount, "tax": payment.tax_amount,
-                           "period_start": start.isoformat(), "period_end": end.isoformat()}, events=events)
+def _success_event(
+    actor: Principal,
+    action: str,
+    now: _dt.datetime,
+    sub,
+    payment,  # noqa: ANN001
+    start: _dt.datetime,
+    end: _dt.datetime,
+    events: list,
+) -> dict:
+    return audit_row(
+        actor,
+        action,
+        now,
+        subject_type="subscription",
+        subject_id=sub.id,
+        customer_id=sub.customer_id,
+        policy_version=payment.policy_version,
+        data={
+            "payment_id": payment.id,
+            "amount": payment.amount,
+            "tax": payment.tax_amount,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+        },
+        events=events,
+    )
 
 
 def _paid_events(ctx: AppContext, type_: str, before, after, payment: dict, now: _dt.datetime) -> list:  # noqa: ANN001
@@ -316,8 +526,14 @@ def _paid_events(ctx: AppContext, type_: str, before, after, payment: dict, now:
     return events
 
 
-async def record_purchase_paid(conn: AsyncConnection, ctx: AppContext, sub, gateway_payment_id: str,  # noqa: ANN001
-                               now: _dt.datetime, actor: Principal = SYSTEM):  # noqa: ANN201
+async def record_purchase_paid(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    sub,
+    gateway_payment_id: str,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+):
     """The gateway reports the purchase payment of an incomplete subscription paid (a signed
     `payment_intent.succeeded`), with `sub` locked by `lock_subscription_of_payment`: what `settle` records for
     it, the payment locked, checked still pending and written succeeded by one statement. Returns that payment,
@@ -326,16 +542,34 @@ async def record_purchase_paid(conn: AsyncConnection, ctx: AppContext, sub, gate
     if sub.status != "incomplete":
         return None
     start, end = period_bounds(now, sub.interval, 0)  # B1/B4: the periods are anchored at the payment
-    payment = (await conn.execute(_PURCHASE_PAID, {"b_id": sub.locked_payment_id, "b_gateway_id": gateway_payment_id,
-                                                   "b_start": start, "b_end": end, "b_now": now})).first()
+    payment = (
+        await conn.execute(
+            _PURCHASE_PAID,
+            {
+                "b_id": sub.locked_payment_id,
+                "b_gateway_id": gateway_payment_id,
+                "b_start": start,
+                "b_end": end,
+                "b_now": now,
+            },
+        )
+    ).first()
     if payment is not None:
         await record_success(conn, ctx, payment, gateway_payment_id, now, actor, sub=sub, payment_recorded=True)
     return payment
 
 
-async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str,  # noqa: ANN001
-                         now: _dt.datetime, actor: Principal, *, sub=None,  # noqa: ANN001
-                         payment_recorded: bool = False) -> None:
+async def record_success(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    payment,
+    gateway_payment_id: str,
+    now: _dt.datetime,
+    actor: Principal,
+    *,
+    sub=None,  # noqa: ANN001
+    payment_recorded: bool = False,
+) -> None:
     """A charge succeeded (now, or late through a webhook): the subscription starts (purchase) or moves to the
     period paid for (renewal, retry). A payment for a period that is no longer the next one (the subscription
     ended, or that period was paid by another charge) is recorded for the books and for ops, and grants nothing.
@@ -345,17 +579,40 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
     if sub is None:
         sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
     # B1/R2: what it buys (a purchase: the start of a subscription still incomplete; a renewal: the next period).
-    outcome = late_success(payment.purpose, sub.status, payment.purpose != "purchase" and renews(sub, payment),
-                           payment.amount, payment.refunded_amount)
+    outcome = late_success(
+        payment.purpose,
+        sub.status,
+        payment.purpose != "purchase" and renews(sub, payment),
+        payment.amount,
+        payment.refunded_amount,
+    )
     if outcome.action != "apply":
-        await conn.execute(_PAYMENT_SUCCEEDED_WITHOUT_EFFECT,
-                           {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_now": now})
-        await record(conn, actor, "payment.succeeded_without_effect", now, subject_type="payment",
-                     subject_id=payment.id, customer_id=payment.customer_id, policy_version=payment.policy_version,
-                     data={"subscription_status": sub.status, "period_index": payment.period_index,
-                           "correction": outcome.action},
-                     events=[("payment.succeeded", payment_to_api(changed(
-                         payment, status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now)))])
+        await conn.execute(
+            _PAYMENT_SUCCEEDED_WITHOUT_EFFECT, {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_now": now}
+        )
+        await record(
+            conn,
+            actor,
+            "payment.succeeded_without_effect",
+            now,
+            subject_type="payment",
+            subject_id=payment.id,
+            customer_id=payment.customer_id,
+            policy_version=payment.policy_version,
+            data={
+                "subscription_status": sub.status,
+                "period_index": payment.period_index,
+                "correction": outcome.action,
+            },
+            events=[
+                (
+                    "payment.succeeded",
+                    payment_to_api(
+                        changed(payment, status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now)
+                    ),
+                )
+            ],
+        )
         if outcome.action == "refund":  # B1: it bought nothing; refunded in full, the customer told
             await book_correction(conn, ctx, sub, payment, outcome, now)
         return
@@ -367,20 +624,42 @@ async def record_success(conn: AsyncConnection, ctx: AppContext, payment, gatewa
         if sub.has_running_trial:
             forfeited = await _forfeit_trials(conn, payment.customer_id, now)  # T6
         # T5: a paid subscription bars a later trial (the payment's customer is the subscription's).
-        await mark_person(conn, person_identities(ctx.settings.identity_key, payment.customer_id,
-                                                  [sub.customer_email]), "paid", now)
+        await mark_person(
+            conn, person_identities(ctx.settings.identity_key, payment.customer_id, [sub.customer_email]), "paid", now
+        )
     else:
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
         anchor, index = sub.anchor_at, payment.period_index
         start, end = period_bounds(anchor, sub.interval, index)
-    started = (await conn.execute(_START_SUBSCRIPTION, {"b_id": sub.id, "b_anchor": anchor, "b_index": index,
-                                                        "b_start": start, "b_end": end,
-                                                        "b_tax": payment.tax_amount})).one()
+    started = (
+        await conn.execute(
+            _START_SUBSCRIPTION,
+            {
+                "b_id": sub.id,
+                "b_anchor": anchor,
+                "b_index": index,
+                "b_start": start,
+                "b_end": end,
+                "b_tax": payment.tax_amount,
+            },
+        )
+    ).one()
     if not payment_recorded:
-        await conn.execute(_PAYMENT_SUCCEEDED, {"b_id": payment.id, "b_gateway_id": gateway_payment_id,
-                                                "b_start": start, "b_end": end, "b_now": now})
-        payment_now = payment_to_api(changed(payment, status="succeeded", gateway_payment_id=gateway_payment_id,
-                                             period_start=start, period_end=end, client_secret=None, updated_at=now))
+        await conn.execute(
+            _PAYMENT_SUCCEEDED,
+            {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_start": start, "b_end": end, "b_now": now},
+        )
+        payment_now = payment_to_api(
+            changed(
+                payment,
+                status="succeeded",
+                gateway_payment_id=gateway_payment_id,
+                period_start=start,
+                period_end=end,
+                client_secret=None,
+                updated_at=now,
+            )
+        )
     else:
         payment_now = payment_to_api(payment)
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
@@ -400,38 +679,84 @@ async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.date
     for trial in running:
         ended = forfeit_at(trial.ends_at, now)
         if ended is not None:  # a trial already past its end is left to expire (T3)
-            await conn.execute(update(trials).where(trials.c.id == trial.id).values(status="forfeited",
-                                                                                    ended_at=ended))
+            await conn.execute(update(trials).where(trials.c.id == trial.id).values(status="forfeited", ended_at=ended))
             forfeited.append(changed(trial, status="forfeited", ended_at=ended))
     return forfeited
 
 
-async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_payment_id: str | None,  # noqa: ANN001
-                 code: str, now: _dt.datetime, actor: Principal = SYSTEM, *, sub=None) -> None:  # noqa: ANN001
+async def failed(
+    conn: AsyncConnection,
+    ctx: AppContext,
+    payment,
+    gateway_payment_id: str | None,
+    code: str,
+    now: _dt.datetime,
+    actor: Principal = SYSTEM,
+    *,
+    sub=None,
+) -> None:
     """`sub`: as in `record_success`."""
     if sub is None:
         sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
     # B1: a purchase whose PaymentIntent waited for the customer's action could still be completed: it is to be
     # cancelled at the gateway (by `app.payments.corrections`, once this commits, and by its job until confirmed).
     cancel_due = ctx.system_clock.wall() if payment.purpose == "purchase" and payment.gateway_payment_id else None
-    await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-        status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, client_secret=None,
-        updated_at=now, gateway_cancel_due_at=cancel_due))
-    events = [("payment.failed", payment_to_api(changed(payment, status="failed", failure_code=code,
-                                                        gateway_payment_id=gateway_payment_id, updated_at=now)))]
+    await conn.execute(
+        update(payments)
+        .where(payments.c.id == payment.id)
+        .values(
+            status="failed",
+            failure_code=code,
+            gateway_payment_id=gateway_payment_id,
+            client_secret=None,
+            updated_at=now,
+            gateway_cancel_due_at=cancel_due,
+        )
+    )
+    events = [
+        (
+            "payment.failed",
+            payment_to_api(
+                changed(
+                    payment, status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, updated_at=now
+                )
+            ),
+        )
+    ]
     if payment.purpose == "purchase":
         # B1: a purchase whose payment fails leaves no active subscription and grants nothing.
         if sub.status == "incomplete":
-            await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-                status="canceled", ended_at=now, ended_reason="payment_failed", claimed_until=None))
-        await record(conn, actor, "subscription.purchase_failed", now, subject_type="subscription",
-                     subject_id=sub.id, customer_id=sub.customer_id, policy_version=payment.policy_version,
-                     data={"payment_id": payment.id, "failure_code": code}, events=events)
+            await conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == sub.id)
+                .values(status="canceled", ended_at=now, ended_reason="payment_failed", claimed_until=None)
+            )
+        await record(
+            conn,
+            actor,
+            "subscription.purchase_failed",
+            now,
+            subject_type="subscription",
+            subject_id=sub.id,
+            customer_id=sub.customer_id,
+            policy_version=payment.policy_version,
+            data={"payment_id": payment.id, "failure_code": code},
+            events=events,
+        )
         return
     if sub.status not in ("active", "past_due"):
-        await record(conn, actor, "subscription.payment_failed", now, subject_type="subscription",
-                     subject_id=sub.id, customer_id=sub.customer_id, policy_version=payment.policy_version,
-                     data={"payment_id": payment.id, "failure_code": code, "outcome": sub.status}, events=events)
+        await record(
+            conn,
+            actor,
+            "subscription.payment_failed",
+            now,
+            subject_type="subscription",
+            subject_id=sub.id,
+            customer_id=sub.customer_id,
+            policy_version=payment.policy_version,
+            data={"payment_id": payment.id, "failure_code": code, "outcome": sub.status},
+            events=events,
+        )
         return
     policy = ctx.policies.at(now)
     attempt = sub.failed_attempts + 1
@@ -447,26 +772,49 @@ async def failed(conn: AsyncConnection, ctx: AppContext, payment, gateway_paymen
     subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
     if outcome.status == "past_due":
-        values = {"status": "past_due", "failed_attempts": attempt, "next_retry_at": outcome.next_retry_at,
-                  "claimed_until": None}
+        values = {
+            "status": "past_due",
+            "failed_attempts": attempt,
+            "next_retry_at": outcome.next_retry_at,
+            "claimed_until": None,
+        }
     else:
-        values = {"status": "canceled", "failed_attempts": attempt, "next_retry_at": None, "ended_at": ended_at,
-                  "ended_reason": outcome.ended_reason, "claimed_until": None}
+        values = {
+            "status": "canceled",
+            "failed_attempts": attempt,
+            "next_retry_at": None,
+            "ended_at": ended_at,
+            "ended_reason": outcome.ended_reason,
+            "claimed_until": None,
+        }
         subject, body = templates.subscription_ended(name, outcome.ended_reason)
-        notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject,
-                                 body))
+        notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject, body))
     await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(values))
     after = changed(sub, **values)
     if sub.status != after.status:  # B5: past_due at the first failure; ended after the last retry
-        events.append(("subscription.past_due" if after.status == "past_due" else "subscription.ended",
-                       as_read(after, now)))
+        events.append(
+            ("subscription.past_due" if after.status == "past_due" else "subscription.ended", as_read(after, now))
+        )
         if sub.customer_status == "active":
-            events.append(access_changed(facts_of(ctx, "active", None, after if after.status == "past_due" else None,
-                                                  now), now))
+            events.append(
+                access_changed(facts_of(ctx, "active", None, after if after.status == "past_due" else None, now), now)
+            )
     await create_notices(conn, notices, now, ctx.system_clock.wall())
-    await record(conn, actor, "subscription.payment_failed", now, subject_type="subscription", subject_id=sub.id,
-                 customer_id=sub.customer_id, policy_version=policy.version,
-                 data={"payment_id": payment.id, "failure_code": code, "attempt": attempt,
-                       "outcome": outcome.status,
-                       "next_retry_at": outcome.next_retry_at.isoformat() if outcome.next_retry_at else None},
-                 events=events)
+    await record(
+        conn,
+        actor,
+        "subscription.payment_failed",
+        now,
+        subject_type="subscription",
+        subject_id=sub.id,
+        customer_id=sub.customer_id,
+        policy_version=policy.version,
+        data={
+            "payment_id": payment.id,
+            "failure_code": code,
+            "attempt": attempt,
+            "outcome": outcome.status,
+            "next_retry_at": outcome.next_retry_at.isoformat() if outcome.next_retry_at else None,
+        },
+        events=events,
+    )

@@ -67,5 +67,8 @@ customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["subscri
 
 @customer_router.get("/subscriptions", response_model=SubscriptionList)
 async def list_subscriptions(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
-    return JSON(await customer_list(ctx, caller, customer_id, repository.for_customer(customer_id),
-                                    subscriptions.c.id, params, to_api))
+    return JSON(
+        await customer_list(
+            ctx, caller, customer_id, repository.for_customer(customer_id), subscriptions.c.id, params, to_api
+        )
+    )

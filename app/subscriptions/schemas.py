@@ -50,18 +50,32 @@ class SubscriptionList(BaseModel):
 
 
 # B2/C1: what places a subscription's periods, beyond its status and stored period end (`subscription_facts`).
-PERIOD_COLUMNS = (subscriptions.c.anchor_at, subscriptions.c.interval, subscriptions.c.period_index,
-                  subscriptions.c.current_period_start, subscriptions.c.cancel_at_period_end,
-                  subscriptions.c.canceled_at, subscriptions.c.ended_at, subscriptions.c.ended_reason)
+PERIOD_COLUMNS = (
+    subscriptions.c.anchor_at,
+    subscriptions.c.interval,
+    subscriptions.c.period_index,
+    subscriptions.c.current_period_start,
+    subscriptions.c.cancel_at_period_end,
+    subscriptions.c.canceled_at,
+    subscriptions.c.ended_at,
+    subscriptions.c.ended_reason,
+)
 
 
 def subscription_facts(row) -> SubscriptionFacts:  # noqa: ANN001
     """The stored subscription, for `policies.subscription_at` (B2/C1)."""
     return SubscriptionFacts(
-        status=row.status, anchor_at=row.anchor_at, interval=row.interval, period_index=row.period_index,
-        period_start=row.current_period_start, period_end=row.current_period_end,
-        cancel_at_period_end=row.cancel_at_period_end, canceled_at=row.canceled_at, ended_at=row.ended_at,
-        ended_reason=row.ended_reason)
+        status=row.status,
+        anchor_at=row.anchor_at,
+        interval=row.interval,
+        period_index=row.period_index,
+        period_start=row.current_period_start,
+        period_end=row.current_period_end,
+        cancel_at_period_end=row.cancel_at_period_end,
+        canceled_at=row.canceled_at,
+        ended_at=row.ended_at,
+        ended_reason=row.ended_reason,
+    )
 
 
 def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = None) -> dict:  # noqa: ANN001
@@ -69,16 +83,24 @@ def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = 
     period-end instant in its next period (or ended by a cancellation), whether or not the jobs have run yet."""
     state = subscription_at(subscription_facts(row), now) if now is not None else None
     return {
-        "object": "subscription", "id": row.id, "customer_id": row.customer_id, "plan": row.plan_code,
+        "object": "subscription",
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "plan": row.plan_code,
         "status": state.status if state else row.status,
         "price": {"amount": row.price_amount, "currency": row.currency},
-        "tax": {"amount": row.tax_amount, "currency": row.currency}, "payment_method": row.payment_method,
+        "tax": {"amount": row.tax_amount, "currency": row.currency},
+        "payment_method": row.payment_method,
         "current_period_start": state.period_start if state else row.current_period_start,
         "current_period_end": state.period_end if state else row.current_period_end,
-        "cancel_at_period_end": row.cancel_at_period_end, "canceled_at": row.canceled_at,
+        "cancel_at_period_end": row.cancel_at_period_end,
+        "canceled_at": row.canceled_at,
         "ended_at": state.ended_at if state else row.ended_at,
-        "ended_reason": state.ended_reason if state else row.ended_reason, "next_retry_at": row.next_retry_at,
-        "client_secret": client_secret, "policy_version": row.policy_version, "created_at": row.created_at,
+        "ended_reason": state.ended_reason if state else row.ended_reason,
+        "next_retry_at": row.next_retry_at,
+        "client_secret": client_secret,
+        "policy_version": row.policy_version,
+        "created_at": row.created_at,
     }
 
 

@@ -54,9 +54,11 @@ async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: 
 
 
 async def _record_gateway_customer(uow: UnitOfWork, customer_id: str, created: str) -> None:
-    await uow.conn.execute(update(customers).where(customers.c.id == customer_id,
-                                                   customers.c.gateway_customer_id.is_(None))
-                           .values(gateway_customer_id=created))
+    await uow.conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_id, customers.c.gateway_customer_id.is_(None))
+        .values(gateway_customer_id=created)
+    )
 
 
 async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCreate) -> tuple[object, str | None]:
@@ -75,8 +77,11 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         raise
     status, sub_row = await steps.settle(ctx, _settle_purchase, principal, sub_id, payment_row.id, result)
     if status == "failed":
-        raise CardDeclined(f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
-                           decline_code=result.decline_code, payment_id=payment_row.id)
+        raise CardDeclined(
+            f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
+            decline_code=result.decline_code,
+            payment_id=payment_row.id,
+        )
     return sub_row, (result.client_secret if status == "pending" else None)
 
 
@@ -96,14 +101,15 @@ async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: Subscri
     if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall or resumed()):
         # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
         # which returns the first charge's result if it went through, instead of refusing or charging twice.
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == live.id)
-                           .values(claimed_until=wall + PURCHASE_LEASE))
+        await conn.execute(
+            update(subscriptions).where(subscriptions.c.id == live.id).values(claimed_until=wall + PURCHASE_LEASE)
+        )
         return live.id, unanswered
     if live is not None:  # an identical purchase whose charge is still in flight, or any other
-        raise SubscriptionExists(f"the customer already has subscription {live.id} ({live.status})",
-                                 subscription_id=live.id)
-    return await _create_incomplete(conn, ctx, principal, customer, plan, body, now,
-                                    lease_until=wall + PURCHASE_LEASE)
+        raise SubscriptionExists(
+            f"the customer already has subscription {live.id} ({live.status})", subscription_id=live.id
+        )
+    return await _create_incomplete(conn, ctx, principal, customer, plan, body, now, lease_until=wall + PURCHASE_LEASE)
 
 
 async def _release_purchase(uow: UnitOfWork, sub_id: str) -> None:
@@ -111,8 +117,13 @@ async def _release_purchase(uow: UnitOfWork, sub_id: str) -> None:
     await uow.conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(claimed_until=None))
 
 
-async def _settle_purchase(uow: UnitOfWork, principal: Principal, sub_id: str, payment_id: str,  # noqa: ANN202
-                           result):  # noqa: ANN001
+async def _settle_purchase(
+    uow: UnitOfWork,
+    principal: Principal,
+    sub_id: str,
+    payment_id: str,
+    result,
+):
     """Step 3 of a purchase: the gateway's answer recorded; the payment's status and the subscription after it."""
     status = await charging.settle(uow.conn, uow.ctx, payment_id, result, uow.now, principal)
     return status, await repository.get(uow.conn, sub_id)
@@ -120,28 +131,63 @@ async def _settle_purchase(uow: UnitOfWork, principal: Principal, sub_id: str, p
 
 async def _unanswered_purchase(conn, live, plan_code: str, payment_method: str):  # noqa: ANN001, ANN202
     """The pending first payment of `live` if the gateway never answered it and the request is the same."""
-    if live is None or live.status != "incomplete" or live.plan_code != plan_code \
-            or live.payment_method != payment_method:
+    if (
+        live is None
+        or live.status != "incomplete"
+        or live.plan_code != plan_code
+        or live.payment_method != payment_method
+    ):
         return None
-    return (await conn.execute(select(payments).where(
-        payments.c.subscription_id == live.id, payments.c.purpose == "purchase", payments.c.status == "pending",
-        payments.c.gateway_payment_id.is_(None)))).first()
+    return (
+        await conn.execute(
+            select(payments).where(
+                payments.c.subscription_id == live.id,
+                payments.c.purpose == "purchase",
+                payments.c.status == "pending",
+                payments.c.gateway_payment_id.is_(None),
+            )
+        )
+    ).first()
 
 
-async def _create_incomplete(conn, ctx: AppContext, principal: Principal, customer, plan,  # noqa: ANN001, ANN202
-                             body: SubscriptionCreate, now, *, lease_until):
+async def _create_incomplete(
+    conn,
+    ctx: AppContext,
+    principal: Principal,
+    customer,
+    plan,  # noqa: ANN001
+    body: SubscriptionCreate,
+    now,
+    *,
+    lease_until,
+):
     """B1/B3/P2: the subscription waits, `incomplete`, for its first payment, at today's list price plus tax."""
     policy = ctx.policies.at(now)
     sub_id = new_id("sub")
     sub = {
-        "id": sub_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
-        "interval": plan.interval, "status": "incomplete",
-        "price_amount": plan.amount, "currency": plan.currency,  # B3: the list price of the day, locked
+        "id": sub_id,
+        "customer_id": customer.id,
+        "plan_id": plan.id,
+        "plan_code": plan.code,
+        "interval": plan.interval,
+        "status": "incomplete",
+        "price_amount": plan.amount,
+        "currency": plan.currency,  # B3: the list price of the day, locked
         "tax_amount": tax_for(plan.amount, customer.country, policy),  # P2
-        "payment_method": body.payment_method, "anchor_at": None, "period_index": 0,
-        "current_period_start": None, "current_period_end": None, "cancel_at_period_end": False,
-        "canceled_at": None, "ended_at": None, "ended_reason": None, "failed_attempts": 0,
-        "next_retry_at": None, "claimed_until": lease_until, "policy_version": policy.version, "created_at": now,
+        "payment_method": body.payment_method,
+        "anchor_at": None,
+        "period_index": 0,
+        "current_period_start": None,
+        "current_period_end": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "ended_at": None,
+        "ended_reason": None,
+        "failed_attempts": 0,
+        "next_retry_at": None,
+        "claimed_until": lease_until,
+        "policy_version": policy.version,
+        "created_at": now,
     }
     try:
         await conn.execute(insert(subscriptions).values(sub))
@@ -149,12 +195,21 @@ async def _create_incomplete(conn, ctx: AppContext, principal: Principal, custom
         raise SubscriptionExists("the customer already has a live subscription") from None
     sub_row = await repository.get(conn, sub_id)
     credit = (await credit_repo.balances(conn, [customer.id], plan.currency))[customer.id]
-    payment = charging.new_payment(ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1,
-                                   now=now, credit_balance=credit)
+    payment = charging.new_payment(
+        ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1, now=now, credit_balance=credit
+    )
     await conn.execute(insert(payments).values(payment))
-    await record(conn, principal, "subscription.requested", now, subject_type="subscription", subject_id=sub_id,
-                 customer_id=customer.id, policy_version=policy.version,
-                 data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]})
+    await record(
+        conn,
+        principal,
+        "subscription.requested",
+        now,
+        subject_type="subscription",
+        subject_id=sub_id,
+        customer_id=customer.id,
+        policy_version=policy.version,
+        data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]},
+    )
     return sub_id, (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
 
 
@@ -178,46 +233,84 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
     if sub.status in ("incomplete", "past_due"):
         # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
         # retried. Either way it ends now, with no charge.
-        changed = (await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(
-            status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
-            .returning(*subscriptions.c))).one()
-        dropped = (await conn.execute(
-            update(payments).where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
-            .values(status="failed", failure_code="canceled", updated_at=now,
-                    gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()))
-            .returning(*payments.c))).all()
+        changed = (
+            await conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == sub.id)
+                .values(status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
+                .returning(*subscriptions.c)
+            )
+        ).one()
+        dropped = (
+            await conn.execute(
+                update(payments)
+                .where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
+                .values(
+                    status="failed",
+                    failure_code="canceled",
+                    updated_at=now,
+                    gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()),
+                )
+                .returning(*payments.c)
+            )
+        ).all()
         abandoned = [p.id for p in dropped if p.gateway_cancel_due_at is not None]
         if abandoned:  # B1: the gateway is called once this commits, outside the transaction
             uow.after_commit(cancel_at_gateway, ctx, payment_ids=abandoned)
         if sub.status == "past_due":  # C1: the customer gets the ending confirmation
             subject, body = templates.subscription_ended(sub.plan_name, "canceled")
-            await create_notices(conn, [NewNotice(sub.customer_id, "subscription_ended",
-                                                  f"subscription_ended:{sub.id}", subject, body)],
-                                 now, ctx.system_clock.wall())
+            await create_notices(
+                conn,
+                [NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject, body)],
+                now,
+                ctx.system_clock.wall(),
+            )
         action, effective_at = "subscription.canceled", now
         # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
         # payment fails.
         events = [("payment.failed", payment_to_api(p)) for p in dropped]
         if sub.status == "past_due":
             events.append(("subscription.ended", as_read(changed, now)))
-            standing = (await conn.execute(select(customers.c.status).where(
-                customers.c.id == sub.customer_id))).scalar_one()
+            standing = (
+                await conn.execute(select(customers.c.status).where(customers.c.id == sub.customer_id))
+            ).scalar_one()
             if standing == "active":  # otherwise the standing decides the access, as before
                 events.append(access_changed(AccessFacts(customer_status="active"), now))
     else:
-        changed = (await conn.execute(repository.SET_CANCELLATION,
-                                      {"subscription_id": sub.id, "flag": True, "at": now})).one()
+        changed = (
+            await conn.execute(repository.SET_CANCELLATION, {"subscription_id": sub.id, "flag": True, "at": now})
+        ).one()
         # B2: the period end of the period it is in now (past the stored end, the renewed period's).
         effective_at = state.period_end
         subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
-        await create_notices(conn, [NewNotice(sub.customer_id, "cancellation_scheduled",
-                                              f"cancellation_scheduled:{sub.id}:{now.isoformat()}", subject,
-                                              body)], now, ctx.system_clock.wall())
+        await create_notices(
+            conn,
+            [
+                NewNotice(
+                    sub.customer_id,
+                    "cancellation_scheduled",
+                    f"cancellation_scheduled:{sub.id}:{now.isoformat()}",
+                    subject,
+                    body,
+                )
+            ],
+            now,
+            ctx.system_clock.wall(),
+        )
         action = "subscription.cancel_scheduled"
         events = [("subscription.cancellation_scheduled", as_read(changed, now))]
-    await record(conn, principal, action, now, subject_type="subscription", subject_id=sub.id,
-                 customer_id=sub.customer_id, policy_version=ctx.policies.at(now).version,
-                 data={"refunded": refunded, "effective_at": effective_at.isoformat()}, events=events)
+    await record(
+        conn,
+        principal,
+        action,
+        now,
+        subject_type="subscription",
+        subject_id=sub.id,
+        customer_id=sub.customer_id,
+        policy_version=ctx.policies.at(now).version,
+        data={"refunded": refunded, "effective_at": effective_at.isoformat()},
+        events=events,
+    )
     return changed, now
 
 
@@ -229,8 +322,7 @@ def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
     wall = ctx.system_clock.wall()
     if sub.claimed_until is not None and sub.claimed_until > wall:
         wait = math.ceil((sub.claimed_until - wall).total_seconds())
-        raise ChargeInProgress(f"a charge for subscription {sub.id} is in flight; retry in {wait} s",
-                               retry_after=wait)
+        raise ChargeInProgress(f"a charge for subscription {sub.id} is in flight; retry in {wait} s", retry_after=wait)
 
 
 async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str):
@@ -246,22 +338,38 @@ async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str):
         raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
     if not sub.cancel_at_period_end:
         return sub, now
-    changed = (await conn.execute(repository.SET_CANCELLATION,
-                                  {"subscription_id": sub.id, "flag": False, "at": None})).one()
-    await record(conn, principal, "subscription.resumed", now, subject_type="subscription", subject_id=sub.id,
-                 customer_id=sub.customer_id, events=[("subscription.resumed", as_read(changed, now))])
+    changed = (
+        await conn.execute(repository.SET_CANCELLATION, {"subscription_id": sub.id, "flag": False, "at": None})
+    ).one()
+    await record(
+        conn,
+        principal,
+        "subscription.resumed",
+        now,
+        subject_type="subscription",
+        subject_id=sub.id,
+        customer_id=sub.customer_id,
+        events=[("subscription.resumed", as_read(changed, now))],
+    )
     return changed, now
 
 
-async def change_payment_method(uow: UnitOfWork, principal: Principal, subscription_id: str,
-                                body: PaymentMethodUpdate):
+async def change_payment_method(uow: UnitOfWork, principal: Principal, subscription_id: str, body: PaymentMethodUpdate):
     """Later charges, including retries of a failed renewal (B5), use the new method."""
     conn, now = uow.conn, uow.now
     sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
     if sub.status == "canceled":
         raise SubscriptionEnded(f"subscription {sub.id} has ended")
-    changed = (await conn.execute(repository.SET_PAYMENT_METHOD,
-                                  {"subscription_id": sub.id, "method": body.payment_method})).one()
-    await record(conn, principal, "subscription.payment_method_changed", now, subject_type="subscription",
-                 subject_id=sub.id, customer_id=sub.customer_id)
+    changed = (
+        await conn.execute(repository.SET_PAYMENT_METHOD, {"subscription_id": sub.id, "method": body.payment_method})
+    ).one()
+    await record(
+        conn,
+        principal,
+        "subscription.payment_method_changed",
+        now,
+        subject_type="subscription",
+        subject_id=sub.id,
+        customer_id=sub.customer_id,
+    )
     return changed

@@ -45,8 +45,9 @@ FIRST_HEARTBEAT = _dt.timedelta(seconds=1)  # soon after the claim: a lost answe
 REFUSED_BACKOFF = _dt.timedelta(minutes=2)  # a charge the gateway refused itself waits this long
 # C1/B2 (`policies.cancellation_ends_period`): a scheduled cancellation asked before the stored period end ends
 # that period; one asked at or after it (the renewal due, not charged yet) ends the renewed period.
-_CANCELED_FOR_THIS_PERIOD = or_(subscriptions.c.canceled_at.is_(None),
-                                subscriptions.c.canceled_at < subscriptions.c.current_period_end)
+_CANCELED_FOR_THIS_PERIOD = or_(
+    subscriptions.c.canceled_at.is_(None), subscriptions.c.canceled_at < subscriptions.c.current_period_end
+)
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
@@ -61,35 +62,69 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     wall = ctx.system_clock.wall()
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (await conn.execute(_claimable(
-            select(subscriptions, plans.c.name.label("plan_name"), customers.c.status.label("customer_status"))
-            .join(plans, plans.c.id == subscriptions.c.plan_id)
-            .join(customers, customers.c.id == subscriptions.c.customer_id)
-            .where(subscriptions.c.status == "active", subscriptions.c.cancel_at_period_end.is_(True),
-                   _CANCELED_FOR_THIS_PERIOD, subscriptions.c.current_period_end <= now), ctx, wall))).all()
-        due = [s for s in due if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now,
-                                                   s.canceled_at) == "end"]
+        due = (
+            await conn.execute(
+                _claimable(
+                    select(subscriptions, plans.c.name.label("plan_name"), customers.c.status.label("customer_status"))
+                    .join(plans, plans.c.id == subscriptions.c.plan_id)
+                    .join(customers, customers.c.id == subscriptions.c.customer_id)
+                    .where(
+                        subscriptions.c.status == "active",
+                        subscriptions.c.cancel_at_period_end.is_(True),
+                        _CANCELED_FOR_THIS_PERIOD,
+                        subscriptions.c.current_period_end <= now,
+                    ),
+                    ctx,
+                    wall,
+                )
+            )
+        ).all()
+        due = [
+            s
+            for s in due
+            if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now, s.canceled_at) == "end"
+        ]
         if not due:
             return 0
-        await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(
-            status="canceled", ended_at=subscriptions.c.current_period_end, ended_reason="canceled"))
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id.in_([s.id for s in due]))
+            .values(status="canceled", ended_at=subscriptions.c.current_period_end, ended_reason="canceled")
+        )
         items = []
         for s in due:
             subject, body = templates.subscription_ended(s.plan_name, "canceled")
             items.append(NewNotice(s.customer_id, "subscription_ended", f"subscription_ended:{s.id}", subject, body))
         await create_notices(conn, items, now, wall)
-        await record_many(conn, [audit_row(SYSTEM, "subscription.ended", now, subject_type="subscription",
-                                           subject_id=s.id, customer_id=s.customer_id, data={"reason": "canceled"},
-                                           policy_version=s.policy_version, events=_ended_events(s, now))
-                                 for s in due])
+        await record_many(
+            conn,
+            [
+                audit_row(
+                    SYSTEM,
+                    "subscription.ended",
+                    now,
+                    subject_type="subscription",
+                    subject_id=s.id,
+                    customer_id=s.customer_id,
+                    data={"reason": "canceled"},
+                    policy_version=s.policy_version,
+                    events=_ended_events(s, now),
+                )
+                for s in due
+            ],
+        )
     return len(due)
 
 
 def _ended_events(sub, now: _dt.datetime) -> list:  # noqa: ANN001
     """C1: the subscription, ended at its period end, and the access it leaves (T6: no trial runs beside a paid
     subscription), unless the customer's standing decides it."""
-    events = [("subscription.ended", as_read(changed(sub, status="canceled", ended_at=sub.current_period_end,
-                                                     ended_reason="canceled"), now))]
+    events = [
+        (
+            "subscription.ended",
+            as_read(changed(sub, status="canceled", ended_at=sub.current_period_end, ended_reason="canceled"), now),
+        )
+    ]
     if sub.customer_status == "active":
         events.append(access_changed(AccessFacts(customer_status="active"), now))
     return events
@@ -127,11 +162,20 @@ class _Heartbeat:
             extended = self.ctx.system_clock.wall() + LIVENESS_LEASE
             try:
                 async with self.ctx.db.autocommit() as conn:
-                    kept = set((await conn.execute(
-                        update(subscriptions).where(subscriptions.c.id.in_(sorted(self._held)),
-                                                    subscriptions.c.claimed_until.in_(sorted(self.leases)))
-                        .values(claimed_until=extended).returning(subscriptions.c.id))).scalars())
-            except Exception:  # noqa: BLE001 - the answer may be lost after the UPDATE took effect: keep both values
+                    kept = set(
+                        (
+                            await conn.execute(
+                                update(subscriptions)
+                                .where(
+                                    subscriptions.c.id.in_(sorted(self._held)),
+                                    subscriptions.c.claimed_until.in_(sorted(self.leases)),
+                                )
+                                .values(claimed_until=extended)
+                                .returning(subscriptions.c.id)
+                            )
+                        ).scalars()
+                    )
+            except Exception:
                 self.leases.add(extended)
                 log.exception("renewing a batch's lease failed")
                 continue
@@ -142,9 +186,12 @@ class _Heartbeat:
                 # charge not started yet is started for them; one in flight is recorded whatever its outcome.
                 self._held -= lost
                 self.withdrawn.update(self.keys[i] for i in lost)
-                log.warning("a batch being charged no longer holds %d of its subscriptions; their charges not "
-                            "started yet are left to the run that holds them", len(lost),
-                            extra={"subscriptions": sorted(lost)})
+                log.warning(
+                    "a batch being charged no longer holds %d of its subscriptions; their charges not "
+                    "started yet are left to the run that holds them",
+                    len(lost),
+                    extra={"subscriptions": sorted(lost)},
+                )
 
     async def stop(self) -> set[_dt.datetime]:
         """Stops the extensions; returns the values the rows still held may hold."""
@@ -189,36 +236,68 @@ async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     wall = uow.wall()
     # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
-    due = (await conn.execute(_claimable(
-        select(subscriptions, customers.c.country, customers.c.gateway_customer_id,
-               customers.c.status.label("customer_status"))
-        .join(customers, customers.c.id == subscriptions.c.customer_id)
-        .where(*where, customers.c.status == "active"), ctx, wall))).all()
+    due = (
+        await conn.execute(
+            _claimable(
+                select(
+                    subscriptions,
+                    customers.c.country,
+                    customers.c.gateway_customer_id,
+                    customers.c.status.label("customer_status"),
+                )
+                .join(customers, customers.c.id == subscriptions.c.customer_id)
+                .where(*where, customers.c.status == "active"),
+                ctx,
+                wall,
+            )
+        )
+    ).all()
     due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
     if not due:
         return None
     lease = wall + LIVENESS_LEASE
-    await conn.execute(update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due]))
-                       .values(claimed_until=lease))
+    await conn.execute(
+        update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(claimed_until=lease)
+    )
     credit: dict[str, int] = {}
     for currency in {s.currency for s in due}:
-        credit.update(await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency],
-                                                 currency))
-    rows = [charging.new_payment(ctx, s, s, purpose=purpose, period_index=s.period_index + 1,
-                                 attempt=s.failed_attempts + 1, now=now, credit_balance=credit[s.customer_id])
-            for s in due]
+        credit.update(
+            await credit_repo.balances(conn, [s.customer_id for s in due if s.currency == currency], currency)
+        )
+    rows = [
+        charging.new_payment(
+            ctx,
+            s,
+            s,
+            purpose=purpose,
+            period_index=s.period_index + 1,
+            attempt=s.failed_attempts + 1,
+            now=now,
+            credit_balance=credit[s.customer_id],
+        )
+        for s in due
+    ]
     # A payment left pending by a crash has the same key: it is reused, and charged again with that key. The
     # insert returns the rows it made; only the keys that existed already are read back.
-    keyed = {p.idempotency_key: p for p in await insert_ignoring_returning(conn, payments, rows,
-                                                                           conflict_on=["idempotency_key"])}
+    keyed = {
+        p.idempotency_key: p
+        for p in await insert_ignoring_returning(conn, payments, rows, conflict_on=["idempotency_key"])
+    }
     existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
     if existing:
-        keyed.update((p.idempotency_key, p) for p in (await conn.execute(
-            select(payments).where(payments.c.idempotency_key.in_(existing)))).all())
+        keyed.update(
+            (p.idempotency_key, p)
+            for p in (await conn.execute(select(payments).where(payments.c.idempotency_key.in_(existing)))).all()
+        )
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
     pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
-    return _Batch([s.id for s in due], lease, pending,
-                  {payment.subscription_id: payment.idempotency_key for _, payment in work}, purpose)
+    return _Batch(
+        [s.id for s in due],
+        lease,
+        pending,
+        {payment.subscription_id: payment.idempotency_key for _, payment in work},
+        purpose,
+    )
 
 
 async def _charge_reserved(ctx, batch: _Batch) -> tuple[list, list[_dt.datetime]]:  # noqa: ANN001
@@ -236,41 +315,60 @@ async def _charge_reserved(ctx, batch: _Batch) -> tuple[list, list[_dt.datetime]
     return list(zip(batch.pending, answers, strict=True)), leases
 
 
-async def _settle_batch(uow: UnitOfWork, batch: _Batch, outcomes: list, refused: set[str],
-                        leases: list[_dt.datetime]) -> None:
+async def _settle_batch(
+    uow: UnitOfWork, batch: _Batch, outcomes: list, refused: set[str], leases: list[_dt.datetime]
+) -> None:
     """Step 3: record the answers (set-based, `charging.settle_many`) and give the claims back."""
     conn, ctx = uow.conn, uow.ctx
     await charging.settle_many(conn, ctx, outcomes, uow.now)
     # The lease is given back wherever settling did not give it back (no answer from the gateway, a payment
     # settled already), except for refused charges (above): no charge is in flight for those any more, so a
     # cancellation is not held up (C1), and a later run charges again with the same key.
-    await conn.execute(update(subscriptions).where(
-        subscriptions.c.id.in_([i for i in batch.ids if i not in refused]),
-        subscriptions.c.claimed_until.in_(leases)).values(claimed_until=None))
+    await conn.execute(
+        update(subscriptions)
+        .where(
+            subscriptions.c.id.in_([i for i in batch.ids if i not in refused]),
+            subscriptions.c.claimed_until.in_(leases),
+        )
+        .values(claimed_until=None)
+    )
     if refused:
-        await conn.execute(update(subscriptions).where(
-            subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
-            .values(claimed_until=uow.wall() + REFUSED_BACKOFF))
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
+            .values(claimed_until=uow.wall() + REFUSED_BACKOFF)
+        )
 
 
 async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """B2/B3: at each period end an active subscription is charged the locked price off-session for the next
     period, unless a cancellation asked before that period end is scheduled (C1; one asked after it, before this
     job ran, ends the renewed period)."""
-    return await _charge_batch(ctx, now, [subscriptions.c.status == "active",
-                                          or_(subscriptions.c.cancel_at_period_end.is_(False),
-                                              subscriptions.c.canceled_at >= subscriptions.c.current_period_end),
-                                          subscriptions.c.current_period_end <= now],
-                               lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at,
-                                                         s.canceled_at),
-                               "renewal")
+    return await _charge_batch(
+        ctx,
+        now,
+        [
+            subscriptions.c.status == "active",
+            or_(
+                subscriptions.c.cancel_at_period_end.is_(False),
+                subscriptions.c.canceled_at >= subscriptions.c.current_period_end,
+            ),
+            subscriptions.c.current_period_end <= now,
+        ],
+        lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at, s.canceled_at),
+        "renewal",
+    )
 
 
 async def retry_failed_renewals(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     """B5: a past-due subscription is charged again on its retry dates, with its current payment method."""
-    return await _charge_batch(ctx, now, [subscriptions.c.status == "past_due",
-                                          subscriptions.c.next_retry_at <= now],
-                               lambda s, at: s.status == "past_due" and s.next_retry_at <= at, "retry")
+    return await _charge_batch(
+        ctx,
+        now,
+        [subscriptions.c.status == "past_due", subscriptions.c.next_retry_at <= now],
+        lambda s, at: s.status == "past_due" and s.next_retry_at <= at,
+        "retry",
+    )
 
 
 async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
@@ -278,26 +376,53 @@ async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: A
     wall = ctx.system_clock.wall()
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (await conn.execute(_claimable(
-            select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version)
-            .where(subscriptions.c.status == "incomplete",
-                   subscriptions.c.created_at <= now - INCOMPLETE_EXPIRES_AFTER), ctx, wall))).all()
+        due = (
+            await conn.execute(
+                _claimable(
+                    select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version).where(
+                        subscriptions.c.status == "incomplete",
+                        subscriptions.c.created_at <= now - INCOMPLETE_EXPIRES_AFTER,
+                    ),
+                    ctx,
+                    wall,
+                )
+            )
+        ).all()
         if not due:
             return 0
         ids = [s.id for s in due]
-        await conn.execute(update(subscriptions).where(subscriptions.c.id.in_(ids)).values(
-            status="canceled", ended_at=now, ended_reason="payment_failed"))
+        await conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.id.in_(ids))
+            .values(status="canceled", ended_at=now, ended_reason="payment_failed")
+        )
         # B1: a PaymentIntent still waiting for the customer is cancelled at the gateway once this commits.
-        expired = (await conn.execute(
-            update(payments).where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
-            .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
-            .returning(*payments.c))).all()
+        expired = (
+            await conn.execute(
+                update(payments)
+                .where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
+                .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
+                .returning(*payments.c)
+            )
+        ).all()
         failed = {}  # B1: an expired purchase's payment failed; the subscription never began (no event of its own)
         for p in expired:
             failed.setdefault(p.subscription_id, []).append(("payment.failed", payment_to_api(p)))
-        await record_many(conn, [audit_row(SYSTEM, "subscription.purchase_expired", now, subject_type="subscription",
-                                           subject_id=s.id, customer_id=s.customer_id,
-                                           policy_version=s.policy_version, events=failed.get(s.id, ()))
-                                 for s in due])
+        await record_many(
+            conn,
+            [
+                audit_row(
+                    SYSTEM,
+                    "subscription.purchase_expired",
+                    now,
+                    subject_type="subscription",
+                    subject_id=s.id,
+                    customer_id=s.customer_id,
+                    policy_version=s.policy_version,
+                    events=failed.get(s.id, ()),
+                )
+                for s in due
+            ],
+        )
     await cancel_at_gateway(ctx, payment_ids=[p.id for p in expired if p.gateway_cancel_due_at is not None])
     return len(due)

@@ -36,5 +36,6 @@ customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["trials"
 
 @customer_router.get("/trials", response_model=TrialList)
 async def list_trials(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
-    return JSON(await customer_list(ctx, caller, customer_id, repository.for_customer(customer_id), trials.c.id,
-                                    params, to_api))
+    return JSON(
+        await customer_list(ctx, caller, customer_id, repository.for_customer(customer_id), trials.c.id, params, to_api)
+    )

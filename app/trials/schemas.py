@@ -34,7 +34,14 @@ class TrialList(BaseModel):
 
 def to_api(row) -> dict:  # noqa: ANN001
     return {
-        "object": "trial", "id": row.id, "customer_id": row.customer_id, "plan": row.plan_code,
-        "status": row.status, "started_at": row.started_at, "ends_at": row.ends_at, "notice_at": row.notice_at,
-        "ended_at": row.ended_at, "policy_version": row.policy_version,
+        "object": "trial",
+        "id": row.id,
+        "customer_id": row.customer_id,
+        "plan": row.plan_code,
+        "status": row.status,
+        "started_at": row.started_at,
+        "ends_at": row.ends_at,
+        "notice_at": row.notice_at,
+        "ended_at": row.ended_at,
+        "policy_version": row.policy_version,
     }

@@ -49,11 +49,14 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     policy = ctx.policies.at(now)  # T7: the offer in force when the trial starts
     identities = identities_of(ctx, customer)
-    marks = set((await conn.execute(
-        select(trial_exclusions.c.kind).where(trial_exclusions.c.identity.in_(identities))
-    )).scalars())
-    decision = trial_eligibility(PersonHistory(had_trial="trial" in marks, had_paid_subscription="paid" in marks),
-                                 plan.trial_available)
+    marks = set(
+        (
+            await conn.execute(select(trial_exclusions.c.kind).where(trial_exclusions.c.identity.in_(identities)))
+        ).scalars()
+    )
+    decision = trial_eligibility(
+        PersonHistory(had_trial="trial" in marks, had_paid_subscription="paid" in marks), plan.trial_available
+    )
     if not decision.allowed:
         raise _REFUSALS[decision.code](decision.reason, rule=decision.rule)
     if not await mark_person(conn, identities, "trial", now):
@@ -62,25 +65,56 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
 
     terms = trial_terms(now, policy)
     trial_id = new_id("trl")
-    trial = {"id": trial_id, "customer_id": customer.id, "plan_id": plan.id, "plan_code": plan.code,
-             "status": "active", "started_at": terms.started_at, "ends_at": terms.ends_at,
-             "notice_at": terms.notice_at, "notice_sent_at": None, "ended_at": None,
-             "policy_version": terms.policy_version}
+    trial = {
+        "id": trial_id,
+        "customer_id": customer.id,
+        "plan_id": plan.id,
+        "plan_code": plan.code,
+        "status": "active",
+        "started_at": terms.started_at,
+        "ends_at": terms.ends_at,
+        "notice_at": terms.notice_at,
+        "notice_sent_at": None,
+        "ended_at": None,
+        "policy_version": terms.policy_version,
+    }
     await conn.execute(insert(trials).values(trial))
     days_left = trial_notice_days_left(terms.notice_at, terms.ends_at, now, already_sent=False)
     # T2/T5: the customer is active and has never paid (no subscription): the trial is their access now.
-    events = [("trial.started", to_api(changed(trial))),
-              access_changed(AccessFacts(customer_status=customer.status, trial_status="active",
-                                         trial_ends_at=terms.ends_at, trial_plan=plan.code), now)]
+    events = [
+        ("trial.started", to_api(changed(trial))),
+        access_changed(
+            AccessFacts(
+                customer_status=customer.status,
+                trial_status="active",
+                trial_ends_at=terms.ends_at,
+                trial_plan=plan.code,
+            ),
+            now,
+        ),
+    ]
     if days_left is not None:
         events.append(("trial.expiring", to_api(changed(trial))))
-    await record(conn, principal, "trial.started", now, subject_type="trial", subject_id=trial_id,
-                 customer_id=customer.id, policy_version=policy.version,
-                 data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()}, events=events)
+    await record(
+        conn,
+        principal,
+        "trial.started",
+        now,
+        subject_type="trial",
+        subject_id=trial_id,
+        customer_id=customer.id,
+        policy_version=policy.version,
+        data={"plan": plan.code, "ends_at": terms.ends_at.isoformat()},
+        events=events,
+    )
     if days_left is not None:
         # T4: a trial shorter than the notice window gets its notice when it starts.
         subject, text = templates.trial_expiring(plan.name, terms.ends_at, days_left)
-        await create_notices(conn, [NewNotice(customer.id, "trial_expiring", f"trial_expiring:{trial_id}",
-                                              subject, text)], now, ctx.system_clock.wall())
+        await create_notices(
+            conn,
+            [NewNotice(customer.id, "trial_expiring", f"trial_expiring:{trial_id}", subject, text)],
+            now,
+            ctx.system_clock.wall(),
+        )
         await conn.execute(update(trials).where(trials.c.id == trial_id).values(notice_sent_at=now))
     return await repository.get_visible(conn, principal, trial_id)

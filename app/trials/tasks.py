@@ -17,11 +17,12 @@ from app.trials.schemas import to_api
 from app.uow import unit_of_work
 from policies import AccessFacts, trial_expired, trial_notice_days_left
 
-
 # T3/T6: a customer who bought while the trial ran past its end keeps the subscription's access when it expires.
-_HAS_LIVE_SUBSCRIPTION = (exists().where(subscriptions.c.customer_id == trials.c.customer_id,
-                                         subscriptions.c.status.in_(("active", "past_due")))
-                          .label("has_live_subscription"))
+_HAS_LIVE_SUBSCRIPTION = (
+    exists()
+    .where(subscriptions.c.customer_id == trials.c.customer_id, subscriptions.c.status.in_(("active", "past_due")))
+    .label("has_live_subscription")
+)
 
 
 def _expired_events(trial, now: _dt.datetime) -> list:  # noqa: ANN001
@@ -44,13 +45,22 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
     ended gets none (its `trial_expired` notice says it all); a late one states the real days left."""
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (await conn.execute(_claim(
-            select(trials, plans.c.name.label("plan_name"))
-            .join(plans, plans.c.id == trials.c.plan_id)
-            .where(trials.c.status == "active", trials.c.notice_sent_at.is_(None), trials.c.notice_at <= now,
-                   trials.c.ends_at > now)
-            .order_by(trials.c.notice_at), ctx,
-        ))).all()
+        due = (
+            await conn.execute(
+                _claim(
+                    select(trials, plans.c.name.label("plan_name"))
+                    .join(plans, plans.c.id == trials.c.plan_id)
+                    .where(
+                        trials.c.status == "active",
+                        trials.c.notice_sent_at.is_(None),
+                        trials.c.notice_at <= now,
+                        trials.c.ends_at > now,
+                    )
+                    .order_by(trials.c.notice_at),
+                    ctx,
+                )
+            )
+        ).all()
         days_left = {t.id: trial_notice_days_left(t.notice_at, t.ends_at, now, already_sent=False) for t in due}
         due = [t for t in due if days_left[t.id] is not None]
         if not due:
@@ -61,11 +71,22 @@ async def send_trial_expiring_notices(ctx, now: _dt.datetime) -> int:  # noqa: A
             items.append(NewNotice(t.customer_id, "trial_expiring", f"trial_expiring:{t.id}", subject, body))
         await create_notices(conn, items, now, ctx.system_clock.wall())
         await conn.execute(update(trials).where(trials.c.id.in_([t.id for t in due])).values(notice_sent_at=now))
-        await record_many(conn, [
-            audit_row(SYSTEM, "trial.notice_queued", now, subject_type="trial", subject_id=t.id,
-                      customer_id=t.customer_id, policy_version=t.policy_version,
-                      events=[("trial.expiring", to_api(t))]) for t in due
-        ])
+        await record_many(
+            conn,
+            [
+                audit_row(
+                    SYSTEM,
+                    "trial.notice_queued",
+                    now,
+                    subject_type="trial",
+                    subject_id=t.id,
+                    customer_id=t.customer_id,
+                    policy_version=t.policy_version,
+                    events=[("trial.expiring", to_api(t))],
+                )
+                for t in due
+            ],
+        )
     return len(due)
 
 
@@ -74,13 +95,26 @@ async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
     `trial_expired` notice prompting them to buy, with the plan and its current price."""
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (await conn.execute(_claim(
-            select(trials, plans.c.name.label("plan_name"), plans.c.amount, plans.c.currency, plans.c.interval,
-                   customers.c.status.label("customer_status"), _HAS_LIVE_SUBSCRIPTION)
-            .join(plans, plans.c.id == trials.c.plan_id).join(customers, customers.c.id == trials.c.customer_id)
-            .where(trials.c.status == "active", trials.c.ends_at <= now)
-            .order_by(trials.c.ends_at), ctx,
-        ))).all()
+        due = (
+            await conn.execute(
+                _claim(
+                    select(
+                        trials,
+                        plans.c.name.label("plan_name"),
+                        plans.c.amount,
+                        plans.c.currency,
+                        plans.c.interval,
+                        customers.c.status.label("customer_status"),
+                        _HAS_LIVE_SUBSCRIPTION,
+                    )
+                    .join(plans, plans.c.id == trials.c.plan_id)
+                    .join(customers, customers.c.id == trials.c.customer_id)
+                    .where(trials.c.status == "active", trials.c.ends_at <= now)
+                    .order_by(trials.c.ends_at),
+                    ctx,
+                )
+            )
+        ).all()
         due = [t for t in due if trial_expired(t.ends_at, now)]
         if not due:
             return 0
@@ -90,11 +124,25 @@ async def expire_trials(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
             items.append(NewNotice(t.customer_id, "trial_expired", f"trial_expired:{t.id}", subject, body))
         await create_notices(conn, items, now, ctx.system_clock.wall())
         # Each trial ends at its own end time, not at the moment the sweep ran.
-        await conn.execute(update(trials).where(trials.c.id.in_([t.id for t in due]), trials.c.status == "active")
-                           .values(status="expired", ended_at=trials.c.ends_at))
-        await record_many(conn, [
-            audit_row(SYSTEM, "trial.expired", now, subject_type="trial", subject_id=t.id,
-                      customer_id=t.customer_id, policy_version=t.policy_version, events=_expired_events(t, now))
-            for t in due
-        ])
+        await conn.execute(
+            update(trials)
+            .where(trials.c.id.in_([t.id for t in due]), trials.c.status == "active")
+            .values(status="expired", ended_at=trials.c.ends_at)
+        )
+        await record_many(
+            conn,
+            [
+                audit_row(
+                    SYSTEM,
+                    "trial.expired",
+                    now,
+                    subject_type="trial",
+                    subject_id=t.id,
+                    customer_id=t.customer_id,
+                    policy_version=t.policy_version,
+                    events=_expired_events(t, now),
+                )
+                for t in due
+            ],
+        )
     return len(due)

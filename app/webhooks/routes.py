@@ -21,8 +21,12 @@ async def stripe_webhook(request: Request):
     ctx: AppContext = request.app.state.ctx  # what the `Ctx` dependency returns, without resolving a dependency
     payload = await request.body()
     try:
-        event = verify_event(payload, request.headers.get("stripe-signature"),
-                             ctx.settings.stripe_webhook_secret, ctx.system_clock.wall())
+        event = verify_event(
+            payload,
+            request.headers.get("stripe-signature"),
+            ctx.settings.stripe_webhook_secret,
+            ctx.system_clock.wall(),
+        )
     except BadSignature as exc:
         log.warning("webhook refused", extra={"why": str(exc)[:200]})
         return problem_response("invalid_signature", str(exc))

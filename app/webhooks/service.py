@@ -27,6 +27,7 @@ from policies.refunds import recorded_refund_decision, reservations_released
 
 log = logging.getLogger("billing.webhooks")
 
+
 async def _locked_subscription_for(conn, intent: dict[str, Any]):  # noqa: ANN001, ANN202
     """The subscription of the payment an intent is about, locked (a payment is locked after its subscription,
     as every writer locks them), or None. The payment is found by the intent's id, else by the idempotency key we
@@ -65,14 +66,23 @@ async def _intent_succeeded(conn, ctx: AppContext, intent: dict[str, Any], now) 
 
 
 async def _correction_booked(conn, payment_id: str) -> bool:  # noqa: ANN001
-    return (await conn.execute(select(refunds.c.id).where(
-        refunds.c.id == correction_refund_id(payment_id), refunds.c.status == "pending"))).first() is not None
+    return (
+        await conn.execute(
+            select(refunds.c.id).where(refunds.c.id == correction_refund_id(payment_id), refunds.c.status == "pending")
+        )
+    ).first() is not None
 
 
 # A pending purchase a failure event may be about: by its PaymentIntent, else by the key in the intent's metadata.
-_PENDING_PURCHASE = (select(payments.c.id).where(
-    or_(payments.c.gateway_payment_id == bindparam("intent"), payments.c.idempotency_key == bindparam("key")),
-    payments.c.purpose == "purchase", payments.c.status == "pending").limit(1))
+_PENDING_PURCHASE = (
+    select(payments.c.id)
+    .where(
+        or_(payments.c.gateway_payment_id == bindparam("intent"), payments.c.idempotency_key == bindparam("key")),
+        payments.c.purpose == "purchase",
+        payments.c.status == "pending",
+    )
+    .limit(1)
+)
 
 
 async def _cancel_before_failing(ctx: AppContext, intent: dict[str, Any]) -> str | None:
@@ -92,13 +102,20 @@ async def _cancel_before_failing(ctx: AppContext, intent: dict[str, Any]) -> str
     try:
         return await ctx.gateway.cancel_payment(intent.get("id") or "", corrections.cancel_key(payment_id))
     except (GatewayUnavailable, GatewayError) as exc:
-        log.warning("a failed purchase's PaymentIntent could not be cancelled before failing it",
-                    extra={"payment_id": payment_id, "error": str(exc)})
+        log.warning(
+            "a failed purchase's PaymentIntent could not be cancelled before failing it",
+            extra={"payment_id": payment_id, "error": str(exc)},
+        )
         return "unanswered"
 
 
-async def _intent_failed(conn, ctx: AppContext, intent: dict[str, Any], now,  # noqa: ANN001
-                         gateway_answer: str | None = None) -> str:
+async def _intent_failed(
+    conn,
+    ctx: AppContext,
+    intent: dict[str, Any],
+    now,  # noqa: ANN001
+    gateway_answer: str | None = None,
+) -> str:
     if gateway_answer == "succeeded":
         # B1: the intent succeeded at the gateway (the customer's retry): the purchase is paid, whatever the order
         # in which the events arrive; its own payment_intent.succeeded then finds it applied.
@@ -112,22 +129,28 @@ async def _intent_failed(conn, ctx: AppContext, intent: dict[str, Any], now,  # 
         return "already_applied"  # a late failure never undoes a success
     error = intent.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code") or "payment_failed"
-    await charging.settle_locked(conn, ctx, payment, ChargeResult("failed", intent["id"], decline_code=code), now,
-                                 sub=sub)
+    await charging.settle_locked(
+        conn, ctx, payment, ChargeResult("failed", intent["id"], decline_code=code), now, sub=sub
+    )
     if gateway_answer == "canceled":  # cancelled at the gateway already: nothing left to send
         await conn.execute(update(payments).where(payments.c.id == payment.id).values(gateway_cancel_due_at=None))
     elif gateway_answer == "unanswered":  # just sent without an answer: the job sends it again after its lease
-        await conn.execute(update(payments).where(payments.c.id == payment.id,
-                                                  payments.c.gateway_cancel_due_at.is_not(None))
-                           .values(gateway_cancel_due_at=ctx.system_clock.wall() + corrections.LEASE))
+        await conn.execute(
+            update(payments)
+            .where(payments.c.id == payment.id, payments.c.gateway_cancel_due_at.is_not(None))
+            .values(gateway_cancel_due_at=ctx.system_clock.wall() + corrections.LEASE)
+        )
     return "applied"
 
 
-_SETTLED_REFUNDS = (select(func.coalesce(func.sum(refunds.c.amount), 0))
-                   .where(refunds.c.payment_id == bindparam("payment_id"), refunds.c.status == "succeeded"))
-_PENDING_REFUNDS = (select(refunds.c.id, refunds.c.amount)
-                    .where(refunds.c.payment_id == bindparam("payment_id"), refunds.c.status == "pending")
-                    .order_by(refunds.c.created_at, refunds.c.id))
+_SETTLED_REFUNDS = select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
+    refunds.c.payment_id == bindparam("payment_id"), refunds.c.status == "succeeded"
+)
+_PENDING_REFUNDS = (
+    select(refunds.c.id, refunds.c.amount)
+    .where(refunds.c.payment_id == bindparam("payment_id"), refunds.c.status == "pending")
+    .order_by(refunds.c.created_at, refunds.c.id)
+)
 
 
 async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -> str:  # noqa: ANN001
@@ -149,8 +172,9 @@ async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -
     recorded, new_refunds = 0, []
     for item in made:
         ours = (item.get("metadata") or {}).get("billing_refund_id")
-        known = await conn.execute(select(refunds.c.id).where(
-            (refunds.c.gateway_refund_id == item["id"]) | (refunds.c.id == (ours or ""))))
+        known = await conn.execute(
+            select(refunds.c.id).where((refunds.c.gateway_refund_id == item["id"]) | (refunds.c.id == (ours or "")))
+        )
         if known.first() is not None or item["id"] in {i for i, _ in new_refunds}:
             continue
         amount = int(item.get("amount") or 0)
@@ -163,29 +187,67 @@ async def _charge_refunded(conn, ctx: AppContext, charge: dict[str, Any], now) -
         return "already_applied"
     pending = (await conn.execute(_PENDING_REFUNDS, {"payment_id": payment.id})).all()
     made_pending = sum(r.amount for r in pending if r.id in ours_made)
-    released = reservations_released(payment.amount, settled + made_pending,
-                                     [(r.id, r.amount) for r in pending if r.id not in ours_made])
+    released = reservations_released(
+        payment.amount, settled + made_pending, [(r.id, r.amount) for r in pending if r.id not in ours_made]
+    )
     for refund_id in released:
-        await settle_refund(conn, ctx, refund_id, None, (
-            f"released: Stripe refunded {sum(a for _, a in new_refunds)} of this payment outside the service "
-            f"({', '.join(i for i, _ in new_refunds)}); what is left there cannot hold this refund any more, so it "
-            f"is not sent again (R2: review the payment)"), now)
-        log.warning("a pending refund was released: a refund made at the gateway left no room for it",
-                    extra={"refund_id": refund_id, "payment_id": payment.id})
+        await settle_refund(
+            conn,
+            ctx,
+            refund_id,
+            None,
+            (
+                f"released: Stripe refunded {sum(a for _, a in new_refunds)} of this payment outside the service "
+                f"({', '.join(i for i, _ in new_refunds)}); what is left there cannot hold this refund any more, so it "
+                f"is not sent again (R2: review the payment)"
+            ),
+            now,
+        )
+        log.warning(
+            "a pending refund was released: a refund made at the gateway left no room for it",
+            extra={"refund_id": refund_id, "payment_id": payment.id},
+        )
     for gateway_refund_id, amount in new_refunds:
         refund_id = new_id("re")
-        refund = {"id": refund_id, "payment_id": payment.id, "customer_id": payment.customer_id, "amount": amount,
-                  "currency": payment.currency, "reason": "refunded in Stripe's dashboard", "created_by": "stripe",
-                  "source": "gateway", "status": "succeeded", "gateway_refund_id": gateway_refund_id,
-                  "failure_reason": None, "policy_version": None, "created_at": now, "updated_at": now}
+        refund = {
+            "id": refund_id,
+            "payment_id": payment.id,
+            "customer_id": payment.customer_id,
+            "amount": amount,
+            "currency": payment.currency,
+            "reason": "refunded in Stripe's dashboard",
+            "created_by": "stripe",
+            "source": "gateway",
+            "status": "succeeded",
+            "gateway_refund_id": gateway_refund_id,
+            "failure_reason": None,
+            "policy_version": None,
+            "created_at": now,
+            "updated_at": now,
+        }
         await conn.execute(insert(refunds).values(refund))
-        await conn.execute(update(payments).where(payments.c.id == payment.id).values(
-            refunded_amount=payments.c.refunded_amount + amount, updated_at=now))
-        await record(conn, SYSTEM, "refund.recorded_from_gateway", now, subject_type="refund", subject_id=refund_id,
-                     customer_id=payment.customer_id, reason="refunded in Stripe's dashboard",
-                     data={"payment_id": payment.id, "amount": amount, "gateway_refund_id": gateway_refund_id,
-                           "released_refund_ids": list(released)},
-                     events=[("refund.succeeded", refund_to_api(changed(refund)))])
+        await conn.execute(
+            update(payments)
+            .where(payments.c.id == payment.id)
+            .values(refunded_amount=payments.c.refunded_amount + amount, updated_at=now)
+        )
+        await record(
+            conn,
+            SYSTEM,
+            "refund.recorded_from_gateway",
+            now,
+            subject_type="refund",
+            subject_id=refund_id,
+            customer_id=payment.customer_id,
+            reason="refunded in Stripe's dashboard",
+            data={
+                "payment_id": payment.id,
+                "amount": amount,
+                "gateway_refund_id": gateway_refund_id,
+                "released_refund_ids": list(released),
+            },
+            events=[("refund.succeeded", refund_to_api(changed(refund)))],
+        )
         recorded += 1
     return "applied" if recorded else "already_applied"
 
@@ -195,10 +257,17 @@ async def _dispute_created(conn, ctx: AppContext, dispute: dict[str, Any], now) 
     payment = await payment_repo.by_gateway_id(conn, dispute.get("payment_intent") or "")
     if payment is None:
         return "unknown_object"
-    await record(conn, SYSTEM, "payment.disputed", now, subject_type="payment", subject_id=payment.id,
-                 customer_id=payment.customer_id, reason=dispute.get("reason"),
-                 data={"dispute_id": dispute.get("id"), "amount": dispute.get("amount"),
-                       "status": dispute.get("status")})
+    await record(
+        conn,
+        SYSTEM,
+        "payment.disputed",
+        now,
+        subject_type="payment",
+        subject_id=payment.id,
+        customer_id=payment.customer_id,
+        reason=dispute.get("reason"),
+        data={"dispute_id": dispute.get("id"), "amount": dispute.get("amount"), "status": dispute.get("status")},
+    )
     return "recorded"
 
 
@@ -235,10 +304,20 @@ async def handle_event(ctx: AppContext, event: StripeEvent) -> tuple[bool, str]:
             outcome = await handler(conn, ctx, obj, now) if handler else "ignored"
             # D3: the payload of a type nothing acts on (`customer.*`, `payment_method.*`: a name, an e-mail) is
             # not kept; its id, type and outcome are, for dedupe.
-            stored = await insert_ignoring_conflict(conn, webhook_events, {
-                "id": event.id, "type": event_type, "object_id": event.object_id, "received_at": now,
-                "outcome": outcome, "payload": event.payload if handler else {}, "note": None,
-            }, conflict_on=["id"])
+            stored = await insert_ignoring_conflict(
+                conn,
+                webhook_events,
+                {
+                    "id": event.id,
+                    "type": event_type,
+                    "object_id": event.object_id,
+                    "received_at": now,
+                    "outcome": outcome,
+                    "payload": event.payload if handler else {},
+                    "note": None,
+                },
+                conflict_on=["id"],
+            )
             if stored == 0:
                 raise _Duplicate
     except _Duplicate:

@@ -21,7 +21,7 @@ from tests.conftest import START, make_settings, ops_headers
 
 
 @pytest.fixture(scope="module")
-def module_client(database_url: str):  # noqa: ANN201
+def module_client(database_url: str):
     """One app, with the default test settings, for the whole module."""
     from app.main import create_app
 
@@ -30,7 +30,7 @@ def module_client(database_url: str):  # noqa: ANN201
 
 
 @pytest.fixture
-def client(module_client, clean_db: str):  # noqa: ANN001, ANN201
+def client(module_client, clean_db: str):
     """The module's app, on an emptied database with the sandbox clock at START (like tests/conftest.py's)."""
     module_client.cookies.clear()  # e.g. an ops console session left by the previous test
     response = module_client.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())

@@ -55,7 +55,7 @@ class World(dict):
     """What the placeholders of the table point at. Made on first use, so that a check of one endpoint does not
     depend on another endpoint working (a trial is started only for paths with {trial_id})."""
 
-    def __init__(self, client) -> None:  # noqa: ANN001
+    def __init__(self, client) -> None:
         super().__init__()
         self.client = client
         self["customer_id"] = make_customer(client, OWNER_SUB)["id"]
@@ -67,21 +67,23 @@ class World(dict):
     def __missing__(self, key: str) -> str:
         owner = customer_headers(OWNER_SUB)
         if key == "trial_id":
-            response = self.client.post("/v1/trials", json={"customer_id": self["customer_id"], "plan": PLAN_CODE},
-                                        headers=owner)
+            response = self.client.post(
+                "/v1/trials", json={"customer_id": self["customer_id"], "plan": PLAN_CODE}, headers=owner
+            )
         elif key == "subscription_id":
-            response = self.client.post("/v1/subscriptions", json={
-                "customer_id": self["customer_id"], "plan": PLAN_CODE, "payment_method": "pm_card_visa"},
-                headers=owner)
+            response = self.client.post(
+                "/v1/subscriptions",
+                json={"customer_id": self["customer_id"], "plan": PLAN_CODE, "payment_method": "pm_card_visa"},
+                headers=owner,
+            )
         elif key == "payment_id":
-            self["subscription_id"]  # noqa: B018 - a purchase makes the first payment
+            self["subscription_id"]
             response = self.client.get(f"/v1/customers/{self['customer_id']}/payments", headers=owner)
             assert response.status_code == 200 and response.json()["data"], response.text
             self[key] = response.json()["data"][0]["id"]
             return self[key]
         elif key == "event_id":  # the owner's customer.created
-            response = self.client.get("/v1/events", params={"customer_id": self["customer_id"]},
-                                       headers=ops_headers())
+            response = self.client.get("/v1/events", params={"customer_id": self["customer_id"]}, headers=ops_headers())
             assert response.status_code == 200 and response.json()["data"], response.text
             self[key] = response.json()["data"][-1]["id"]
             return self[key]
@@ -93,13 +95,14 @@ class World(dict):
 
 
 @pytest.fixture
-def world(client) -> World:  # noqa: ANN001
+def world(client) -> World:
     return World(client)
 
 
 def fill(endpoint: Endpoint, world: dict[str, str]) -> tuple[str, object]:
     """The endpoint's path and example body with their placeholders filled in."""
-    def fill_value(value):  # noqa: ANN001, ANN202
+
+    def fill_value(value):
         if isinstance(value, str):
             return value.format_map(world)
         if isinstance(value, dict):
@@ -109,25 +112,30 @@ def fill(endpoint: Endpoint, world: dict[str, str]) -> tuple[str, object]:
     return endpoint.path.format_map(world), fill_value(endpoint.body)
 
 
-def call(client, endpoint: Endpoint, world: dict[str, str], headers: dict[str, str] | None = None):  # noqa: ANN001
+def call(client, endpoint: Endpoint, world: dict[str, str], headers: dict[str, str] | None = None):
     path, body = fill(endpoint, world)
     if endpoint.access.startswith("console"):  # HTML forms
         return client.request(endpoint.method, path, data=body, headers=headers or {}, follow_redirects=False)
     return client.request(endpoint.method, path, json=body, headers=headers or {}, follow_redirects=False)
 
 
-def snapshot(client, world: dict[str, str]) -> tuple:  # noqa: ANN001
+def snapshot(client, world: dict[str, str]) -> tuple:
     """What the endpoints in the table could change, read with an ops token: the catalogue, the owner's record,
     the clock, and the audit log, which records every change the service makes."""
     ops = ops_headers()
-    reads = ["/v1/plans?limit=100", f"/v1/plans/{world['code']}", f"/v1/customers/{world['customer_id']}",
-             "/v1/sandbox/clock", "/v1/audit-events?limit=100"]
+    reads = [
+        "/v1/plans?limit=100",
+        f"/v1/plans/{world['code']}",
+        f"/v1/customers/{world['customer_id']}",
+        "/v1/sandbox/clock",
+        "/v1/audit-events?limit=100",
+    ]
     responses = [client.get(path, headers=ops) for path in reads]
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     return tuple(r.json() for r in responses)
 
 
-def assert_problem(response, status: int, code: str) -> None:  # noqa: ANN001
+def assert_problem(response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM_JSON)
     body = response.json()
@@ -137,18 +145,19 @@ def assert_problem(response, status: int, code: str) -> None:  # noqa: ANN001
 
 # --- bad tokens -------------------------------------------------------------------------------------------------
 
+
 def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def _claims(**overrides) -> dict:  # noqa: ANN003
+def _claims(**overrides) -> dict:
     exp = int((_dt.datetime.now(_dt.UTC) + _dt.timedelta(hours=1)).timestamp())
     claims = {"sub": OWNER_SUB, "role": "ops", "exp": exp}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _signed(**claims) -> str:  # noqa: ANN003
+def _signed(**claims) -> str:
     return f"Bearer {jwt.encode(_claims(**claims), SECRET, algorithm='HS256')}"
 
 
@@ -205,14 +214,14 @@ BAD_AUTHORIZATION = {
 }
 
 
-def test_the_valid_token_used_as_a_control_is_accepted(client) -> None:  # noqa: ANN001
+def test_the_valid_token_used_as_a_control_is_accepted(client) -> None:
     """The bad tokens below differ from this one in one respect each; this one must work."""
     good = jwt.encode(_claims(), SECRET, algorithm="HS256")
     response = client.post("/v1/sandbox/run-due", headers={"Authorization": f"Bearer {good}"})
     assert response.status_code == 200, response.text
 
 
-def test_a_token_that_verified_once_is_refused_once_it_expires(client) -> None:  # noqa: ANN001
+def test_a_token_that_verified_once_is_refused_once_it_expires(client) -> None:
     """A verified token is remembered for speed; its expiry is still checked on every request."""
     expires = int(time.time()) + 2
     short = jwt.encode({**_claims(), "exp": expires}, SECRET, algorithm="HS256")
@@ -234,7 +243,7 @@ class Nowhere(dict):
 
 
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=_ids(PROTECTED))
-def test_no_token_is_401(module_client, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_no_token_is_401(module_client, endpoint: Endpoint) -> None:
     # The token is checked before anything is looked up, so the placeholders need not exist (and the database need
     # not be emptied): this check stays cheap however long the table grows. That a refusal changes nothing is
     # checked below, with real resources.
@@ -249,7 +258,7 @@ SAMPLE = [next(e for e in PROTECTED if e.access == access) for access in ("any",
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_AUTHORIZATION))
-def test_bad_token_is_401_and_changes_nothing(client, world, kind: str) -> None:  # noqa: ANN001
+def test_bad_token_is_401_and_changes_nothing(client, world, kind: str) -> None:
     endpoints = PROTECTED if kind in ON_EVERY_ENDPOINT else SAMPLE
     for endpoint in endpoints:
         fill(endpoint, world)  # make what the placeholders need before taking the snapshot
@@ -266,10 +275,11 @@ def test_bad_token_is_401_and_changes_nothing(client, world, kind: str) -> None:
     assert snapshot(client, world) == before
 
 
-def test_a_refused_token_does_not_claim_an_idempotency_key(client) -> None:  # noqa: ANN001
+def test_a_refused_token_does_not_claim_an_idempotency_key(client) -> None:
     body = next(e.body for e in ENDPOINTS if (e.method, e.path) == ("POST", "/v1/plans"))
-    refused = client.post("/v1/plans", json=body,
-                          headers={"Authorization": BAD_AUTHORIZATION["expired"](), "Idempotency-Key": "k-1"})
+    refused = client.post(
+        "/v1/plans", json=body, headers={"Authorization": BAD_AUTHORIZATION["expired"](), "Idempotency-Key": "k-1"}
+    )
     assert_problem(refused, 401, "unauthenticated")
     accepted = client.post("/v1/plans", json=body, headers={**ops_headers(OWNER_SUB), "Idempotency-Key": "k-1"})
     assert accepted.status_code == 201, accepted.text
@@ -278,20 +288,29 @@ def test_a_refused_token_does_not_claim_an_idempotency_key(client) -> None:  # n
 
 # --- public -----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("endpoint", PUBLIC, ids=_ids(PUBLIC))
-def test_public_endpoint_needs_no_token(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_public_endpoint_needs_no_token(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world)
     assert 200 <= response.status_code < 300, response.text
 
 
 # --- signed instead of a token (the payment webhook) -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("endpoint", SIGNED, ids=_ids(SIGNED))
-def test_signed_endpoint_refuses_a_missing_or_bad_signature_whatever_the_token(client, world,  # noqa: ANN001
-                                                                               endpoint: Endpoint) -> None:
+def test_signed_endpoint_refuses_a_missing_or_bad_signature_whatever_the_token(
+    client,
+    world,
+    endpoint: Endpoint,
+) -> None:
     before = snapshot(client, world)
-    for headers in ({}, ops_headers(), {"Stripe-Signature": "t=1,v1=00"},
-                    {**ops_headers(), "Stripe-Signature": "t=1,v1=00"}):
+    for headers in (
+        {},
+        ops_headers(),
+        {"Stripe-Signature": "t=1,v1=00"},
+        {**ops_headers(), "Stripe-Signature": "t=1,v1=00"},
+    ):
         response = call(client, endpoint, world, headers)
         assert response.status_code == 400, (headers, response.text)
         assert response.headers["content-type"].startswith(PROBLEM_JSON)
@@ -300,31 +319,40 @@ def test_signed_endpoint_refuses_a_missing_or_bad_signature_whatever_the_token(c
 
 # --- the ops console (session cookie and CSRF token instead of a bearer token) -----------------------------------
 
-def _login_csrf(client) -> str:  # noqa: ANN001
+
+def _login_csrf(client) -> str:
     return re.search(r'name="csrf" value="([^"]*)"', client.get("/ops/login").text).group(1)
 
 
-def _session(client, sub: str = "staff-1") -> dict[str, str]:  # noqa: ANN001
+def _session(client, sub: str = "staff-1") -> dict[str, str]:
     """A signed-in ops session's cookie (the cookie holds a server-side session's id, never a token)."""
-    signed_in = client.post("/ops/login", data={"token": token(sub, "ops"), "csrf": _login_csrf(client)},
-                            follow_redirects=False)
+    signed_in = client.post(
+        "/ops/login", data={"token": token(sub, "ops"), "csrf": _login_csrf(client)}, follow_redirects=False
+    )
     assert signed_in.status_code == 303, signed_in.text[:300]
     session_id = client.cookies.pop("ops_session")
     return {"Cookie": f"ops_session={session_id}"}
 
 
-def _sent_to_login(response) -> bool:  # noqa: ANN001
+def _sent_to_login(response) -> bool:
     return response.status_code in (302, 303, 307) and response.headers["location"].startswith("/ops/login")
 
 
 @pytest.mark.parametrize("endpoint", CONSOLE, ids=_ids(CONSOLE))
-def test_console_without_an_ops_session_sends_to_sign_in_and_changes_nothing(client, world,  # noqa: ANN001
-                                                                             endpoint: Endpoint) -> None:
+def test_console_without_an_ops_session_sends_to_sign_in_and_changes_nothing(
+    client,
+    world,
+    endpoint: Endpoint,
+) -> None:
     fill(endpoint, world)
     before = snapshot(client, world)
-    for headers in ({}, ops_headers(), {"Cookie": f"ops_session={token('staff-1', 'ops')}"},
-                    {"Cookie": f"ops_session={BAD_AUTHORIZATION['expired']().split()[1]}"},
-                    {"Cookie": f"ops_session={BAD_AUTHORIZATION['alg_none']().split()[1]}"}):
+    for headers in (
+        {},
+        ops_headers(),
+        {"Cookie": f"ops_session={token('staff-1', 'ops')}"},
+        {"Cookie": f"ops_session={BAD_AUTHORIZATION['expired']().split()[1]}"},
+        {"Cookie": f"ops_session={BAD_AUTHORIZATION['alg_none']().split()[1]}"},
+    ):
         response = call(client, endpoint, world, headers)
         assert _sent_to_login(response), (headers, response.status_code, response.text[:300])
         assert world["customer_id"] not in response.text
@@ -332,8 +360,11 @@ def test_console_without_an_ops_session_sends_to_sign_in_and_changes_nothing(cli
 
 
 @pytest.mark.parametrize("endpoint", CONSOLE_POSTS, ids=_ids(CONSOLE_POSTS))
-def test_console_form_without_its_csrf_token_is_403_and_changes_nothing(client, world,  # noqa: ANN001
-                                                                        endpoint: Endpoint) -> None:
+def test_console_form_without_its_csrf_token_is_403_and_changes_nothing(
+    client,
+    world,
+    endpoint: Endpoint,
+) -> None:
     fill(endpoint, world)
     before = snapshot(client, world)
     for csrf in (None, "0" * 64):
@@ -344,26 +375,31 @@ def test_console_form_without_its_csrf_token_is_403_and_changes_nothing(client, 
     assert snapshot(client, world) == before
 
 
-@pytest.mark.parametrize("endpoint", [e for e in CONSOLE if e.method == "GET"],
-                         ids=_ids([e for e in CONSOLE if e.method == "GET"]))
-def test_console_page_answers_an_ops_session(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "endpoint", [e for e in CONSOLE if e.method == "GET"], ids=_ids([e for e in CONSOLE if e.method == "GET"])
+)
+def test_console_page_answers_an_ops_session(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world, _session(client))
     assert response.status_code == 200, response.text[:300]
     assert response.headers["content-type"].startswith("text/html")
 
 
-def test_console_sign_in_takes_only_a_valid_ops_token(client) -> None:  # noqa: ANN001
+def test_console_sign_in_takes_only_a_valid_ops_token(client) -> None:
     page = client.get("/ops/login")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     csrf = _login_csrf(client)
-    for raw, status in ((None, 401), (BAD_AUTHORIZATION["expired"]().split()[1], 401),
-                        (BAD_AUTHORIZATION["hs512"]().split()[1], 401), (token(OWNER_SUB, "customer"), 403)):
-        response = client.post("/ops/login", data={"csrf": csrf, **({"token": raw} if raw else {})},
-                               follow_redirects=False)
+    for raw, status in (
+        (None, 401),
+        (BAD_AUTHORIZATION["expired"]().split()[1], 401),
+        (BAD_AUTHORIZATION["hs512"]().split()[1], 401),
+        (token(OWNER_SUB, "customer"), 403),
+    ):
+        response = client.post(
+            "/ops/login", data={"csrf": csrf, **({"token": raw} if raw else {})}, follow_redirects=False
+        )
         assert response.status_code == status, response.text[:300]
         assert "ops_session" not in response.headers.get("set-cookie", "")
-    signed_in = client.post("/ops/login", data={"token": token("staff-1", "ops"), "csrf": csrf},
-                            follow_redirects=False)
+    signed_in = client.post("/ops/login", data={"token": token("staff-1", "ops"), "csrf": csrf}, follow_redirects=False)
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/ops"
     assert "ops_session=" in signed_in.headers["set-cookie"]
     client.cookies.clear()
@@ -373,9 +409,13 @@ def test_console_sign_in_takes_only_a_valid_ops_token(client) -> None:  # noqa: 
 
 # --- ops only ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("endpoint", OPS_ONLY, ids=_ids(OPS_ONLY))
-def test_ops_endpoint_refuses_a_customer_token_with_403_and_changes_nothing(client, world,  # noqa: ANN001
-                                                                            endpoint: Endpoint) -> None:
+def test_ops_endpoint_refuses_a_customer_token_with_403_and_changes_nothing(
+    client,
+    world,
+    endpoint: Endpoint,
+) -> None:
     fill(endpoint, world)
     before = snapshot(client, world)
     response = call(client, endpoint, world, customer_headers(OWNER_SUB))
@@ -384,21 +424,22 @@ def test_ops_endpoint_refuses_a_customer_token_with_403_and_changes_nothing(clie
 
 
 @pytest.mark.parametrize("endpoint", OPS_ONLY, ids=_ids(OPS_ONLY))
-def test_ops_endpoint_accepts_an_ops_token(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_ops_endpoint_accepts_an_ops_token(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world, ops_headers())
     assert 200 <= response.status_code < 300, response.text
 
 
 # --- any valid token --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("endpoint", ANY, ids=_ids(ANY))
-def test_any_endpoint_accepts_a_customer_token(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_any_endpoint_accepts_a_customer_token(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world, customer_headers("fresh-caller"))
     assert 200 <= response.status_code < 300, response.text
 
 
 @pytest.mark.parametrize("endpoint", ANY, ids=_ids(ANY))
-def test_any_endpoint_accepts_an_ops_token(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_any_endpoint_accepts_an_ops_token(client, world, endpoint: Endpoint) -> None:
     # The example bodies are written for a customer token; ops may be refused for the body's sake, not the token's.
     response = call(client, endpoint, world, ops_headers())
     assert response.status_code not in (401, 403, 404), response.text
@@ -407,9 +448,13 @@ def test_any_endpoint_accepts_an_ops_token(client, world, endpoint: Endpoint) ->
 
 # --- owner ------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("endpoint", OWNER, ids=_ids(OWNER))
-def test_owner_endpoint_hides_another_customers_resource_with_404(client, world,  # noqa: ANN001
-                                                                  endpoint: Endpoint) -> None:
+def test_owner_endpoint_hides_another_customers_resource_with_404(
+    client,
+    world,
+    endpoint: Endpoint,
+) -> None:
     fill(endpoint, world)
     before = snapshot(client, world)
     for sub in (OTHER_SUB, "no-customer-yet"):  # another customer, and a token whose sub has no customer at all
@@ -423,20 +468,21 @@ def test_owner_endpoint_hides_another_customers_resource_with_404(client, world,
 
 
 @pytest.mark.parametrize("endpoint", OWNER, ids=_ids(OWNER))
-def test_owner_endpoint_answers_the_owner(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_owner_endpoint_answers_the_owner(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world, customer_headers(OWNER_SUB))
     assert 200 <= response.status_code < 300, response.text
 
 
 @pytest.mark.parametrize("endpoint", OWNER, ids=_ids(OWNER))
-def test_owner_endpoint_answers_ops_for_any_customer(client, world, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_owner_endpoint_answers_ops_for_any_customer(client, world, endpoint: Endpoint) -> None:
     response = call(client, endpoint, world, ops_headers())
     assert 200 <= response.status_code < 300, response.text
 
 
 # --- the table is complete --------------------------------------------------------------------------------------
 
-def _app_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
+
+def _app_routes(app) -> set[tuple[str, str]]:
     """(method, path) of every HTTP route, including those of included routers and the docs routes."""
     from fastapi.routing import APIRoute
     from starlette.routing import Route
@@ -457,7 +503,7 @@ def _app_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
     return found
 
 
-def test_every_route_of_the_app_is_in_the_endpoint_table(app) -> None:  # noqa: ANN001
+def test_every_route_of_the_app_is_in_the_endpoint_table(app) -> None:
     routes = _app_routes(app)
     assert ("GET", "/v1/plans") in routes and ("GET", "/docs") in routes  # the walk itself works
     table = {(e.method, e.path) for e in ENDPOINTS}
@@ -467,7 +513,7 @@ def test_every_route_of_the_app_is_in_the_endpoint_table(app) -> None:  # noqa: 
     assert not stale, f"endpoints in the table that the app does not serve: {stale}"
 
 
-def test_every_documented_operation_is_in_the_endpoint_table(client) -> None:  # noqa: ANN001
+def test_every_documented_operation_is_in_the_endpoint_table(client) -> None:
     document = client.get("/openapi.json").json()
     documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
     missing = sorted(documented - {(e.method, e.path) for e in ENDPOINTS})
@@ -477,5 +523,4 @@ def test_every_documented_operation_is_in_the_endpoint_table(client) -> None:  #
 def test_endpoint_table_has_no_duplicates_and_known_access() -> None:
     keys = [(e.method, e.path) for e in ENDPOINTS]
     assert len(keys) == len(set(keys))
-    assert {e.access for e in ENDPOINTS} <= {"public", "any", "owner", "ops", "signed", "console",
-                                             "console_sign_in"}
+    assert {e.access for e in ENDPOINTS} <= {"public", "any", "owner", "ops", "signed", "console", "console_sign_in"}

@@ -21,7 +21,7 @@ class RefusingGateway(Gateway):
 
     refund_refused = False
 
-    async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str):
         if self.refund_refused:
             self.refunds.append((payment_id, amount, idempotency_key))
             raise GatewayError("the gateway refused the refund")
@@ -55,8 +55,11 @@ def test_B1_R2_a_refused_correction_refund_is_counted_until_ops_reissue_it(servi
     assert scrape(client)[GAUGE] == 1  # money owed: BillingCorrectionRefundFailed pages
     # Ops re-issue it (R2): a refund of the same amount, with the reason that says what it is.
     gateway.refund_refused = False
-    reissued = client.post(f"/v1/payments/{pending['id']}/refunds",
-                           json={"amount": 2000, "reason": "B1 correction re-issued"}, headers=ops_headers())
+    reissued = client.post(
+        f"/v1/payments/{pending['id']}/refunds",
+        json={"amount": 2000, "reason": "B1 correction re-issued"},
+        headers=ops_headers(),
+    )
     assert reissued.status_code == 201, reissued.text
     assert (reissued.json()["status"], reissued.json()["source"]) == ("succeeded", "ops")
     assert payment(client, pending["id"])["refunded_amount"] == 2000

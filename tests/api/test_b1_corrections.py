@@ -26,7 +26,7 @@ class Gateway:
     """The sandbox gateway, recording the cancellations asked of it; `cancel_down` / `refund_down`: those calls
     get no answer (the gateway unreachable); `cancel_refused`: cancellations are refused (a `GatewayError`)."""
 
-    def __init__(self, inner) -> None:  # noqa: ANN001
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
         self.cancel_down = False
@@ -35,7 +35,7 @@ class Gateway:
         self.cancels: list[tuple[str, str]] = []
         self.refunds: list[tuple[str, int, str]] = []
 
-    async def cancel_payment(self, payment_id: str, idempotency_key: str):  # noqa: ANN201
+    async def cancel_payment(self, payment_id: str, idempotency_key: str):
         self.cancels.append((payment_id, idempotency_key))
         if self.cancel_down:
             raise GatewayUnavailable("the sandbox could not be reached")
@@ -43,13 +43,13 @@ class Gateway:
             raise GatewayError("No such payment_intent (a request problem, not an outage)")
         return await self.inner.cancel_payment(payment_id, idempotency_key)
 
-    async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str):
         self.refunds.append((payment_id, amount, idempotency_key))
         if self.refund_down:
             raise GatewayUnavailable("the sandbox could not be reached")
         return await self.inner.refund(payment_id, amount, idempotency_key)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 
@@ -71,7 +71,7 @@ def service(clean_db: str, wall: ManualWall):
         yield client, gateway, settings.stripe_webhook_secret
 
 
-def pending_purchase(client) -> tuple[dict, dict, dict]:  # noqa: ANN001
+def pending_purchase(client) -> tuple[dict, dict, dict]:
     """A customer whose purchase awaits 3-D Secure: (customer, subscription, its pending payment)."""
     make_plan(client, amount=2000)
     alice = make_customer(client, "alice")
@@ -82,37 +82,37 @@ def pending_purchase(client) -> tuple[dict, dict, dict]:  # noqa: ANN001
     return alice, sub, payment
 
 
-def send(client, secret: str, event_type: str, intent: str, **fields) -> dict:  # noqa: ANN001, ANN003
+def send(client, secret: str, event_type: str, intent: str, **fields) -> dict:
     reply = post_event(client, intent_event(event_type, intent, amount=2000, **fields), secret)
     assert reply.status_code == 200, reply.text
     return reply.json()
 
 
-def refunds_of(client, payment_id: str) -> list[dict]:  # noqa: ANN001
+def refunds_of(client, payment_id: str) -> list[dict]:
     response = client.get(f"/v1/payments/{payment_id}/refunds", headers=ops_headers())
     assert response.status_code == 200, response.text
     return response.json()["data"]
 
 
-def payment(client, payment_id: str) -> dict:  # noqa: ANN001
+def payment(client, payment_id: str) -> dict:
     response = client.get(f"/v1/payments/{payment_id}", headers=ops_headers())
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def audit(client, action: str) -> list[dict]:  # noqa: ANN001
+def audit(client, action: str) -> list[dict]:
     response = client.get("/v1/audit-events", params={"action": action, "limit": 100}, headers=ops_headers())
     assert response.status_code == 200, response.text
     return response.json()["data"]
 
 
-def notices_of(client, customer: dict, kind: str) -> list[dict]:  # noqa: ANN001
+def notices_of(client, customer: dict, kind: str) -> list[dict]:
     response = client.get(f"/v1/customers/{customer['id']}/notices", headers=ops_headers())
     assert response.status_code == 200, response.text
     return [n for n in response.json()["data"] if n["type"] == kind]
 
 
-def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:  # noqa: ANN001
+def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:
     """B1: the pending purchase fails (its payment_failed event), expires (a day on) or is cancelled."""
     if how == "failed":
         assert send(client, secret, FAILED, payment["gateway_payment_id"])["outcome"] == "applied"
@@ -120,8 +120,9 @@ def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:  #
         move_clock(client, at(START, DAY))
         assert run_due(client)["incomplete_purchase_expiry"] == 1
     elif how == "terminated":  # R3: the account is terminated; the job cancels the PaymentIntent
-        response = client.post(f"/v1/customers/{sub['customer_id']}/terminate", json={"reason": "terms violation"},
-                               headers=ops_headers())
+        response = client.post(
+            f"/v1/customers/{sub['customer_id']}/terminate", json={"reason": "terms violation"}, headers=ops_headers()
+        )
         assert response.status_code == 200, response.text
         assert run_due(client)["payment_cancellations"] == 1
     else:
@@ -129,13 +130,17 @@ def abandon(client, secret: str, how: str, sub: dict, payment: dict) -> None:  #
     assert subscription(client, sub["id"])["status"] == "canceled"
 
 
-def assert_refunded_once(client, customer: dict, sub: dict, paid: dict) -> None:  # noqa: ANN001
+def assert_refunded_once(client, customer: dict, sub: dict, paid: dict) -> None:
     """The payment is recorded succeeded, refunded in full by one correction; nothing granted; the customer told."""
     now = payment(client, paid["id"])
     assert now["status"] == "succeeded" and now["refunded_amount"] == now["amount"] == 2000
     [correction] = refunds_of(client, paid["id"])
     assert (correction["amount"], correction["source"], correction["created_by"], correction["status"]) == (
-        2000, "correction", "system", "succeeded")
+        2000,
+        "correction",
+        "system",
+        "succeeded",
+    )
     assert correction["reason"].startswith("B1 correction")
     assert correction["gateway_refund_id"]
     ended = subscription(client, sub["id"])
@@ -167,8 +172,11 @@ def test_B1_a_success_after_the_purchase_was_abandoned_is_refunded_in_full_once(
     # The customer completed the payment before the cancellation reached the gateway: Stripe reports the success.
     late = intent_event(SUCCEEDED, pending["gateway_payment_id"], amount=2000)
     reply = post_event(client, late, secret)
-    assert reply.status_code == 200 and reply.json() == {"received": True, "duplicate": False,
-                                                         "outcome": "refunded_late_success"}, reply.text
+    assert reply.status_code == 200 and reply.json() == {
+        "received": True,
+        "duplicate": False,
+        "outcome": "refunded_late_success",
+    }, reply.text
     assert_refunded_once(client, alice, sub, pending)
     assert gateway.refunds == [(pending["gateway_payment_id"], 2000, f"re_b1_{pending['id']}")]
     # The same delivery again, another event for the same intent, the jobs: nothing more.
@@ -215,8 +223,9 @@ def test_B1_a_correction_refund_without_an_answer_is_retried_and_made_once(servi
     [waiting] = refunds_of(client, pending["id"])
     assert (waiting["status"], waiting["source"], waiting["amount"]) == ("pending", "correction", 2000)
     assert payment(client, pending["id"])["refunded_amount"] == 2000  # reserved: no other refund can exceed it
-    over = client.post(f"/v1/payments/{pending['id']}/refunds", json={"amount": 1, "reason": "goodwill"},
-                       headers=ops_headers())
+    over = client.post(
+        f"/v1/payments/{pending['id']}/refunds", json={"amount": 1, "reason": "goodwill"}, headers=ops_headers()
+    )
     assert over.status_code == 422 and over.json()["code"] == "refund_exceeds_payment"
     gateway.refund_down = False
     wall.offset = _dt.timedelta(minutes=5)
@@ -233,9 +242,11 @@ def test_B1_R2_a_renewal_that_succeeds_after_the_end_is_booked_for_ops_not_refun
     make_plan(client, amount=2000)
     alice = make_customer(client, "alice")
     sub = buy(client, alice)
-    client.post(f"/v1/subscriptions/{sub['id']}/payment-method",
-                json={"payment_method": "pm_card_authenticationRequired"},
-                headers={"Authorization": ops_headers()["Authorization"]})
+    client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": "pm_card_authenticationRequired"},
+        headers={"Authorization": ops_headers()["Authorization"]},
+    )
     for days in (31, 32, 34, 38):  # the renewal fails, then every retry: the subscription ends
         move_clock(client, at(START, days * DAY))
         run_due(client)
@@ -289,12 +300,35 @@ def _dashboard_refund_event(paid: dict, refund_id: str, amount: int) -> dict:
     from tests.support.webhooks import event
 
     pi = paid["gateway_payment_id"]
-    refund = {"id": refund_id, "object": "refund", "amount": amount, "currency": paid["currency"],
-              "status": "succeeded", "metadata": {}, "payment_intent": pi, "charge": "ch_dashboard"}
-    return event("charge.refunded", {
-        "id": "ch_dashboard", "object": "charge", "amount": paid["amount"], "amount_refunded": amount,
-        "currency": paid["currency"], "payment_intent": pi, "refunded": amount >= paid["amount"], "metadata": {},
-        "refunds": {"object": "list", "data": [refund], "has_more": False, "url": "/v1/charges/ch_dashboard/refunds"}})
+    refund = {
+        "id": refund_id,
+        "object": "refund",
+        "amount": amount,
+        "currency": paid["currency"],
+        "status": "succeeded",
+        "metadata": {},
+        "payment_intent": pi,
+        "charge": "ch_dashboard",
+    }
+    return event(
+        "charge.refunded",
+        {
+            "id": "ch_dashboard",
+            "object": "charge",
+            "amount": paid["amount"],
+            "amount_refunded": amount,
+            "currency": paid["currency"],
+            "payment_intent": pi,
+            "refunded": amount >= paid["amount"],
+            "metadata": {},
+            "refunds": {
+                "object": "list",
+                "data": [refund],
+                "has_more": False,
+                "url": "/v1/charges/ch_dashboard/refunds",
+            },
+        },
+    )
 
 
 def test_R2_a_dashboard_refund_is_recorded_while_a_pending_refund_of_ours_is_reserved(service, wall):
@@ -308,8 +342,9 @@ def test_R2_a_dashboard_refund_is_recorded_while_a_pending_refund_of_ours_is_res
     buy(client, alice)
     [paid] = payments_of(client, alice)
     gateway.refund_down = True
-    pending = client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 1500, "reason": "goodwill"},
-                          headers=ops_headers())
+    pending = client.post(
+        f"/v1/payments/{paid['id']}/refunds", json={"amount": 1500, "reason": "goodwill"}, headers=ops_headers()
+    )
     assert pending.status_code in (201, 202), pending.text
     [ours] = refunds_of(client, paid["id"])
     assert ours["status"] == "pending" and payment(client, paid["id"])["refunded_amount"] == 1500
@@ -345,8 +380,7 @@ def test_R2_a_dashboard_refund_that_still_leaves_room_keeps_our_pending_refund(s
     buy(client, alice)
     [paid] = payments_of(client, alice)
     gateway.refund_down = True
-    client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 500, "reason": "goodwill"},
-                headers=ops_headers())
+    client.post(f"/v1/payments/{paid['id']}/refunds", json={"amount": 500, "reason": "goodwill"}, headers=ops_headers())
     gateway.refund_down = False
     made = client.portal.call(gateway.inner.refund, paid["gateway_payment_id"], 1000, "dashboard-1")
     reply = post_event(client, _dashboard_refund_event(paid, made.refund_id, 1000), secret)
@@ -355,13 +389,18 @@ def test_R2_a_dashboard_refund_that_still_leaves_room_keeps_our_pending_refund(s
     wall.offset = _dt.timedelta(minutes=30)
     run_due(client)
     assert sorted((r["amount"], r["status"]) for r in refunds_of(client, paid["id"])) == [
-        (500, "succeeded"), (1000, "succeeded")]
+        (500, "succeeded"),
+        (1000, "succeeded"),
+    ]
     assert payment(client, paid["id"])["refunded_amount"] == 1500
 
 
-def cancellations_gauge(client) -> float:  # noqa: ANN001
-    [line] = [line for line in client.get("/metrics").text.splitlines()
-              if line.startswith('billing_due_work{job="payment_cancellations"}')]
+def cancellations_gauge(client) -> float:
+    [line] = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith('billing_due_work{job="payment_cancellations"}')
+    ]
     return float(line.split()[-1])
 
 

@@ -28,33 +28,37 @@ STAFF = "staff-console-7"
 
 # -- helpers ------------------------------------------------------------------------------------------------------
 
-def login(client, sub: str = STAFF, **token_options) -> str:  # noqa: ANN001, ANN003
+
+def login(client, sub: str = STAFF, **token_options) -> str:
     """Sign in through the form (its CSRF token included) as a fresh session; returns the session cookie."""
     client.cookies.pop("ops_session", None)
     form = client.get("/ops/login")
-    response = client.post("/ops/login", data={"token": token(sub, "ops", **token_options),
-                                                "csrf": field(form, "csrf")}, follow_redirects=False)
+    response = client.post(
+        "/ops/login",
+        data={"token": token(sub, "ops", **token_options), "csrf": field(form, "csrf")},
+        follow_redirects=False,
+    )
     assert response.status_code == 303 and response.headers["location"] == "/ops", response.text
     return client.cookies["ops_session"]
 
 
-def text(response) -> str:  # noqa: ANN001
+def text(response) -> str:
     """The page's visible text, tags stripped and whitespace collapsed."""
     body = response.text.split("<main>", 1)[-1]
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body))).strip()
 
 
-def field(response, name: str) -> str:  # noqa: ANN001
+def field(response, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', response.text)
     assert match, f"no {name} field on the page"
     return html.unescape(match.group(1))
 
 
-def csrf(client, path: str = "/ops") -> str:  # noqa: ANN001
+def csrf(client, path: str = "/ops") -> str:
     return field(client.get(path), "csrf")
 
 
-def setup_paid(client, sub: str = "alice", email: str | None = None, amount: int = 2000):  # noqa: ANN001, ANN201
+def setup_paid(client, sub: str = "alice", email: str | None = None, amount: int = 2000):
     make_plan(client, amount=amount)
     customer = make_customer(client, sub, email=email)
     buy(client, customer)
@@ -62,38 +66,37 @@ def setup_paid(client, sub: str = "alice", email: str | None = None, amount: int
     return customer, payment
 
 
-def api_payment(client, payment_id: str) -> dict:  # noqa: ANN001
+def api_payment(client, payment_id: str) -> dict:
     return client.get(f"/v1/payments/{payment_id}", headers=ops_headers()).json()
 
 
-def api_refunds(client, payment_id: str) -> list[dict]:  # noqa: ANN001
+def api_refunds(client, payment_id: str) -> list[dict]:
     return client.get(f"/v1/payments/{payment_id}/refunds", headers=ops_headers()).json()["data"]
 
 
-def api_customer(client, customer_id: str) -> dict:  # noqa: ANN001
+def api_customer(client, customer_id: str) -> dict:
     return client.get(f"/v1/customers/{customer_id}", headers=ops_headers()).json()
 
 
-def audit(client, customer_id: str) -> list[dict]:  # noqa: ANN001
-    response = client.get("/v1/audit-events", params={"customer_id": customer_id, "limit": 100},
-                          headers=ops_headers())
+def audit(client, customer_id: str) -> list[dict]:
+    response = client.get("/v1/audit-events", params={"customer_id": customer_id, "limit": 100}, headers=ops_headers())
     return response.json()["data"]
 
 
-def preview_refund(client, payment_id: str, amount: str, reason: str):  # noqa: ANN001, ANN201
+def preview_refund(client, payment_id: str, amount: str, reason: str):
     token_ = csrf(client, f"/ops/payments/{payment_id}")
-    return client.post(f"/ops/payments/{payment_id}/refund", data={"csrf": token_, "amount": amount,
-                                                                   "reason": reason})
+    return client.post(f"/ops/payments/{payment_id}/refund", data={"csrf": token_, "amount": amount, "reason": reason})
 
 
-def confirm_form(confirmation) -> dict:  # noqa: ANN001
+def confirm_form(confirmation) -> dict:
     """The hidden fields of the confirmation page's form, as the browser would post them."""
     return {name: field(confirmation, name) for name in ("csrf", "nonce", "confirm", "amount", "reason")}
 
 
 # -- sign-in ------------------------------------------------------------------------------------------------------
 
-def login_form(client, path: str = "/ops/login"):  # noqa: ANN001, ANN201
+
+def login_form(client, path: str = "/ops/login"):
     page = client.get(path, follow_redirects=False)
     assert page.status_code == 200 and 'action="/ops/login"' in page.text, page.text
     return page
@@ -104,8 +107,7 @@ def test_login_with_an_ops_token_sets_a_lax_httponly_cookie_holding_only_a_sessi
     so that a link from elsewhere (a helpdesk ticket) keeps staff signed in, the CSRF tokens guarding every POST."""
     pasted = token(STAFF, "ops")
     form = login_form(client)
-    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")},
-                           follow_redirects=False)
+    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/ops"
     cookie = response.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
@@ -118,23 +120,27 @@ def test_login_with_an_ops_token_sets_a_lax_httponly_cookie_holding_only_a_sessi
     # Over https the cookie is also Secure; a pasted "Bearer <jwt>" header value works too.
     client.cookies.pop("ops_session")
     secure_form = login_form(client, "https://testserver/ops/login")
-    secure = client.post("https://testserver/ops/login", data={"token": f"Bearer {token(STAFF, 'ops')}",
-                                                               "csrf": field(secure_form, "csrf")},
-                         follow_redirects=False)
+    secure = client.post(
+        "https://testserver/ops/login",
+        data={"token": f"Bearer {token(STAFF, 'ops')}", "csrf": field(secure_form, "csrf")},
+        follow_redirects=False,
+    )
     assert secure.status_code == 303 and "secure" in secure.headers["set-cookie"].lower()
 
 
-@pytest.mark.parametrize("pasted, status", [
-    (token("alice", "customer"), 403),
-    ("garbage", 401),
-    ("", 401),
-    (token(STAFF, "ops", hours=-1), 401),  # expired
-    (token(STAFF, "ops", secret="another-secret-0123456789abcdef-0123456789"), 401),  # not signed by us
-])
+@pytest.mark.parametrize(
+    "pasted, status",
+    [
+        (token("alice", "customer"), 403),
+        ("garbage", 401),
+        ("", 401),
+        (token(STAFF, "ops", hours=-1), 401),  # expired
+        (token(STAFF, "ops", secret="another-secret-0123456789abcdef-0123456789"), 401),  # not signed by us
+    ],
+)
 def test_login_refuses_customer_tokens_and_garbage(client, pasted, status):
     form = login_form(client)
-    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")},
-                           follow_redirects=False)
+    response = client.post("/ops/login", data={"token": pasted, "csrf": field(form, "csrf")}, follow_redirects=False)
     assert response.status_code == status
     assert "ops_session" not in response.headers.get("set-cookie", "") and "ops_session" not in client.cookies
     assert "Sign in" in response.text and ("customer token" in text(response) or "refused" in text(response))
@@ -164,16 +170,20 @@ def test_console_sign_in_without_the_forms_csrf_token_is_refused(client):
 
 def test_every_page_needs_a_valid_session(client):
     customer, payment = setup_paid(client)
-    pages = {"/ops": "/ops/login", "/ops?q=alice": "/ops/login?next=%2Fops%3Fq%3Dalice",
-             f"/ops/customers/{customer['id']}": f"/ops/login?next=%2Fops%2Fcustomers%2F{customer['id']}",
-             f"/ops/payments/{payment['id']}": f"/ops/login?next=%2Fops%2Fpayments%2F{payment['id']}"}
+    pages = {
+        "/ops": "/ops/login",
+        "/ops?q=alice": "/ops/login?next=%2Fops%3Fq%3Dalice",
+        f"/ops/customers/{customer['id']}": f"/ops/login?next=%2Fops%2Fcustomers%2F{customer['id']}",
+        f"/ops/payments/{payment['id']}": f"/ops/login?next=%2Fops%2Fpayments%2F{payment['id']}",
+    }
     for path, location in pages.items():
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == location, path
-    for path, data in ((f"/ops/payments/{payment['id']}/refund", {"amount": "1", "reason": "x", "confirm": "yes"}),
-                       (f"/ops/customers/{customer['id']}/suspend", {"reason": "x"}),
-                       (f"/ops/customers/{customer['id']}/credit", {"amount": "1", "currency": "usd",
-                                                                    "reason": "x"})):
+    for path, data in (
+        (f"/ops/payments/{payment['id']}/refund", {"amount": "1", "reason": "x", "confirm": "yes"}),
+        (f"/ops/customers/{customer['id']}/suspend", {"reason": "x"}),
+        (f"/ops/customers/{customer['id']}/credit", {"amount": "1", "currency": "usd", "reason": "x"}),
+    ):
         response = client.post(path, data=data, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/ops/login"), path
     # A token in the cookie (the old kind of session), a customer's, an expired one, or anything else unknown is
@@ -214,13 +224,17 @@ def test_console_sign_out_ends_the_session_for_every_copy_of_the_cookie(client):
     replay = client.get(page, headers={"Cookie": f"ops_session={copied}"}, follow_redirects=False)
     assert replay.status_code == 303 and replay.headers["location"].startswith("/ops/login")
     assert customer["id"] not in text(client.get(page, headers={"Cookie": f"ops_session={copied}"}))
-    posted = client.post(f"{page}/suspend", data={"reason": "x", "csrf": "0" * 64},
-                         headers={"Cookie": f"ops_session={copied}"}, follow_redirects=False)
+    posted = client.post(
+        f"{page}/suspend",
+        data={"reason": "x", "csrf": "0" * 64},
+        headers={"Cookie": f"ops_session={copied}"},
+        follow_redirects=False,
+    )
     assert posted.status_code == 303 and api_customer(client, customer["id"])["status"] == "active"
 
 
 @pytest.fixture
-def walled(settings):  # noqa: ANN001
+def walled(settings):
     """A client whose infrastructure wall clock the test moves (console sessions run on it, not on business time)."""
     from fastapi.testclient import TestClient
 
@@ -262,8 +276,11 @@ def test_console_sign_in_returns_to_the_page_asked_for(client):
     assert asked.status_code == 303
     form = login_form(client, asked.headers["location"])
     assert field(form, "next") == page
-    signed_in = client.post("/ops/login", data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"),
-                                                "next": field(form, "next")}, follow_redirects=False)
+    signed_in = client.post(
+        "/ops/login",
+        data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"), "next": field(form, "next")},
+        follow_redirects=False,
+    )
     assert signed_in.status_code == 303 and signed_in.headers["location"] == page
     assert customer["id"] in text(client.get(page))
     # With a query string too; and a signed-in visit to the login page goes straight there.
@@ -271,19 +288,22 @@ def test_console_sign_in_returns_to_the_page_asked_for(client):
     assert straight.headers["location"] == "/ops?q=alice"
 
 
-_T0 = _dt.datetime(2030, 1, 15, 12, 0, tzinfo=_dt.timezone.utc)
+_T0 = _dt.datetime(2030, 1, 15, 12, 0, tzinfo=_dt.UTC)
 
 
-@pytest.mark.parametrize("last_seen_ago, ends_in, state", [
-    (_dt.timedelta(seconds=0), _dt.timedelta(hours=12), "live"),
-    (_dt.timedelta(seconds=59), _dt.timedelta(hours=12), "live"),  # seen under a minute ago: no write
-    (_dt.timedelta(minutes=1), _dt.timedelta(hours=12), "touch"),  # at most one write a minute
-    (_dt.timedelta(minutes=29, seconds=59), _dt.timedelta(hours=12), "touch"),
-    (_dt.timedelta(minutes=30), _dt.timedelta(hours=12), "expired"),  # idle
-    (_dt.timedelta(seconds=5), _dt.timedelta(seconds=1), "live"),
-    (_dt.timedelta(seconds=5), _dt.timedelta(0), "expired"),  # the absolute end
-    (_dt.timedelta(seconds=5), -_dt.timedelta(hours=1), "expired"),
-])
+@pytest.mark.parametrize(
+    "last_seen_ago, ends_in, state",
+    [
+        (_dt.timedelta(seconds=0), _dt.timedelta(hours=12), "live"),
+        (_dt.timedelta(seconds=59), _dt.timedelta(hours=12), "live"),  # seen under a minute ago: no write
+        (_dt.timedelta(minutes=1), _dt.timedelta(hours=12), "touch"),  # at most one write a minute
+        (_dt.timedelta(minutes=29, seconds=59), _dt.timedelta(hours=12), "touch"),
+        (_dt.timedelta(minutes=30), _dt.timedelta(hours=12), "expired"),  # idle
+        (_dt.timedelta(seconds=5), _dt.timedelta(seconds=1), "live"),
+        (_dt.timedelta(seconds=5), _dt.timedelta(0), "expired"),  # the absolute end
+        (_dt.timedelta(seconds=5), -_dt.timedelta(hours=1), "expired"),
+    ],
+)
 def test_console_session_state_idle_and_absolute_ends_and_at_most_one_write_a_minute(last_seen_ago, ends_in, state):
     """R2/R3: what a request finds in a console session, with the wall time passed in."""
     from app.console.sessions import session_state
@@ -291,18 +311,41 @@ def test_console_session_state_idle_and_absolute_ends_and_at_most_one_write_a_mi
     assert session_state(_T0 - last_seen_ago, _T0 + ends_in, _T0, _dt.timedelta(minutes=30)) == state
 
 
-@pytest.mark.parametrize("target", [
-    "//evil.example", "//evil.example/ops", "https://evil.example/ops", "http:/evil.example", "/\\evil.example",
-    "\\\\evil.example", "/ops\\evil.example", "/ops/\\evil.example", "/ops//evil.example", "javascript:alert(1)",
-    "/opsevil", "/ops/../v1/plans", "/ops/%2e%2e/v1", "/ops\r\nSet-Cookie: x=1", "/ops/\t/evil", "/v1/plans",
-    " /ops", "ops", "", "/ops/login", "/ops/logout",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example",
+        "//evil.example/ops",
+        "https://evil.example/ops",
+        "http:/evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/ops\\evil.example",
+        "/ops/\\evil.example",
+        "/ops//evil.example",
+        "javascript:alert(1)",
+        "/opsevil",
+        "/ops/../v1/plans",
+        "/ops/%2e%2e/v1",
+        "/ops\r\nSet-Cookie: x=1",
+        "/ops/\t/evil",
+        "/v1/plans",
+        " /ops",
+        "ops",
+        "",
+        "/ops/login",
+        "/ops/logout",
+    ],
+)
 def test_console_sign_in_never_redirects_off_the_console(client, target):
     """R2/R3: `next` is only ever a local path under /ops: no open redirect (other hosts, scheme-relative `//`,
     backslashes, control characters, dot segments); anything else lands on /ops."""
     form = login_form(client)
-    response = client.post("/ops/login", data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"),
-                                               "next": target}, follow_redirects=False)
+    response = client.post(
+        "/ops/login",
+        data={"token": token(STAFF, "ops"), "csrf": field(form, "csrf"), "next": target},
+        follow_redirects=False,
+    )
     assert response.status_code == 303 and response.headers["location"] == "/ops", target
     client.cookies.pop("ops_session", None)
     shown = client.get("/ops/login", params={"next": target})
@@ -338,6 +381,7 @@ def test_the_console_is_not_in_the_openapi_document_and_sends_no_script(client):
 
 # -- search and the customer's page -------------------------------------------------------------------------------
 
+
 def test_search_by_email_ignores_case_and_spaces_and_finds_every_account(client):
     make_plan(client)
     one = make_customer(client, "alice-1", email="Alice@Example.com")
@@ -357,8 +401,7 @@ def test_search_by_email_ignores_case_and_spaces_and_finds_every_account(client)
 def test_customer_page_shows_everything_and_escapes_it(client):
     make_plan(client)
     customer = make_customer(client, "eve", email="eve@example.com")
-    client.patch(f"/v1/customers/{customer['id']}", json={"name": "<b>Eve</b> & co"},
-                 headers=customer_headers("eve"))
+    client.patch(f"/v1/customers/{customer['id']}", json={"name": "<b>Eve</b> & co"}, headers=customer_headers("eve"))
     sub = buy(client, customer)
     [payment] = payments_of(client, customer)
     login(client)
@@ -366,14 +409,27 @@ def test_customer_page_shows_everything_and_escapes_it(client):
     assert page.status_code == 200
     assert "<b>Eve</b>" not in page.text and "&lt;b&gt;Eve&lt;/b&gt; &amp; co" in page.text
     body = text(page)
-    for expected in (sub["id"], payment["id"], "20.00 USD", "customer.created", "Subscriptions", "Trials",
-                     "Payments", "Refunds", "Credits", "Notices", "Audit log", "Left to refund"):
+    for expected in (
+        sub["id"],
+        payment["id"],
+        "20.00 USD",
+        "customer.created",
+        "Subscriptions",
+        "Trials",
+        "Payments",
+        "Refunds",
+        "Credits",
+        "Notices",
+        "Audit log",
+        "Left to refund",
+    ):
         assert expected in body, expected
     assert client.get("/ops/customers/cus_missing").status_code == 404
     assert client.get("/ops/payments/pay_missing").status_code == 404
 
 
 # -- refunds (R2) -------------------------------------------------------------------------------------------------
+
 
 def test_refund_goes_through_a_confirmation_then_is_made_like_the_api(client):
     customer, payment = setup_paid(client)
@@ -420,22 +476,29 @@ def test_over_refund_shows_refund_exceeds_payment_and_changes_nothing(client):
     assert 'name="confirm"' not in over.text and "too much" in over.text  # the form is kept, no confirmation
     # A stale confirmation: it was valid when shown, but someone refunded in the meantime. The service refuses.
     stale = confirm_form(preview_refund(client, payment["id"], "20.00", "full refund"))
-    assert client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 100, "reason": "api"},
-                       headers=ops_headers()).status_code == 201
+    assert (
+        client.post(
+            f"/v1/payments/{payment['id']}/refunds", json={"amount": 100, "reason": "api"}, headers=ops_headers()
+        ).status_code
+        == 201
+    )
     refused = client.post(f"/ops/payments/{payment['id']}/refund", data=stale)
     assert refused.status_code == 422 and "refund_exceeds_payment" in refused.text
     assert "Only 19.00 USD of this payment is left to refund" in text(refused)
     assert api_payment(client, payment["id"])["refunded_amount"] == 100 and len(api_refunds(client, payment["id"])) == 1
 
 
-@pytest.mark.parametrize("amount, reason, message", [
-    ("5.00", "", "a reason is required"),
-    ("5.00", "   ", "a reason is required"),
-    ("0", "x", "amount"),
-    ("-5", "x", "amount"),
-    ("5.001", "x", "at most 2 decimals"),
-    ("five", "x", "amount"),
-])
+@pytest.mark.parametrize(
+    "amount, reason, message",
+    [
+        ("5.00", "", "a reason is required"),
+        ("5.00", "   ", "a reason is required"),
+        ("0", "x", "amount"),
+        ("-5", "x", "amount"),
+        ("5.001", "x", "at most 2 decimals"),
+        ("five", "x", "amount"),
+    ],
+)
 def test_refund_form_refuses_bad_input_readably(client, amount, reason, message):
     _customer, payment = setup_paid(client)
     login(client)
@@ -445,6 +508,7 @@ def test_refund_form_refuses_bad_input_readably(client, amount, reason, message)
 
 
 # -- CSRF ---------------------------------------------------------------------------------------------------------
+
 
 def test_posts_without_or_with_a_wrong_csrf_token_are_403_and_change_nothing(client):
     customer, payment = setup_paid(client)
@@ -473,14 +537,19 @@ def test_posts_without_or_with_a_wrong_csrf_token_are_403_and_change_nothing(cli
     assert api_customer(client, cid)["status"] == "active"
     credits = client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()
     assert credits["data"] == [] and credits["balances"] == {}
-    assert not [e for e in audit(client, cid) if e["actor"] == STAFF or e["action"].startswith(
-        ("refund.", "credit.", "customer.suspended", "customer.terminated"))]
+    assert not [
+        e
+        for e in audit(client, cid)
+        if e["actor"] == STAFF
+        or e["action"].startswith(("refund.", "credit.", "customer.suspended", "customer.terminated"))
+    ]
     # The right token still works afterwards (the refusals spent nothing).
     assert client.post(f"/ops/payments/{pid}/refund", data=form).status_code == 200
     assert api_payment(client, pid)["refunded_amount"] == 500
 
 
 # -- credit, suspension, lifting, termination (R2, R3) ------------------------------------------------------------
+
 
 def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client):
     customer, payment = setup_paid(client)
@@ -489,7 +558,7 @@ def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client
     page = client.get(f"/ops/customers/{cid}")
     token_, nonce = field(page, "csrf"), field(page, "nonce")
 
-    def post(action: str, **data: str):  # noqa: ANN202
+    def post(action: str, **data: str):
         return client.post(f"/ops/customers/{cid}/{action}", data={"csrf": token_, **data})
 
     # Empty reasons are refused with a readable message; nothing changes.
@@ -512,8 +581,9 @@ def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client
     # Credit (the refused attempt with an empty reason spent no nonce), once even when posted twice.
     granted = post("credit", amount="7.50", currency="usd", reason="apology for the outage", nonce=nonce)
     assert granted.status_code == 200 and "Credit granted" in text(granted) and "7.50 USD" in text(granted)
-    assert "already been submitted" in text(post("credit", amount="7.50", currency="usd",
-                                                 reason="apology for the outage", nonce=nonce))
+    assert "already been submitted" in text(
+        post("credit", amount="7.50", currency="usd", reason="apology for the outage", nonce=nonce)
+    )
     credits = client.get(f"/v1/customers/{cid}/credits", headers=ops_headers()).json()
     assert credits["balances"] == {"usd": 750} and len(credits["data"]) == 1
     assert credits["data"][0]["created_by"] == STAFF and credits["data"][0]["reason"] == "apology for the outage"
@@ -539,8 +609,12 @@ def test_credit_suspend_unsuspend_terminate_need_a_reason_and_are_audited(client
     assert again.status_code == 409 and "customer_terminated" in again.text
 
     events = {e["action"]: e for e in audit(client, cid) if e["actor"] == STAFF}
-    for action, reason in (("credit.granted", "apology for the outage"), ("customer.suspended", "chargeback under review"),
-                           ("customer.unsuspended", "chargeback withdrawn"), ("customer.terminated", "fraud confirmed")):
+    for action, reason in (
+        ("credit.granted", "apology for the outage"),
+        ("customer.suspended", "chargeback under review"),
+        ("customer.unsuspended", "chargeback withdrawn"),
+        ("customer.terminated", "fraud confirmed"),
+    ):
         assert events[action]["reason"] == reason and events[action]["actor_role"] == "ops", action
     page = text(client.get(f"/ops/customers/{cid}"))
     assert "customer.terminated" in page and "fraud confirmed" in page and STAFF in page
@@ -554,7 +628,6 @@ def test_unknown_action_is_404(client):
     assert api_customer(client, customer["id"])["status"] == "active"
 
 
-
 def test_a_form_nonce_is_spent_once_even_under_concurrent_submissions(settings):
     """The guarantee behind "a double submit refunds once": of concurrent claims of one nonce, exactly one wins."""
     from app.auth import Principal
@@ -565,8 +638,9 @@ def test_a_form_nonce_is_spent_once_even_under_concurrent_submissions(settings):
         ctx = build_context(settings)
         try:
             staff = Principal(STAFF, "ops")
-            return await asyncio.gather(*(service.use_once(ctx, staff, "refund", "n" * 32, "pay_1:500:x")
-                                          for _ in range(8)))
+            return await asyncio.gather(
+                *(service.use_once(ctx, staff, "refund", "n" * 32, "pay_1:500:x") for _ in range(8))
+            )
         finally:
             await ctx.db.dispose()
 

@@ -34,8 +34,11 @@ RETRY_3 = "2030-02-22T12:00:00Z"  # period end + 7 days (not the second retry + 
 
 
 def switch_method(client, sub: dict, payment_method: str, who: str = "alice") -> dict:
-    response = client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": payment_method},
-                           headers=customer_headers(who))
+    response = client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": payment_method},
+        headers=customer_headers(who),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["payment_method"] == payment_method
@@ -106,11 +109,14 @@ def test_B5_fixing_the_method_before_the_second_retry_recovers_on_the_old_anchor
     recovered = subscription(client, sub["id"])
     assert recovered["status"] == "active" and recovered["next_retry_at"] is None
     # Anchor unchanged: the new period starts at the old period end, not at the retry.
-    assert (recovered["current_period_start"], recovered["current_period_end"]) == (
-        PERIOD_END, "2030-03-15T12:00:00Z")
+    assert (recovered["current_period_start"], recovered["current_period_end"]) == (PERIOD_END, "2030-03-15T12:00:00Z")
     listed = list(reversed(payments_of(client, alice)))
     assert [(p["purpose"], p["status"]) for p in listed] == [
-        ("purchase", "succeeded"), ("renewal", "failed"), ("retry", "failed"), ("retry", "succeeded")]
+        ("purchase", "succeeded"),
+        ("renewal", "failed"),
+        ("retry", "failed"),
+        ("retry", "succeeded"),
+    ]
     assert (listed[-1]["period_start"], listed[-1]["period_end"]) == (PERIOD_END, "2030-03-15T12:00:00Z")
     assert listed[-1]["amount"] == 2000 and listed[-1]["created_at"] == RETRY_2
     assert len(of_type(client, alice, "payment_failed")) == 2 and len(of_type(client, alice, "receipt")) == 2
@@ -122,7 +128,9 @@ def test_B5_fixing_the_method_before_the_second_retry_recovers_on_the_old_anchor
     assert run_due(client)["subscription_renewals"] == 1
     renewed = subscription(client, sub["id"])
     assert (renewed["current_period_start"], renewed["current_period_end"]) == (
-        "2030-03-15T12:00:00Z", "2030-04-15T12:00:00Z")
+        "2030-03-15T12:00:00Z",
+        "2030-04-15T12:00:00Z",
+    )
     assert of_type(client, alice, "subscription_ended") == []
 
 
@@ -180,17 +188,26 @@ def test_B5_a_shorter_retry_schedule_ends_after_one_retry(clean_db, tmp_path):
 def test_B5_changing_the_method_is_the_owners_and_refused_after_the_end(client):
     _, sub = declining_subscription(client)
     make_customer(client, "mallory")
-    response = client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"},
-                           headers=customer_headers("mallory"))
+    response = client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=customer_headers("mallory"),
+    )
     assert response.status_code == 404
     assert subscription(client, sub["id"])["payment_method"] == "pm_card_chargeDeclined"
-    bad = client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "4242424242424242"},
-                      headers=customer_headers("alice"))
+    bad = client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": "4242424242424242"},
+        headers=customer_headers("alice"),
+    )
     assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
     for when in (PERIOD_END, RETRY_1, RETRY_2, RETRY_3):
         move_clock(client, when)
         run_due(client)
     assert subscription(client, sub["id"])["status"] == "canceled"
-    late = client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"},
-                       headers=customer_headers("alice"))
+    late = client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": "pm_card_visa"},
+        headers=customer_headers("alice"),
+    )
     assert late.status_code == 409 and late.json()["code"] == "subscription_ended"

@@ -24,12 +24,12 @@ from tests.conftest import START, customer_headers, make_customer, make_plan, mo
 from tests.support.cutting_proxy import CuttingProxy
 
 
-def _fail_once(monkeypatch, module, name: str) -> list[int]:  # noqa: ANN001
+def _fail_once(monkeypatch, module, name: str) -> list[int]:
     """`module.name` loses its database connection the first time it is called (before its COMMIT)."""
     real = getattr(module, name)
     calls: list[int] = []
 
-    async def flaky(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    async def flaky(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
             raise ConnectionError("connection lost (simulated failover)")
@@ -66,7 +66,10 @@ def test_R2_a_keyed_refund_whose_outcome_was_lost_is_completed_by_its_retry_and_
     assert after["refunded_amount"] == 500
     third = client.post(path, json=body, headers=headers)
     assert (third.status_code, third.json()["id"], third.headers.get("idempotent-replayed")) == (
-        201, second.json()["id"], "true")
+        201,
+        second.json()["id"],
+        "true",
+    )
 
 
 def test_R2_a_keyed_refund_retried_with_another_body_after_a_fault_is_still_422(client, monkeypatch):
@@ -127,19 +130,20 @@ def test_C1_a_keyed_cancellation_that_failed_after_committing_is_not_run_again_b
     assert subscription["status"] == "canceled"
 
 
-def _outage(monkeypatch, db) -> dict:  # noqa: ANN001
+def _outage(monkeypatch, db) -> dict:
     """While `state["down"]`, every use of `db` fails as an unreachable database does (connection refused)."""
     state = {"down": False}
     for name in ("transaction", "autocommit", "read"):
         real = getattr(db, name)
 
-        def wrapped(real=real):  # noqa: ANN001, ANN202
+        def wrapped(real=real):
             @contextlib.asynccontextmanager
-            async def use(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            async def use(*args, **kwargs):
                 if state["down"]:
                     raise ConnectionRefusedError("database unreachable (simulated outage)")
                 async with real(*args, **kwargs) as conn:
                     yield conn
+
             return use
 
         monkeypatch.setattr(db, name, wrapped())
@@ -149,6 +153,7 @@ def _outage(monkeypatch, db) -> dict:  # noqa: ANN001
 def _other_tasks() -> int:
     async def count() -> int:
         return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
     return count
 
 
@@ -172,8 +177,9 @@ def test_keyed_requests_failing_in_an_outage_leave_one_bookkeeping_worker_that_f
         assert (answer.status_code, answer.json()["code"]) == (503, "database_unavailable"), answer.text
         assert ctx.bookkeeping.pending == 0  # the key went with the unit of work that never began
         for key, customer in buyers.items():
-            answer = client.post("/v1/subscriptions", json=_purchase(customer),
-                                 headers={**customer_headers(key), "Idempotency-Key": key})
+            answer = client.post(
+                "/v1/subscriptions", json=_purchase(customer), headers={**customer_headers(key), "Idempotency-Key": key}
+            )
             assert (answer.status_code, answer.json()["code"]) == (503, "database_unavailable"), answer.text
         assert client.portal.call(_other_tasks()) - baseline <= 1
         assert ctx.bookkeeping.running
@@ -183,15 +189,17 @@ def test_keyed_requests_failing_in_an_outage_leave_one_bookkeeping_worker_that_f
         while ctx.bookkeeping.pending and time.monotonic() < deadline:
             time.sleep(0.1)
         for key, customer in buyers.items():
-            answer = client.post("/v1/subscriptions", json=_purchase(customer),
-                                 headers={**customer_headers(key), "Idempotency-Key": key})
+            answer = client.post(
+                "/v1/subscriptions", json=_purchase(customer), headers={**customer_headers(key), "Idempotency-Key": key}
+            )
             assert answer.status_code == 201, answer.text
         assert client.post("/v1/customers", json=signup, headers=signup_headers).status_code == 201
 
         late = make_customer(client, "late")
         state["down"] = True  # one more left behind at shutdown
-        answer = client.post("/v1/subscriptions", json=_purchase(late),
-                             headers={**customer_headers("late"), "Idempotency-Key": "late"})
+        answer = client.post(
+            "/v1/subscriptions", json=_purchase(late), headers={**customer_headers("late"), "Idempotency-Key": "late"}
+        )
         assert answer.status_code == 503
         assert ctx.bookkeeping.running
     assert not ctx.bookkeeping.running
@@ -205,7 +213,8 @@ def _purchase(customer: dict) -> dict:
 @pytest.mark.postgres
 @pytest.mark.parametrize("cut", ["before", "after"])
 def test_R2_a_keyed_refund_whose_last_commit_was_cut_has_one_refund_when_retried_with_its_key(
-        clean_db: str, is_postgres: bool, cut: str) -> None:
+    clean_db: str, is_postgres: bool, cut: str
+) -> None:
     """R2 on PostgreSQL, the connection cut at the COMMIT that records the gateway's answer (`before`: it never
     reached the server; `after`: it committed, its answer lost), the reservation and the gateway's refund having
     committed before it. The client gets 503 and retries with its key: one refund of 500 either way, completed,
@@ -215,8 +224,10 @@ def test_R2_a_keyed_refund_whose_last_commit_was_cut_has_one_refund_when_retried
     from app.main import create_app
     from tests.conftest import make_settings
 
-    with CuttingProxy(clean_db) as proxy, \
-            TestClient(create_app(make_settings(proxy.url())), raise_server_exceptions=False) as client:
+    with (
+        CuttingProxy(clean_db) as proxy,
+        TestClient(create_app(make_settings(proxy.url())), raise_server_exceptions=False) as client,
+    ):
         client.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())
         make_plan(client, amount=2000)
         alice = make_customer(client, "alice")
@@ -225,7 +236,7 @@ def test_R2_a_keyed_refund_whose_last_commit_was_cut_has_one_refund_when_retried
         gateway = client.app.state.ctx.gateway
         real_refund = gateway.refund
 
-        async def refund_then_arm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        async def refund_then_arm(*args, **kwargs):
             result = await real_refund(*args, **kwargs)
             if not proxy.cuts:
                 proxy.arm(cut)  # the next COMMIT is the one recording this answer
@@ -233,14 +244,17 @@ def test_R2_a_keyed_refund_whose_last_commit_was_cut_has_one_refund_when_retried
 
         gateway.refund = refund_then_arm
         path = f"/v1/payments/{payment['id']}/refunds"
-        grant = {"json": {"amount": 500, "reason": "goodwill"},
-                 "headers": {**ops_headers(), "Idempotency-Key": f"refund-cut-{cut}"}}
+        grant = {
+            "json": {"amount": 500, "reason": "goodwill"},
+            "headers": {**ops_headers(), "Idempotency-Key": f"refund-cut-{cut}"},
+        }
         first = client.post(path, **grant)
         assert proxy.cuts == 1
         assert (first.status_code, first.json()["code"]) == (503, "database_unavailable"), first.text
         deadline = time.monotonic() + 10
-        while (retry := client.post(path, **grant)).status_code == 409 \
-                and retry.json()["code"] == "idempotency_key_in_use":
+        while (retry := client.post(path, **grant)).status_code == 409 and retry.json()[
+            "code"
+        ] == "idempotency_key_in_use":
             assert time.monotonic() < deadline, "the key was never settled"
             time.sleep(0.1)
         assert retry.status_code == 201, retry.text

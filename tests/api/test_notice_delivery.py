@@ -31,7 +31,7 @@ def smtp():
     server.stop()
 
 
-def _client(settings, wall=None):  # noqa: ANN001
+def _client(settings, wall=None):
     from app.main import create_app
 
     client = TestClient(create_app(settings, system_clock=wall), raise_server_exceptions=False)
@@ -83,7 +83,8 @@ def test_T3_failed_delivery_is_retried_later_without_duplicates(clean_db):
             assert run_due(client)["deliver_notices"] == 2
             assert run_due(client)["deliver_notices"] == 0
             assert sorted(m["Subject"] for _, m in down.inbox.messages) == sorted(
-                n["subject"] for n in notices(client, alice))
+                n["subject"] for n in notices(client, alice)
+            )
             assert len(down.inbox.messages) == 2
             assert {n["status"] for n in notices(client, alice)} == {"sent"}
         finally:
@@ -92,10 +93,13 @@ def test_T3_failed_delivery_is_retried_later_without_duplicates(clean_db):
         client.__exit__(None, None, None)
 
 
-def send_messages(client, customer: dict, count: int) -> list[dict]:  # noqa: ANN001
+def send_messages(client, customer: dict, count: int) -> list[dict]:
     for k in range(count):
-        response = client.post(f"/v1/customers/{customer['id']}/messages", headers=ops_headers(),
-                               json={"category": "service", "subject": f"Message {k}", "body": f"Body {k}"})
+        response = client.post(
+            f"/v1/customers/{customer['id']}/messages",
+            headers=ops_headers(),
+            json={"category": "service", "subject": f"Message {k}", "body": f"Body {k}"},
+        )
         assert response.status_code == 201, response.text
     return notices(client, customer)
 
@@ -107,7 +111,8 @@ def test_a_batch_of_notices_goes_over_one_smtp_connection(clean_db, smtp):
         sent = send_messages(client, alice, 5)
         assert run_due(client)["deliver_notices"] == 5
         assert sorted(m["Message-ID"] for _, m in smtp.inbox.messages) == sorted(
-            f"<{n['id']}@billing.notices>" for n in sent)
+            f"<{n['id']}@billing.notices>" for n in sent
+        )
         assert len(set(smtp.inbox.peers)) == 1  # one connection (one EHLO, one login) for the batch
         assert {n["status"] for n in notices(client, alice)} == {"sent"}
     finally:
@@ -117,7 +122,7 @@ def test_a_batch_of_notices_goes_over_one_smtp_connection(clean_db, smtp):
 class HangsUpAfterEach(Inbox):
     """Accepts each message, then closes the connection (as a server with a one-message limit, or an idle timeout)."""
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope):
         reply = await super().handle_DATA(server, session, envelope)
         asyncio.get_running_loop().call_later(0.05, server.transport.close)
         return reply
@@ -149,7 +154,7 @@ class RefusesOnce(Inbox):
         super().__init__()
         self.offered = 0
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802
+    async def handle_DATA(self, server, session, envelope):
         self.offered += 1
         if self.offered == self.refuse:
             return "451 try again later"
@@ -173,7 +178,8 @@ def test_T3_a_refused_message_is_retried_later_and_the_rest_of_the_batch_goes_ou
         wall.offset = _dt.timedelta(minutes=5)
         assert run_due(client)["deliver_notices"] == 1
         assert sorted(m["Message-ID"] for _, m in smtp.inbox.messages) == sorted(
-            f"<{n['id']}@billing.notices>" for n in sent)  # each once
+            f"<{n['id']}@billing.notices>" for n in sent
+        )  # each once
         assert {n["status"] for n in notices(client, alice)} == {"sent"}
     finally:
         client.__exit__(None, None, None)
@@ -193,7 +199,7 @@ class SlowMailer:
         self.sends: list[tuple[str, _dt.datetime, _dt.datetime]] = []
 
     @contextlib.asynccontextmanager
-    async def session(self):  # noqa: ANN201
+    async def session(self):
         yield self.send
 
     async def send(self, notice_id: str, to: str, subject: str, body: str) -> None:
@@ -202,8 +208,9 @@ class SlowMailer:
         from app.models import notices as notices_table
 
         async with self.db.read() as conn:
-            lease = (await conn.execute(select(notices_table.c.lease_until)
-                                        .where(notices_table.c.id == notice_id))).scalar_one()
+            lease = (
+                await conn.execute(select(notices_table.c.lease_until).where(notices_table.c.id == notice_id))
+            ).scalar_one()
         self.sends.append((notice_id, lease, self.wall.wall()))
         self.wall.offset += self.takes
 

@@ -29,7 +29,7 @@ PROBLEM_REFS = {"#/components/schemas/Problem", "#/components/schemas/Validation
 
 
 @pytest.fixture(scope="module")
-def document(module_client) -> dict:  # noqa: ANN001
+def document(module_client) -> dict:
     response = module_client.get("/openapi.json")
     assert response.status_code == 200, response.text
     return response.json()
@@ -39,7 +39,7 @@ def responses_of(document: dict, method: str, path: str) -> dict:
     return document["paths"][path][method.lower()]["responses"]
 
 
-def assert_documented(document: dict, method: str, path: str, response) -> None:  # noqa: ANN001
+def assert_documented(document: dict, method: str, path: str, response) -> None:
     """The response's status and media type are documented for the operation, and its body matches the schema."""
     documented = responses_of(document, method, path)
     status = str(response.status_code)
@@ -54,7 +54,8 @@ def assert_documented(document: dict, method: str, path: str, response) -> None:
 
 # --- the document -------------------------------------------------------------------------------------------------
 
-def test_every_documented_error_is_problem_json_and_the_framework_422_is_gone(document) -> None:  # noqa: ANN001
+
+def test_every_documented_error_is_problem_json_and_the_framework_422_is_gone(document) -> None:
     assert "HTTPValidationError" not in json.dumps(document)
     assert not {"HTTPValidationError", "ValidationError"} & set(document["components"]["schemas"])
     for path, operations in document["paths"].items():
@@ -64,14 +65,18 @@ def test_every_documented_error_is_problem_json_and_the_framework_422_is_gone(do
                     continue
                 assert list(response["content"]) == [PROBLEM_JSON], (method, path, status)
                 ref = response["content"][PROBLEM_JSON]["schema"]["$ref"]
-                assert ref == ("#/components/schemas/ValidationProblem" if status == "422" else
-                               "#/components/schemas/Problem"), (method, path, status)
-                named = [code for code, (code_status, _title) in ERROR_TABLE.items()
-                         if code_status == int(status) and f"`{code}`" in response["description"]]
+                assert ref == (
+                    "#/components/schemas/ValidationProblem" if status == "422" else "#/components/schemas/Problem"
+                ), (method, path, status)
+                named = [
+                    code
+                    for code, (code_status, _title) in ERROR_TABLE.items()
+                    if code_status == int(status) and f"`{code}`" in response["description"]
+                ]
                 assert named, (method, path, status, response["description"])  # which codes it may carry
 
 
-def test_the_problem_components_carry_the_contract_fields(document) -> None:  # noqa: ANN001
+def test_the_problem_components_carry_the_contract_fields(document) -> None:
     schemas = document["components"]["schemas"]
     problem = schemas["Problem"]
     assert problem["required"] == ["type", "title", "status", "detail", "code"]
@@ -84,12 +89,16 @@ def test_the_problem_components_carry_the_contract_fields(document) -> None:  # 
     assert schemas["FieldError"]["required"] == ["field", "location", "message"]
 
 
-DOCUMENTED_ENDPOINTS = [e for e in ENDPOINTS if not e.access.startswith("console")
-                        and e.path not in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")]
+DOCUMENTED_ENDPOINTS = [
+    e
+    for e in ENDPOINTS
+    if not e.access.startswith("console")
+    and e.path not in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+]
 
 
 @pytest.mark.parametrize("endpoint", DOCUMENTED_ENDPOINTS, ids=[e.id for e in DOCUMENTED_ENDPOINTS])
-def test_each_operation_documents_the_refusals_of_its_access_class(document, endpoint: Endpoint) -> None:  # noqa: ANN001
+def test_each_operation_documents_the_refusals_of_its_access_class(document, endpoint: Endpoint) -> None:
     statuses = set(responses_of(document, endpoint.method, endpoint.path))
     needs_token = endpoint.access in ("any", "owner", "ops")
     assert ("401" in statuses) == needs_token, statuses
@@ -104,7 +113,7 @@ def test_each_operation_documents_the_refusals_of_its_access_class(document, end
     assert "429" not in statuses  # the tests run without rate limits: none is documented
 
 
-def test_the_domain_refusal_table_names_documented_operations_and_known_codes(document) -> None:  # noqa: ANN001
+def test_the_domain_refusal_table_names_documented_operations_and_known_codes(document) -> None:
     for (method, path), codes in DOMAIN_REFUSALS.items():
         documented = responses_of(document, method, path)
         for code in codes:
@@ -112,7 +121,7 @@ def test_the_domain_refusal_table_names_documented_operations_and_known_codes(do
             assert f"`{code}`" in documented[str(ERROR_TABLE[code][0])]["description"], (method, path, code)
 
 
-def test_metrics_is_documented_as_prometheus_text_and_served_as_before(module_client, document) -> None:  # noqa: ANN001
+def test_metrics_is_documented_as_prometheus_text_and_served_as_before(module_client, document) -> None:
     assert list(responses_of(document, "GET", "/metrics")["200"]["content"]) == ["text/plain"]
     response = module_client.get("/metrics")
     assert response.status_code == 200
@@ -120,7 +129,7 @@ def test_metrics_is_documented_as_prometheus_text_and_served_as_before(module_cl
     assert "# TYPE " in response.text and not response.text.startswith('"')  # Prometheus text, not a JSON string
 
 
-def test_the_document_is_built_once(module_client) -> None:  # noqa: ANN001
+def test_the_document_is_built_once(module_client) -> None:
     app = module_client.app
     first = module_client.get("/openapi.json").json()
     assert app.openapi() is app.openapi() is app.openapi_schema
@@ -130,8 +139,9 @@ def test_the_document_is_built_once(module_client) -> None:  # noqa: ANN001
 def test_rate_limits_are_documented_when_they_are_on(database_url: str, clean_db: str) -> None:
     from app.main import create_app
 
-    with TestClient(create_app(make_settings(database_url, rate_limit_writes_per_minute=1)),
-                    raise_server_exceptions=False) as limited:
+    with TestClient(
+        create_app(make_settings(database_url, rate_limit_writes_per_minute=1)), raise_server_exceptions=False
+    ) as limited:
         document = limited.get("/openapi.json").json()
         for path, operations in document["paths"].items():
             for method, operation in operations.items():
@@ -148,47 +158,124 @@ def test_rate_limits_are_documented_when_they_are_on(database_url: str, clean_db
 
 # --- real refusals against the document ---------------------------------------------------------------------------
 
-def test_real_refusals_match_what_is_documented_for_their_operation(client, document) -> None:  # noqa: ANN001
+
+def test_real_refusals_match_what_is_documented_for_their_operation(client, document) -> None:
     plan = make_plan(client, "doc-plan")
     alice = make_customer(client, "doc-alice")
     bob = make_customer(client, "doc-bob")
-    sub = client.post("/v1/subscriptions", json={"customer_id": alice["id"], "plan": plan["code"],
-                                                 "payment_method": "pm_card_visa"}, headers=customer_headers("doc-alice"))
+    sub = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": alice["id"], "plan": plan["code"], "payment_method": "pm_card_visa"},
+        headers=customer_headers("doc-alice"),
+    )
     assert sub.status_code == 201, sub.text
     [payment] = client.get(f"/v1/customers/{alice['id']}/payments", headers=ops_headers()).json()["data"]
-    plan_body = {"code": "doc-plan", "name": "Doc", "tier": "subscription", "interval": "month", "amount": 100,
-                 "currency": "usd", "trial_available": False}
+    plan_body = {
+        "code": "doc-plan",
+        "name": "Doc",
+        "tier": "subscription",
+        "interval": "month",
+        "amount": 100,
+        "currency": "usd",
+        "trial_available": False,
+    }
     cases = [  # (method, documented path, path, kwargs, expected status, expected code)
         ("POST", "/v1/plans", "/v1/plans", {"json": plan_body}, 401, "unauthenticated"),
-        ("POST", "/v1/plans", "/v1/plans", {"json": plan_body, "headers": customer_headers("doc-alice")}, 403,
-         "forbidden"),
+        (
+            "POST",
+            "/v1/plans",
+            "/v1/plans",
+            {"json": plan_body, "headers": customer_headers("doc-alice")},
+            403,
+            "forbidden",
+        ),
         ("POST", "/v1/plans", "/v1/plans", {"json": plan_body, "headers": ops_headers()}, 409, "plan_exists"),
-        ("POST", "/v1/plans", "/v1/plans", {"json": {"code": "x"}, "headers": ops_headers()}, 422,
-         "validation_error"),
-        ("POST", "/v1/plans", "/v1/plans", {"content": b"{" + b" " * (2 * 1024 * 1024) + b"}",
-                                            "headers": {**ops_headers(), "Content-Type": "application/json"}},
-         413, "payload_too_large"),
+        ("POST", "/v1/plans", "/v1/plans", {"json": {"code": "x"}, "headers": ops_headers()}, 422, "validation_error"),
+        (
+            "POST",
+            "/v1/plans",
+            "/v1/plans",
+            {
+                "content": b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                "headers": {**ops_headers(), "Content-Type": "application/json"},
+            },
+            413,
+            "payload_too_large",
+        ),
         ("GET", "/v1/plans/{code}", "/v1/plans/no-such-plan", {}, 404, "plan_not_found"),
-        ("GET", "/v1/customers/{customer_id}", f"/v1/customers/{alice['id']}",
-         {"headers": customer_headers("doc-bob")}, 404, "not_found"),
-        ("GET", "/v1/customers/{customer_id}/payments", f"/v1/customers/{alice['id']}/payments",
-         {"params": {"limit": 1000}, "headers": ops_headers()}, 422, "validation_error"),
-        ("POST", "/v1/subscriptions", "/v1/subscriptions",
-         {"json": {"customer_id": bob["id"], "plan": plan["code"], "payment_method": "pm_card_chargeDeclined"},
-          "headers": customer_headers("doc-bob")}, 402, "card_declined"),
-        ("POST", "/v1/subscriptions", "/v1/subscriptions",
-         {"json": {"customer_id": alice["id"], "plan": plan["code"], "payment_method": "pm_card_visa"},
-          "headers": customer_headers("doc-alice")}, 409, "subscription_exists"),
-        ("POST", "/v1/payments/{payment_id}/refunds", f"/v1/payments/{payment['id']}/refunds",
-         {"json": {"amount": payment["amount"] + 1, "reason": "too much"}, "headers": ops_headers()}, 422,
-         "refund_exceeds_payment"),
-        ("POST", "/v1/sandbox/clock", "/v1/sandbox/clock",
-         {"json": {"now": "2020-01-01T00:00:00Z"}, "headers": ops_headers()}, 409, "clock_backwards"),
-        ("POST", "/v1/webhooks/stripe", "/v1/webhooks/stripe", {"content": b"{}", "headers": {
-            "Stripe-Signature": "t=1,v1=00"}}, 400, "invalid_signature"),
-        ("POST", "/v1/customers/{customer_id}/credits", f"/v1/customers/{alice['id']}/credits",
-         {"json": {"amount": 1, "currency": "usd", "reason": "r"}, "headers": {
-             **ops_headers(), "Idempotency-Key": ""}}, 422, "validation_error"),
+        (
+            "GET",
+            "/v1/customers/{customer_id}",
+            f"/v1/customers/{alice['id']}",
+            {"headers": customer_headers("doc-bob")},
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/v1/customers/{customer_id}/payments",
+            f"/v1/customers/{alice['id']}/payments",
+            {"params": {"limit": 1000}, "headers": ops_headers()},
+            422,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/v1/subscriptions",
+            "/v1/subscriptions",
+            {
+                "json": {"customer_id": bob["id"], "plan": plan["code"], "payment_method": "pm_card_chargeDeclined"},
+                "headers": customer_headers("doc-bob"),
+            },
+            402,
+            "card_declined",
+        ),
+        (
+            "POST",
+            "/v1/subscriptions",
+            "/v1/subscriptions",
+            {
+                "json": {"customer_id": alice["id"], "plan": plan["code"], "payment_method": "pm_card_visa"},
+                "headers": customer_headers("doc-alice"),
+            },
+            409,
+            "subscription_exists",
+        ),
+        (
+            "POST",
+            "/v1/payments/{payment_id}/refunds",
+            f"/v1/payments/{payment['id']}/refunds",
+            {"json": {"amount": payment["amount"] + 1, "reason": "too much"}, "headers": ops_headers()},
+            422,
+            "refund_exceeds_payment",
+        ),
+        (
+            "POST",
+            "/v1/sandbox/clock",
+            "/v1/sandbox/clock",
+            {"json": {"now": "2020-01-01T00:00:00Z"}, "headers": ops_headers()},
+            409,
+            "clock_backwards",
+        ),
+        (
+            "POST",
+            "/v1/webhooks/stripe",
+            "/v1/webhooks/stripe",
+            {"content": b"{}", "headers": {"Stripe-Signature": "t=1,v1=00"}},
+            400,
+            "invalid_signature",
+        ),
+        (
+            "POST",
+            "/v1/customers/{customer_id}/credits",
+            f"/v1/customers/{alice['id']}/credits",
+            {
+                "json": {"amount": 1, "currency": "usd", "reason": "r"},
+                "headers": {**ops_headers(), "Idempotency-Key": ""},
+            },
+            422,
+            "validation_error",
+        ),
     ]
     for method, documented_path, path, kwargs, status, code in cases:
         response = client.request(method, path, **kwargs)
@@ -204,7 +291,7 @@ def test_real_refusals_match_what_is_documented_for_their_operation(client, docu
     assert_documented(document, "POST", "/v1/customers/{customer_id}/credits", reused)
 
 
-def test_a_signed_webhook_is_still_documented_as_json(client, document) -> None:  # noqa: ANN001
+def test_a_signed_webhook_is_still_documented_as_json(client, document) -> None:
     response = post_event(client, intent_event("payment_intent.succeeded", "pi_unknown"), "whsec_sandbox")
     assert response.status_code == 200, response.text
     assert_documented(document, "POST", "/v1/webhooks/stripe", response)
@@ -213,11 +300,14 @@ def test_a_signed_webhook_is_still_documented_as_json(client, document) -> None:
 # --- the documentation pages (Swagger UI, ReDoc) ----------------------------------------------------------------
 
 
-def test_the_bearer_scheme_is_declared_and_every_operation_with_a_token_requires_it(document) -> None:  # noqa: ANN001
-    """"Authorize" in /docs works: the token is an HTTP bearer scheme and each operation that needs one says so."""
+def test_the_bearer_scheme_is_declared_and_every_operation_with_a_token_requires_it(document) -> None:
+    """ "Authorize" in /docs works: the token is an HTTP bearer scheme and each operation that needs one says so."""
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
     for endpoint in DOCUMENTED_ENDPOINTS:
         operation = document["paths"][endpoint.path][endpoint.method.lower()]
         needs_token = endpoint.access in ("any", "owner", "ops")
@@ -228,7 +318,7 @@ ASSET = re.compile(r"""(?:src|href)\s*=\s*["']([^"']+)["']|(?:url|spec-url)\s*[:
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-def test_the_docs_pages_load_everything_from_the_service_itself(client, page: str) -> None:  # noqa: ANN001
+def test_the_docs_pages_load_everything_from_the_service_itself(client, page: str) -> None:
     """No CDN: every script, stylesheet and icon the page names is a path on this service, and it is served."""
     html = client.get(page).text
     references = [a or b for a, b in ASSET.findall(html)]

@@ -19,7 +19,7 @@ MAX_BODY = 1024 * 1024
 ALLOWED_ORIGIN = "https://app.example.com"
 
 
-def assert_problem(response, status: int, code: str) -> None:  # noqa: ANN001
+def assert_problem(response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
@@ -29,13 +29,14 @@ def assert_problem(response, status: int, code: str) -> None:  # noqa: ANN001
 
 # --- health and readiness ---------------------------------------------------------------------------------------
 
-def test_healthz(client) -> None:  # noqa: ANN001
+
+def test_healthz(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 
 
-def test_readyz_when_the_database_is_reachable(client) -> None:  # noqa: ANN001
+def test_readyz_when_the_database_is_reachable(client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200, response.text
 
@@ -52,7 +53,8 @@ def test_readyz_is_503_when_the_database_is_unreachable() -> None:
 
 # --- metrics ----------------------------------------------------------------------------------------------------
 
-def _samples(client) -> dict:  # noqa: ANN001
+
+def _samples(client) -> dict:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -65,7 +67,7 @@ def _delta(after: dict, before: dict) -> dict:
     return {key: value - before.get(key, 0) for key, value in after.items()}
 
 
-def test_metrics_count_requests_by_route_template_and_time_them(client) -> None:  # noqa: ANN001
+def test_metrics_count_requests_by_route_template_and_time_them(client) -> None:
     make_plan(client, "pro-monthly")
     before = _samples(client)
     for _ in range(3):
@@ -78,9 +80,12 @@ def test_metrics_count_requests_by_route_template_and_time_them(client) -> None:
     # the latency histogram: a count, a sum and cumulative buckets up to +Inf
     assert samples[("billing_http_request_duration_seconds_count", get_plan)] == 4
     assert samples[("billing_http_request_duration_seconds_sum", get_plan)] > 0
-    buckets = sorted((float(dict(labels)["le"]), value) for (name, labels), value in samples.items()
-                     if name == "billing_http_request_duration_seconds_bucket"
-                     and (dict(labels)["method"], dict(labels)["route"]) == ("GET", "/v1/plans/{code}"))
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == "billing_http_request_duration_seconds_bucket"
+        and (dict(labels)["method"], dict(labels)["route"]) == ("GET", "/v1/plans/{code}")
+    )
     assert len(buckets) > 5
     assert buckets[-1] == (float("inf"), 4)
     assert [v for _, v in buckets] == sorted(v for _, v in buckets)
@@ -88,7 +93,7 @@ def test_metrics_count_requests_by_route_template_and_time_them(client) -> None:
     assert not [labels for (_, labels) in samples if ("route", "/v1/plans/pro-monthly") in labels]
 
 
-def test_metrics_need_no_token_and_count_refusals(client) -> None:  # noqa: ANN001
+def test_metrics_need_no_token_and_count_refusals(client) -> None:
     before = _samples(client)
     client.get("/v1/sandbox/clock")
     samples = _delta(_samples(client), before)
@@ -98,7 +103,8 @@ def test_metrics_need_no_token_and_count_refusals(client) -> None:  # noqa: ANN0
 
 # --- OpenAPI ----------------------------------------------------------------------------------------------------
 
-def test_openapi_document_loads(client) -> None:  # noqa: ANN001
+
+def test_openapi_document_loads(client) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     document = response.json()
@@ -108,7 +114,7 @@ def test_openapi_document_loads(client) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-def test_docs_load(client, path: str) -> None:  # noqa: ANN001
+def test_docs_load(client, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -119,15 +125,18 @@ def test_docs_load(client, path: str) -> None:  # noqa: ANN001
 
 REQUESTS = {
     "ok": lambda c, h: c.get("/v1/plans", headers=h),
-    "created": lambda c, h: c.post("/v1/plans", json={"code": "p", "name": "P", "tier": "subscription",
-                                                      "interval": "month", "amount": 1, "currency": "usd"},
-                                   headers={**ops_headers(), **h}),
+    "created": lambda c, h: c.post(
+        "/v1/plans",
+        json={"code": "p", "name": "P", "tier": "subscription", "interval": "month", "amount": 1, "currency": "usd"},
+        headers={**ops_headers(), **h},
+    ),
     "unauthenticated": lambda c, h: c.get("/v1/sandbox/clock", headers=h),
     "forbidden": lambda c, h: c.post("/v1/sandbox/run-due", headers={**customer_headers("u"), **h}),
     "not_found": lambda c, h: c.get("/nowhere", headers=h),
     "invalid": lambda c, h: c.get("/v1/plans", params={"limit": 0}, headers=h),
-    "too_large": lambda c, h: c.post("/v1/plans", content=b"x" * (MAX_BODY + 1),
-                                     headers={**ops_headers(), "content-type": "application/json", **h}),
+    "too_large": lambda c, h: c.post(
+        "/v1/plans", content=b"x" * (MAX_BODY + 1), headers={**ops_headers(), "content-type": "application/json", **h}
+    ),
     "metrics": lambda c, h: c.get("/metrics", headers=h),
     "healthz": lambda c, h: c.get("/healthz", headers=h),
     "docs": lambda c, h: c.get("/docs", headers=h),
@@ -135,7 +144,7 @@ REQUESTS = {
 
 
 @pytest.mark.parametrize("kind", sorted(REQUESTS))
-def test_every_response_has_a_request_id_and_echoes_a_sane_one(client, kind: str) -> None:  # noqa: ANN001
+def test_every_response_has_a_request_id_and_echoes_a_sane_one(client, kind: str) -> None:
     first = REQUESTS[kind](client, {})
     second = REQUESTS[kind](client, {})
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", first.headers["x-request-id"])
@@ -145,7 +154,7 @@ def test_every_response_has_a_request_id_and_echoes_a_sane_one(client, kind: str
 
 
 @pytest.mark.parametrize("incoming", ["has spaces", "x" * 65, "<script>", "a\u00e9b", "line;break"])
-def test_an_unsafe_incoming_request_id_is_replaced(client, incoming: str) -> None:  # noqa: ANN001
+def test_an_unsafe_incoming_request_id_is_replaced(client, incoming: str) -> None:
     response = client.get("/healthz", headers={"X-Request-ID": incoming.encode("utf-8")})
     assert response.headers["x-request-id"] != incoming
     assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", response.headers["x-request-id"])
@@ -153,20 +162,26 @@ def test_an_unsafe_incoming_request_id_is_replaced(client, incoming: str) -> Non
 
 # --- CORS -------------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
-def cors_client(clean_db: str):  # noqa: ANN201
+def cors_client(clean_db: str):
     settings = make_settings(clean_db, cors_origins=[ALLOWED_ORIGIN])
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
 
-def _preflight(client, origin: str):  # noqa: ANN001, ANN202
-    return client.options("/v1/plans", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"})
+def _preflight(client, origin: str):
+    return client.options(
+        "/v1/plans",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+    )
 
 
-def test_cors_preflight_is_allowed_for_a_configured_origin(cors_client) -> None:  # noqa: ANN001
+def test_cors_preflight_is_allowed_for_a_configured_origin(cors_client) -> None:
     response = _preflight(cors_client, ALLOWED_ORIGIN)
     assert response.status_code == 200, response.text
     assert response.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
@@ -179,9 +194,10 @@ def test_cors_preflight_is_allowed_for_a_configured_origin(cors_client) -> None:
     assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example.com", "http://app.example.com",
-                                    "https://app.example.com.evil.net"])
-def test_cors_preflight_is_refused_for_other_origins(cors_client, origin: str) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example.com", "http://app.example.com", "https://app.example.com.evil.net"]
+)
+def test_cors_preflight_is_refused_for_other_origins(cors_client, origin: str) -> None:
     response = _preflight(cors_client, origin)
     assert response.status_code >= 400
     assert "access-control-allow-origin" not in response.headers
@@ -189,44 +205,51 @@ def test_cors_preflight_is_refused_for_other_origins(cors_client, origin: str) -
     assert "access-control-allow-origin" not in simple.headers
 
 
-def test_without_configured_origins_no_cross_origin_access(client) -> None:  # noqa: ANN001
+def test_without_configured_origins_no_cross_origin_access(client) -> None:
     response = _preflight(client, ALLOWED_ORIGIN)
     assert "access-control-allow-origin" not in response.headers
 
 
 # --- body limit -------------------------------------------------------------------------------------------------
 
+
 def _plan_body(padding: int) -> bytes:
     """A plan body whose name is `padding` characters: valid JSON of a chosen size."""
-    return (b'{"code": "big", "tier": "subscription", "interval": "month", "amount": 1, "currency": "usd", '
-            b'"name": "' + b"n" * padding + b'"}')
+    return (
+        b'{"code": "big", "tier": "subscription", "interval": "month", "amount": 1, "currency": "usd", '
+        b'"name": "' + b"n" * padding + b'"}'
+    )
 
 
-def _chunks(data: bytes, size: int = 64 * 1024):  # noqa: ANN202
+def _chunks(data: bytes, size: int = 64 * 1024):
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 @pytest.mark.parametrize("transfer", ["content_length", "chunked"])
-def test_a_body_over_1_mib_is_413_and_stores_nothing(client, transfer: str) -> None:  # noqa: ANN001
+def test_a_body_over_1_mib_is_413_and_stores_nothing(client, transfer: str) -> None:
     body = _plan_body(MAX_BODY)
     content = body if transfer == "content_length" else _chunks(body)
     for extra in ({}, {"Idempotency-Key": "big-1"}):
-        response = client.post("/v1/plans", content=content,
-                               headers={**ops_headers(), "content-type": "application/json", **extra})
+        response = client.post(
+            "/v1/plans", content=content, headers={**ops_headers(), "content-type": "application/json", **extra}
+        )
         assert_problem(response, 413, "payload_too_large")
         assert response.headers["x-request-id"]
         content = body if transfer == "content_length" else _chunks(body)
     assert client.get("/v1/plans/big").status_code == 404
     # the refused key was not kept: a normal request may use it
-    small = client.post("/v1/plans", content=_plan_body(10),
-                        headers={**ops_headers(), "content-type": "application/json", "Idempotency-Key": "big-1"})
+    small = client.post(
+        "/v1/plans",
+        content=_plan_body(10),
+        headers={**ops_headers(), "content-type": "application/json", "Idempotency-Key": "big-1"},
+    )
     assert small.status_code == 201, small.text
     assert "idempotent-replayed" not in small.headers
 
 
 @pytest.mark.parametrize("transfer", ["content_length", "chunked"])
-def test_a_body_of_exactly_1_mib_is_read(client, transfer: str) -> None:  # noqa: ANN001
+def test_a_body_of_exactly_1_mib_is_read(client, transfer: str) -> None:
     body = _plan_body(0)
     body = _plan_body(MAX_BODY - len(body))
     assert len(body) == MAX_BODY
@@ -237,8 +260,11 @@ def test_a_body_of_exactly_1_mib_is_read(client, transfer: str) -> None:  # noqa
     assert "name" in {e["field"] for e in response.json()["errors"]}
 
 
-def test_a_chunked_body_under_the_limit_works(client) -> None:  # noqa: ANN001
-    response = client.post("/v1/plans", content=_chunks(_plan_body(20), size=7),
-                           headers={**ops_headers(), "content-type": "application/json"})
+def test_a_chunked_body_under_the_limit_works(client) -> None:
+    response = client.post(
+        "/v1/plans",
+        content=_chunks(_plan_body(20), size=7),
+        headers={**ops_headers(), "content-type": "application/json"},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "n" * 20

@@ -9,21 +9,26 @@ from tests.api.test_trials import start_trial
 from tests.conftest import customer_headers, make_customer, make_plan, move_clock, ops_headers, run_due
 
 
-def buy(client, customer: dict, method: str = "pm_card_visa", plan: str = "pro-monthly") -> dict:  # noqa: ANN001
-    response = client.post("/v1/subscriptions", json={"customer_id": customer["id"], "plan": plan,
-                                                      "payment_method": method},
-                           headers=customer_headers(customer["external_id"]))
+def buy(client, customer: dict, method: str = "pm_card_visa", plan: str = "pro-monthly") -> dict:
+    response = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": plan, "payment_method": method},
+        headers=customer_headers(customer["external_id"]),
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def payments_of(client, customer: dict) -> list[dict]:  # noqa: ANN001
+def payments_of(client, customer: dict) -> list[dict]:
     return client.get(f"/v1/customers/{customer['id']}/payments", headers=ops_headers()).json()["data"]
 
 
-def refund(client, payment_id: str, amount, reason="goodwill", headers=None):  # noqa: ANN001
-    return client.post(f"/v1/payments/{payment_id}/refunds", json={"amount": amount, "reason": reason},
-                       headers=headers or ops_headers())
+def refund(client, payment_id: str, amount, reason="goodwill", headers=None):
+    return client.post(
+        f"/v1/payments/{payment_id}/refunds",
+        json={"amount": amount, "reason": reason},
+        headers=headers or ops_headers(),
+    )
 
 
 def test_R2_ops_refund_part_then_rest_never_more(client):
@@ -76,12 +81,20 @@ def test_R2_credit_is_spent_before_the_card(client):
     make_plan(client, amount=5000)
     alice = make_customer(client, "alice")
     sub = buy(client, alice)
-    granted = client.post(f"/v1/customers/{alice['id']}/credits",
-                          json={"amount": 1500, "currency": "usd", "reason": "apology for the outage"},
-                          headers=ops_headers())
+    granted = client.post(
+        f"/v1/customers/{alice['id']}/credits",
+        json={"amount": 1500, "currency": "usd", "reason": "apology for the outage"},
+        headers=ops_headers(),
+    )
     assert granted.status_code == 201, granted.text
-    assert client.post(f"/v1/customers/{alice['id']}/credits", json={"amount": 1500, "currency": "usd",
-                       "reason": "x"}, headers=customer_headers("alice")).status_code == 403
+    assert (
+        client.post(
+            f"/v1/customers/{alice['id']}/credits",
+            json={"amount": 1500, "currency": "usd", "reason": "x"},
+            headers=customer_headers("alice"),
+        ).status_code
+        == 403
+    )
     move_clock(client, sub["current_period_end"])
     run_due(client)
     renewal = payments_of(client, alice)[0]
@@ -90,15 +103,17 @@ def test_R2_credit_is_spent_before_the_card(client):
     credits = client.get(f"/v1/customers/{alice['id']}/credits", headers=customer_headers("alice")).json()
     assert credits["balances"] == {} and [c["kind"] for c in credits["data"]] == ["spend", "grant"]
     # R2: nothing grants another credit or refund by itself: the next renewal charges the card in full.
-    move_clock(client, client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()[
-        "current_period_end"])
+    move_clock(client, client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()["current_period_end"])
     run_due(client)
     assert payments_of(client, alice)[0]["amount"] == 5000
 
 
-def credit(client, customer: dict, amount: int, currency: str, reason: str = "goodwill"):  # noqa: ANN001
-    return client.post(f"/v1/customers/{customer['id']}/credits",
-                       json={"amount": amount, "currency": currency, "reason": reason}, headers=ops_headers())
+def credit(client, customer: dict, amount: int, currency: str, reason: str = "goodwill"):
+    return client.post(
+        f"/v1/customers/{customer['id']}/credits",
+        json={"amount": amount, "currency": currency, "reason": reason},
+        headers=ops_headers(),
+    )
 
 
 def test_R2_credit_in_another_currency_than_the_billing_one_is_refused(client):
@@ -113,8 +128,9 @@ def test_R2_credit_in_another_currency_than_the_billing_one_is_refused(client):
     assert "usd" in refused.json()["detail"]
     credits = client.get(f"/v1/customers/{alice['id']}/credits", headers=ops_headers()).json()
     assert credits["data"] == [] and credits["balances"] == {}
-    assert not client.get(f"/v1/audit-events?customer_id={alice['id']}&action=credit.granted",
-                          headers=ops_headers()).json()["data"]
+    assert not client.get(
+        f"/v1/audit-events?customer_id={alice['id']}&action=credit.granted", headers=ops_headers()
+    ).json()["data"]
     assert credit(client, alice, 1500, "usd").status_code == 201
     # An ended subscription still says which currency the customer is billed in.
     assert client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers=customer_headers("alice")).status_code == 200
@@ -164,22 +180,31 @@ def test_R3_termination_ends_everything_refunds_nothing(client):
     bob = make_customer(client, "bob")
     sub = buy(client, alice)
     trial = start_trial(client, bob).json()
-    client.post(f"/v1/customers/{alice['id']}/credits", json={"amount": 700, "currency": "usd", "reason": "x"},
-                headers=ops_headers())
+    client.post(
+        f"/v1/customers/{alice['id']}/credits",
+        json={"amount": 700, "currency": "usd", "reason": "x"},
+        headers=ops_headers(),
+    )
     for who in (alice, bob):
-        response = client.post(f"/v1/customers/{who['id']}/terminate", json={"reason": "terms violation"},
-                               headers=ops_headers())
+        response = client.post(
+            f"/v1/customers/{who['id']}/terminate", json={"reason": "terms violation"}, headers=ops_headers()
+        )
         assert response.status_code == 200 and response.json()["status"] == "terminated"
     ended = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
     assert ended["status"] == "canceled" and ended["ended_reason"] == "terminated"
     assert client.get(f"/v1/trials/{trial['id']}", headers=ops_headers()).json()["status"] == "terminated"
     assert client.get(f"/v1/customers/{alice['id']}/credits", headers=ops_headers()).json()["balances"] == {}
     assert all(p["refunded_amount"] == 0 for p in payments_of(client, alice))
-    again = client.post("/v1/subscriptions", json={"customer_id": alice["id"], "plan": "pro-monthly",
-                                                   "payment_method": "pm_card_visa"}, headers=customer_headers("alice"))
+    again = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+        headers=customer_headers("alice"),
+    )
     assert again.status_code == 409
-    assert client.post(f"/v1/customers/{alice['id']}/unsuspend", json={"reason": "x"},
-                       headers=ops_headers()).status_code == 409
+    assert (
+        client.post(f"/v1/customers/{alice['id']}/unsuspend", json={"reason": "x"}, headers=ops_headers()).status_code
+        == 409
+    )
     move_clock(client, "2031-06-01T00:00:00Z")
     run_due(client)
     assert len(payments_of(client, alice)) == 1  # nothing charged after the end
@@ -191,8 +216,9 @@ def test_R2_audit_log_records_who_when_how_much_why(client, database_url, is_pos
     buy(client, alice)
     [payment] = payments_of(client, alice)
     refund(client, payment["id"], 250, "late delivery")
-    events = client.get(f"/v1/audit-events?customer_id={alice['id']}&action=refund.requested",
-                        headers=ops_headers()).json()["data"]
+    events = client.get(
+        f"/v1/audit-events?customer_id={alice['id']}&action=refund.requested", headers=ops_headers()
+    ).json()["data"]
     [event] = events
     assert event["actor"] == "staff-1" and event["actor_role"] == "ops" and event["reason"] == "late delivery"
     assert event["data"]["amount"] == 250 and event["policy_version"] == "2026-11-01"

@@ -13,9 +13,10 @@ EMAIL = "Grace.Hopper@Example.com"
 NAME = "Grace Hopper"
 
 
-def _customer(client, sub: str = "grace") -> dict:  # noqa: ANN001
-    response = client.post("/v1/customers", json={"email": EMAIL, "name": NAME, "country": "US"},
-                           headers=customer_headers(sub))
+def _customer(client, sub: str = "grace") -> dict:
+    response = client.post(
+        "/v1/customers", json={"email": EMAIL, "name": NAME, "country": "US"}, headers=customer_headers(sub)
+    )
     assert response.status_code == 201
     return response.json()
 
@@ -27,8 +28,11 @@ def test_D1_export_contains_everything_held(client):
     sub = buy(client, grace)
     [payment] = payments_of(client, grace)
     refund(client, payment["id"], 100, "goodwill")
-    client.post(f"/v1/customers/{grace['id']}/credits", json={"amount": 50, "currency": "usd", "reason": "sorry"},
-                headers=ops_headers())
+    client.post(
+        f"/v1/customers/{grace['id']}/credits",
+        json={"amount": 50, "currency": "usd", "reason": "sorry"},
+        headers=ops_headers(),
+    )
     run_due(client)
     export = client.get(f"/v1/customers/{grace['id']}/export", headers=customer_headers("grace"))
     assert export.status_code == 200
@@ -50,12 +54,16 @@ def test_D1_export_contains_everything_held(client):
 
 def test_D2_correction_is_audited_without_the_values(client):
     grace = _customer(client)
-    response = client.patch(f"/v1/customers/{grace['id']}", json={"email": "grace@navy.example", "name": "G. Hopper",
-                            "country": "GB"}, headers=customer_headers("grace"))
+    response = client.patch(
+        f"/v1/customers/{grace['id']}",
+        json={"email": "grace@navy.example", "name": "G. Hopper", "country": "GB"},
+        headers=customer_headers("grace"),
+    )
     assert response.status_code == 200
     assert response.json()["email"] == "grace@navy.example" and response.json()["country"] == "GB"
-    events = client.get(f"/v1/audit-events?customer_id={grace['id']}&action=customer.updated",
-                        headers=ops_headers()).json()["data"]
+    events = client.get(
+        f"/v1/audit-events?customer_id={grace['id']}&action=customer.updated", headers=ops_headers()
+    ).json()["data"]
     assert events[0]["data"] == {"fields": ["country", "email", "name"]}
     assert "navy" not in str(events) and "Hopper" not in str(events)
 
@@ -65,8 +73,9 @@ def test_D3_T5_erasure_keeps_the_books_and_the_trial_once_rule(client):
     grace = _customer(client)
     start_trial(client, grace)
     # D2 then D3: every address the person ever used stays barred from a second trial.
-    client.patch(f"/v1/customers/{grace['id']}", json={"email": "second@example.com"},
-                 headers=customer_headers("grace"))
+    client.patch(
+        f"/v1/customers/{grace['id']}", json={"email": "second@example.com"}, headers=customer_headers("grace")
+    )
     sub = buy(client, grace)
     [payment] = payments_of(client, grace)
     erased = client.delete(f"/v1/customers/{grace['id']}", headers=customer_headers("grace"))
@@ -99,15 +108,25 @@ def test_D3_T5_erasure_keeps_the_books_and_the_trial_once_rule(client):
 def test_D4_marketing_objection_service_notices_still_sent(client):
     make_plan(client)
     grace = _customer(client)
-    opted = client.patch(f"/v1/customers/{grace['id']}", json={"marketing_opt_out": True},
-                         headers=customer_headers("grace"))
+    opted = client.patch(
+        f"/v1/customers/{grace['id']}", json={"marketing_opt_out": True}, headers=customer_headers("grace")
+    )
     assert opted.json()["marketing_opt_out"] is True
     for category in ("marketing", "service"):
-        response = client.post(f"/v1/customers/{grace['id']}/messages", json={
-            "category": category, "subject": f"{category} news", "body": "Hello"}, headers=ops_headers())
+        response = client.post(
+            f"/v1/customers/{grace['id']}/messages",
+            json={"category": category, "subject": f"{category} news", "body": "Hello"},
+            headers=ops_headers(),
+        )
         assert response.status_code == 201
-    assert client.post(f"/v1/customers/{grace['id']}/messages", json={"category": "marketing", "subject": "x",
-                       "body": "y"}, headers=customer_headers("grace")).status_code == 403
+    assert (
+        client.post(
+            f"/v1/customers/{grace['id']}/messages",
+            json={"category": "marketing", "subject": "x", "body": "y"},
+            headers=customer_headers("grace"),
+        ).status_code
+        == 403
+    )
     trial = start_trial(client, grace).json()
     move_clock(client, trial["notice_at"])
     run_due(client)
@@ -126,10 +145,12 @@ def test_no_personal_data_in_logs(client, caplog):
     grace = _customer(client)
     start_trial(client, grace)
     buy(client, grace)
-    client.post("/v1/customers", json={"email": EMAIL, "name": NAME, "country": "US"},
-                headers=customer_headers("grace"))  # a refused duplicate
-    client.post("/v1/customers", json={"email": "not-an-email", "name": NAME, "country": "US"},
-                headers=customer_headers("x"))
+    client.post(
+        "/v1/customers", json={"email": EMAIL, "name": NAME, "country": "US"}, headers=customer_headers("grace")
+    )  # a refused duplicate
+    client.post(
+        "/v1/customers", json={"email": "not-an-email", "name": NAME, "country": "US"}, headers=customer_headers("x")
+    )
     move_clock(client, "2031-01-01T00:00:00Z")
     run_due(client)
     client.delete(f"/v1/customers/{grace['id']}", headers=customer_headers("grace"))
@@ -160,8 +181,15 @@ async def _scan_every_table(database_url: str, needles: list[str]) -> list[str]:
         async with db.read() as conn:
             schema = MetaData()
             await conn.run_sync(lambda sync: schema.reflect(sync))
-            assert {"customers", "refunds", "credit_entries", "idempotency_keys", "webhook_events",
-                    "audit_events", "notices"} <= set(schema.tables)
+            assert {
+                "customers",
+                "refunds",
+                "credit_entries",
+                "idempotency_keys",
+                "webhook_events",
+                "audit_events",
+                "notices",
+            } <= set(schema.tables)
             for table in schema.sorted_tables:
                 for row in (await conn.execute(select(table))).mappings():
                     for column, value in row.items():
@@ -170,15 +198,17 @@ async def _scan_every_table(database_url: str, needles: list[str]) -> list[str]:
                         elif isinstance(value, dict | list):
                             value = json.dumps(value, ensure_ascii=False)
                         value = str(value).casefold()
-                        found += [f"{table.name}.{column}: {needle!r}" for needle in needles
-                                  if needle.casefold() in value]
+                        found += [
+                            f"{table.name}.{column}: {needle!r}" for needle in needles if needle.casefold() in value
+                        ]
     finally:
         await db.dispose()
     return found
 
 
-def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_books_add_up(client, settings,
-                                                                                         database_url):
+def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_books_add_up(
+    client, settings, database_url
+):
     """D3: after an erasure no copy of the person's name, e-mail or external id is left anywhere in the database
     (staff's free text in refund and credit reasons, the credit forfeited by the erasure, ops callers' stored
     idempotent responses, the Stripe webhook inbox, notices, audit), while payments and refunds stay whole."""
@@ -188,61 +218,95 @@ def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_boo
 
     make_plan(client, amount=2000)
     me = customer_headers(ZQ_EXTERNAL_ID)
-    created = client.post("/v1/customers", json={"email": ZQ_EMAIL, "name": ZQ_NAME, "country": "US"},
-                          headers={**me, "Idempotency-Key": "signup-1"})
+    created = client.post(
+        "/v1/customers",
+        json={"email": ZQ_EMAIL, "name": ZQ_NAME, "country": "US"},
+        headers={**me, "Idempotency-Key": "signup-1"},
+    )
     assert created.status_code == 201, created.text
     zq = created.json()
     cid = zq["id"]
     start_trial(client, zq)
     # A purchase that needs 3-D Secure, completed by Stripe's signed webhook whose payload names the person.
-    sub = client.post("/v1/subscriptions", json={"customer_id": cid, "plan": "pro-monthly",
-                                                 "payment_method": "pm_card_authenticationRequired"},
-                      headers={**me, "Idempotency-Key": "buy-1"}).json()
+    sub = client.post(
+        "/v1/subscriptions",
+        json={"customer_id": cid, "plan": "pro-monthly", "payment_method": "pm_card_authenticationRequired"},
+        headers={**me, "Idempotency-Key": "buy-1"},
+    ).json()
     [purchase] = payments_of(client, zq)
     evt = intent_event("payment_intent.succeeded", purchase["gateway_payment_id"], amount=2000)
-    charge = {"id": "ch_zq_1", "object": "charge", "payment_intent": purchase["gateway_payment_id"],
-              "receipt_email": ZQ_EMAIL, "billing_details": {"email": ZQ_EMAIL, "name": ZQ_NAME, "phone": None,
-                                                             "address": {"country": "US"}}}
+    charge = {
+        "id": "ch_zq_1",
+        "object": "charge",
+        "payment_intent": purchase["gateway_payment_id"],
+        "receipt_email": ZQ_EMAIL,
+        "billing_details": {"email": ZQ_EMAIL, "name": ZQ_NAME, "phone": None, "address": {"country": "US"}},
+    }
     evt["data"]["object"].update(receipt_email=ZQ_EMAIL, latest_charge=charge)
     assert post_event(client, evt, settings.stripe_webhook_secret).json()["outcome"] == "applied"
     sub = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
     assert sub["status"] == "active"
     # A renewal (on a card that needs no action off-session).
-    assert client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"},
-                       headers=me).status_code == 200
+    assert (
+        client.post(
+            f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"}, headers=me
+        ).status_code
+        == 200
+    )
     move_clock(client, sub["current_period_end"])
     run_due(client)
     payments = payments_of(client, zq)
     assert sorted(p["purpose"] for p in payments if p["status"] == "succeeded") == ["purchase", "renewal"]
     # A refund made in Stripe's dashboard: its `charge.refunded` event names the person too.
     [renewal] = [p for p in payments if p["purpose"] == "renewal"]
-    dashboard_refund = {**charge, "id": "ch_zq_2", "amount": renewal["amount"],
-                        "payment_intent": renewal["gateway_payment_id"], "refunds": {
-        "object": "list", "data": [{"id": "re_zq_1", "object": "refund", "amount": 100, "status": "succeeded",
-                                    "metadata": {}}]}}
+    dashboard_refund = {
+        **charge,
+        "id": "ch_zq_2",
+        "amount": renewal["amount"],
+        "payment_intent": renewal["gateway_payment_id"],
+        "refunds": {
+            "object": "list",
+            "data": [{"id": "re_zq_1", "object": "refund", "amount": 100, "status": "succeeded", "metadata": {}}],
+        },
+    }
     refunded_in_stripe = event("charge.refunded", dashboard_refund)
     assert post_event(client, refunded_in_stripe, settings.stripe_webhook_secret).json()["outcome"] == "applied"
     # Ops: a refund and a credit whose reasons name the person, a suspension and its lifting, all idempotent.
     ops = ops_headers()
-    refunded = client.post(f"/v1/payments/{purchase['id']}/refunds", headers={**ops, "Idempotency-Key": "rf-1"},
-                           json={"amount": 700, "reason": f"{ZQ_NAME} <{ZQ_EMAIL}> was charged twice"})
+    refunded = client.post(
+        f"/v1/payments/{purchase['id']}/refunds",
+        headers={**ops, "Idempotency-Key": "rf-1"},
+        json={"amount": 700, "reason": f"{ZQ_NAME} <{ZQ_EMAIL}> was charged twice"},
+    )
     assert refunded.status_code == 201, refunded.text
-    credited = client.post(f"/v1/customers/{cid}/credits", headers={**ops, "Idempotency-Key": "cr-1"},
-                           json={"amount": 300, "currency": "usd",
-                                 "reason": f"call from ZEBULON QUIXOTE ({ZQ_EXTERNAL_ID.upper()}), apologised"})
+    credited = client.post(
+        f"/v1/customers/{cid}/credits",
+        headers={**ops, "Idempotency-Key": "cr-1"},
+        json={
+            "amount": 300,
+            "currency": "usd",
+            "reason": f"call from ZEBULON QUIXOTE ({ZQ_EXTERNAL_ID.upper()}), apologised",
+        },
+    )
     assert credited.status_code == 201, credited.text
     for action, key in (("suspend", "sp-1"), ("unsuspend", "us-1")):
-        response = client.post(f"/v1/customers/{cid}/{action}", json={"reason": f"{ZQ_NAME} asked for it"},
-                               headers={**ops, "Idempotency-Key": key})
+        response = client.post(
+            f"/v1/customers/{cid}/{action}",
+            json={"reason": f"{ZQ_NAME} asked for it"},
+            headers={**ops, "Idempotency-Key": key},
+        )
         assert response.status_code == 200 and response.json()["email"] == ZQ_EMAIL
     run_due(client)
-    assert {n["type"] for n in client.get(f"/v1/customers/{cid}/notices", headers=ops).json()["data"]} >= {
-        "receipt"}
+    assert {n["type"] for n in client.get(f"/v1/customers/{cid}/notices", headers=ops).json()["data"]} >= {"receipt"}
     needles = [ZQ_NAME, ZQ_EMAIL, ZQ_EXTERNAL_ID]
     assert asyncio.run(_scan_every_table(database_url, needles))  # the scan sees them before the erasure
+
     def refund_books() -> dict:
-        return {r["id"]: (r["payment_id"], r["amount"], r["status"]) for p in payments_of(client, zq)
-                for r in client.get(f"/v1/payments/{p['id']}/refunds", headers=ops).json()["data"]}
+        return {
+            r["id"]: (r["payment_id"], r["amount"], r["status"])
+            for p in payments_of(client, zq)
+            for r in client.get(f"/v1/payments/{p['id']}/refunds", headers=ops).json()["data"]
+        }
 
     books = {p["id"]: (p["amount"], p["refunded_amount"], p["status"]) for p in payments_of(client, zq)}
     refunds_before = refund_books()
@@ -267,8 +331,11 @@ def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_boo
     forfeit = next(c for c in credits["data"] if c["kind"] == "forfeit")
     assert forfeit["amount"] == -300 and forfeit["created_by"].startswith("erased:")
     # The ops callers' replays no longer carry the person; the webhook inbox still knows the event (dedupe).
-    replay = client.post(f"/v1/customers/{cid}/suspend", json={"reason": f"{ZQ_NAME} asked for it"},
-                         headers={**ops, "Idempotency-Key": "sp-1"})
+    replay = client.post(
+        f"/v1/customers/{cid}/suspend",
+        json={"reason": f"{ZQ_NAME} asked for it"},
+        headers={**ops, "Idempotency-Key": "sp-1"},
+    )
     assert replay.status_code == 200 and replay.headers.get("idempotent-replayed") == "true"
     assert replay.json()["id"] == cid and replay.json()["email"] is None
     for delivered in (evt, refunded_in_stripe):
@@ -311,15 +378,17 @@ async def _scan_for_tokens(database_url: str, needles: list[str]) -> list[str]:
                         elif isinstance(value, dict | list):
                             value = json.dumps(value, ensure_ascii=False)
                         value = str(value)
-                        found += [f"{table.name}.{column}: {needle!r} in {value[:200]!r}" for needle in needles
-                                  if re.search(_whole_token(needle), value, flags=re.IGNORECASE)]
+                        found += [
+                            f"{table.name}.{column}: {needle!r} in {value[:200]!r}"
+                            for needle in needles
+                            if re.search(_whole_token(needle), value, flags=re.IGNORECASE)
+                        ]
     finally:
         await db.dispose()
     return found
 
 
-def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and_codes(client, settings,
-                                                                                      database_url):
+def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and_codes(client, settings, database_url):
     """D3: a customer whose token `sub` is "7" and whose name is "Active Pro" is erased: no copy of the name, the
     e-mails (the current one and one corrected before, D2) or the external id is left anywhere, the Stripe
     `customer.*` and `payment_method.*` events about their gateway customer included, while the ops callers'
@@ -331,8 +400,7 @@ def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and
 
     make_plan(client, amount=2000)
     me = customer_headers(AP_SUB)
-    created = client.post("/v1/customers", json={"email": AP_OLD_EMAIL, "name": AP_NAME, "country": "US"},
-                          headers=me)
+    created = client.post("/v1/customers", json={"email": AP_OLD_EMAIL, "name": AP_NAME, "country": "US"}, headers=me)
     assert created.status_code == 201, created.text
     ap = created.json()
     cid = ap["id"]
@@ -341,10 +409,20 @@ def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and
     [payment] = payments_of(client, ap)
     # Stripe tells us about the gateway customer and its card: both events carry the name and the e-mail.
     gateway_customer = f"cus_sandbox_{cid}"
-    stripe_customer = {"id": gateway_customer, "object": "customer", "email": AP_EMAIL, "name": AP_NAME,
-                       "metadata": {"billing_customer_id": cid}}
-    card = {"id": "pm_ap_1", "object": "payment_method", "customer": gateway_customer, "type": "card",
-            "billing_details": {"email": AP_EMAIL, "name": AP_NAME, "address": {"country": "US"}}}
+    stripe_customer = {
+        "id": gateway_customer,
+        "object": "customer",
+        "email": AP_EMAIL,
+        "name": AP_NAME,
+        "metadata": {"billing_customer_id": cid},
+    }
+    card = {
+        "id": "pm_ap_1",
+        "object": "payment_method",
+        "customer": gateway_customer,
+        "type": "card",
+        "billing_details": {"email": AP_EMAIL, "name": AP_NAME, "address": {"country": "US"}},
+    }
     # A payment taken in Stripe's dashboard, not by the service: an event it acts on, about an intent it does not
     # know, linked to the person only by the gateway customer (and naming them).
     dashboard = intent_event("payment_intent.succeeded", "pi_dashboard_ap", amount=500)
@@ -356,13 +434,19 @@ def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and
     ops = ops_headers()
     reason = f"{AP_NAME} <{AP_OLD_EMAIL}> asked on 2030-07-17 (ticket {AP_SUB}); pro-monthly kept"
     first = {
-        "rf-7": client.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 700, "reason": reason},
-                            headers={**ops, "Idempotency-Key": "rf-7"}),
-        "cr-7": client.post(f"/v1/customers/{cid}/credits", json={"amount": 300, "currency": "usd",
-                                                                   "reason": reason},
-                            headers={**ops, "Idempotency-Key": "cr-7"}),
-        "sp-7": client.post(f"/v1/customers/{cid}/suspend", json={"reason": reason},
-                            headers={**ops, "Idempotency-Key": "sp-7"}),
+        "rf-7": client.post(
+            f"/v1/payments/{payment['id']}/refunds",
+            json={"amount": 700, "reason": reason},
+            headers={**ops, "Idempotency-Key": "rf-7"},
+        ),
+        "cr-7": client.post(
+            f"/v1/customers/{cid}/credits",
+            json={"amount": 300, "currency": "usd", "reason": reason},
+            headers={**ops, "Idempotency-Key": "cr-7"},
+        ),
+        "sp-7": client.post(
+            f"/v1/customers/{cid}/suspend", json={"reason": reason}, headers={**ops, "Idempotency-Key": "sp-7"}
+        ),
         "cn-7": client.post(f"/v1/subscriptions/{sub['id']}/cancel", headers={**ops, "Idempotency-Key": "cn-7"}),
     }
     assert [r.status_code for r in first.values()] == [201, 201, 200, 200], [r.text for r in first.values()]
@@ -373,15 +457,19 @@ def test_D3_erasure_of_a_short_id_and_a_common_name_keeps_replayed_ids_dates_and
 
     assert client.delete(f"/v1/customers/{cid}", headers=me).status_code == 200
 
-    left = asyncio.run(_scan_every_table(database_url, needles)) + asyncio.run(_scan_for_tokens(database_url,
-                                                                                                [AP_SUB]))
+    left = asyncio.run(_scan_every_table(database_url, needles)) + asyncio.run(_scan_for_tokens(database_url, [AP_SUB]))
     assert left == [], "\n".join(left)
     erased_reason = "[erased] <[erased]> asked on 2030-07-17 (ticket [erased]); pro-monthly kept"
     personal = {"email", "name", "external_id", "country"}
     for key, original in first.items():
         path = original.request.url.path
-        body = {} if key == "cn-7" else {"amount": 700, "reason": reason} if key == "rf-7" else (
-            {"amount": 300, "currency": "usd", "reason": reason} if key == "cr-7" else {"reason": reason})
+        body = (
+            {}
+            if key == "cn-7"
+            else {"amount": 700, "reason": reason}
+            if key == "rf-7"
+            else ({"amount": 300, "currency": "usd", "reason": reason} if key == "cr-7" else {"reason": reason})
+        )
         replay = client.post(path, json=body or None, headers={**ops, "Idempotency-Key": key})
         assert replay.status_code == original.status_code and replay.headers.get("idempotent-replayed") == "true"
         before, after = original.json(), replay.json()
@@ -407,8 +495,13 @@ def test_D3_an_event_the_service_does_not_act_on_is_kept_without_its_payload(cli
 
     from tests.support.webhooks import event, post_event
 
-    stranger = {"id": "cus_stripe_zz", "object": "customer", "email": "zz.top@example.org", "name": "Zora Zeppelin",
-                "metadata": {}}
+    stranger = {
+        "id": "cus_stripe_zz",
+        "object": "customer",
+        "email": "zz.top@example.org",
+        "name": "Zora Zeppelin",
+        "metadata": {},
+    }
     delivered = event("customer.updated", stranger)
     first = post_event(client, delivered, settings.stripe_webhook_secret)
     assert first.status_code == 200 and first.json()["outcome"] == "ignored", first.text

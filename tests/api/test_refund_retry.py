@@ -25,7 +25,7 @@ class FlakyRefunds:
     """The sandbox gateway, except that refunds can be made with their answer lost (`lose`), not reach it at all
     (`down`), or be held inside the call until `release` is set (`hold`). `calls` lists every refund asked for."""
 
-    def __init__(self, inner) -> None:  # noqa: ANN001
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
         self.lose = 0
@@ -36,7 +36,7 @@ class FlakyRefunds:
         self.calls: list[tuple[str, int, str]] = []
         self.made: list = []
 
-    async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str):
         self.calls.append((payment_id, amount, idempotency_key))
         if self.down:
             raise GatewayUnavailable("the sandbox could not be reached")
@@ -51,7 +51,7 @@ class FlakyRefunds:
             raise GatewayUnavailable("the answer was lost")  # the refund was made all the same
         return result
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 
@@ -76,19 +76,35 @@ def replicas(clean_db: str):
     opened = [Replica(clean_db, wall), Replica(clean_db, wall)]
     api = opened[0].api
     api.ok("POST", "/v1/sandbox/clock", json={"now": START})
-    api.ok("POST", "/v1/plans", 201, json={"code": "pro-monthly", "name": "Pro", "tier": "subscription",
-                                           "interval": "month", "amount": 2000, "currency": "usd",
-                                           "trial_available": True})
+    api.ok(
+        "POST",
+        "/v1/plans",
+        201,
+        json={
+            "code": "pro-monthly",
+            "name": "Pro",
+            "tier": "subscription",
+            "interval": "month",
+            "amount": 2000,
+            "currency": "usd",
+            "trial_available": True,
+        },
+    )
     yield wall, opened
     for replica in opened:
         replica.close()
 
 
 def paid_payment(api: Api) -> dict:
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
-    api.as_customer("alice").ok("POST", "/v1/subscriptions", 201, json={
-        "customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
+    api.as_customer("alice").ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     [paid] = api.all(f"/v1/customers/{alice['id']}/payments")
     assert (paid["status"], paid["amount"]) == ("succeeded", 2000)
     return paid

@@ -39,8 +39,14 @@ def test_B2_access_continues_from_the_period_end_before_the_renewal_job_runs(cli
     sub = buy(client, alice)
     assert sub["current_period_end"] == PERIOD_END
     assert cancel(client, buy(client, bob)).status_code == 200
-    expected = {"object": "access", "has_access": True, "source": "subscription", "plan": "pro-monthly",
-                "until": NEXT_END, "reason": "subscription_active"}
+    expected = {
+        "object": "access",
+        "has_access": True,
+        "source": "subscription",
+        "plan": "pro-monthly",
+        "until": NEXT_END,
+        "reason": "subscription_active",
+    }
     for moment in (PERIOD_END, at(PERIOD_END, SECOND), at(PERIOD_END, HOURS_12)):
         move_clock(client, moment)
         assert subscription(client, sub["id"])["status"] == "active"
@@ -150,8 +156,7 @@ def test_C1_cancelling_past_due_ends_at_once_with_the_ending_confirmation_and_no
     assert subscription(client, sub["id"]) == ended
 
 
-def test_C1_B2_B5_cancel_in_the_gap_then_a_declined_renewal_ends_at_the_failure_never_before_the_cancellation(
-        client):
+def test_C1_B2_B5_cancel_in_the_gap_then_a_declined_renewal_ends_at_the_failure_never_before_the_cancellation(client):
     """C1/B2/B5 (review finding 4): a cancellation asked in the gap (period end + 12 h) belongs to the renewed
     period; when the due renewal is then declined, the subscription would be past_due, and C1 ends a past_due
     subscription at once when cancelled: it ends at the failure (ended_at = the failure, never before

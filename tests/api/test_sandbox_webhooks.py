@@ -51,8 +51,12 @@ def pending_purchase(client) -> tuple[dict, dict, dict]:
 
 
 def snapshot(client, customer: dict, sub: dict) -> tuple:
-    return subscription(client, sub["id"]), payments_of(client, customer), notice_types(client, customer), \
-        access_of(client, customer)
+    return (
+        subscription(client, sub["id"]),
+        payments_of(client, customer),
+        notice_types(client, customer),
+        access_of(client, customer),
+    )
 
 
 def test_the_sandbox_signs_with_its_default_secret(settings):
@@ -62,8 +66,9 @@ def test_the_sandbox_signs_with_its_default_secret(settings):
 def test_a_validly_signed_event_is_applied(client, settings):
     alice, sub, payment = pending_purchase(client)
     move_clock(client, at(START, _dt.timedelta(minutes=5)))
-    reply = post_event(client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000),
-                       settings.stripe_webhook_secret)
+    reply = post_event(
+        client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000), settings.stripe_webhook_secret
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json() == {"received": True, "duplicate": False, "outcome": "applied"}
     active = subscription(client, sub["id"])
@@ -117,8 +122,9 @@ def test_the_same_event_id_is_applied_once(client, settings):
     assert snapshot(client, alice, sub) == after_first
     assert notice_types(client, alice) == ["receipt"]
     # A new event id about the same intent is processed, and finds it settled.
-    other = post_event(client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000),
-                       settings.stripe_webhook_secret)
+    other = post_event(
+        client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000), settings.stripe_webhook_secret
+    )
     assert other.json() == {"received": True, "duplicate": False, "outcome": "already_applied"}
     assert snapshot(client, alice, sub) == after_first
 
@@ -126,8 +132,12 @@ def test_the_same_event_id_is_applied_once(client, settings):
 def test_a_late_failure_after_a_success_changes_nothing(client, settings):
     alice, sub, payment = pending_purchase(client)
     intent = payment["gateway_payment_id"]
-    assert post_event(client, intent_event(SUCCEEDED, intent, amount=2000),
-                      settings.stripe_webhook_secret).json()["outcome"] == "applied"
+    assert (
+        post_event(client, intent_event(SUCCEEDED, intent, amount=2000), settings.stripe_webhook_secret).json()[
+            "outcome"
+        ]
+        == "applied"
+    )
     before = snapshot(client, alice, sub)
     move_clock(client, at(START, _dt.timedelta(minutes=30)))
     late = post_event(client, intent_event(FAILED, intent, amount=2000), settings.stripe_webhook_secret)
@@ -141,8 +151,10 @@ def test_a_late_failure_after_a_success_changes_nothing(client, settings):
 def test_a_late_success_after_a_failure_grants_nothing(client, settings):
     alice, sub, payment = pending_purchase(client)
     intent = payment["gateway_payment_id"]
-    assert post_event(client, intent_event(FAILED, intent, amount=2000),
-                      settings.stripe_webhook_secret).json()["outcome"] == "applied"
+    assert (
+        post_event(client, intent_event(FAILED, intent, amount=2000), settings.stripe_webhook_secret).json()["outcome"]
+        == "applied"
+    )
     assert subscription(client, sub["id"])["status"] == "canceled"
     late = post_event(client, intent_event(SUCCEEDED, intent, amount=2000), settings.stripe_webhook_secret)
     assert late.status_code == 200
@@ -188,8 +200,12 @@ def test_T5_T6_the_trial_ends_and_eligibility_goes_only_when_the_pending_purchas
     paid_at = "2030-01-16T09:00:00Z"
     move_clock(client, paid_at)
     [payment] = payments_of(client, alice)
-    assert post_event(client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000),
-                      settings.stripe_webhook_secret).json()["outcome"] == "applied"
+    assert (
+        post_event(
+            client, intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000), settings.stripe_webhook_secret
+        ).json()["outcome"]
+        == "applied"
+    )
     forfeited = client.get(f"/v1/trials/{trial['id']}", headers=ops_headers()).json()
     assert forfeited["status"] == "forfeited" and forfeited["ended_at"] == paid_at
     active = subscription(client, sub["id"])
@@ -207,30 +223,41 @@ def test_T5_a_pending_purchase_that_failed_leaves_the_person_eligible(client, se
 
 
 @pytest.mark.parametrize("then_fix_method", [False, True], ids=["method_unchanged", "method_fixed"])
-def test_B2_B5_a_late_success_of_a_failed_renewal_renews_it_and_is_not_charged_again(client, settings,
-                                                                                      then_fix_method):
+def test_B2_B5_a_late_success_of_a_failed_renewal_renews_it_and_is_not_charged_again(client, settings, then_fix_method):
     make_plan(client, amount=2000)
     alice = make_customer(client, "alice")
     sub = buy(client, alice)
     # The saved method needs the customer's authentication, which an off-session renewal cannot get.
-    switched = client.post(f"/v1/subscriptions/{sub['id']}/payment-method",
-                           json={"payment_method": "pm_card_authenticationRequired"},
-                           headers=customer_headers("alice"))
+    switched = client.post(
+        f"/v1/subscriptions/{sub['id']}/payment-method",
+        json={"payment_method": "pm_card_authenticationRequired"},
+        headers=customer_headers("alice"),
+    )
     assert switched.status_code == 200, switched.text
     move_clock(client, sub["current_period_end"])
     run_due(client)
     assert subscription(client, sub["id"])["status"] == "past_due"
     renewal = payments_of(client, alice)[0]
     assert (renewal["purpose"], renewal["status"], renewal["failure_code"]) == (
-        "renewal", "failed", "authentication_required")
+        "renewal",
+        "failed",
+        "authentication_required",
+    )
     # Later the customer authenticates that PaymentIntent; Stripe reports that it succeeded.
     move_clock(client, at(sub["current_period_end"], _dt.timedelta(hours=5)))
-    reply = post_event(client, intent_event(SUCCEEDED, renewal["gateway_payment_id"], amount=2000),
-                       settings.stripe_webhook_secret)
+    reply = post_event(
+        client, intent_event(SUCCEEDED, renewal["gateway_payment_id"], amount=2000), settings.stripe_webhook_secret
+    )
     assert reply.status_code == 200, reply.text
     if then_fix_method:
-        assert client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": "pm_card_visa"},
-                           headers=customer_headers("alice")).status_code == 200
+        assert (
+            client.post(
+                f"/v1/subscriptions/{sub['id']}/payment-method",
+                json={"payment_method": "pm_card_visa"},
+                headers=customer_headers("alice"),
+            ).status_code
+            == 200
+        )
     for when in ("2030-02-16T12:00:00Z", "2030-02-18T12:00:00Z", "2030-02-22T12:00:00Z"):
         move_clock(client, when)
         run_due(client)
@@ -240,7 +267,9 @@ def test_B2_B5_a_late_success_of_a_failed_renewal_renews_it_and_is_not_charged_a
     renewed = subscription(client, sub["id"])
     assert renewed["status"] == "active" and renewed["ended_reason"] is None
     assert (renewed["current_period_start"], renewed["current_period_end"]) == (
-        "2030-02-15T12:00:00Z", "2030-03-15T12:00:00Z")
+        "2030-02-15T12:00:00Z",
+        "2030-03-15T12:00:00Z",
+    )
     assert access_of(client, alice)["has_access"] is True
 
 
@@ -249,8 +278,11 @@ def test_B1_an_event_whose_metadata_holds_newlines_and_tabs_is_processed(client,
     event whose other metadata keys hold newlines or tabs is applied like any other, so a paid purchase is granted."""
     alice, sub, payment = pending_purchase(client)
     evt = intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000)
-    evt["data"]["object"]["metadata"] = {"note": "line one\nline two", "where": "col\tcol\r\n",
-                                         "idempotency_key": "not\nours"}
+    evt["data"]["object"]["metadata"] = {
+        "note": "line one\nline two",
+        "where": "col\tcol\r\n",
+        "idempotency_key": "not\nours",
+    }
     reply = post_event(client, evt, settings.stripe_webhook_secret)
     assert reply.status_code == 200, reply.text
     assert reply.json()["outcome"] == "applied"

@@ -34,7 +34,7 @@ FAILED = "payment_intent.payment_failed"
 DAY = "2030-01-16T12:00:00Z"  # a day after START: an incomplete purchase has expired
 
 
-def pending_purchase(client) -> tuple[dict, dict, dict]:  # noqa: ANN001
+def pending_purchase(client) -> tuple[dict, dict, dict]:
     [carol] = setup_shop(client, "carol")
     sub = bought(client, carol, "pm_card_authenticationRequired")
     assert sub["status"] == "incomplete"
@@ -42,10 +42,11 @@ def pending_purchase(client) -> tuple[dict, dict, dict]:  # noqa: ANN001
     return carol, sub, pending
 
 
-def abandon(client, how: str, sub: dict, pending: dict) -> None:  # noqa: ANN001
+def abandon(client, how: str, sub: dict, pending: dict) -> None:
     if how == "failed":  # Stripe reports the failure (e.g. the customer failed 3-D Secure)
-        evt = intent_event(FAILED, pending["gateway_payment_id"], amount=pending["amount"],
-                           decline_code="authentication_failed")
+        evt = intent_event(
+            FAILED, pending["gateway_payment_id"], amount=pending["amount"], decline_code="authentication_failed"
+        )
         assert deliver(client, evt)["outcome"] == "applied"
     elif how == "expired":
         move_clock(client, DAY)
@@ -56,19 +57,26 @@ def abandon(client, how: str, sub: dict, pending: dict) -> None:  # noqa: ANN001
     assert subscription(client, sub["id"])["status"] == "canceled"
 
 
-def authenticate(fake, sub: dict, pending: dict) -> None:  # noqa: ANN001
+def authenticate(fake, sub: dict, pending: dict) -> None:
     """The customer completes 3-D Secure on the page (Stripe.js): Stripe takes the money."""
-    fake.post(f"/v1/payment_intents/{pending['gateway_payment_id']}/_authenticate", client_secret=sub["client_secret"],
-              success="true")
+    fake.post(
+        f"/v1/payment_intents/{pending['gateway_payment_id']}/_authenticate",
+        client_secret=sub["client_secret"],
+        success="true",
+    )
 
 
-def assert_refunded_at_stripe_once(client, fake, pending: dict) -> None:  # noqa: ANN001
+def assert_refunded_at_stripe_once(client, fake, pending: dict) -> None:
     [made] = fake.get("/v1/refunds", limit=100)["data"]
     assert made["payment_intent"] == pending["gateway_payment_id"] and made["amount"] == pending["amount"]
     assert made["metadata"] == {"billing_refund_id": f"re_b1_{pending['id']}"}
     [correction] = refunds_of(client, pending["id"])
     assert (correction["id"], correction["source"], correction["status"], correction["gateway_refund_id"]) == (
-        f"re_b1_{pending['id']}", "correction", "succeeded", made["id"])
+        f"re_b1_{pending['id']}",
+        "correction",
+        "succeeded",
+        made["id"],
+    )
     settled = payment(client, pending["id"])
     assert settled["status"] == "succeeded" and settled["refunded_amount"] == settled["amount"]
     assert len(audit(client, "refund.correction_requested")) == 1
@@ -110,8 +118,9 @@ def test_B1_a_stale_failure_event_after_the_customer_s_retry_succeeded_grants_th
     nothing is refunded at Stripe, and no failure is told."""
     carol, sub, pending = pending_purchase(client)
     authenticate(fake, sub, pending)
-    stale = intent_event(FAILED, pending["gateway_payment_id"], amount=pending["amount"],
-                         decline_code="authentication_failed")
+    stale = intent_event(
+        FAILED, pending["gateway_payment_id"], amount=pending["amount"], decline_code="authentication_failed"
+    )
     assert deliver(client, stale)["outcome"] == "succeeded_at_gateway"
     [succeeded] = stripe_events(fake, "payment_intent.succeeded")
     assert deliver(client, succeeded)["outcome"] == "already_applied"
@@ -122,11 +131,11 @@ def test_B1_a_stale_failure_event_after_the_customer_s_retry_succeeded_grants_th
     assert fake.get("/v1/refunds", limit=100)["data"] == [] and refunds_of(client, pending["id"]) == []
     notices = client.get(f"/v1/customers/{pending['customer_id']}/notices", headers=ops_headers()).json()["data"]
     assert "payment_failed" not in [n["type"] for n in notices] and "payment_refunded" not in [
-        n["type"] for n in notices]
+        n["type"] for n in notices
+    ]
 
 
-def test_B1_a_cancellation_stripe_never_got_is_retried_and_a_success_meanwhile_is_refunded(open_service, fake,
-                                                                                            link):
+def test_B1_a_cancellation_stripe_never_got_is_retried_and_a_success_meanwhile_is_refunded(open_service, fake, link):
     wall = ManualWall()
     client = open_service(link.url, wall)
     carol, sub, pending = pending_purchase(client)

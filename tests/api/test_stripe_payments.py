@@ -105,10 +105,14 @@ class StripeLink:
                     link.calls.append((self.command, path, key, "dropped", None))
                     self.close_connection = True
                     return
-                forwarded = {k: v for k, v in self.headers.items()
-                             if k.lower() in ("authorization", "idempotency-key", "content-type", "stripe-version")}
-                upstream = httpx.request(self.command, link.upstream + self.path, content=body, headers=forwarded,
-                                         timeout=10)
+                forwarded = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() in ("authorization", "idempotency-key", "content-type", "stripe-version")
+                }
+                upstream = httpx.request(
+                    self.command, link.upstream + self.path, content=body, headers=forwarded, timeout=10
+                )
                 replayed = upstream.headers.get("Idempotent-Replayed")
                 extra = {"Stripe-Should-Retry": "false"} if action == "lose_final" else {}
                 if action in ("lose", "lose_final"):
@@ -200,13 +204,22 @@ def client(open_service, fake: FakeStripe) -> TestClient:
     return open_service(fake.url)
 
 
-def buy(client: TestClient, customer: dict, method: str = "pm_card_visa", *, key: str | None = None,
-        plan: str = "pro-monthly") -> httpx.Response:
+def buy(
+    client: TestClient,
+    customer: dict,
+    method: str = "pm_card_visa",
+    *,
+    key: str | None = None,
+    plan: str = "pro-monthly",
+) -> httpx.Response:
     headers = customer_headers(customer["external_id"])
     if key is not None:
         headers["Idempotency-Key"] = key
-    return client.post("/v1/subscriptions", json={"customer_id": customer["id"], "plan": plan,
-                                                  "payment_method": method}, headers=headers)
+    return client.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": plan, "payment_method": method},
+        headers=headers,
+    )
 
 
 def bought(client: TestClient, customer: dict, method: str = "pm_card_visa") -> dict:
@@ -252,8 +265,9 @@ def refunds_of(client: TestClient, payment_id: str) -> list[dict]:
 
 
 def refund(client: TestClient, payment_id: str, amount: int, reason: str = "goodwill") -> httpx.Response:
-    return client.post(f"/v1/payments/{payment_id}/refunds", json={"amount": amount, "reason": reason},
-                       headers=ops_headers())
+    return client.post(
+        f"/v1/payments/{payment_id}/refunds", json={"amount": amount, "reason": reason}, headers=ops_headers()
+    )
 
 
 def intents(fake: FakeStripe, gateway_customer: str) -> list[dict]:
@@ -263,8 +277,16 @@ def intents(fake: FakeStripe, gateway_customer: str) -> list[dict]:
 
 def card(fake: FakeStripe, number: str = "4242424242424242") -> str:
     """A real PaymentMethod in the fake, as Stripe.js would have created it on the checkout page."""
-    return fake.post("/v1/payment_methods", **{"type": "card", "card[number]": number, "card[exp_month]": "12",
-                                               "card[exp_year]": "2034", "card[cvc]": "123"})["id"]
+    return fake.post(
+        "/v1/payment_methods",
+        **{
+            "type": "card",
+            "card[number]": number,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2034",
+            "card[cvc]": "123",
+        },
+    )["id"]
 
 
 def stripe_events(fake: FakeStripe, event_type: str | None = None) -> list[dict]:
@@ -341,8 +363,7 @@ def test_B1_a_purchase_needing_action_is_incomplete_until_stripe_reports_success
     assert not has_access(client, carol)
 
     # The customer authenticates on the page (Stripe.js); Stripe then reports the success.
-    fake.post(f"/v1/payment_intents/{intent['id']}/_authenticate", client_secret=sub["client_secret"],
-              success="true")
+    fake.post(f"/v1/payment_intents/{intent['id']}/_authenticate", client_secret=sub["client_secret"], success="true")
     [succeeded] = stripe_events(fake, "payment_intent.succeeded")
     assert deliver(client, succeeded) == {"received": True, "duplicate": False, "outcome": "applied"}
     active = subscription(client, sub["id"])
@@ -388,8 +409,14 @@ def test_B5_an_off_session_renewal_needing_authentication_fails_and_is_retried(c
     sub = bought(client, carol, method)
     # The bank now wants 3-D Secure for this customer: the saved method is replaced by such a card.
     strict = card(fake, "4000002760003184")
-    assert client.post(f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": strict},
-                       headers=customer_headers("carol")).status_code == 200
+    assert (
+        client.post(
+            f"/v1/subscriptions/{sub['id']}/payment-method",
+            json={"payment_method": strict},
+            headers=customer_headers("carol"),
+        ).status_code
+        == 200
+    )
     move_clock(client, sub["current_period_end"])
     assert run_due(client)["subscription_renewals"] == 1
     dunning = subscription(client, sub["id"])
@@ -407,8 +434,7 @@ def test_a_renewal_whose_answer_was_lost_is_charged_again_with_the_same_key_not_
     client = open_service(link.url)
     [alice] = setup_shop(client, "alice")
     sub = bought(client, alice, card(fake))
-    stripe_customer = fake.get(f"/v1/payment_intents/{payments_of(client, alice)[0]['gateway_payment_id']}")[
-        "customer"]
+    stripe_customer = fake.get(f"/v1/payment_intents/{payments_of(client, alice)[0]['gateway_payment_id']}")["customer"]
 
     link.fault = failing("lose", "POST", "/v1/payment_intents")
     link.calls.clear()
@@ -438,8 +464,7 @@ def test_a_renewal_whose_answer_was_lost_is_charged_again_with_the_same_key_not_
     assert run_due(client)["subscription_renewals"] == 0
 
 
-def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_tried_again(open_service, fake,
-                                                                                          link):
+def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_tried_again(open_service, fake, link):
     """Stripe refuses one renewal for a reason that is not the card's (400 `invalid_request_error`): that customer
     is not failed for it (no dunning), the rest of the batch renews, the refused charge keeps its lease (not asked
     again meanwhile, as for a charge in flight) and is tried again with the same key once the lease runs out."""
@@ -456,7 +481,9 @@ def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_t
     waiting = subscription(client, bob_sub["id"])  # B2: in its next period from the period end, not paid yet
     assert (waiting["status"], waiting["current_period_start"]) == ("active", bob_sub["current_period_end"])
     assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
-        ("purchase", "succeeded"), ("renewal", "pending")]
+        ("purchase", "succeeded"),
+        ("renewal", "pending"),
+    ]
     assert run_due(client)["subscription_renewals"] == 0  # its lease still runs: not asked again
     wall.offset = _dt.timedelta(minutes=1)  # longer than a liveness lease (15 s): the refusal's back-off still runs
     assert run_due(client)["subscription_renewals"] == 0
@@ -468,7 +495,9 @@ def test_a_renewal_stripe_refuses_itself_fails_nobody_holds_up_no_other_and_is_t
     renewed = subscription(client, bob_sub["id"])
     assert (renewed["status"], renewed["current_period_start"]) == ("active", bob_sub["current_period_end"])
     assert [(p["purpose"], p["status"]) for p in payments_of(client, bob)] == [
-        ("purchase", "succeeded"), ("renewal", "succeeded")]
+        ("purchase", "succeeded"),
+        ("renewal", "succeeded"),
+    ]
     assert [c[3] for c in link.posts("/v1/payment_intents") if c[2] == key] == ["refused", "passed"]
 
 
@@ -485,8 +514,11 @@ def test_a_lost_renewal_answer_is_settled_by_stripes_event_and_never_charged_aga
     assert renewal["status"] == "pending"
 
     # Stripe's event names the PaymentIntent the service never heard of: found by the key in its metadata.
-    [succeeded] = [e for e in stripe_events(fake, "payment_intent.succeeded")
-                   if e["data"]["object"]["metadata"]["idempotency_key"] == f"{sub['id']}:period-1:attempt-1"]
+    [succeeded] = [
+        e
+        for e in stripe_events(fake, "payment_intent.succeeded")
+        if e["data"]["object"]["metadata"]["idempotency_key"] == f"{sub['id']}:period-1:attempt-1"
+    ]
     assert deliver(client, succeeded)["outcome"] == "applied"
     renewal = payment(client, renewal["id"])
     assert renewal["status"] == "succeeded" and renewal["gateway_payment_id"] == succeeded["data"]["object"]["id"]
@@ -590,8 +622,10 @@ def test_a_refund_made_in_stripes_dashboard_is_recorded_once(client, fake):
     later = [e for e in stripe_events(fake, "charge.refunded") if e["id"] != refunded["id"]]
     assert len(later) == 1 and len(later[0]["data"]["object"]["refunds"]["data"]) == 2
     assert deliver(client, later[0])["outcome"] == "already_applied"
-    assert sorted((r["source"], r["amount"]) for r in refunds_of(client, paid["id"])) == [("gateway", 300),
-                                                                                         ("ops", 200)]
+    assert sorted((r["source"], r["amount"]) for r in refunds_of(client, paid["id"])) == [
+        ("gateway", 300),
+        ("ops", 200),
+    ]
     assert payment(client, paid["id"])["refunded_amount"] == 500
 
 
@@ -707,10 +741,20 @@ def test_a_dispute_is_audited_for_ops(client, fake):
     [paid] = payments_of(client, alice)
     charge = fake.get(f"/v1/payment_intents/{paid['gateway_payment_id']}")["latest_charge"]
     # localstripe has no disputes: the event is Stripe's shape, built around the fake's real charge.
-    dispute = {"id": "du_1Test0dispute0000000001", "object": "dispute", "amount": paid["amount"],
-               "currency": paid["currency"], "charge": charge["id"], "payment_intent": paid["gateway_payment_id"],
-               "reason": "fraudulent", "status": "needs_response", "created": int(time.time()), "livemode": False,
-               "is_charge_refundable": False, "metadata": {}}
+    dispute = {
+        "id": "du_1Test0dispute0000000001",
+        "object": "dispute",
+        "amount": paid["amount"],
+        "currency": paid["currency"],
+        "charge": charge["id"],
+        "payment_intent": paid["gateway_payment_id"],
+        "reason": "fraudulent",
+        "status": "needs_response",
+        "created": int(time.time()),
+        "livemode": False,
+        "is_charge_refundable": False,
+        "metadata": {},
+    }
     disputed = event("charge.dispute.created", dispute)
     assert deliver(client, disputed) == {"received": True, "duplicate": False, "outcome": "recorded"}
     [entry] = audit(client, "payment.disputed")
@@ -734,8 +778,11 @@ def test_replay_events_applies_what_an_outage_missed_once(client, fake, clean_db
     [paid] = payments_of(client, alice)
 
     # The outage: no webhook endpoint registered, so Stripe's events are not delivered.
-    fake.post(f"/v1/payment_intents/{payments_of(client, carol)[0]['gateway_payment_id']}/_authenticate",
-              client_secret=incomplete["client_secret"], success="true")
+    fake.post(
+        f"/v1/payment_intents/{payments_of(client, carol)[0]['gateway_payment_id']}/_authenticate",
+        client_secret=incomplete["client_secret"],
+        success="true",
+    )
     dashboard = fake.post("/v1/refunds", payment_intent=paid["gateway_payment_id"], amount=300)
     with httpx.Client(base_url=fake.url, auth=(fake.api_key, ""), timeout=5) as stripe_api:
         for _ in range(100):  # more events than one page of Stripe's list
@@ -747,9 +794,17 @@ def test_replay_events_applies_what_an_outage_missed_once(client, fake, clean_db
 
     for name in [n for n in os.environ if n.startswith("BILLING_")]:
         monkeypatch.delenv(name)
-    env = {"DATABASE_URL": clean_db, "AUTH_SECRET": SECRET, "SANDBOX": "true", "DEMO_PLANS": "false",
-           "GATEWAY": "stripe", "STRIPE_API_KEY": fake.api_key, "STRIPE_API_BASE": fake.url,
-           "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}
+    env = {
+        "DATABASE_URL": clean_db,
+        "AUTH_SECRET": SECRET,
+        "SANDBOX": "true",
+        "DEMO_PLANS": "false",
+        "GATEWAY": "stripe",
+        "STRIPE_API_KEY": fake.api_key,
+        "STRIPE_API_BASE": fake.url,
+        "SCHEDULER_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+    }
     for name, value in env.items():
         monkeypatch.setenv(f"BILLING_{name}", value)
 

@@ -34,11 +34,14 @@ DECLINED = ["pm_card_chargeDeclined", "pm_card_visa_chargeDeclined"]
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
-def purchase(client, customer: dict, plan: str = "pro-monthly", payment_method: str = "pm_card_visa",
-             sub: str | None = None):
-    return client.post("/v1/subscriptions", json={"customer_id": customer["id"], "plan": plan,
-                                                  "payment_method": payment_method},
-                       headers=customer_headers(sub or customer["external_id"]))
+def purchase(
+    client, customer: dict, plan: str = "pro-monthly", payment_method: str = "pm_card_visa", sub: str | None = None
+):
+    return client.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": plan, "payment_method": payment_method},
+        headers=customer_headers(sub or customer["external_id"]),
+    )
 
 
 def buy(client, customer: dict, plan: str = "pro-monthly", payment_method: str = "pm_card_visa") -> dict:
@@ -138,9 +141,14 @@ def test_B1_card_purchase_is_active_from_the_payment_time(client):
     assert payment["gateway_payment_id"] and payment["created_at"] == START
     assert all(type(v) is int for v in (payment["amount"], payment["tax_amount"], sub["price"]["amount"]))  # B4
     assert (payment["period_start"], payment["period_end"]) == (START, "2030-02-15T12:00:00Z")
-    assert access_of(client, alice) == {"object": "access", "has_access": True, "source": "subscription",
-                                        "plan": "pro-monthly", "until": "2030-02-15T12:00:00Z",
-                                        "reason": "subscription_active"}
+    assert access_of(client, alice) == {
+        "object": "access",
+        "has_access": True,
+        "source": "subscription",
+        "plan": "pro-monthly",
+        "until": "2030-02-15T12:00:00Z",
+        "reason": "subscription_active",
+    }
     assert notice_types(client, alice) == ["receipt"]
 
 
@@ -186,8 +194,11 @@ def test_B1_purchase_needing_action_is_incomplete_until_a_signed_success(client,
     run_due(client)
     assert subscription(client, sub["id"])["status"] == "incomplete"
     # The customer completes 3-D Secure; Stripe reports it with a signed event naming the PaymentIntent.
-    reply = post_event(client, intent_event("payment_intent.succeeded", payment["gateway_payment_id"], amount=2000),
-                       settings.stripe_webhook_secret)
+    reply = post_event(
+        client,
+        intent_event("payment_intent.succeeded", payment["gateway_payment_id"], amount=2000),
+        settings.stripe_webhook_secret,
+    )
     assert reply.status_code == 200, reply.text
     assert reply.json()["duplicate"] is False
     active = subscription(client, sub["id"])
@@ -205,9 +216,16 @@ def test_B1_purchase_needing_action_that_then_fails_grants_nothing(client, setti
     alice = make_customer(client, "alice")
     sub = buy(client, alice, payment_method="pm_card_authenticationRequired")
     [payment] = payments_of(client, alice)
-    reply = post_event(client, intent_event("payment_intent.payment_failed", payment["gateway_payment_id"],
-                                            amount=2000, decline_code="authentication_failed"),
-                       settings.stripe_webhook_secret)
+    reply = post_event(
+        client,
+        intent_event(
+            "payment_intent.payment_failed",
+            payment["gateway_payment_id"],
+            amount=2000,
+            decline_code="authentication_failed",
+        ),
+        settings.stripe_webhook_secret,
+    )
     assert reply.status_code == 200, reply.text
     ended = subscription(client, sub["id"])
     assert ended["status"] == "canceled" and ended["ended_reason"] == "payment_failed"
@@ -357,16 +375,21 @@ def test_B2_B3_renewals_charge_the_locked_price_after_a_list_price_rise(client):
     listed = payments_of(client, alice)
     assert [p["purpose"] for p in listed] == ["renewal", "renewal", "purchase"]
     assert [(p["period_start"], p["period_end"]) for p in reversed(listed)] == [
-        (START, ends[0]), (ends[0], ends[1]), (ends[1], ends[2])]
-    assert all(p["status"] == "succeeded" and p["amount"] == 2000 and p["subscription_id"] == sub["id"]
-               for p in listed)
+        (START, ends[0]),
+        (ends[0], ends[1]),
+        (ends[1], ends[2]),
+    ]
+    assert all(p["status"] == "succeeded" and p["amount"] == 2000 and p["subscription_id"] == sub["id"] for p in listed)
     assert [p["created_at"] for p in reversed(listed)] == [START, ends[0], ends[1]]
     # One receipt per successful charge, with the amount, the tax and the period.
     receipts = [n for n in notices(client, alice) if n["type"] == "receipt"]
     assert len(receipts) == 3 and len(notices(client, alice)) == 3
     bodies = sorted(n["body"] for n in receipts)
-    for period in ("15 January 2030 to 15 February 2030", "15 February 2030 to 15 March 2030",
-                   "15 March 2030 to 15 April 2030"):
+    for period in (
+        "15 January 2030 to 15 February 2030",
+        "15 February 2030 to 15 March 2030",
+        "15 March 2030 to 15 April 2030",
+    ):
         [body] = [b for b in bodies if period in b]
         assert "Price: 20.00 USD" in body and "Tax: 0.00 USD" in body and "Charged: 20.00 USD" in body
     # A new subscriber pays the list price of the day.
@@ -384,11 +407,15 @@ def test_B2_a_clock_three_periods_ahead_renews_three_times_in_order(client):
     assert jobs["subscription_renewals"] == 0 and jobs["subscription_retries"] == 0
     renewed = subscription(client, sub["id"])
     assert (renewed["current_period_start"], renewed["current_period_end"]) == (
-        "2030-04-15T12:00:00Z", "2030-05-15T12:00:00Z")
+        "2030-04-15T12:00:00Z",
+        "2030-05-15T12:00:00Z",
+    )
     renewals = [p for p in reversed(payments_of(client, alice)) if p["purpose"] == "renewal"]
     assert [(p["period_start"], p["period_end"]) for p in renewals] == [
-        ("2030-02-15T12:00:00Z", "2030-03-15T12:00:00Z"), ("2030-03-15T12:00:00Z", "2030-04-15T12:00:00Z"),
-        ("2030-04-15T12:00:00Z", "2030-05-15T12:00:00Z")]
+        ("2030-02-15T12:00:00Z", "2030-03-15T12:00:00Z"),
+        ("2030-03-15T12:00:00Z", "2030-04-15T12:00:00Z"),
+        ("2030-04-15T12:00:00Z", "2030-05-15T12:00:00Z"),
+    ]
     assert all(p["status"] == "succeeded" and p["amount"] == 2000 for p in renewals)
     assert len(payments_of(client, alice)) == 4
     assert notice_types(client, alice) == ["receipt"] * 4
@@ -397,11 +424,15 @@ def test_B2_a_clock_three_periods_ahead_renews_three_times_in_order(client):
 # ---------------------------------------------------------------------------------------------------- B4
 
 
-@pytest.mark.parametrize(("bought", "interval", "ends"), [
-    ("2031-01-31T12:00:00Z", "month", ["2031-02-28", "2031-03-31", "2031-04-30", "2031-05-31"]),
-    ("2032-01-31T12:00:00Z", "month", ["2032-02-29", "2032-03-31"]),
-    ("2032-02-29T12:00:00Z", "year", ["2033-02-28", "2034-02-28", "2035-02-28", "2036-02-29"]),
-], ids=["monthly_31st", "monthly_31st_leap", "yearly_29_feb"])
+@pytest.mark.parametrize(
+    ("bought", "interval", "ends"),
+    [
+        ("2031-01-31T12:00:00Z", "month", ["2031-02-28", "2031-03-31", "2031-04-30", "2031-05-31"]),
+        ("2032-01-31T12:00:00Z", "month", ["2032-02-29", "2032-03-31"]),
+        ("2032-02-29T12:00:00Z", "year", ["2033-02-28", "2034-02-28", "2035-02-28", "2036-02-29"]),
+    ],
+    ids=["monthly_31st", "monthly_31st_leap", "yearly_29_feb"],
+)
 def test_B4_periods_stay_anchored_on_the_acquisition_date(client, bought, interval, ends):
     make_plan(client, code="pro", amount=2000, interval=interval)
     alice = make_customer(client, "alice")
@@ -492,7 +523,9 @@ def test_C2_resume_before_the_end_renews_as_if_nothing_happened(client):
     renewed = subscription(client, sub["id"])
     assert renewed["status"] == "active" and renewed["ended_at"] is None
     assert (renewed["current_period_start"], renewed["current_period_end"]) == (
-        "2030-02-15T12:00:00Z", "2030-03-15T12:00:00Z")
+        "2030-02-15T12:00:00Z",
+        "2030-03-15T12:00:00Z",
+    )
     assert [p["amount"] for p in payments_of(client, alice)] == [2000, 2000]
     assert "subscription_ended" not in notice_types(client, alice)
     assert access_of(client, alice)["has_access"] is True
@@ -590,11 +623,16 @@ def test_payments_list_newest_first_with_pagination(client):
     run_due(client)
     everything = payments_of(client, alice)
     assert [p["period_start"] for p in everything] == [
-        "2030-04-15T12:00:00Z", "2030-03-15T12:00:00Z", "2030-02-15T12:00:00Z", START]
+        "2030-04-15T12:00:00Z",
+        "2030-03-15T12:00:00Z",
+        "2030-02-15T12:00:00Z",
+        START,
+    ]
     headers = customer_headers("alice")
     first = client.get(f"/v1/customers/{alice['id']}/payments?limit=3", headers=headers).json()
     assert [p["id"] for p in first["data"]] == [p["id"] for p in everything[:3]] and first["has_more"] is True
-    rest = client.get(f"/v1/customers/{alice['id']}/payments?limit=3&starting_after={first['data'][-1]['id']}",
-                      headers=headers).json()
+    rest = client.get(
+        f"/v1/customers/{alice['id']}/payments?limit=3&starting_after={first['data'][-1]['id']}", headers=headers
+    ).json()
     assert [p["id"] for p in rest["data"]] == [everything[3]["id"]] and rest["has_more"] is False
     assert client.get(f"/v1/customers/{alice['id']}/payments?limit=0", headers=headers).status_code == 422

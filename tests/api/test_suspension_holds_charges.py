@@ -15,15 +15,17 @@ NEXT_PERIOD_END = "2030-03-15T12:00:00Z"  # the anchor's: START + 2 months
 LIFTED = "2030-02-20T09:00:00Z"  # five days after the period end, at another hour of the day
 
 
-def suspend(client, customer: dict) -> None:  # noqa: ANN001
-    response = client.post(f"/v1/customers/{customer['id']}/suspend", json={"reason": "chargeback investigation"},
-                           headers=ops_headers())
+def suspend(client, customer: dict) -> None:
+    response = client.post(
+        f"/v1/customers/{customer['id']}/suspend", json={"reason": "chargeback investigation"}, headers=ops_headers()
+    )
     assert response.status_code == 200 and response.json()["status"] == "suspended", response.text
 
 
-def unsuspend(client, customer: dict) -> None:  # noqa: ANN001
-    response = client.post(f"/v1/customers/{customer['id']}/unsuspend", json={"reason": "resolved"},
-                           headers=ops_headers())
+def unsuspend(client, customer: dict) -> None:
+    response = client.post(
+        f"/v1/customers/{customer['id']}/unsuspend", json={"reason": "resolved"}, headers=ops_headers()
+    )
     assert response.status_code == 200 and response.json()["status"] == "active", response.text
 
 
@@ -40,7 +42,10 @@ def test_R3_no_renewal_is_charged_while_suspended_it_is_charged_after_the_liftin
     held = subscription(client, sub["id"])
     # B2/R3: the period keeps running: it shows the period it is in, whose charge waits for the lifting.
     assert (held["status"], held["current_period_start"], held["current_period_end"]) == (
-        "active", PERIOD_END, NEXT_PERIOD_END)
+        "active",
+        PERIOD_END,
+        NEXT_PERIOD_END,
+    )
     assert access_of(client, alice)["has_access"] is False  # suspended
 
     unsuspend(client, alice)
@@ -48,7 +53,10 @@ def test_R3_no_renewal_is_charged_while_suspended_it_is_charged_after_the_liftin
     renewed = subscription(client, sub["id"])
     # The anchor is unchanged: the suspended time is not given back.
     assert (renewed["status"], renewed["current_period_start"], renewed["current_period_end"]) == (
-        "active", PERIOD_END, NEXT_PERIOD_END)
+        "active",
+        PERIOD_END,
+        NEXT_PERIOD_END,
+    )
     renewal, _purchase = payments_of(client, alice)
     assert (renewal["purpose"], renewal["status"], renewal["amount"]) == ("renewal", "succeeded", 2000)
     assert (renewal["period_start"], renewal["period_end"]) == (PERIOD_END, NEXT_PERIOD_END)
@@ -105,7 +113,10 @@ def test_R3_B5_retries_of_a_past_due_subscription_are_held_while_suspended(clien
     assert run_due(client)["subscription_retries"] == 1
     renewed = subscription(client, sub["id"])
     assert (renewed["status"], renewed["current_period_start"], renewed["current_period_end"]) == (
-        "active", PERIOD_END, NEXT_PERIOD_END)
+        "active",
+        PERIOD_END,
+        NEXT_PERIOD_END,
+    )
 
 
 def test_R3_terminating_a_suspended_customer_charges_nothing(client):
@@ -115,8 +126,9 @@ def test_R3_terminating_a_suspended_customer_charges_nothing(client):
     suspend(client, alice)
     move_clock(client, LIFTED)
     run_due(client)
-    response = client.post(f"/v1/customers/{alice['id']}/terminate", json={"reason": "terms violation"},
-                           headers=ops_headers())
+    response = client.post(
+        f"/v1/customers/{alice['id']}/terminate", json={"reason": "terms violation"}, headers=ops_headers()
+    )
     assert response.status_code == 200, response.text
     move_clock(client, "2030-06-01T00:00:00Z")
     run_due(client)

@@ -8,25 +8,37 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import START, customer_headers, make_customer, make_plan, make_settings, move_clock, ops_headers, run_due
+from tests.conftest import (
+    START,
+    customer_headers,
+    make_customer,
+    make_plan,
+    make_settings,
+    move_clock,
+    ops_headers,
+    run_due,
+)
 
 DAY = _dt.timedelta(days=1)
 
 
 def iso(value: _dt.datetime) -> str:
-    return value.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse(value: str) -> _dt.datetime:
     return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def start_trial(client, customer: dict, plan: str = "pro-monthly", sub: str | None = None):  # noqa: ANN001
-    return client.post("/v1/trials", json={"customer_id": customer["id"], "plan": plan},
-                       headers=customer_headers(sub or customer["external_id"]))
+def start_trial(client, customer: dict, plan: str = "pro-monthly", sub: str | None = None):
+    return client.post(
+        "/v1/trials",
+        json={"customer_id": customer["id"], "plan": plan},
+        headers=customer_headers(sub or customer["external_id"]),
+    )
 
 
-def notices(client, customer: dict) -> list[dict]:  # noqa: ANN001
+def notices(client, customer: dict) -> list[dict]:
     response = client.get(f"/v1/customers/{customer['id']}/notices", headers=ops_headers())
     assert response.status_code == 200
     return response.json()["data"]
@@ -88,8 +100,14 @@ def test_trial_for_unknown_plan_or_someone_elses_customer(client):
     alice = make_customer(client, "alice")
     assert start_trial(client, alice, plan="nope").status_code == 404
     assert start_trial(client, alice, sub="mallory").status_code == 404
-    assert client.post("/v1/trials", json={"customer_id": alice["id"], "plan": "pro-monthly", "status": "expired"},
-                       headers=customer_headers("alice")).status_code == 422
+    assert (
+        client.post(
+            "/v1/trials",
+            json={"customer_id": alice["id"], "plan": "pro-monthly", "status": "expired"},
+            headers=customer_headers("alice"),
+        ).status_code
+        == 422
+    )
 
 
 def test_T4_expiring_notice_exactly_once_seven_days_before_the_end(client):
@@ -148,8 +166,14 @@ def test_T3_trial_expires_without_charge_and_prompts_to_buy(client):
     alice = make_customer(client, "alice")
     trial = start_trial(client, alice).json()
     access = client.get(f"/v1/customers/{alice['id']}/access", headers=customer_headers("alice")).json()
-    assert access == {"object": "access", "has_access": True, "source": "trial", "plan": "pro-monthly",
-                      "until": trial["ends_at"], "reason": "trial_active"}
+    assert access == {
+        "object": "access",
+        "has_access": True,
+        "source": "trial",
+        "plan": "pro-monthly",
+        "until": trial["ends_at"],
+        "reason": "trial_active",
+    }
     # The clock jumps past the end: the trial expires, once, and its notice says so (T4: no late "expiring" one).
     move_clock(client, iso(parse(trial["ends_at"]) + 3 * DAY))
     jobs = run_due(client)
@@ -176,7 +200,7 @@ def _policy_dir(tmp_path: Path, *docs: tuple[str, str, int, int]) -> Path:
     return tmp_path
 
 
-def _client_with(settings):  # noqa: ANN001
+def _client_with(settings):
     from app.main import create_app
 
     client = TestClient(create_app(settings), raise_server_exceptions=False)
@@ -203,8 +227,9 @@ def test_T4_trial_shorter_than_the_notice_window_gets_its_notice_at_start(clean_
 
 
 def test_T7_offer_change_applies_to_trials_started_after_it(clean_db, tmp_path):
-    policies = _policy_dir(tmp_path, ("2026-11-01", "2026-01-01T00:00:00Z", 30, 7),
-                           ("2030-02-01", "2030-02-01T00:00:00Z", 7, 3))
+    policies = _policy_dir(
+        tmp_path, ("2026-11-01", "2026-01-01T00:00:00Z", 30, 7), ("2030-02-01", "2030-02-01T00:00:00Z", 7, 3)
+    )
     client = _client_with(make_settings(clean_db, policy_dir=policies))
     try:
         make_plan(client)

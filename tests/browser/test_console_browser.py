@@ -22,8 +22,16 @@ from tests.conftest import START, customer_headers, ops_headers, token
 from tests.support.servers import start_replica
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STAFF = "staff-browser-3"
 
 pytestmark = pytest.mark.skipif(
@@ -48,8 +56,12 @@ def browser_page(tmp_path: Path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (dev extra) is needed")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900}, locale="en-US",
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+            locale="en-US",
         )
         try:
             context.set_default_timeout(15_000)
@@ -64,16 +76,32 @@ def test_staff_refund_part_of_a_payment_then_suspend_the_customer(service, brows
     page, expect = browser_page
 
     # A customer with a purchased subscription, all through the API.
-    plan = api.post("/v1/plans", json={"code": "pro-monthly", "name": "Pro Monthly", "tier": "subscription",
-                                        "interval": "month", "amount": 2000, "currency": "usd",
-                                        "trial_available": False}, headers=ops_headers())
+    plan = api.post(
+        "/v1/plans",
+        json={
+            "code": "pro-monthly",
+            "name": "Pro Monthly",
+            "tier": "subscription",
+            "interval": "month",
+            "amount": 2000,
+            "currency": "usd",
+            "trial_available": False,
+        },
+        headers=ops_headers(),
+    )
     assert plan.status_code == 201, plan.text
-    customer = api.post("/v1/customers", json={"email": "Dana.Scully@Example.com", "name": "Dana Scully",
-                                               "country": "US"}, headers=customer_headers("dana"))
+    customer = api.post(
+        "/v1/customers",
+        json={"email": "Dana.Scully@Example.com", "name": "Dana Scully", "country": "US"},
+        headers=customer_headers("dana"),
+    )
     assert customer.status_code == 201, customer.text
     customer_id = customer.json()["id"]
-    bought = api.post("/v1/subscriptions", json={"customer_id": customer_id, "plan": "pro-monthly",
-                                                 "payment_method": "pm_card_visa"}, headers=customer_headers("dana"))
+    bought = api.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer_id, "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+        headers=customer_headers("dana"),
+    )
     assert bought.status_code == 201 and bought.json()["status"] == "active", bought.text
     [payment] = api.get(f"/v1/customers/{customer_id}/payments", headers=ops_headers()).json()["data"]
 
@@ -122,8 +150,9 @@ def test_staff_refund_part_of_a_payment_then_suspend_the_customer(service, brows
     expect(page.locator("h1")).to_contain_text("suspended")
     expect(page.locator("main")).to_contain_text("customer.suspended")
     assert api.get(f"/v1/customers/{customer_id}", headers=ops_headers()).json()["status"] == "suspended"
-    events = api.get("/v1/audit-events", params={"customer_id": customer_id, "actor": STAFF},
-                     headers=ops_headers()).json()["data"]
+    events = api.get(
+        "/v1/audit-events", params={"customer_id": customer_id, "actor": STAFF}, headers=ops_headers()
+    ).json()["data"]
     assert {e["action"] for e in events} >= {"refund.requested", "customer.suspended"}
 
     shot = Path(os.environ.get("BILLING_CONSOLE_SCREENSHOT") or tmp_path / "console.png")
@@ -137,16 +166,20 @@ def test_staff_refund_part_of_a_payment_then_suspend_the_customer(service, brows
     expect(page).to_have_url(re.compile(r"/ops/login"))
 
 
-def test_console_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_returns_to_it(service, browser_page,
-                                                                                       tmp_path):
+def test_console_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_returns_to_it(
+    service, browser_page, tmp_path
+):
     """R2/R3, issue 19: staff follow a link to a customer's page from another site (a helpdesk ticket; here a
     data: URL page, an opaque origin, so the navigation is cross-site). Signed in, they see the page and stay
     signed in (the cookie is SameSite=Lax, and a request without it never deletes it). Signed out, they sign in
     and land on the page the link asked for, not on /ops."""
     base, api = service
     page, expect = browser_page
-    customer = api.post("/v1/customers", json={"email": "fox@example.com", "name": "Fox Mulder", "country": "US"},
-                        headers=customer_headers("fox"))
+    customer = api.post(
+        "/v1/customers",
+        json={"email": "fox@example.com", "name": "Fox Mulder", "country": "US"},
+        headers=customer_headers("fox"),
+    )
     assert customer.status_code == 201, customer.text
     target = f"{base}/ops/customers/{customer.json()['id']}"
     ticket = "data:text/html," + quote(f'<h1>Ticket 4711</h1><p><a id="link" href="{target}">the customer</a></p>')

@@ -31,11 +31,19 @@ def gateway(db: Database) -> SandboxGateway:
     return SandboxGateway(db, SystemClock())
 
 
-def request(key: str, payment_method: str = "pm_card_visa", amount: int = 2000, *,
-            off_session: bool = True) -> ChargeRequest:
-    return ChargeRequest(amount=amount, currency="usd", payment_method=payment_method, customer_id="cus_1",
-                         gateway_customer="cus_sandbox_cus_1", off_session=off_session, idempotency_key=key,
-                         description="subscription sub_1")
+def request(
+    key: str, payment_method: str = "pm_card_visa", amount: int = 2000, *, off_session: bool = True
+) -> ChargeRequest:
+    return ChargeRequest(
+        amount=amount,
+        currency="usd",
+        payment_method=payment_method,
+        customer_id="cus_1",
+        gateway_customer="cus_sandbox_cus_1",
+        off_session=off_session,
+        idempotency_key=key,
+        description="subscription sub_1",
+    )
 
 
 async def paid(gateway: SandboxGateway, amount: int = 2000, payment_method: str = "pm_card_visa") -> str:
@@ -45,11 +53,14 @@ async def paid(gateway: SandboxGateway, amount: int = 2000, payment_method: str 
 
 async def refunded(db: Database, payment_id: str) -> int:
     async with db.read() as conn:
-        return (await conn.execute(select(sandbox_charges.c.refunded_amount).where(
-            sandbox_charges.c.payment_intent_id == payment_id))).scalar_one()
+        return (
+            await conn.execute(
+                select(sandbox_charges.c.refunded_amount).where(sandbox_charges.c.payment_intent_id == payment_id)
+            )
+        ).scalar_one()
 
 
-async def rows_of(db: Database, table) -> int:  # noqa: ANN001
+async def rows_of(db: Database, table) -> int:
     async with db.read() as conn:
         return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
 
@@ -107,11 +118,19 @@ async def test_one_key_for_another_refund_is_a_gateway_error(gateway, db) -> Non
 
 async def test_a_batch_of_charges_answers_each_in_order_and_a_repeated_key_charges_once(gateway, db) -> None:
     earlier = await gateway.charge(request("sub_1:period-1:attempt-1"))
-    batch = [request("sub_2:period-1:attempt-1"), request("sub_3:period-1:attempt-1", "pm_card_chargeDeclined"),
-             request("sub_1:period-1:attempt-1"), request("sub_4:period-1:attempt-1", "pm_card_authenticationRequired")]
+    batch = [
+        request("sub_2:period-1:attempt-1"),
+        request("sub_3:period-1:attempt-1", "pm_card_chargeDeclined"),
+        request("sub_1:period-1:attempt-1"),
+        request("sub_4:period-1:attempt-1", "pm_card_authenticationRequired"),
+    ]
     results = await gateway.charge_many(batch)
     assert [(r.status, r.decline_code) for r in results] == [
-        ("succeeded", None), ("failed", "card_declined"), ("succeeded", None), ("failed", "authentication_required")]
+        ("succeeded", None),
+        ("failed", "card_declined"),
+        ("succeeded", None),
+        ("failed", "authentication_required"),
+    ]
     assert results[2] == earlier  # charged before under its key: the first answer, no second charge
     assert len({r.payment_id for r in results}) == 4
     assert await gateway.charge_many(batch) == results  # the whole batch again (after a crash): the same answers
@@ -121,8 +140,11 @@ async def test_a_batch_of_charges_answers_each_in_order_and_a_repeated_key_charg
 
 
 def _protocol_methods() -> set[str]:
-    return {name for name, member in vars(PaymentGateway).items()
-            if not name.startswith("_") and inspect.iscoroutinefunction(member)}
+    return {
+        name
+        for name, member in vars(PaymentGateway).items()
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
 
 
 @pytest.mark.parametrize("gateway_class", [SandboxGateway, StripeGateway])
@@ -131,8 +153,10 @@ def test_every_gateway_implements_the_whole_protocol(gateway_class: type) -> Non
     for name in _protocol_methods():
         method = getattr(gateway_class, name, None)
         assert inspect.iscoroutinefunction(method), f"{gateway_class.__name__}.{name}"
-        assert inspect.signature(method).parameters.keys() == inspect.signature(
-            getattr(PaymentGateway, name)).parameters.keys(), f"{gateway_class.__name__}.{name}"
+        assert (
+            inspect.signature(method).parameters.keys()
+            == inspect.signature(getattr(PaymentGateway, name)).parameters.keys()
+        ), f"{gateway_class.__name__}.{name}"
 
 
 async def test_B1_a_charge_waiting_for_action_is_canceled_once_and_a_declined_one_answers_canceled(gateway, db) -> None:

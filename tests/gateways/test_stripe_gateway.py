@@ -43,16 +43,28 @@ async def gateway(fake: FakeStripe):
     await gw.aclose()
 
 
-def charge_request(customer: str, payment_method: str = "pm_card_visa", *, key: str | None = None,
-                   off_session: bool = False, amount: int = 1999) -> ChargeRequest:
-    return ChargeRequest(amount=amount, currency="usd", payment_method=payment_method, customer_id="cust_1",
-                         gateway_customer=customer, off_session=off_session,
-                         idempotency_key=key or f"sub_1:period-0:attempt-{uuid.uuid4().hex}",
-                         description="subscription sub_1")
+def charge_request(
+    customer: str,
+    payment_method: str = "pm_card_visa",
+    *,
+    key: str | None = None,
+    off_session: bool = False,
+    amount: int = 1999,
+) -> ChargeRequest:
+    return ChargeRequest(
+        amount=amount,
+        currency="usd",
+        payment_method=payment_method,
+        customer_id="cust_1",
+        gateway_customer=customer,
+        off_session=off_session,
+        idempotency_key=key or f"sub_1:period-0:attempt-{uuid.uuid4().hex}",
+        description="subscription sub_1",
+    )
 
 
 @contextlib.asynccontextmanager
-async def stub_stripe(create_intent, *, max_network_retries: int):  # noqa: ANN001, ANN201
+async def stub_stripe(create_intent, *, max_network_retries: int):
     """A gateway talking to a stand-in for Stripe whose `POST /v1/payment_intents` is `create_intent`."""
     app = web.Application()
     app.router.add_post("/v1/payment_intents", create_intent)
@@ -60,8 +72,9 @@ async def stub_stripe(create_intent, *, max_network_retries: int):  # noqa: ANN0
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    gateway = StripeGateway("sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=max_network_retries,
-                            timeout=2.0)
+    gateway = StripeGateway(
+        "sk_test_x", f"http://127.0.0.1:{port}", max_network_retries=max_network_retries, timeout=2.0
+    )
     try:
         yield gateway
     finally:
@@ -87,7 +100,7 @@ class Hooks:
         self.arrived.set()
         return web.Response()
 
-    async def __aenter__(self) -> "Hooks":
+    async def __aenter__(self) -> Hooks:
         app = web.Application()
         app.router.add_post("/hook", self._handle)
         self._runner = web.AppRunner(app)
@@ -103,8 +116,10 @@ class Hooks:
         while True:
             for payload, _ in self.received:
                 event = json.loads(payload)
-                if event["type"] == event_type and object_id in (event["data"]["object"]["id"],
-                                                                  event["data"]["object"].get("payment_intent")):
+                if event["type"] == event_type and object_id in (
+                    event["data"]["object"]["id"],
+                    event["data"]["object"].get("payment_intent"),
+                ):
                     return event
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -143,7 +158,11 @@ async def test_on_session_charge_succeeds_and_saves_the_method(gateway: StripeGa
     assert result.client_secret is None and result.decline_code is None
     intent = fake.get(f"/v1/payment_intents/{result.payment_id}")
     assert (intent["status"], intent["amount"], intent["currency"], intent["customer"]) == (
-        "succeeded", 1999, "usd", customer)
+        "succeeded",
+        1999,
+        "usd",
+        customer,
+    )
     assert intent["description"] == "subscription sub_1"
     assert intent["metadata"] == {"billing_customer_id": "cust_1", "idempotency_key": "sub_1:period-0:attempt-0"}
     assert intent["setup_future_usage"] == "off_session"
@@ -178,42 +197,54 @@ async def test_repeated_charge_with_the_same_key_charges_once(gateway: StripeGat
     assert len(fake.get("/v1/charges")["data"]) == 1
 
 
-async def test_a_batch_of_charges_is_one_intent_each_answered_in_order(gateway: StripeGateway,
-                                                                     fake: FakeStripe) -> None:
+async def test_a_batch_of_charges_is_one_intent_each_answered_in_order(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
     customer = await gateway.create_customer("cust_1")
     first = await gateway.charge(charge_request(customer, key="sub_1:period-1:attempt-1", off_session=True))
     batch = [charge_request(customer, key=f"sub_{i}:period-1:attempt-1", off_session=True) for i in range(1, 11)]
-    batch[4] = charge_request(customer, "pm_card_visa_chargeDeclined", key="sub_5:period-1:attempt-1",
-                              off_session=True)
+    batch[4] = charge_request(customer, "pm_card_visa_chargeDeclined", key="sub_5:period-1:attempt-1", off_session=True)
     results = await gateway.charge_many(batch)
     assert results[0] == first  # its key was charged before: Stripe's first answer, no second charge
     assert [r.status for r in results] == ["succeeded"] * 4 + ["failed"] + ["succeeded"] * 5
     assert len({r.payment_id for r in results}) == 10
     intents = {i["id"]: i for i in fake.get("/v1/payment_intents", limit=100)["data"]}
-    assert [intents[r.payment_id]["metadata"]["idempotency_key"] for r in results] == [
-        r.idempotency_key for r in batch]
+    assert [intents[r.payment_id]["metadata"]["idempotency_key"] for r in results] == [r.idempotency_key for r in batch]
     assert len(intents) == 10
 
 
 async def test_a_batch_charge_without_a_result_has_its_error_and_the_rest_are_answered() -> None:
     """A charge the gateway does not answer (5xx after retries) or refuses itself (400, not a card's decline) has
     its error in the results, not raised: it does not hold up the others."""
+
     async def flaky(request: web.Request) -> web.Response:
         form = await request.post()
         if form["metadata[idempotency_key]"] == "sub_2:period-1:attempt-1":
-            return web.json_response({"error": {"type": "api_error", "message": "Something went wrong."}},
-                                     status=500)
+            return web.json_response({"error": {"type": "api_error", "message": "Something went wrong."}}, status=500)
         if form["metadata[idempotency_key]"] == "sub_4:period-1:attempt-1":
-            return web.json_response({"error": {"type": "invalid_request_error", "message": "No such customer."}},
-                                     status=400)
-        return web.json_response({"id": f"pi_{form['metadata[idempotency_key]']}", "object": "payment_intent",
-                                  "status": "succeeded", "client_secret": None})
+            return web.json_response(
+                {"error": {"type": "invalid_request_error", "message": "No such customer."}}, status=400
+            )
+        return web.json_response(
+            {
+                "id": f"pi_{form['metadata[idempotency_key]']}",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "client_secret": None,
+            }
+        )
 
     async with stub_stripe(flaky, max_network_retries=0) as gateway:
-        results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
-                                                            off_session=True) for i in (1, 2, 3, 4, 5)])
+        results = await gateway.charge_many(
+            [charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1", off_session=True) for i in (1, 2, 3, 4, 5)]
+        )
     assert [type(r).__name__ for r in results] == [
-        "ChargeResult", "GatewayUnavailable", "ChargeResult", "GatewayError", "ChargeResult"]
+        "ChargeResult",
+        "GatewayUnavailable",
+        "ChargeResult",
+        "GatewayError",
+        "ChargeResult",
+    ]
     assert [r.payment_id for r in results[::2]] == [f"pi_sub_{i}:period-1:attempt-1" for i in (1, 3, 5)]
 
 
@@ -231,14 +262,16 @@ async def test_C1_B2_charges_of_a_batch_whose_lease_was_lost_are_not_started() -
         seen.append(key)
         withdrawn.update({"sub_9:period-1:attempt-1", "sub_10:period-1:attempt-1"})  # the heartbeat finds out
         await asyncio.sleep(0.2)
-        return web.json_response({"id": f"pi_{key}", "object": "payment_intent", "status": "succeeded",
-                                  "client_secret": None})
+        return web.json_response(
+            {"id": f"pi_{key}", "object": "payment_intent", "status": "succeeded", "client_secret": None}
+        )
 
     token = withdrawn_charges.set(withdrawn)
     try:
         async with stub_stripe(slow, max_network_retries=0) as gateway:
-            results = await gateway.charge_many([charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1",
-                                                                off_session=True) for i in range(1, 11)])
+            results = await gateway.charge_many(
+                [charge_request("cus_x", key=f"sub_{i}:period-1:attempt-1", off_session=True) for i in range(1, 11)]
+            )
     finally:
         withdrawn_charges.reset(token)
     assert CONCURRENT_CHARGES == 8
@@ -270,14 +303,16 @@ async def test_method_needing_authentication(gateway: StripeGateway, fake: FakeS
     assert off_session.payment_id.startswith("pi_")
 
 
-async def test_completed_authentication_is_reported_by_a_signed_webhook(gateway: StripeGateway,
-                                                                        fake: FakeStripe) -> None:
+async def test_completed_authentication_is_reported_by_a_signed_webhook(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
     customer = await gateway.create_customer("cust_1")
     result = await gateway.charge(charge_request(customer, "pm_card_authenticationRequired"))
     async with Hooks() as hooks:
         fake.register_webhook(hooks.url, "whsec_test")
-        fake.post(f"/v1/payment_intents/{result.payment_id}/_authenticate", client_secret=result.client_secret,
-                  success="true")  # what the customer's 3-D Secure does (localstripe's route)
+        fake.post(
+            f"/v1/payment_intents/{result.payment_id}/_authenticate", client_secret=result.client_secret, success="true"
+        )  # what the customer's 3-D Secure does (localstripe's route)
         event = await hooks.wait_for("payment_intent.succeeded", result.payment_id)
         assert event["data"]["object"]["id"] == result.payment_id
         assert hooks.signature_valid(event["id"], "whsec_test")
@@ -294,8 +329,9 @@ async def test_a_completed_action_needs_nothing_from_stripe() -> None:
         await gateway.aclose()
 
 
-async def test_unknown_kind_of_payment_method_is_refused_without_calling_stripe(gateway: StripeGateway,
-                                                                              fake: FakeStripe) -> None:
+async def test_unknown_kind_of_payment_method_is_refused_without_calling_stripe(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
     result = await gateway.charge(charge_request("cus_x", "4242424242424242"))
     assert (result.status, result.payment_id, result.decline_code) == ("failed", "", "invalid_payment_method")
     assert fake.get("/v1/payment_intents")["data"] == []
@@ -319,8 +355,11 @@ async def test_refund_over_what_is_left_is_a_gateway_error(gateway: StripeGatewa
     customer = await gateway.create_customer("cust_1")
     paid = await gateway.charge(charge_request(customer, amount=1000))
     await gateway.refund(paid.payment_id, 600, "refund-1")
-    with pytest.raises(GatewayError, match=r"Refund amount \(\$5\.00\) is greater than unrefunded amount on charge "
-                                           r"\(\$4\.00\)"):
+    with pytest.raises(
+        GatewayError,
+        match=r"Refund amount \(\$5\.00\) is greater than unrefunded amount on charge "
+        r"\(\$4\.00\)",
+    ):
         await gateway.refund(paid.payment_id, 500, "refund-2")
     await gateway.refund(paid.payment_id, 400, "refund-3")
     with pytest.raises(GatewayError, match="already been refunded"):
@@ -354,7 +393,10 @@ async def test_refund_sends_a_signed_charge_refunded_event(gateway: StripeGatewa
         event = await hooks.wait_for("charge.refunded", paid.payment_id)
         charge = event["data"]["object"]
         assert (charge["object"], charge["payment_intent"], charge["amount_refunded"]) == (
-            "charge", paid.payment_id, 250)
+            "charge",
+            paid.payment_id,
+            250,
+        )
         assert hooks.signature_valid(event["id"], "whsec_test")
 
 
@@ -446,16 +488,19 @@ def test_a_key_still_in_flight_at_stripe_is_no_answer_yet_and_other_parameters_a
     the first call is still moving the money."""
     from app.gateways.stripe import _translate
 
-    in_flight = stripe.IdempotencyError("There is currently another in-progress request using this key",
-                                        http_status=409)
+    in_flight = stripe.IdempotencyError(
+        "There is currently another in-progress request using this key", http_status=409
+    )
     assert isinstance(_translate(in_flight, "refund"), GatewayUnavailable)
-    mismatch = stripe.IdempotencyError("Keys for idempotent requests can only be used with the same parameters",
-                                       http_status=400)
+    mismatch = stripe.IdempotencyError(
+        "Keys for idempotent requests can only be used with the same parameters", http_status=400
+    )
     assert type(_translate(mismatch, "refund")) is GatewayError
 
 
-async def test_B1_cancel_payment_cancels_an_intent_waiting_for_action_idempotently(gateway: StripeGateway,
-                                                                                    fake: FakeStripe) -> None:
+async def test_B1_cancel_payment_cancels_an_intent_waiting_for_action_idempotently(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
     customer = await gateway.create_customer("cust_1")
     waiting = await gateway.charge(charge_request(customer, "pm_card_authenticationRequired"))
     assert await gateway.cancel_payment(waiting.payment_id, "cancel:pay_1") == "canceled"

@@ -35,17 +35,20 @@ DEBIAN_MIRROR = os.environ.get("BILLING_TEST_DEBIAN_MIRROR", "http://deb.debian.
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 pytestmark = [
-    pytest.mark.skipif(not os.environ.get("BILLING_TEST_POSTGRES_URL"),
-                       reason="the image is tested once, in the PostgreSQL pass (BILLING_TEST_POSTGRES_URL)"),
+    pytest.mark.skipif(
+        not os.environ.get("BILLING_TEST_POSTGRES_URL"),
+        reason="the image is tested once, in the PostgreSQL pass (BILLING_TEST_POSTGRES_URL)",
+    ),
     pytest.mark.timeout(1200),
 ]
 
 
-def run(*argv: str, timeout: float = 900, check: bool = True, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+def run(*argv: str, timeout: float = 900, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(argv[:4])} ... exited {result.returncode}:\n{result.stdout[-3000:]}\n"
-                             f"{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(argv[:4])} ... exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -79,21 +82,32 @@ def docker() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def base_image(docker: None) -> str:  # noqa: ARG001
+def base_image(docker: None) -> str:
     """BASE_TAG: Debian bookworm (minbase) with python3 and python3-venv, from debootstrap."""
     if run("docker", "image", "inspect", BASE_TAG, check=False).returncode == 0:
         return BASE_TAG
     if not shutil.which("debootstrap"):
         pytest.skip("no debootstrap (tests/system-packages.sh installs it)")
     with tempfile.TemporaryDirectory(prefix="billing-rootfs-") as rootfs:
-        run("debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
-            rootfs, DEBIAN_MIRROR, timeout=1200)
+        run(
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3,python3-venv,ca-certificates",
+            "bookworm",
+            rootfs,
+            DEBIAN_MIRROR,
+            timeout=1200,
+        )
         if CA_BUNDLE.exists():  # the same trust as this machine (a proxy's authority included)
             shutil.copyfile(CA_BUNDLE, Path(rootfs) / "etc/ssl/certs/ca-certificates.crt")
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
             ["docker", "import", "-c", f"ENV PIP_CERT={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE}", "-", BASE_TAG],
-            stdin=tar.stdout, capture_output=True, text=True, timeout=600)
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         tar.stdout.close()
         tar.wait()
         assert imported.returncode == 0, imported.stderr
@@ -120,11 +134,27 @@ def test_the_image_migrates_serves_takes_a_purchase_and_stops_on_sigterm(image: 
     port = free_port()
     name = f"billing-image-test-{uuid.uuid4().hex[:8]}"
     # The image's own command (migrate, then serve), on a port of the host's network, where PostgreSQL listens.
-    container = run("docker", "run", "--detach", "--name", name, "--network", "host",
-                    "-e", f"BILLING_DATABASE_URL={database}", "-e", f"BILLING_AUTH_SECRET={SECRET}",
-                    "-e", "BILLING_SANDBOX=true", "-e", "BILLING_SCHEDULER_ENABLED=false",
-                    image, "sh", "-c", f"billing migrate && exec billing serve --host 127.0.0.1 --port {port}"
-                    ).stdout.strip()
+    container = run(
+        "docker",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "-e",
+        f"BILLING_DATABASE_URL={database}",
+        "-e",
+        f"BILLING_AUTH_SECRET={SECRET}",
+        "-e",
+        "BILLING_SANDBOX=true",
+        "-e",
+        "BILLING_SCHEDULER_ENABLED=false",
+        image,
+        "sh",
+        "-c",
+        f"billing migrate && exec billing serve --host 127.0.0.1 --port {port}",
+    ).stdout.strip()
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -136,20 +166,25 @@ def test_the_image_migrates_serves_takes_a_purchase_and_stops_on_sigterm(image: 
                 pass
             state = run("docker", "inspect", "-f", "{{.State.Running}}", container).stdout.strip()
             if state != "true" or time.monotonic() > deadline:
-                raise AssertionError(f"the container did not become healthy:\n"
-                                     f"{run('docker', 'logs', container, check=False).stderr[-3000:]}")
+                raise AssertionError(
+                    f"the container did not become healthy:\n"
+                    f"{run('docker', 'logs', container, check=False).stderr[-3000:]}"
+                )
             time.sleep(0.5)
         with httpx.Client(base_url=base, timeout=30) as api:
             assert api.get("/readyz").status_code == 200
             plans = api.get("/v1/plans").json()["data"]
             assert {p["code"] for p in plans} >= {"basic-monthly"}, plans  # demo plans in the sandbox
             me = customer_headers("image-user-1")
-            customer = api.post("/v1/customers", headers=me,
-                                json={"email": "image@example.com", "name": "Image Test", "country": "DE"})
+            customer = api.post(
+                "/v1/customers", headers=me, json={"email": "image@example.com", "name": "Image Test", "country": "DE"}
+            )
             assert customer.status_code == 201, customer.text
-            bought = api.post("/v1/subscriptions", headers={**me, "Idempotency-Key": "image-buy-1"},
-                              json={"customer_id": customer.json()["id"], "plan": "basic-monthly",
-                                    "payment_method": "pm_card_visa"})
+            bought = api.post(
+                "/v1/subscriptions",
+                headers={**me, "Idempotency-Key": "image-buy-1"},
+                json={"customer_id": customer.json()["id"], "plan": "basic-monthly", "payment_method": "pm_card_visa"},
+            )
             assert bought.status_code == 201 and bought.json()["status"] == "active", bought.text
             payments = api.get(f"/v1/customers/{customer.json()['id']}/payments", headers=ops_headers()).json()
             assert [p["status"] for p in payments["data"]] == ["succeeded"]

@@ -13,13 +13,22 @@ from policies import B1_CORRECTION_REASON, late_success
     [
         pytest.param("purchase", "incomplete", False, 2000, 0, "apply", 0, "B1", id="B1-awaited-purchase-starts"),
         pytest.param("purchase", "canceled", False, 2000, 0, "refund", 2000, "B1", id="B1-failed-purchase-refunded"),
-        pytest.param("purchase", "canceled", True, 2000, 0, "refund", 2000, "B1",
-                     id="B1-renews-flag-ignored-for-purchases"),
-        pytest.param("purchase", "active", False, 2000, 0, "refund", 2000, "B1",
-                     id="B1-purchase-of-a-running-subscription-buys-nothing"),
+        pytest.param(
+            "purchase", "canceled", True, 2000, 0, "refund", 2000, "B1", id="B1-renews-flag-ignored-for-purchases"
+        ),
+        pytest.param(
+            "purchase",
+            "active",
+            False,
+            2000,
+            0,
+            "refund",
+            2000,
+            "B1",
+            id="B1-purchase-of-a-running-subscription-buys-nothing",
+        ),
         pytest.param("purchase", "past_due", False, 2000, 0, "refund", 2000, "B1", id="B1-purchase-past-due"),
-        pytest.param("purchase", "canceled", False, 2000, 500, "refund", 1500, "B1",
-                     id="B1-refunds-what-is-left"),
+        pytest.param("purchase", "canceled", False, 2000, 500, "refund", 1500, "B1", id="B1-refunds-what-is-left"),
         pytest.param("purchase", "canceled", False, 2000, 2000, "nothing", 0, "B1", id="B1-refunded-already"),
         pytest.param("purchase", "canceled", False, 0, 0, "nothing", 0, "B1", id="B1-free-charge-nothing-to-refund"),
         pytest.param("renewal", "active", True, 2000, 0, "apply", 0, "B1", id="B2-renewal-renews"),
@@ -48,8 +57,11 @@ def test_B1_late_success_refuses_bad_facts(amount, refunded, error):
         late_success("purchase", "canceled", False, amount, refunded)
 
 
-@given(status=st.sampled_from(["incomplete", "active", "past_due", "canceled"]),
-       amount=st.integers(min_value=0, max_value=10**9), data=st.data())
+@given(
+    status=st.sampled_from(["incomplete", "active", "past_due", "canceled"]),
+    amount=st.integers(min_value=0, max_value=10**9),
+    data=st.data(),
+)
 def test_B1_a_purchase_is_applied_or_refunded_exactly_what_is_left(status, amount, data):
     refunded = data.draw(st.integers(min_value=0, max_value=amount))
     outcome = late_success("purchase", status, data.draw(st.booleans()), amount, refunded)

@@ -71,8 +71,12 @@ def test_T7_effective_from_with_offset_is_normalised_to_utc():
 
 
 def test_B5_empty_retry_schedule_is_allowed():
-    assert parse_policy('version = "v"\neffective_from = 2027-01-01T00:00:00Z\n[billing]\nretry_schedule_days = []\n'
-                        ).retry_schedule_days == ()
+    assert (
+        parse_policy(
+            'version = "v"\neffective_from = 2027-01-01T00:00:00Z\n[billing]\nretry_schedule_days = []\n'
+        ).retry_schedule_days
+        == ()
+    )
 
 
 BASE = 'version = "v"\neffective_from = 2027-01-01T00:00:00Z\n'
@@ -106,10 +110,10 @@ BASE = 'version = "v"\neffective_from = 2027-01-01T00:00:00Z\n'
         pytest.param('version = "v"\neffective_from = 2027-01-01T00:00:00\n', id="T7-naive-datetime"),
         pytest.param('version = "v"\neffective_from = 2027-01-01\n', id="T7-date-not-datetime"),
         pytest.param('version = "v"\neffective_from = "2027-01-01T00:00:00Z"\n', id="T7-datetime-as-string"),
-        pytest.param('effective_from = 2027-01-01T00:00:00Z\n', id="T7-missing-version"),
+        pytest.param("effective_from = 2027-01-01T00:00:00Z\n", id="T7-missing-version"),
         pytest.param('version = "v"\n', id="T7-missing-effective-from"),
         pytest.param('version = ""\neffective_from = 2027-01-01T00:00:00Z\n', id="T7-empty-version"),
-        pytest.param('version = 3\neffective_from = 2027-01-01T00:00:00Z\n', id="T7-numeric-version"),
+        pytest.param("version = 3\neffective_from = 2027-01-01T00:00:00Z\n", id="T7-numeric-version"),
         pytest.param("version = = 1\n", id="not-toml"),
     ],
 )

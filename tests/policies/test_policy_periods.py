@@ -26,8 +26,13 @@ def utc(*args: int) -> datetime:
         pytest.param(utc(2024, 2, 29), "year", 4, utc(2028, 2, 29), id="B4-29-feb-yearly-leap"),
         pytest.param(utc(2024, 2, 29), "year", 100, utc(2124, 2, 29), id="B4-29-feb-century-leap"),
         pytest.param(utc(2096, 2, 29), "year", 4, utc(2100, 2, 28), id="B4-2100-not-leap"),
-        pytest.param(utc(2026, 5, 10, 23, 59, 59, 999999), "year", 2, utc(2028, 5, 10, 23, 59, 59, 999999),
-                     id="B4-time-of-day-kept"),
+        pytest.param(
+            utc(2026, 5, 10, 23, 59, 59, 999999),
+            "year",
+            2,
+            utc(2028, 5, 10, 23, 59, 59, 999999),
+            id="B4-time-of-day-kept",
+        ),
     ],
 )
 def test_B4_month_end_clamping(anchor, interval, count, expected):

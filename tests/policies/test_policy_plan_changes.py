@@ -67,42 +67,125 @@ NOW = utc(2027, 2, 10)
 @pytest.mark.parametrize(
     "terms, customer, target, when, policy, code, rule",
     [
-        pytest.param(sub("canceled"), "active", PRO, "period_end", POLICY, "subscription_ended", "C3",
-                     id="C3-ended"),
+        pytest.param(sub("canceled"), "active", PRO, "period_end", POLICY, "subscription_ended", "C3", id="C3-ended"),
         pytest.param(sub("canceled"), "active", PRO, "now", POLICY, "subscription_ended", "C3", id="C4-ended"),
-        pytest.param(sub(), "terminated", PRO, "period_end", POLICY, "subscription_ended", "C3",
-                     id="C3-R3-terminated-customer"),
-        pytest.param(sub("canceled"), "suspended", PRO, "now", POLICY, "subscription_ended", "C3",
-                     id="C3-ended-before-suspended"),
-        pytest.param(sub("incomplete"), "active", PRO, "period_end", POLICY, "subscription_incomplete", "B1",
-                     id="C3-B1-incomplete"),
-        pytest.param(sub("incomplete"), "active", PRO, "now", POLICY, "subscription_incomplete", "B1",
-                     id="C4-B1-incomplete"),
-        pytest.param(sub("past_due"), "active", PRO, "period_end", POLICY, "subscription_past_due", "B5",
-                     id="C3-B5-past-due"),
-        pytest.param(sub("past_due"), "active", PlanOffer("basic", 1000, "usd", "month"), "now",
-                     POLICY, "subscription_past_due", "B5", id="C4-past-due-before-same-plan"),
-        pytest.param(sub(), "suspended", PRO, "period_end", POLICY, "customer_suspended", "R3",
-                     id="C3-R3-suspended"),
+        pytest.param(
+            sub(), "terminated", PRO, "period_end", POLICY, "subscription_ended", "C3", id="C3-R3-terminated-customer"
+        ),
+        pytest.param(
+            sub("canceled"), "suspended", PRO, "now", POLICY, "subscription_ended", "C3", id="C3-ended-before-suspended"
+        ),
+        pytest.param(
+            sub("incomplete"),
+            "active",
+            PRO,
+            "period_end",
+            POLICY,
+            "subscription_incomplete",
+            "B1",
+            id="C3-B1-incomplete",
+        ),
+        pytest.param(
+            sub("incomplete"), "active", PRO, "now", POLICY, "subscription_incomplete", "B1", id="C4-B1-incomplete"
+        ),
+        pytest.param(
+            sub("past_due"), "active", PRO, "period_end", POLICY, "subscription_past_due", "B5", id="C3-B5-past-due"
+        ),
+        pytest.param(
+            sub("past_due"),
+            "active",
+            PlanOffer("basic", 1000, "usd", "month"),
+            "now",
+            POLICY,
+            "subscription_past_due",
+            "B5",
+            id="C4-past-due-before-same-plan",
+        ),
+        pytest.param(sub(), "suspended", PRO, "period_end", POLICY, "customer_suspended", "R3", id="C3-R3-suspended"),
         pytest.param(sub(), "suspended", PRO, "now", POLICY, "customer_suspended", "R3", id="C4-R3-suspended"),
-        pytest.param(sub(), "active", PlanOffer("basic", 1500, "usd", "month"), "period_end", POLICY, "same_plan",
-                     "C3", id="C3-same-plan-even-at-a-new-list-price"),
-        pytest.param(sub(), "active", PlanOffer("basic", 1500, "usd", "month"), "now", POLICY, "same_plan", "C3",
-                     id="C4-same-plan"),
-        pytest.param(sub(), "active", PlanOffer("pro", 2000, "usd", "month", active=False), "period_end", POLICY,
-                     "plan_not_available", "C3", id="C3-inactive-plan"),
-        pytest.param(sub(), "active", PlanOffer("pro", 2000, "eur", "month"), "period_end", POLICY,
-                     "plan_not_available", "C3", id="C3-another-currency"),
-        pytest.param(sub(), "active", PlanOffer("pro", 2000, "eur", "month"), "now", POLICY,
-                     "plan_not_available", "C3", id="C4-another-currency"),
-        pytest.param(sub(), "active", PlanOffer("lite", 500, "usd", "month"), "now", POLICY, "not_an_upgrade",
-                     "C4", id="C4-cheaper"),
-        pytest.param(sub(), "active", PlanOffer("annual", 12000, "usd", "year"), "now", POLICY, "not_an_upgrade",
-                     "C4", id="C4-equal-yearly-value-is-not-higher"),
-        pytest.param(sub(interval="year", price=12000), "active", PlanOffer("m", 1000, "usd", "month"), "now",
-                     POLICY, "not_an_upgrade", "C4", id="C4-yearly-to-equal-monthly"),
-        pytest.param(sub(), "active", PRO, "now", NO_UPGRADES, "not_an_upgrade", "C4",
-                     id="C4-allow_immediate_upgrade-off"),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("basic", 1500, "usd", "month"),
+            "period_end",
+            POLICY,
+            "same_plan",
+            "C3",
+            id="C3-same-plan-even-at-a-new-list-price",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("basic", 1500, "usd", "month"),
+            "now",
+            POLICY,
+            "same_plan",
+            "C3",
+            id="C4-same-plan",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("pro", 2000, "usd", "month", active=False),
+            "period_end",
+            POLICY,
+            "plan_not_available",
+            "C3",
+            id="C3-inactive-plan",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("pro", 2000, "eur", "month"),
+            "period_end",
+            POLICY,
+            "plan_not_available",
+            "C3",
+            id="C3-another-currency",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("pro", 2000, "eur", "month"),
+            "now",
+            POLICY,
+            "plan_not_available",
+            "C3",
+            id="C4-another-currency",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("lite", 500, "usd", "month"),
+            "now",
+            POLICY,
+            "not_an_upgrade",
+            "C4",
+            id="C4-cheaper",
+        ),
+        pytest.param(
+            sub(),
+            "active",
+            PlanOffer("annual", 12000, "usd", "year"),
+            "now",
+            POLICY,
+            "not_an_upgrade",
+            "C4",
+            id="C4-equal-yearly-value-is-not-higher",
+        ),
+        pytest.param(
+            sub(interval="year", price=12000),
+            "active",
+            PlanOffer("m", 1000, "usd", "month"),
+            "now",
+            POLICY,
+            "not_an_upgrade",
+            "C4",
+            id="C4-yearly-to-equal-monthly",
+        ),
+        pytest.param(
+            sub(), "active", PRO, "now", NO_UPGRADES, "not_an_upgrade", "C4", id="C4-allow_immediate_upgrade-off"
+        ),
     ],
 )
 def test_C3_C4_change_refusals(terms, customer, target, when, policy, code, rule):
@@ -121,8 +204,13 @@ def test_C3_C4_change_refusals(terms, customer, target, when, policy, code, rule
         pytest.param(sub(), PRO, "period_end", "C3", id="C3-upgrade-at-period-end-too"),
         pytest.param(sub(cancel_at_period_end=True), PRO, "period_end", "C3", id="C3-while-cancellation-scheduled"),
         pytest.param(schedule_change(sub(), PRO_YEAR, NOW), PRO, "now", "C4", id="C4-replaces-a-pending-change"),
-        pytest.param(sub(price=1000), PlanOffer("plus", 1200, "usd", "month"), "now", "C4",
-                     id="C4-B3-compared-with-the-locked-price"),
+        pytest.param(
+            sub(price=1000),
+            PlanOffer("plus", 1200, "usd", "month"),
+            "now",
+            "C4",
+            id="C4-B3-compared-with-the-locked-price",
+        ),
     ],
 )
 def test_C3_C4_change_allowed(terms, target, when, rule):
@@ -149,6 +237,7 @@ def test_C4_yearly_value_normalises_like_mrr(price, interval, expected):
 
 # --- C4: allow_immediate_upgrade in the versioned policy document --------------------------------------------
 
+
 def test_C4_allow_immediate_upgrade_defaults_to_true_in_every_shipped_version():
     assert all(document.allow_immediate_upgrade is True for document in load_policy_book().documents)
 
@@ -174,11 +263,13 @@ def test_C4_unknown_plan_changes_key_is_refused():
 
 # --- C3: at the period end --------------------------------------------------------------------------------------
 
+
 def test_C3_schedule_locks_todays_list_price_and_changes_nothing_else_until_the_period_end():
     terms = sub()
     scheduled = schedule_change(terms, PRO_YEAR, NOW)
-    assert scheduled.pending_change == PendingChange("period_end", "pro_year", 20000, "usd", "year", NOW,
-                                                     effective_at=terms.current_period_end)
+    assert scheduled.pending_change == PendingChange(
+        "period_end", "pro_year", 20000, "usd", "year", NOW, effective_at=terms.current_period_end
+    )
     assert replace(scheduled, pending_change=None) == terms  # plan, price, period, access unchanged
     assert terms_at(scheduled, terms.current_period_end - timedelta(microseconds=1)) == scheduled
 
@@ -186,26 +277,56 @@ def test_C3_schedule_locks_todays_list_price_and_changes_nothing_else_until_the_
 @pytest.mark.parametrize(
     "anchor, interval, periods_before, target, expected",
     [
-        pytest.param(JAN31, "month", 0, PRO_YEAR,
-                     [(utc(2027, 2, 28, 10), utc(2028, 2, 28, 10)), (utc(2028, 2, 28, 10), utc(2029, 2, 28, 10))],
-                     id="C3-B4-bought-31-Jan-monthly-to-yearly-at-28-Feb"),
-        pytest.param(JAN31, "month", 1, PRO_YEAR,
-                     [(utc(2027, 3, 31, 10), utc(2028, 3, 31, 10)), (utc(2028, 3, 31, 10), utc(2029, 3, 31, 10))],
-                     id="C3-B4-bought-31-Jan-monthly-to-yearly-at-31-Mar"),
-        pytest.param(JAN31, "month", 1, PRO,
-                     [(utc(2027, 3, 31, 10), utc(2027, 4, 30, 10)), (utc(2027, 4, 30, 10), utc(2027, 5, 31, 10))],
-                     id="C3-B4-new-monthly-anchor-31-Mar-clamps-and-returns"),
-        pytest.param(utc(2028, 1, 29), "month", 0, PRO_YEAR,
-                     [(utc(2028, 2, 29), utc(2029, 2, 28)), (utc(2029, 2, 28), utc(2030, 2, 28)),
-                      (utc(2030, 2, 28), utc(2031, 2, 28)), (utc(2031, 2, 28), utc(2032, 2, 29))],
-                     id="C3-B4-yearly-from-29-Feb-2028-back-on-29-Feb-2032"),
-        pytest.param(utc(2028, 2, 29), "year", 0, PRO,
-                     [(utc(2029, 2, 28), utc(2029, 3, 28)), (utc(2029, 3, 28), utc(2029, 4, 28))],
-                     id="C3-B4-bought-29-Feb-yearly-to-monthly"),
+        pytest.param(
+            JAN31,
+            "month",
+            0,
+            PRO_YEAR,
+            [(utc(2027, 2, 28, 10), utc(2028, 2, 28, 10)), (utc(2028, 2, 28, 10), utc(2029, 2, 28, 10))],
+            id="C3-B4-bought-31-Jan-monthly-to-yearly-at-28-Feb",
+        ),
+        pytest.param(
+            JAN31,
+            "month",
+            1,
+            PRO_YEAR,
+            [(utc(2027, 3, 31, 10), utc(2028, 3, 31, 10)), (utc(2028, 3, 31, 10), utc(2029, 3, 31, 10))],
+            id="C3-B4-bought-31-Jan-monthly-to-yearly-at-31-Mar",
+        ),
+        pytest.param(
+            JAN31,
+            "month",
+            1,
+            PRO,
+            [(utc(2027, 3, 31, 10), utc(2027, 4, 30, 10)), (utc(2027, 4, 30, 10), utc(2027, 5, 31, 10))],
+            id="C3-B4-new-monthly-anchor-31-Mar-clamps-and-returns",
+        ),
+        pytest.param(
+            utc(2028, 1, 29),
+            "month",
+            0,
+            PRO_YEAR,
+            [
+                (utc(2028, 2, 29), utc(2029, 2, 28)),
+                (utc(2029, 2, 28), utc(2030, 2, 28)),
+                (utc(2030, 2, 28), utc(2031, 2, 28)),
+                (utc(2031, 2, 28), utc(2032, 2, 29)),
+            ],
+            id="C3-B4-yearly-from-29-Feb-2028-back-on-29-Feb-2032",
+        ),
+        pytest.param(
+            utc(2028, 2, 29),
+            "year",
+            0,
+            PRO,
+            [(utc(2029, 2, 28), utc(2029, 3, 28)), (utc(2029, 3, 28), utc(2029, 4, 28))],
+            id="C3-B4-bought-29-Feb-yearly-to-monthly",
+        ),
     ],
 )
-def test_C3_B4_periods_counted_from_the_period_end_with_the_new_interval(anchor, interval, periods_before, target,
-                                                                        expected):
+def test_C3_B4_periods_counted_from_the_period_end_with_the_new_interval(
+    anchor, interval, periods_before, target, expected
+):
     terms = sub(anchor=anchor, interval=interval, price=1000 if interval == "month" else 12000)
     for _ in range(periods_before):
         terms = next_period_terms(terms)
@@ -255,6 +376,7 @@ def test_C3_B2_change_asked_after_the_period_end_instant_applies_to_the_next_per
 
 # --- C1/C2/C3: one pending change, withdrawals -------------------------------------------------------------------
 
+
 def test_C3_a_new_change_replaces_the_pending_one():
     terms = schedule_change(schedule_change(sub(), PRO_YEAR, NOW), PRO, NOW + timedelta(hours=1))
     assert terms.pending_change.plan == "pro" and terms.pending_change.asked_at == NOW + timedelta(hours=1)
@@ -282,27 +404,65 @@ def test_C1_C3_pending_change_and_cancellation_cannot_coexist():
 
 # --- C4: immediate upgrade -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "terms, target, paid_at, period, days, value",
     [
-        pytest.param(sub(), PRO_YEAR, utc(2027, 2, 15, 10), (utc(2027, 2, 15, 10), utc(2028, 2, 15, 10)), 13, 464,
-                     id="C4-R1-13-of-28-days-464.28-rounds-down"),
-        pytest.param(sub(), PRO_YEAR, utc(2027, 2, 15, 10, 0, 1), (utc(2027, 2, 15, 10, 0, 1),
-                     utc(2028, 2, 15, 10, 0, 1)), 12, 428, id="C4-R1-whole-days-rounded-down"),
+        pytest.param(
+            sub(),
+            PRO_YEAR,
+            utc(2027, 2, 15, 10),
+            (utc(2027, 2, 15, 10), utc(2028, 2, 15, 10)),
+            13,
+            464,
+            id="C4-R1-13-of-28-days-464.28-rounds-down",
+        ),
+        pytest.param(
+            sub(),
+            PRO_YEAR,
+            utc(2027, 2, 15, 10, 0, 1),
+            (utc(2027, 2, 15, 10, 0, 1), utc(2028, 2, 15, 10, 0, 1)),
+            12,
+            428,
+            id="C4-R1-whole-days-rounded-down",
+        ),
         pytest.param(sub(), PRO, JAN31, (JAN31, utc(2027, 2, 28, 10)), 28, 1000, id="C4-at-the-period-start"),
-        pytest.param(sub(), PRO, utc(2027, 2, 28, 9, 59), (utc(2027, 2, 28, 9, 59), utc(2027, 3, 28, 9, 59)), 0, 0,
-                     id="C4-last-minute"),
-        pytest.param(sub(index=2), PRO, utc(2027, 3, 31, 10), (utc(2027, 3, 31, 10), utc(2027, 4, 30, 10)), 30, 1000,
-                     id="C4-B4-new-anchor-31-Mar"),
-        pytest.param(sub(anchor=utc(2028, 2, 1)), PRO_YEAR, utc(2028, 2, 29, 12), (utc(2028, 2, 29, 12),
-                     utc(2029, 2, 28, 12)), 0, 0, id="C4-B4-paid-29-Feb-yearly"),
+        pytest.param(
+            sub(),
+            PRO,
+            utc(2027, 2, 28, 9, 59),
+            (utc(2027, 2, 28, 9, 59), utc(2027, 3, 28, 9, 59)),
+            0,
+            0,
+            id="C4-last-minute",
+        ),
+        pytest.param(
+            sub(index=2),
+            PRO,
+            utc(2027, 3, 31, 10),
+            (utc(2027, 3, 31, 10), utc(2027, 4, 30, 10)),
+            30,
+            1000,
+            id="C4-B4-new-anchor-31-Mar",
+        ),
+        pytest.param(
+            sub(anchor=utc(2028, 2, 1)),
+            PRO_YEAR,
+            utc(2028, 2, 29, 12),
+            (utc(2028, 2, 29, 12), utc(2029, 2, 28, 12)),
+            0,
+            0,
+            id="C4-B4-paid-29-Feb-yearly",
+        ),
     ],
 )
-def test_C4_new_period_starts_at_the_payment_and_the_rest_is_forfeited(terms, target, paid_at, period, days,
-                                                                        value):
+def test_C4_new_period_starts_at_the_payment_and_the_rest_is_forfeited(terms, target, paid_at, period, days, value):
     change = immediate_change(terms, target, paid_at, paid_at)
-    assert (change.terms.plan, change.terms.price, change.terms.interval) == (target.plan, target.price,
-                                                                              target.interval)
+    assert (change.terms.plan, change.terms.price, change.terms.interval) == (
+        target.plan,
+        target.price,
+        target.interval,
+    )
     assert change.terms.anchor == paid_at and bounds(change.terms) == period
     assert (change.forfeited_days, change.forfeited_value) == (days, value)
 
@@ -389,13 +549,24 @@ def inside(draw, terms: SubscriptionTerms) -> datetime:
 
 
 @PROPERTY
-@given(data=st.data(), terms=subscriptions(), target=offers(), credit=st.integers(0, 10**10),
-       country=st.sampled_from(["DE", "US"]))
+@given(
+    data=st.data(),
+    terms=subscriptions(),
+    target=offers(),
+    credit=st.integers(0, 10**10),
+    country=st.sampled_from(["DE", "US"]),
+)
 def test_C4_R1_R2_a_change_never_refunds_or_credits_anything(data, terms, target, credit, country):
     paid_at = inside(data.draw, terms)
     change = immediate_change(terms, target, paid_at, paid_at)
-    charge = change_charge(PendingChange("now", target.plan, target.price, "usd", target.interval, paid_at,
-                                         expires_at=paid_at + ACTION_WINDOW), country, POLICY, credit)
+    charge = change_charge(
+        PendingChange(
+            "now", target.plan, target.price, "usd", target.interval, paid_at, expires_at=paid_at + ACTION_WINDOW
+        ),
+        country,
+        POLICY,
+        credit,
+    )
     # the full new price is charged whatever is forfeited (no proration), credit is only spent, never granted
     assert charge.price == target.price and charge.total >= charge.price
     assert 0 <= charge.credit_applied <= credit and charge.card_amount >= 0
@@ -404,8 +575,11 @@ def test_C4_R1_R2_a_change_never_refunds_or_credits_anything(data, terms, target
 
 
 @PROPERTY
-@given(data=st.data(), terms=subscriptions(),
-       ops=st.lists(st.tuples(st.sampled_from(["change", "immediate", "withdraw", "cancel"]), offers()), max_size=8))
+@given(
+    data=st.data(),
+    terms=subscriptions(),
+    ops=st.lists(st.tuples(st.sampled_from(["change", "immediate", "withdraw", "cancel"]), offers()), max_size=8),
+)
 def test_C3_C1_at_most_one_pending_change_and_never_with_a_cancellation(data, terms, ops):
     asked_at = inside(data.draw, terms)
     for op, target in ops:

@@ -67,8 +67,9 @@ def test_B4_add_periods_is_monotone_and_never_drifts(anchor, interval, n, m):
     offsets=st.lists(st.integers(min_value=-10 * 86400, max_value=100 * 86400), max_size=10),
 )
 def test_T4_trial_expiring_notice_sent_exactly_once(start, trial_days, notice_days, offsets):
-    policy = PolicyDocument("p", datetime(1970, 1, 1, tzinfo=UTC), trial_days=trial_days,
-                            notice_days_before_trial_end=notice_days)
+    policy = PolicyDocument(
+        "p", datetime(1970, 1, 1, tzinfo=UTC), trial_days=trial_days, notice_days_before_trial_end=notice_days
+    )
     terms = trial_terms(start, policy)
     assert terms.started_at <= terms.notice_at <= terms.ends_at
     times = [start + timedelta(seconds=offset) for offset in offsets]  # any order, repeats allowed
@@ -87,12 +88,14 @@ def test_T4_trial_expiring_notice_sent_exactly_once(start, trial_days, notice_da
     notice_days=st.integers(min_value=0, max_value=90),
     offsets=st.lists(st.integers(min_value=-10 * 86400, max_value=100 * 86400), max_size=10),
 )
-def test_T4_trial_notice_never_after_the_end_and_never_promises_more_than_is_left(start, trial_days, notice_days,
-                                                                                  offsets):
+def test_T4_trial_notice_never_after_the_end_and_never_promises_more_than_is_left(
+    start, trial_days, notice_days, offsets
+):
     """T4: whenever the scheduler runs, at most one notice; none at or after the end; the days it states are the
     whole days left, rounded up, never more than the notice window (or the trial, if shorter)."""
-    policy = PolicyDocument("p", datetime(1970, 1, 1, tzinfo=UTC), trial_days=trial_days,
-                            notice_days_before_trial_end=notice_days)
+    policy = PolicyDocument(
+        "p", datetime(1970, 1, 1, tzinfo=UTC), trial_days=trial_days, notice_days_before_trial_end=notice_days
+    )
     terms = trial_terms(start, policy)
     sent = 0
     for now in (start + timedelta(seconds=offset) for offset in offsets):
@@ -115,8 +118,9 @@ def test_T5_eligibility_is_monotone(history, later, offers):
     if history.had_trial or history.had_paid_subscription:
         assert not trial_eligibility(history, offers).allowed
     # learning more about the person (facts only ever become True) never turns a refusal into a grant
-    grown = PersonHistory(history.had_trial or later.had_trial,
-                          history.had_paid_subscription or later.had_paid_subscription)
+    grown = PersonHistory(
+        history.had_trial or later.had_trial, history.had_paid_subscription or later.had_paid_subscription
+    )
     if not trial_eligibility(history, offers).allowed:
         assert not trial_eligibility(grown, offers).allowed
 
@@ -145,8 +149,12 @@ def policy_with(rate: Decimal) -> PolicyDocument:
 
 
 @PROPERTY
-@given(price=st.integers(min_value=0, max_value=10**12), country=countries, rate=rates,
-       credit=st.integers(min_value=0, max_value=2 * 10**12))
+@given(
+    price=st.integers(min_value=0, max_value=10**12),
+    country=countries,
+    rate=rates,
+    credit=st.integers(min_value=0, max_value=2 * 10**12),
+)
 def test_B3_P2_R2_tax_and_charge_breakdown_add_up(price, country, rate, credit):
     policy = policy_with(rate)
     tax = tax_for(price, country, policy)

@@ -70,7 +70,7 @@ def test_R2_recorded_refund_decision(paid, refunded, amount, allowed, code):
     assert (decision.allowed, decision.code, decision.rule) == (allowed, code, "R2")
 
 
-@given(paid=st.integers(0, 10**6), amounts=st.lists(st.integers(-10**6, 10**6), max_size=20))
+@given(paid=st.integers(0, 10**6), amounts=st.lists(st.integers(-(10**6), 10**6), max_size=20))
 def test_R2_recorded_refunds_never_exceed_the_payment(paid, amounts):
     refunded = 0
     for amount in amounts:
@@ -97,8 +97,9 @@ def test_R2_reservations_a_gateway_refund_leaves_no_room_for_are_released(paid, 
     assert reservations_released(paid, at_gateway, pending) == released
 
 
-@given(paid=st.integers(0, 10**6), at_gateway=st.integers(0, 10**6),
-       pending=st.lists(st.integers(1, 10**6), max_size=10))
+@given(
+    paid=st.integers(0, 10**6), at_gateway=st.integers(0, 10**6), pending=st.lists(st.integers(1, 10**6), max_size=10)
+)
 def test_R2_kept_reservations_and_gateway_refunds_never_exceed_the_payment(paid, at_gateway, pending):
     if at_gateway > paid:
         return

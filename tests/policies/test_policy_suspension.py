@@ -24,9 +24,15 @@ def days(n: float) -> timedelta:
     return timedelta(days=n)
 
 
-@pytest.mark.parametrize("customer_status, held", [
-    ("active", False), ("suspended", True), ("terminated", True), ("erased", True),
-])
+@pytest.mark.parametrize(
+    "customer_status, held",
+    [
+        ("active", False),
+        ("suspended", True),
+        ("terminated", True),
+        ("erased", True),
+    ],
+)
 def test_R3_B5_renewals_and_retries_are_charged_only_for_an_active_customer(customer_status, held):
     assert charge_held(customer_status) is held
 
@@ -36,37 +42,46 @@ def test_R3_charge_held_refuses_an_unknown_customer_status():
         charge_held("paused")
 
 
-@pytest.mark.parametrize("status, cancel, period_end, next_retry_at, released", [
-    ("active", False, END - days(1), None, True),  # the renewal fell due while suspended
-    ("active", False, LIFTED, None, True),  # due at the very moment of the lifting
-    ("active", False, LIFTED + days(1), None, False),  # not due yet: nothing was held
-    ("active", True, END - days(1), None, False),  # C1: the period end ends it, no charge
-    ("past_due", False, END - days(5), LIFTED - days(1), True),  # a retry fell due while suspended
-    ("past_due", False, END - days(5), LIFTED + days(1), False),  # the next retry is still ahead
-    ("past_due", False, END - days(5), None, False),
-    ("incomplete", False, None, None, False),
-    ("canceled", False, END - days(1), None, False),
-])
+@pytest.mark.parametrize(
+    "status, cancel, period_end, next_retry_at, released",
+    [
+        ("active", False, END - days(1), None, True),  # the renewal fell due while suspended
+        ("active", False, LIFTED, None, True),  # due at the very moment of the lifting
+        ("active", False, LIFTED + days(1), None, False),  # not due yet: nothing was held
+        ("active", True, END - days(1), None, False),  # C1: the period end ends it, no charge
+        ("past_due", False, END - days(5), LIFTED - days(1), True),  # a retry fell due while suspended
+        ("past_due", False, END - days(5), LIFTED + days(1), False),  # the next retry is still ahead
+        ("past_due", False, END - days(5), None, False),
+        ("incomplete", False, None, None, False),
+        ("canceled", False, END - days(1), None, False),
+    ],
+)
 def test_R3_B5_what_a_lifting_releases(status, cancel, period_end, next_retry_at, released):
     assert charge_due_at_lifting(status, cancel, period_end, next_retry_at, LIFTED) is released
 
 
-@pytest.mark.parametrize("released_at, base", [
-    (None, END),  # no held charge: from the period end (B5)
-    (LIFTED, LIFTED),  # a held charge: from the lifting (R3)
-    (END - days(3), END),  # a lifting of an earlier period changes nothing
-    (END, END),
-])
+@pytest.mark.parametrize(
+    "released_at, base",
+    [
+        (None, END),  # no held charge: from the period end (B5)
+        (LIFTED, LIFTED),  # a held charge: from the lifting (R3)
+        (END - days(3), END),  # a lifting of an earlier period changes nothing
+        (END, END),
+    ],
+)
 def test_R3_B5_retries_are_counted_from_the_lifting_of_a_held_charge(released_at, base):
     assert retries_counted_from(END, released_at) == base
 
 
-@pytest.mark.parametrize("failures, expected", [
-    (1, FailureOutcome("past_due", LIFTED + days(1), None)),
-    (2, FailureOutcome("past_due", LIFTED + days(3), None)),
-    (3, FailureOutcome("past_due", LIFTED + days(7), None)),
-    (4, FailureOutcome("ended", None, "payment_failed")),
-])
+@pytest.mark.parametrize(
+    "failures, expected",
+    [
+        (1, FailureOutcome("past_due", LIFTED + days(1), None)),
+        (2, FailureOutcome("past_due", LIFTED + days(3), None)),
+        (3, FailureOutcome("past_due", LIFTED + days(7), None)),
+        (4, FailureOutcome("ended", None, "payment_failed")),
+    ],
+)
 def test_R3_B5_a_held_renewal_failing_after_the_lifting_is_retried_1_3_7_days_after_it(failures, expected):
     assert after_failed_charge(END, failures, DEFAULT, LIFTED) == expected
 

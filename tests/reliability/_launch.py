@@ -38,7 +38,7 @@ if _DELAY or _LOG:
 
     _real_charge_many = sandbox.SandboxGateway.charge_many  # single charges go through it too
 
-    async def _slow_charge_many(self, requests):  # noqa: ANN001, ANN202
+    async def _slow_charge_many(self, requests):
         results = await _real_charge_many(self, requests)  # the money has moved (the sandbox ledger is written) ...
         off_session = [request.idempotency_key for request in requests if request.off_session]
         if off_session:
@@ -62,13 +62,13 @@ if _LOST_HEARTBEATS:
     _real_autocommit = db.Database.autocommit
 
     class _AnswerLost:
-        def __init__(self, conn) -> None:  # noqa: ANN001
+        def __init__(self, conn) -> None:
             self._conn = conn
 
-        def __getattr__(self, name: str):  # noqa: ANN204
+        def __getattr__(self, name: str):
             return getattr(self._conn, name)
 
-        async def execute(self, statement, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        async def execute(self, statement, *args, **kwargs):
             result = await self._conn.execute(statement, *args, **kwargs)  # committed: autocommit
             if isinstance(statement, Update) and statement.table.name == "subscriptions" and _lost[0] > 0:
                 _lost[0] -= 1
@@ -76,7 +76,7 @@ if _LOST_HEARTBEATS:
             return result
 
     @contextlib.asynccontextmanager
-    async def _autocommit(self):  # noqa: ANN001, ANN202
+    async def _autocommit(self):
         async with _real_autocommit(self) as conn:
             yield _AnswerLost(conn)
 

@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from policies import normalise_email
-
 from tests.reliability.support import parse
 
 # Payments failed by something other than a charge (cancellation, termination, erasure, an expired purchase): no
@@ -42,8 +41,10 @@ def money(view: dict[str, Any], *, settled: bool = True) -> list[str]:
         if settled and pending:
             problems.append(f"R2: payment {p['id']} has refunds still pending: {pending}")
         if succeeded + pending != p["refunded_amount"]:
-            problems.append(f"R2: payment {p['id']} says refunded {p['refunded_amount']} but its refunds add up to "
-                            f"{succeeded} succeeded + {pending} pending")
+            problems.append(
+                f"R2: payment {p['id']} says refunded {p['refunded_amount']} but its refunds add up to "
+                f"{succeeded} succeeded + {pending} pending"
+            )
     return problems
 
 
@@ -68,22 +69,32 @@ def charges(view: dict[str, Any]) -> list[str]:
         since = sub["canceled_at"] or sub["ended_at"]
         # B2/C1: a cancellation asked at or after a period's start (in the gap after the stored period end, before
         # the renewal job ran) belongs to that period: its renewal is still charged, once, and nothing after it.
-        in_the_gap = (sub["canceled_at"] is not None and p["purpose"] == "renewal"
-                      and p["period_start"] is not None and parse(sub["canceled_at"]) >= parse(p["period_start"]))
+        in_the_gap = (
+            sub["canceled_at"] is not None
+            and p["purpose"] == "renewal"
+            and p["period_start"] is not None
+            and parse(sub["canceled_at"]) >= parse(p["period_start"])
+        )
         if in_the_gap:
             since = sub["ended_at"]
         if since is not None and parse(p["created_at"]) > parse(since):
-            problems.append(f"C1: payment {p['id']} ({p['purpose']}, {p['status']}, {p['failure_code']}) created "
-                            f"{p['created_at']}, after subscription {sub['id']} ({sub['status']}, "
-                            f"{sub['ended_reason']}) was cancelled at {sub['canceled_at']} / ended at "
-                            f"{sub['ended_at']}")
+            problems.append(
+                f"C1: payment {p['id']} ({p['purpose']}, {p['status']}, {p['failure_code']}) created "
+                f"{p['created_at']}, after subscription {sub['id']} ({sub['status']}, "
+                f"{sub['ended_reason']}) was cancelled at {sub['canceled_at']} / ended at "
+                f"{sub['ended_at']}"
+            )
         if p["status"] == "pending" and not (p["purpose"] == "purchase" and sub["status"] == "incomplete"):
             problems.append(f"payment {p['id']} ({p['purpose']}) is pending; its subscription is {sub['status']}")
-    problems += [f"B2: subscription {sub_id} has {n} succeeded payments for the period starting {start}"
-                 for (sub_id, start), n in per_period.items() if n > 1]
+    problems += [
+        f"B2: subscription {sub_id} has {n} succeeded payments for the period starting {start}"
+        for (sub_id, start), n in per_period.items()
+        if n > 1
+    ]
     for sub in subs.values():
         if sub["status"] == "incomplete" and not any(
-                p["subscription_id"] == sub["id"] and p["status"] == "pending" for p in view["payments"]):
+            p["subscription_id"] == sub["id"] and p["status"] == "pending" for p in view["payments"]
+        ):
             problems.append(f"B1: incomplete subscription {sub['id']} has no pending payment")
     return problems
 
@@ -95,8 +106,11 @@ def notices(view: dict[str, Any], *, exact: bool = True) -> list[str]:
     cid = view["customer"]["id"]
     by_type = Counter(n["type"] for n in view["notices"])
     copies = Counter((n["type"], n["subject"], n["body"], n["created_at"]) for n in view["notices"])
-    problems += [f"customer {cid}: notice {key[0]!r} {key[1]!r} at {key[3]} exists {n} times"
-                 for key, n in copies.items() if n > 1]
+    problems += [
+        f"customer {cid}: notice {key[0]!r} {key[1]!r} at {key[3]} exists {n} times"
+        for key, n in copies.items()
+        if n > 1
+    ]
     receipts = [n for n in view["notices"] if n["type"] == "receipt"]
     if len({(n["subject"], n["body"]) for n in receipts}) != len(receipts):
         problems.append(f"customer {cid}: two receipts with the same text: {[n['subject'] for n in receipts]}")
@@ -106,27 +120,39 @@ def notices(view: dict[str, Any], *, exact: bool = True) -> list[str]:
     trials = view["trials"]
     expired = [t for t in trials if t["status"] == "expired"]
     if by_type["trial_expired"] > len(trials) or (exact and by_type["trial_expired"] != len(expired)):
-        problems.append(f"customer {cid}: {by_type['trial_expired']} trial_expired notices, {len(expired)} expired "
-                        f"of {len(trials)} trials")
+        problems.append(
+            f"customer {cid}: {by_type['trial_expired']} trial_expired notices, {len(expired)} expired "
+            f"of {len(trials)} trials"
+        )
     # At most one per trial; an expired trial may have none (T4: not sent once the trial has ended).
     if by_type["trial_expiring"] > len(trials):
-        problems.append(f"customer {cid}: {by_type['trial_expiring']} trial_expiring notices for {len(trials)} "
-                        f"trials ({len(expired)} expired)")
+        problems.append(
+            f"customer {cid}: {by_type['trial_expiring']} trial_expiring notices for {len(trials)} "
+            f"trials ({len(expired)} expired)"
+        )
     # Renewal charges that failed (a late success through a webhook keeps its failure code, and its notice).
-    failures = [p for p in view["payments"] if p["purpose"] in ("renewal", "retry") and p["failure_code"]
-                and p["failure_code"] not in NOT_A_CHARGE_FAILURE]
+    failures = [
+        p
+        for p in view["payments"]
+        if p["purpose"] in ("renewal", "retry") and p["failure_code"] and p["failure_code"] not in NOT_A_CHARGE_FAILURE
+    ]
     if by_type["payment_failed"] > len(failures) or (exact and by_type["payment_failed"] != len(failures)):
-        problems.append(f"customer {cid}: {by_type['payment_failed']} payment_failed notices for {len(failures)} "
-                        f"failed renewal charges")
+        problems.append(
+            f"customer {cid}: {by_type['payment_failed']} payment_failed notices for {len(failures)} "
+            f"failed renewal charges"
+        )
     ended = [s for s in view["subscriptions"] if s["ended_reason"] in ("canceled", "payment_failed")]
     if by_type["subscription_ended"] > len(ended):
-        problems.append(f"customer {cid}: {by_type['subscription_ended']} subscription_ended notices for "
-                        f"{len(ended)} ended subscriptions")
+        problems.append(
+            f"customer {cid}: {by_type['subscription_ended']} subscription_ended notices for "
+            f"{len(ended)} ended subscriptions"
+        )
     return problems
 
 
-def all_invariants(views: list[dict[str, Any]], *, exact: bool = True, settled: bool = True,
-                   emails: dict[str, str] | None = None) -> list[str]:
+def all_invariants(
+    views: list[dict[str, Any]], *, exact: bool = True, settled: bool = True, emails: dict[str, str] | None = None
+) -> list[str]:
     problems = one_trial_per_person(views, emails)
     for view in views:
         problems += money(view, settled=settled) + charges(view) + notices(view, exact=exact)

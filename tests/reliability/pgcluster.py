@@ -45,7 +45,7 @@ class Cluster:
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
 
-    def init(self) -> "Cluster":
+    def init(self) -> Cluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         return self
 
@@ -55,8 +55,19 @@ class Cluster:
         return f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c max_connections=100"
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", self._options(),
-                  "-w", "-t", "60", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            self._options(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """`fast`, as `pg_ctl restart` does: sessions are terminated, then a clean shutdown."""
@@ -87,7 +98,7 @@ def cluster_or_reason() -> tuple[Cluster | None, str]:
     cluster = Cluster(bin_dir, user)
     try:
         return cluster.init(), ""
-    except Exception as exc:  # noqa: BLE001 - reported as the skip reason
+    except Exception as exc:
         cluster.destroy()
         return None, f"initdb failed: {exc}"
 
@@ -100,7 +111,7 @@ def wait_until_ready(cluster: Cluster, seconds: float = 30) -> None:
     async def probe() -> bool:
         try:
             conn = await asyncpg.connect(cluster.url, timeout=2)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
         await conn.close()
         return True

@@ -23,27 +23,45 @@ def parse(value: str | None) -> _dt.datetime | None:
 
 
 def iso(value: _dt.datetime) -> str:
-    return value.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def start_service(database_url: str, *, wall_offset: _dt.timedelta | None = None, charge_delay: float = 0.0,
-                  charge_log: Path | None = None, log_file: Path | None = None, **env: str) -> Replica:
+def start_service(
+    database_url: str,
+    *,
+    wall_offset: _dt.timedelta | None = None,
+    charge_delay: float = 0.0,
+    charge_log: Path | None = None,
+    log_file: Path | None = None,
+    **env: str,
+) -> Replica:
     """Like tests.support.servers.start_replica, optionally with the real clock shifted or a slow gateway (see
     _launch), and its log (JSON lines on stderr) appended to `log_file`."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
-    environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
-                       BILLING_DEMO_PLANS="false", BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING",
-                       BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0",
-                       RELIABILITY_WALL_OFFSET_SECONDS=str((wall_offset or _dt.timedelta()).total_seconds()),
-                       RELIABILITY_CHARGE_DELAY_SECONDS=str(charge_delay),
-                       RELIABILITY_CHARGE_LOG=str(charge_log or ""))
+    environment.update(
+        BILLING_DATABASE_URL=database_url,
+        BILLING_AUTH_SECRET=SECRET,
+        BILLING_SANDBOX="true",
+        BILLING_DEMO_PLANS="false",
+        BILLING_SCHEDULER_ENABLED="false",
+        BILLING_LOG_LEVEL="WARNING",
+        BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0",
+        RELIABILITY_WALL_OFFSET_SECONDS=str((wall_offset or _dt.timedelta()).total_seconds()),
+        RELIABILITY_CHARGE_DELAY_SECONDS=str(charge_delay),
+        RELIABILITY_CHARGE_LOG=str(charge_log or ""),
+    )
     environment.update(env)
     patched = wall_offset or charge_delay or charge_log or "RELIABILITY_LOST_HEARTBEAT_ANSWERS" in env
     module = "tests.reliability._launch" if patched else "app.cli"
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it open
-    process = subprocess.Popen([sys.executable, "-m", module, "serve", "--port", str(port)], env=environment,
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "serve", "--port", str(port)],
+        env=environment,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
     if log_file:
         log.close()
     return when_healthy(Replica(port, process), 60)
@@ -62,8 +80,12 @@ def server_errors(log_file: Path) -> list[str]:
         if entry.get("level") != "error" or not entry.get("exc") or entry.get("logger") == "uvicorn.error":
             continue  # uvicorn logs the same exception again for the request
         lines = [x.strip() for x in entry["exc"].splitlines()]
-        errors = [x for x in lines if not x.startswith(("File ", "(Background", "^", "Traceback", "The above"))
-                  and ("Error" in x.split(":")[0] or "Exception" in x.split(":")[0])]
+        errors = [
+            x
+            for x in lines
+            if not x.startswith(("File ", "(Background", "^", "Traceback", "The above"))
+            and ("Error" in x.split(":")[0] or "Exception" in x.split(":")[0])
+        ]
         frames = [x for x in lines if x.startswith("File ") and "/app/" in x]
         found.append(f"{entry.get('msg')}: {errors[-1] if errors else lines[-1]} at {frames[-1] if frames else '?'}")
     return found
@@ -76,7 +98,7 @@ class Api:
         self.http = http  # an httpx.Client with base_url, or a Starlette TestClient
         self.headers = headers or ops_headers()
 
-    def as_customer(self, sub: str) -> "Api":
+    def as_customer(self, sub: str) -> Api:
         return Api(self.http, customer_headers(sub))
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -114,8 +136,9 @@ class Api:
             "subscriptions": self.all(f"{base}/subscriptions"),
             "trials": self.all(f"{base}/trials"),
             "payments": payments,
-            "refunds": {p["id"]: self.all(f"/v1/payments/{p['id']}/refunds") for p in payments
-                        if p["status"] == "succeeded"},
+            "refunds": {
+                p["id"]: self.all(f"/v1/payments/{p['id']}/refunds") for p in payments if p["status"] == "succeeded"
+            },
             "notices": self.all(f"{base}/notices"),
             "access": self.ok("GET", f"{base}/access"),
         }
@@ -126,9 +149,16 @@ class Api:
         refunds: dict[str, list] = {p["id"]: [] for p in export["payments"] if p["status"] == "succeeded"}
         for refund in export["refunds"]:
             refunds.setdefault(refund["payment_id"], []).append(refund)
-        return {"customer": export["customer"], "subscriptions": export["subscriptions"], "trials": export["trials"],
-                "payments": export["payments"], "refunds": refunds, "notices": export["notices"],
-                "credits": export["credits"], "access": self.ok("GET", f"/v1/customers/{customer_id}/access")}
+        return {
+            "customer": export["customer"],
+            "subscriptions": export["subscriptions"],
+            "trials": export["trials"],
+            "payments": export["payments"],
+            "refunds": refunds,
+            "notices": export["notices"],
+            "credits": export["credits"],
+            "access": self.ok("GET", f"/v1/customers/{customer_id}/access"),
+        }
 
     def clock(self) -> _dt.datetime:
         return parse(self.ok("GET", "/v1/sandbox/clock")["now"])

@@ -41,7 +41,7 @@ GIVE_UP_SECONDS = 30.0  # one write's retries with its key end this soon (the wh
 
 
 @pytest.fixture
-def cluster(is_postgres: bool):  # noqa: ANN201
+def cluster(is_postgres: bool):
     if not is_postgres:
         pytest.skip("database faults are proven on PostgreSQL (BILLING_TEST_POSTGRES_URL)")
     made, reason = cluster_or_reason()
@@ -56,10 +56,10 @@ def cluster(is_postgres: bool):  # noqa: ANN201
         made.destroy()
 
 
-def _sql(url: str, query: str, *args):  # noqa: ANN001, ANN202
+def _sql(url: str, query: str, *args):
     import asyncpg
 
-    async def run():  # noqa: ANN202
+    async def run():
         conn = await asyncpg.connect(url, timeout=5)
         try:
             return await conn.fetch(query, *args)
@@ -92,8 +92,9 @@ class Load:
             elif response.status_code not in expected:
                 self.problems.append(f"{what}: {response.status_code} {response.text[:300]}")
 
-    def send(self, http: httpx.Client, what: str, method: str, path: str, expected: set[int],
-             **kwargs) -> httpx.Response | None:  # noqa: ANN003
+    def send(
+        self, http: httpx.Client, what: str, method: str, path: str, expected: set[int], **kwargs
+    ) -> httpx.Response | None:
         try:
             response = http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -138,15 +139,24 @@ class Load:
                     path = rnd.choice([f"/v1/customers/{customer['id']}", f"/v1/customers/{customer['id']}/credits"])
                     self.send(http, "read", "GET", path, {200}, headers=ops_headers())
                 elif roll < 0.8:
-                    key, outcome = self.write(http, "credit", f"/v1/customers/{customer['id']}/credits",
-                                              {"amount": 100, "currency": "usd", "reason": ""}, ops_headers())
+                    key, outcome = self.write(
+                        http,
+                        "credit",
+                        f"/v1/customers/{customer['id']}/credits",
+                        {"amount": 100, "currency": "usd", "reason": ""},
+                        ops_headers(),
+                    )
                     with self.lock:
                         self.credits[key] = outcome
                 else:
                     sub = f"signup-{uuid.uuid4().hex[:12]}"
-                    _key, outcome = self.write(http, "signup", "/v1/customers",
-                                               {"email": f"{sub}@example.com", "name": "Fault Test", "country": "US"},
-                                               customer_headers(sub))
+                    _key, outcome = self.write(
+                        http,
+                        "signup",
+                        "/v1/customers",
+                        {"email": f"{sub}@example.com", "name": "Fault Test", "country": "US"},
+                        customer_headers(sub),
+                    )
                     with self.lock:
                         self.signups[sub] = outcome
 
@@ -158,8 +168,7 @@ def _serves(url: str) -> bool:
         return False
 
 
-def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(
-        cluster, tmp_path: Path) -> None:  # noqa: ANN001
+def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(cluster, tmp_path: Path) -> None:
     log_file = tmp_path / "service.log"
     service = start_service(cluster.url, log_file=log_file)
     try:
@@ -167,8 +176,11 @@ def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(
         customers = []
         for n in range(8):
             sub = f"fault-{n}"
-            r = ops.post("/v1/customers", json={"email": f"{sub}@example.com", "name": "F", "country": "US"},
-                         headers=customer_headers(sub))
+            r = ops.post(
+                "/v1/customers",
+                json={"email": f"{sub}@example.com", "name": "F", "country": "US"},
+                headers=customer_headers(sub),
+            )
             assert r.status_code == 201, r.text
             customers.append(r.json())
         load = Load(service.url, customers)
@@ -178,8 +190,11 @@ def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(
         try:
             time.sleep(1.5)
             # (1) Every connection of the service cut at once.
-            terminated = _sql(cluster.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                           "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'")
+            terminated = _sql(
+                cluster.url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'",
+            )
             assert terminated, "the service held no connection to terminate"
             time.sleep(2.0)
             # (2) The server restarted, down for about 2.5 s.
@@ -202,15 +217,17 @@ def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(
         service.stop()
 
     assert not load.problems, "\n".join(load.problems[:30])
-    assert (("read", 503) in load.statuses or ("credit", 503) in load.statuses
-            or ("signup", 503) in load.statuses), f"the faults were not felt: {load.statuses}"
+    assert ("read", 503) in load.statuses or ("credit", 503) in load.statuses or ("signup", 503) in load.statuses, (
+        f"the faults were not felt: {load.statuses}"
+    )
     unfinished = {k: v for k, v in {**load.credits, **load.signups}.items() if v not in ("created", "took effect")}
     assert not unfinished, f"writes with no final answer: {unfinished}"
     assert load.credits and load.signups, "the clients made no writes"
 
     # Every write acknowledged, or retried with its key until acknowledged, is there exactly once; nothing else is.
-    rows = _sql(cluster.url, "SELECT reason, count(*) AS n FROM credit_entries WHERE reason LIKE 'credit-%' "
-                             "GROUP BY reason")
+    rows = _sql(
+        cluster.url, "SELECT reason, count(*) AS n FROM credit_entries WHERE reason LIKE 'credit-%' GROUP BY reason"
+    )
     counts = {r["reason"]: r["n"] for r in rows}
     assert {k: counts.get(k, 0) for k in load.credits if counts.get(k, 0) != 1} == {}, "credits not exactly once"
     assert set(counts) == set(load.credits), "credits in the database that no client was told of"
@@ -222,7 +239,8 @@ def test_database_faults_under_load_answer_503_lose_nothing_and_double_nothing(
 
 @pytest.mark.parametrize("cut", ["after", "before"])
 def test_a_write_whose_commit_answer_is_lost_has_one_effect_when_retried_with_its_key(
-        clean_db: str, is_postgres: bool, cut: str) -> None:
+    clean_db: str, is_postgres: bool, cut: str
+) -> None:
     """The subtle case of issue 14 item 14: the connection is lost between a write's COMMIT and its answer, the
     COMMIT having reached the server (`after`: it committed) or not (`before`). The client gets 503 and retries
     with its Idempotency-Key: once the database answers again the key is settled from the witness its transaction
@@ -235,21 +253,26 @@ def test_a_write_whose_commit_answer_is_lost_has_one_effect_when_retried_with_it
     from app.main import create_app
     from tests.conftest import START, make_customer, make_settings
 
-    with CuttingProxy(clean_db) as proxy, \
-            TestClient(create_app(make_settings(proxy.url())), raise_server_exceptions=False) as client:
+    with (
+        CuttingProxy(clean_db) as proxy,
+        TestClient(create_app(make_settings(proxy.url())), raise_server_exceptions=False) as client,
+    ):
         client.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())
         customer = make_customer(client, "lost-commit")
         path = f"/v1/customers/{customer['id']}/credits"
-        grant = {"json": {"amount": 500, "currency": "usd", "reason": f"lost-{cut}"},
-                 "headers": {**ops_headers(), "Idempotency-Key": f"lost-commit-{cut}"}}
+        grant = {
+            "json": {"amount": 500, "currency": "usd", "reason": f"lost-{cut}"},
+            "headers": {**ops_headers(), "Idempotency-Key": f"lost-commit-{cut}"},
+        }
         proxy.arm(cut)
         first = client.post(path, **grant)
         assert proxy.cuts == 1
         assert first.status_code == 503, first.text
         assert first.json()["code"] == "database_unavailable" and first.headers["retry-after"] == "1"
         deadline = time.monotonic() + 10
-        while (retry := client.post(path, **grant)).status_code == 409 \
-                and retry.json()["code"] == "idempotency_key_in_use":
+        while (retry := client.post(path, **grant)).status_code == 409 and retry.json()[
+            "code"
+        ] == "idempotency_key_in_use":
             assert time.monotonic() < deadline, "the key was never settled"
             time.sleep(0.1)
         if cut == "after":

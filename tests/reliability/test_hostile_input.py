@@ -47,8 +47,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 PROBLEM = jsonschema_rs.validator_for(PROBLEM_SCHEMA)  # checked as well as the document's own Problem schemas
 MAX_EXAMPLES = 25
 FUZZ_CUSTOMER = "fuzzer"
-PLAN = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-        "currency": "usd", "trial_available": True}
+PLAN = {
+    "code": "pro-monthly",
+    "name": "Pro",
+    "tier": "subscription",
+    "interval": "month",
+    "amount": 2000,
+    "currency": "usd",
+    "trial_available": True,
+}
 
 
 def _openapi() -> dict:
@@ -66,18 +73,19 @@ schema.config.generation.update(max_examples=MAX_EXAMPLES)
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(database_url: str):  # noqa: ANN201
+def fuzz_app(database_url: str):
     from app.main import create_app
 
     return create_app(make_settings(database_url))
 
 
 @pytest.fixture(params=["ops", "customer"])
-def fuzz_target(request, fuzz_app, database_url: str) -> dict:  # noqa: ANN001
+def fuzz_target(request, fuzz_app, database_url: str) -> dict:
     """An empty database with a little real data, so that fuzzed requests can also reach existing objects."""
     spoil()
     asyncio.run(_empty(database_url))
     with schemathesis.python.asgi.get_client(fuzz_app) as http:
+
         def call(method: str, path: str, headers: dict, **kwargs: Any) -> dict:
             response = http.request(method, path, headers=headers, **kwargs)
             assert response.status_code in (200, 201), response.text
@@ -86,27 +94,43 @@ def fuzz_target(request, fuzz_app, database_url: str) -> dict:  # noqa: ANN001
         call("POST", "/v1/sandbox/clock", ops_headers(), json={"now": START})
         call("POST", "/v1/plans", ops_headers(), json=PLAN)
         me = customer_headers(FUZZ_CUSTOMER)
-        customer = call("POST", "/v1/customers", me, json={"email": "fuzz@example.com", "name": "Fuzz",
-                                                           "country": "US"})
-        sub = call("POST", "/v1/subscriptions", me, json={"customer_id": customer["id"], "plan": PLAN["code"],
-                                                          "payment_method": "pm_card_visa"})
+        customer = call(
+            "POST", "/v1/customers", me, json={"email": "fuzz@example.com", "name": "Fuzz", "country": "US"}
+        )
+        sub = call(
+            "POST",
+            "/v1/subscriptions",
+            me,
+            json={"customer_id": customer["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"},
+        )
         [payment] = call("GET", f"/v1/customers/{customer['id']}/payments", me)["data"]
-        other = call("POST", "/v1/customers", customer_headers("other"), json={
-            "email": "other@example.com", "name": "Other", "country": "DE"})
-        trial = call("POST", "/v1/trials", customer_headers("other"), json={"customer_id": other["id"],
-                                                                             "plan": PLAN["code"]})
+        other = call(
+            "POST",
+            "/v1/customers",
+            customer_headers("other"),
+            json={"email": "other@example.com", "name": "Other", "country": "DE"},
+        )
+        trial = call(
+            "POST", "/v1/trials", customer_headers("other"), json={"customer_id": other["id"], "plan": PLAN["code"]}
+        )
     return {
         "role": request.param,
         "headers": ops_headers() if request.param == "ops" else me,
-        "ids": {"customer_id": customer["id"], "subscription_id": sub["id"], "payment_id": payment["id"],
-                "trial_id": trial["id"], "code": PLAN["code"], "plan": PLAN["code"]},
+        "ids": {
+            "customer_id": customer["id"],
+            "subscription_id": sub["id"],
+            "payment_id": payment["id"],
+            "trial_id": trial["id"],
+            "code": PLAN["code"],
+            "plan": PLAN["code"],
+        },
     }
 
 
 @schema.parametrize()
 @schema.given(use_real_ids=st.booleans())
 @settings(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_fuzz_the_documented_api(case, use_real_ids: bool, fuzz_target: dict, fuzz_app) -> None:  # noqa: ANN001
+def test_fuzz_the_documented_api(case, use_real_ids: bool, fuzz_target: dict, fuzz_app) -> None:
     if use_real_ids:  # half of the examples name objects that exist (and that this caller may or may not see)
         ids = fuzz_target["ids"]
         for name in list(case.path_parameters or {}):
@@ -117,8 +141,10 @@ def test_fuzz_the_documented_api(case, use_real_ids: bool, fuzz_target: dict, fu
                 if name in case.body:
                     case.body[name] = ids[name]
     response = case.call(app=fuzz_app, headers=fuzz_target["headers"])
-    case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
-                                             response_schema_conformance, content_type_conformance])
+    case.validate_response(
+        response,
+        checks=[not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance],
+    )
     if 400 <= response.status_code < 500:
         [content_type] = response.headers.get("content-type", [""])
         assert content_type.startswith(PROBLEM_JSON), content_type
@@ -129,23 +155,26 @@ def test_fuzz_the_documented_api(case, use_real_ids: bool, fuzz_target: dict, fu
             assert response.status_code == 422 and body.get("errors"), body
 
 
-def test_the_documented_422_matches_what_the_app_sends(world):  # noqa: ANN001
+def test_the_documented_422_matches_what_the_app_sends(world):
     response = world["client"].post("/v1/plans", json={"code": "x"}, headers=ops_headers())
     assert response.status_code == 422
     documented = DOCUMENTED["paths"]["/v1/plans"]["post"]["responses"]["422"]["content"]
     media_type = response.headers["content-type"].split(";")[0]
     assert media_type in documented, f"served as {media_type}, documented as {sorted(documented)}"
-    validator = jsonschema_rs.validator_for({**documented[media_type]["schema"],
-                                             "components": DOCUMENTED["components"]})
+    validator = jsonschema_rs.validator_for(
+        {**documented[media_type]["schema"], "components": DOCUMENTED["components"]}
+    )
     errors = [e.message for e in validator.iter_errors(response.json())]
     assert not errors, errors
 
 
-def test_metrics_content_type_is_documented(world):  # noqa: ANN001
+def test_metrics_content_type_is_documented(world):
     response = world["client"].get("/metrics")
     documented = DOCUMENTED["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
-    assert response.headers["content-type"].split(";")[0] in documented, (response.headers["content-type"],
-                                                                          sorted(documented))
+    assert response.headers["content-type"].split(";")[0] in documented, (
+        response.headers["content-type"],
+        sorted(documented),
+    )
 
 
 # --- explicit cases -----------------------------------------------------------------------------------------------
@@ -162,7 +191,7 @@ def spoil() -> None:
 
 
 @pytest.fixture(scope="module")
-def module_client(database_url: str):  # noqa: ANN201
+def module_client(database_url: str):
     from app.main import create_app
 
     spoil()
@@ -185,22 +214,36 @@ class Worlds:
             api = Api(self.client)
             api.ok("POST", "/v1/sandbox/clock", json={"now": START})
             api.ok("POST", "/v1/plans", 201, json=PLAN)
-            alice = api.as_customer("alice").ok("POST", "/v1/customers", 201, json={
-                "email": "alice@example.com", "name": "Alice", "country": "US"})
-            sub = api.as_customer("alice").ok("POST", "/v1/subscriptions", 201, json={
-                "customer_id": alice["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"})
+            alice = api.as_customer("alice").ok(
+                "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+            )
+            sub = api.as_customer("alice").ok(
+                "POST",
+                "/v1/subscriptions",
+                201,
+                json={"customer_id": alice["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"},
+            )
             [payment] = api.all(f"/v1/customers/{alice['id']}/payments")
-            bob = api.as_customer("bob").ok("POST", "/v1/customers", 201, json={
-                "email": "bob@example.com", "name": "Bob", "country": "DE"})
-            trial = api.as_customer("bob").ok("POST", "/v1/trials", 201, json={"customer_id": bob["id"],
-                                                                                "plan": PLAN["code"]})
-            _WORLD["world"] = {"api": api, "client": self.client, "alice": alice, "bob": bob, "sub": sub,
-                               "payment": payment, "trial": trial}
+            bob = api.as_customer("bob").ok(
+                "POST", "/v1/customers", 201, json={"email": "bob@example.com", "name": "Bob", "country": "DE"}
+            )
+            trial = api.as_customer("bob").ok(
+                "POST", "/v1/trials", 201, json={"customer_id": bob["id"], "plan": PLAN["code"]}
+            )
+            _WORLD["world"] = {
+                "api": api,
+                "client": self.client,
+                "alice": alice,
+                "bob": bob,
+                "sub": sub,
+                "payment": payment,
+                "trial": trial,
+            }
         return _WORLD["world"]
 
 
 @pytest.fixture
-def worlds(module_client, database_url: str) -> Worlds:  # noqa: ANN001
+def worlds(module_client, database_url: str) -> Worlds:
     return Worlds(module_client, database_url)
 
 
@@ -214,15 +257,19 @@ def snapshot(w: dict) -> dict:
     customers and plans included), the plans, the clock, and each customer's full export (D1: customer,
     subscriptions, trials, payments, refunds, credits, notices, audit events)."""
     api = w["api"]
-    return {"audit": api.all("/v1/audit-events"), "plans": api.all("/v1/plans"),
-            "clock": api.ok("GET", "/v1/sandbox/clock"),
-            **{who: api.ok("GET", f"/v1/customers/{w[who]['id']}/export") for who in ("alice", "bob")}}
+    return {
+        "audit": api.all("/v1/audit-events"),
+        "plans": api.all("/v1/plans"),
+        "clock": api.ok("GET", "/v1/sandbox/clock"),
+        **{who: api.ok("GET", f"/v1/customers/{w[who]['id']}/export") for who in ("alice", "bob")},
+    }
 
 
-def is_problem(response, statuses: range | set = range(400, 500)) -> dict:  # noqa: ANN001
+def is_problem(response, statuses: range | set = range(400, 500)) -> dict:
     """A clear 4xx problem+json (api.md conventions)."""
-    assert response.status_code in statuses, f"{response.request.method} {response.request.url}: " \
-                                             f"{response.status_code} {response.text[:300]}"
+    assert response.status_code in statuses, (
+        f"{response.request.method} {response.request.url}: {response.status_code} {response.text[:300]}"
+    )
     assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers["content-type"]
     body = response.json()
     assert body["status"] == response.status_code and body["code"] and body["title"] and body["type"], body
@@ -237,7 +284,7 @@ class Refusals:
     def __init__(self, w: dict) -> None:
         self.w = w
 
-    def __enter__(self) -> "Refusals":
+    def __enter__(self) -> Refusals:
         self.before = snapshot(self.w)
         return self
 
@@ -248,7 +295,7 @@ class Refusals:
             spoil()  # it was accepted: the world changed
         return is_problem(response) | {"_status": response.status_code}
 
-    def __exit__(self, kind, *_: Any) -> None:  # noqa: ANN001
+    def __exit__(self, kind, *_: Any) -> None:
         if kind is None:
             after = snapshot(self.w)
             if after != self.before:
@@ -260,17 +307,29 @@ def writes(w: dict) -> list[tuple[str, str, str | None, dict]]:
     """Every write endpoint with a valid body: (method, path, customer to act as or None for ops, body)."""
     alice, sub, payment = w["alice"]["id"], w["sub"]["id"], w["payment"]["id"]
     return [
-        ("POST", "/v1/customers", None, {"email": "new@example.com", "name": "New", "country": "FR",
-                                         "external_id": "new-1"}),
-        ("PATCH", f"/v1/customers/{alice}", "alice", {"name": "Alice B", "email": "alice.b@example.com",
-                                                      "country": "GB"}),
+        (
+            "POST",
+            "/v1/customers",
+            None,
+            {"email": "new@example.com", "name": "New", "country": "FR", "external_id": "new-1"},
+        ),
+        (
+            "PATCH",
+            f"/v1/customers/{alice}",
+            "alice",
+            {"name": "Alice B", "email": "alice.b@example.com", "country": "GB"},
+        ),
         ("POST", f"/v1/customers/{alice}/suspend", None, {"reason": "fraud check"}),
         ("POST", f"/v1/customers/{alice}/terminate", None, {"reason": "fraud"}),
         ("POST", "/v1/plans", None, {**PLAN, "code": "team-yearly", "interval": "year", "name": "Team"}),
         ("PATCH", f"/v1/plans/{PLAN['code']}", None, {"amount": 2500}),
         ("POST", "/v1/trials", "alice", {"customer_id": alice, "plan": PLAN["code"]}),
-        ("POST", "/v1/subscriptions", "alice", {"customer_id": alice, "plan": PLAN["code"],
-                                                "payment_method": "pm_card_visa"}),
+        (
+            "POST",
+            "/v1/subscriptions",
+            "alice",
+            {"customer_id": alice, "plan": PLAN["code"], "payment_method": "pm_card_visa"},
+        ),
         ("POST", f"/v1/subscriptions/{sub}/payment-method", "alice", {"payment_method": "pm_card_mastercard"}),
         ("POST", f"/v1/payments/{payment}/refunds", None, {"amount": 100, "reason": "goodwill"}),
         ("POST", f"/v1/customers/{alice}/credits", None, {"amount": 100, "currency": "usd", "reason": "goodwill"}),
@@ -279,18 +338,42 @@ def writes(w: dict) -> list[tuple[str, str, str | None, dict]]:
     ]
 
 
-WRITE_NAMES = ["create-customer", "patch-customer", "suspend", "terminate", "create-plan", "patch-plan", "trial",
-               "purchase", "payment-method", "refund", "credit", "message", "clock"]
-MALFORMED = [b'{"amount": ', b"{'single': 'quotes'}", b"\xff\xfe\x00", b"[1, 2", b"null", b"", b"NaN", b"[]",
-             b'"just a string"', b"{" * 10_000 + b"}" * 10_000]
+WRITE_NAMES = [
+    "create-customer",
+    "patch-customer",
+    "suspend",
+    "terminate",
+    "create-plan",
+    "patch-plan",
+    "trial",
+    "purchase",
+    "payment-method",
+    "refund",
+    "credit",
+    "message",
+    "clock",
+]
+MALFORMED = [
+    b'{"amount": ',
+    b"{'single': 'quotes'}",
+    b"\xff\xfe\x00",
+    b"[1, 2",
+    b"null",
+    b"",
+    b"NaN",
+    b"[]",
+    b'"just a string"',
+    b"{" * 10_000 + b"}" * 10_000,
+]
 
 
 def test_malformed_json_is_a_validation_problem_on_every_write(world):
     with Refusals(world) as refusals:
         for method, path, who, _body in writes(world):
             for raw in MALFORMED:
-                body = refusals.send(method, path, as_customer=who, content=raw,
-                                     headers={"Content-Type": "application/json"})
+                body = refusals.send(
+                    method, path, as_customer=who, content=raw, headers={"Content-Type": "application/json"}
+                )
                 assert body["_status"] == 422 and body["code"] == "validation_error", (path, raw[:20])
 
 
@@ -298,21 +381,40 @@ def test_a_2_mib_body_is_413_on_every_write_with_or_without_a_length(world):
     with Refusals(world) as refusals:
         for method, path, who, body in writes(world):
             big = json.dumps({**body, "padding": "x" * (2 * 1024 * 1024)}).encode()
-            refused = refusals.send(method, path, as_customer=who, content=big,
-                                    headers={"Content-Type": "application/json"})
+            refused = refusals.send(
+                method, path, as_customer=who, content=big, headers={"Content-Type": "application/json"}
+            )
             assert refused["_status"] == 413 and refused["code"] == "payload_too_large", path
 
             def chunks(data: bytes = big):  # no Content-Length (chunked): the limit must hold for a stream too
                 for start in range(0, len(data), 256 * 1024):
-                    yield data[start:start + 256 * 1024]
+                    yield data[start : start + 256 * 1024]
 
-            refused = refusals.send(method, path, as_customer=who, content=chunks(),
-                                    headers={"Content-Type": "application/json"})
+            refused = refusals.send(
+                method, path, as_customer=who, content=chunks(), headers={"Content-Type": "application/json"}
+            )
             assert refused["_status"] == 413, path
 
 
-BAD_AMOUNTS = [10**30, 10**12 + 1, 2**63, -1, -(10**30), 0, 0.5, 19.99, 20.0, 1e30, float("inf"), float("nan"),
-               "100", True, None, [100], {"amount": 100}]
+BAD_AMOUNTS = [
+    10**30,
+    10**12 + 1,
+    2**63,
+    -1,
+    -(10**30),
+    0,
+    0.5,
+    19.99,
+    20.0,
+    1e30,
+    float("inf"),
+    float("nan"),
+    "100",
+    True,
+    None,
+    [100],
+    {"amount": 100},
+]
 
 
 def test_absurd_amounts_are_refused(world):
@@ -326,7 +428,7 @@ def test_absurd_amounts_are_refused(world):
                 ("PATCH", f"/v1/plans/{PLAN['code']}", {"amount": amount}),
             ]
             for method, path, body in cases:
-                if amount == 0 and method != "POST" or amount == 0 and path == "/v1/plans":
+                if (amount == 0 and method != "POST") or (amount == 0 and path == "/v1/plans"):
                     continue  # a free plan (and a list price of 0) is allowed
                 content = json.dumps(body, allow_nan=True).encode()  # inf/nan go out as Infinity/NaN: not JSON
                 refused = refusals.send(method, path, content=content, headers={"Content-Type": "application/json"})
@@ -348,24 +450,42 @@ def test_unknown_currencies_are_refused(world):
                 assert refused["_status"] == 422 and "currency" in json.dumps(refused), (currency, refused)
 
 
-ABSURD_NOW = ["10000-01-01T00:00:00Z", "2026-13-45T00:00:00Z", "2031-02-30T00:00:00Z", "2031-01-01T24:00:01Z",
-              "2031-01-01T00:00:00",  # naive: refused, the clock is in UTC
-              "2031-01-01", "2031-01-01T00:00:00+25:00", "yesterday", "", "  ", 1e30, None, [], {},
-              "2031-01-01T00:00:00Z\u0000"]
+ABSURD_NOW = [
+    "10000-01-01T00:00:00Z",
+    "2026-13-45T00:00:00Z",
+    "2031-02-30T00:00:00Z",
+    "2031-01-01T24:00:01Z",
+    "2031-01-01T00:00:00",  # naive: refused, the clock is in UTC
+    "2031-01-01",
+    "2031-01-01T00:00:00+25:00",
+    "yesterday",
+    "",
+    "  ",
+    1e30,
+    None,
+    [],
+    {},
+    "2031-01-01T00:00:00Z\u0000",
+]
 
 
 def test_absurd_clock_dates_are_refused(world):
     with Refusals(world) as refusals:
         for now in ABSURD_NOW:
             assert refusals.send("POST", "/v1/sandbox/clock", json={"now": now})["_status"] == 422, now
-        assert refusals.send("POST", "/v1/sandbox/clock", json={"now": "2020-01-01T00:00:00Z"})["code"] == \
-            "clock_backwards"
+        assert (
+            refusals.send("POST", "/v1/sandbox/clock", json={"now": "2020-01-01T00:00:00Z"})["code"]
+            == "clock_backwards"
+        )
 
 
-@pytest.mark.parametrize("now", [
-    "9999-12-31T23:59:59-23:59",
-    "0001-01-01T00:00:00+14:00",
-])
+@pytest.mark.parametrize(
+    "now",
+    [
+        "9999-12-31T23:59:59-23:59",
+        "0001-01-01T00:00:00+14:00",
+    ],
+)
 def test_clock_dates_that_overflow_in_utc_are_refused(world, now):
     """Aware times whose UTC value falls outside the datetime range (a 500 until the clock validated them)."""
     with Refusals(world) as refusals:
@@ -380,27 +500,39 @@ def test_a_clock_at_the_end_of_time_is_refused_or_harmless(world):
     moved = api.post("/v1/sandbox/clock", json={"now": "9999-12-20T00:00:00Z"})
     assert moved.status_code < 500
     if moved.status_code == 200:
-        carol = api.as_customer("carol").ok("POST", "/v1/customers", 201, json={
-            "email": "carol@example.com", "name": "Carol", "country": "US"})
-        response = api.as_customer("carol").post("/v1/trials", json={"customer_id": carol["id"],
-                                                                     "plan": PLAN["code"]})
+        carol = api.as_customer("carol").ok(
+            "POST", "/v1/customers", 201, json={"email": "carol@example.com", "name": "Carol", "country": "US"}
+        )
+        response = api.as_customer("carol").post("/v1/trials", json={"customer_id": carol["id"], "plan": PLAN["code"]})
         assert response.status_code < 500, response.text
 
 
 # Every string field of every write, with where a hostile value lands: "stored" (kept as text), "lookup" (used to
 # find something), or "pattern" (a code/method/country/currency with a fixed alphabet).
 STRING_FIELDS = [
-    ("create-customer", "email", "stored"), ("create-customer", "name", "stored"),
-    ("create-customer", "country", "pattern"), ("create-customer", "external_id", "stored"),
-    ("patch-customer", "email", "stored"), ("patch-customer", "name", "stored"),
+    ("create-customer", "email", "stored"),
+    ("create-customer", "name", "stored"),
+    ("create-customer", "country", "pattern"),
+    ("create-customer", "external_id", "stored"),
+    ("patch-customer", "email", "stored"),
+    ("patch-customer", "name", "stored"),
     ("patch-customer", "country", "pattern"),
-    ("suspend", "reason", "stored"), ("terminate", "reason", "stored"),
-    ("create-plan", "code", "pattern"), ("create-plan", "name", "stored"), ("create-plan", "currency", "pattern"),
-    ("trial", "customer_id", "lookup"), ("trial", "plan", "lookup"),
-    ("purchase", "customer_id", "lookup"), ("purchase", "plan", "lookup"),
-    ("purchase", "payment_method", "pattern"), ("payment-method", "payment_method", "pattern"),
-    ("refund", "reason", "stored"), ("credit", "reason", "stored"), ("credit", "currency", "pattern"),
-    ("message", "subject", "stored"), ("message", "body", "stored"),
+    ("suspend", "reason", "stored"),
+    ("terminate", "reason", "stored"),
+    ("create-plan", "code", "pattern"),
+    ("create-plan", "name", "stored"),
+    ("create-plan", "currency", "pattern"),
+    ("trial", "customer_id", "lookup"),
+    ("trial", "plan", "lookup"),
+    ("purchase", "customer_id", "lookup"),
+    ("purchase", "plan", "lookup"),
+    ("purchase", "payment_method", "pattern"),
+    ("payment-method", "payment_method", "pattern"),
+    ("refund", "reason", "stored"),
+    ("credit", "reason", "stored"),
+    ("credit", "currency", "pattern"),
+    ("message", "subject", "stored"),
+    ("message", "body", "stored"),
 ]
 FIELD_IDS = [f"{w}.{f}" for w, f, _ in STRING_FIELDS]
 UNICODE = {
@@ -434,7 +566,8 @@ def test_unicode_in_every_string_field_is_refused_or_kept_exactly(worlds, write,
             assert snapshot(w) == before, f"{kind}: a refused request changed something"
             continue
         stored = json.dumps(response.json(), ensure_ascii=False) + json.dumps(
-            w["api"].all("/v1/audit-events", {"customer_id": w["alice"]["id"]}), ensure_ascii=False)
+            w["api"].all("/v1/audit-events", {"customer_id": w["alice"]["id"]}), ensure_ascii=False
+        )
         assert json.dumps(value.strip(), ensure_ascii=False)[1:-1] in stored, f"{kind}: {stored[:300]}"
 
 
@@ -451,8 +584,14 @@ def test_nul_in_every_string_field_is_refused(world, write, field, role):
 def test_nul_in_ids_and_filters_is_not_a_server_error(world, where):
     api = world["api"]
     if where == "path":
-        urls = ["/v1/customers/a%00b", "/v1/subscriptions/a%00b", "/v1/payments/a%00b", "/v1/trials/a%00b",
-                "/v1/plans/a%00b", "/v1/customers/a%00b/notices"]
+        urls = [
+            "/v1/customers/a%00b",
+            "/v1/subscriptions/a%00b",
+            "/v1/payments/a%00b",
+            "/v1/trials/a%00b",
+            "/v1/plans/a%00b",
+            "/v1/customers/a%00b/notices",
+        ]
         responses = [api.get(url) for url in urls]
     elif where == "query":
         responses = [api.get(f"/v1/customers/{world['alice']['id']}/payments", params={"starting_after": "a\x00"})]
@@ -472,8 +611,12 @@ def test_an_overlong_or_empty_idempotency_key_is_refused(world):
     body = {"amount": 100, "currency": "usd", "reason": "goodwill"}
     with Refusals(world) as refusals:
         for key in ("k" * 256, ""):
-            assert refusals.send("POST", f"/v1/customers/{alice}/credits", json=body,
-                                 headers={"Idempotency-Key": key})["_status"] == 422
+            assert (
+                refusals.send("POST", f"/v1/customers/{alice}/credits", json=body, headers={"Idempotency-Key": key})[
+                    "_status"
+                ]
+                == 422
+            )
 
 
 def test_unknown_and_server_owned_fields_are_refused(world):
@@ -482,10 +625,18 @@ def test_unknown_and_server_owned_fields_are_refused(world):
     with Refusals(world) as refusals:
         for method, path, who, body in (
             ("PATCH", f"/v1/customers/{alice}", "alice", {"status": "active", "name": "A"}),
-            ("POST", "/v1/subscriptions", "alice", {"customer_id": alice, "plan": PLAN["code"],
-                                                    "payment_method": "pm_card_visa", "status": "active"}),
-            ("POST", f"/v1/subscriptions/{sub}/payment-method", "alice", {"payment_method": "pm_card_visa",
-                                                                          "price_amount": 0}),
+            (
+                "POST",
+                "/v1/subscriptions",
+                "alice",
+                {"customer_id": alice, "plan": PLAN["code"], "payment_method": "pm_card_visa", "status": "active"},
+            ),
+            (
+                "POST",
+                f"/v1/subscriptions/{sub}/payment-method",
+                "alice",
+                {"payment_method": "pm_card_visa", "price_amount": 0},
+            ),
             ("POST", "/v1/plans", None, {**PLAN, "code": "x", "active": False, "id": "plan_1"}),
         ):
             assert refusals.send(method, path, as_customer=who, json=body)["_status"] == 422
@@ -504,18 +655,36 @@ def test_stale_and_future_webhook_signatures_change_nothing(world):
 
 # --- signed webhook events of a shape that can never be processed (issue 14, item 10) ------------------------------
 
+
 def _charge(w: dict, *refund_amounts: Any, charge_amount: int | None = None) -> dict:
     """A Charge shaped like Stripe's for the world's payment, listing refunds made in the dashboard."""
     pi, currency = w["payment"]["gateway_payment_id"], w["payment"]["currency"]
     amount = w["payment"]["amount"] if charge_amount is None else charge_amount
-    refunds = [{"id": f"re_hostile_{i}", "object": "refund", "amount": value, "currency": currency,
-                "status": "succeeded", "metadata": {}, "payment_intent": pi, "charge": "ch_hostile"}
-               for i, value in enumerate(refund_amounts)]
+    refunds = [
+        {
+            "id": f"re_hostile_{i}",
+            "object": "refund",
+            "amount": value,
+            "currency": currency,
+            "status": "succeeded",
+            "metadata": {},
+            "payment_intent": pi,
+            "charge": "ch_hostile",
+        }
+        for i, value in enumerate(refund_amounts)
+    ]
     refunded = sum(r for r in refund_amounts if isinstance(r, int))
-    return {"id": "ch_hostile", "object": "charge", "amount": amount, "amount_refunded": refunded,
-            "currency": currency, "payment_intent": pi, "refunded": refunded >= amount, "metadata": {},
-            "refunds": {"object": "list", "data": refunds, "has_more": False,
-                        "url": "/v1/charges/ch_hostile/refunds"}}
+    return {
+        "id": "ch_hostile",
+        "object": "charge",
+        "amount": amount,
+        "amount_refunded": refunded,
+        "currency": currency,
+        "payment_intent": pi,
+        "refunded": refunded >= amount,
+        "metadata": {},
+        "refunds": {"object": "list", "data": refunds, "has_more": False, "url": "/v1/charges/ch_hostile/refunds"},
+    }
 
 
 def _refunded(w: dict, *refund_amounts: Any, **charge: Any) -> dict:
@@ -532,11 +701,12 @@ def _with(evt: dict, path: tuple, value: Any) -> dict:
     return evt
 
 
-def _deep(levels: int):  # noqa: ANN202
+def _deep(levels: int):
     def build(w: dict) -> str:
         """A charge.refunded holding arrays nested `levels` deep: raw JSON text (json.dumps would recurse)."""
         head = json.dumps(_refunded(w, 100))[:-1]  # without the envelope's closing brace
         return head + ', "deep": ' + "[" * levels + "]" * levels + "}"
+
     return build
 
 
@@ -557,25 +727,39 @@ MALFORMED_EVENTS: dict[str, tuple[Any, int]] = {  # name -> (the world -> event 
     "event_id_a_dict": (lambda w: _with(_refunded(w, 100), ("id",), {"id": "evt_1"}), 400),
     "event_id_100k": (lambda w: _with(_refunded(w, 100), ("id",), "evt_" + "x" * 100_000), 400),
     "charge_id_a_dict": (lambda w: _with(_refunded(w, 100), ("data", "object", "id"), {"id": "ch_1"}), 400),
-    "payment_intent_a_dict": (lambda w: _with(_refunded(w, 100), ("data", "object", "payment_intent"),
-                                              {"id": w["payment"]["gateway_payment_id"]}), 400),
+    "payment_intent_a_dict": (
+        lambda w: _with(
+            _refunded(w, 100), ("data", "object", "payment_intent"), {"id": w["payment"]["gateway_payment_id"]}
+        ),
+        400,
+    ),
     "intent_id_a_dict": (lambda w: _with(_payment_failed("pi_x"), ("data", "object", "id"), {"id": "pi_x"}), 400),
     "intent_id_100k": (lambda w: _payment_failed("pi_" + "x" * 100_000), 400),
     "intent_id_with_nul": (lambda w: _payment_failed("pi_a\x00b"), 400),
     "intent_metadata_a_string": (lambda w: _payment_failed("pi_unknown", metadata="idempotency_key=abc"), 400),
     "intent_metadata_a_list": (lambda w: _payment_failed("pi_unknown", metadata=["idempotency_key"]), 400),
-    "decline_code_a_dict": (lambda w: _with(_payment_failed("pi_unknown"),
-                                            ("data", "object", "last_payment_error", "decline_code"), {"x": 1}), 400),
-    "refund_metadata_a_string": (lambda w: _with(_refunded(w, 100),
-                                                 ("data", "object", "refunds", "data", 0, "metadata"), "ours"), 400),
+    "decline_code_a_dict": (
+        lambda w: _with(
+            _payment_failed("pi_unknown"), ("data", "object", "last_payment_error", "decline_code"), {"x": 1}
+        ),
+        400,
+    ),
+    "refund_metadata_a_string": (
+        lambda w: _with(_refunded(w, 100), ("data", "object", "refunds", "data", 0, "metadata"), "ours"),
+        400,
+    ),
     "refunds_a_list": (lambda w: _with(_refunded(w, 100), ("data", "object", "refunds"), []), 400),
     "nested_5000_deep": (_deep(5000), 400),
     "nested_900_deep": (_deep(900), 400),  # within orjson's limit, not within the parser's
     "refund_above_the_charge": (lambda w: _refunded(w, w["payment"]["amount"] + 1), 400),
-    "refund_above_the_payment": (lambda w: _refunded(w, w["payment"]["amount"] + 1,
-                                                     charge_amount=w["payment"]["amount"] + 1), 400),
-    "refunds_together_above_the_payment": (lambda w: _refunded(w, w["payment"]["amount"], 1,
-                                                               charge_amount=w["payment"]["amount"] + 1), 400),
+    "refund_above_the_payment": (
+        lambda w: _refunded(w, w["payment"]["amount"] + 1, charge_amount=w["payment"]["amount"] + 1),
+        400,
+    ),
+    "refunds_together_above_the_payment": (
+        lambda w: _refunded(w, w["payment"]["amount"], 1, charge_amount=w["payment"]["amount"] + 1),
+        400,
+    ),
     "refund_negative": (lambda w: _refunded(w, -100), 400),
     "refund_zero": (lambda w: _refunded(w, 0), 400),
     "refund_amount_a_string": (lambda w: _refunded(w, "100"), 400),
@@ -602,9 +786,11 @@ def test_a_signed_webhook_event_of_a_bad_shape_is_400_or_ignored_and_changes_not
     evt = build(world)
     before = snapshot(world)
     if isinstance(evt, str):
-        response = client.post("/v1/webhooks/stripe", content=evt.encode(),
-                               headers={"Stripe-Signature": signature(evt, "whsec_sandbox"),
-                                        "Content-Type": "application/json"})
+        response = client.post(
+            "/v1/webhooks/stripe",
+            content=evt.encode(),
+            headers={"Stripe-Signature": signature(evt, "whsec_sandbox"), "Content-Type": "application/json"},
+        )
     else:
         response = post_event(client, evt, "whsec_sandbox")
     spoil()  # the good event below changes the world (and so may a refused one, if the refusal fails)
@@ -620,8 +806,11 @@ def test_a_signed_webhook_event_of_a_bad_shape_is_400_or_ignored_and_changes_not
     if status == 400 and isinstance(event_id, str) and len(event_id) < 100:
         good["id"] = event_id  # the refused event was not recorded: its id is still free
     applied = post_event(client, good, "whsec_sandbox")
-    assert applied.status_code == 200 and applied.json() == {"received": True, "duplicate": False,
-                                                             "outcome": "applied"}, applied.text
+    assert applied.status_code == 200 and applied.json() == {
+        "received": True,
+        "duplicate": False,
+        "outcome": "applied",
+    }, applied.text
     [refund] = world["api"].ok("GET", f"/v1/customers/{world['alice']['id']}/export")["refunds"]
     assert (refund["amount"], refund["source"], refund["gateway_refund_id"]) == (100, "gateway", "re_hostile_0")
 
@@ -635,7 +824,10 @@ def test_a_malformed_webhook_event_badly_signed_is_an_invalid_signature(world, c
     evt = MALFORMED_EVENTS[case][0](world)
     text = evt if isinstance(evt, str) else json.dumps(evt)
     before = snapshot(world)
-    response = world["client"].post("/v1/webhooks/stripe", content=text.encode(), headers={
-        "Stripe-Signature": signature(text, "whsec_forged"), "Content-Type": "application/json"})
+    response = world["client"].post(
+        "/v1/webhooks/stripe",
+        content=text.encode(),
+        headers={"Stripe-Signature": signature(text, "whsec_forged"), "Content-Type": "application/json"},
+    )
     assert is_problem(response, {400})["code"] == "invalid_signature"
     assert snapshot(world) == before

@@ -22,7 +22,7 @@ class GatedGateway:
     """The sandbox gateway, except that off-session charges (renewals, retries) wait for `release` before they are
     made, and, once `hold_refunds` is set, the next refund is made but its answer waits for `release_refund`."""
 
-    def __init__(self, inner) -> None:  # noqa: ANN001
+    def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
         self.started = threading.Event()
@@ -31,14 +31,14 @@ class GatedGateway:
         self.refund_made = threading.Event()
         self.release_refund = threading.Event()
 
-    async def charge(self, request):  # noqa: ANN001, ANN201
+    async def charge(self, request):
         if request.off_session and not self.release.is_set():
             self.started.set()
             while not self.release.is_set():
                 await asyncio.sleep(0.01)
         return await self.inner.charge(request)
 
-    async def refund(self, payment_id: str, amount: int, idempotency_key: str):  # noqa: ANN201
+    async def refund(self, payment_id: str, amount: int, idempotency_key: str):
         result = await self.inner.refund(payment_id, amount, idempotency_key)
         if self.hold_refunds and not self.refund_made.is_set():
             self.refund_made.set()  # the money went back; the answer is slow to arrive
@@ -46,15 +46,15 @@ class GatedGateway:
                 await asyncio.sleep(0.01)
         return result
 
-    async def charge_many(self, requests):  # noqa: ANN001, ANN201 - a batch goes through `charge` above
+    async def charge_many(self, requests):
         return await charge_each(self.charge, requests)
 
-    def __getattr__(self, name: str):  # noqa: ANN204
+    def __getattr__(self, name: str):
         return getattr(self.inner, name)
 
 
 @pytest.fixture
-def gated(clean_db):  # noqa: ANN001, ANN201
+def gated(clean_db):
     from app.main import create_app
 
     app = create_app(make_settings(clean_db))
@@ -62,9 +62,20 @@ def gated(clean_db):  # noqa: ANN001, ANN201
     with TestClient(app, raise_server_exceptions=False) as client:
         api = Api(client)
         api.ok("POST", "/v1/sandbox/clock", json={"now": START})
-        api.ok("POST", "/v1/plans", 201, json={"code": "pro-monthly", "name": "Pro", "tier": "subscription",
-                                               "interval": "month", "amount": 2000, "currency": "usd",
-                                               "trial_available": True})
+        api.ok(
+            "POST",
+            "/v1/plans",
+            201,
+            json={
+                "code": "pro-monthly",
+                "name": "Pro",
+                "tier": "subscription",
+                "interval": "month",
+                "amount": 2000,
+                "currency": "usd",
+                "trial_available": True,
+            },
+        )
         yield api, gateway
 
 
@@ -86,11 +97,16 @@ def race_cancel_with_renewal(api: Api, gateway: GatedGateway, payment_method: st
     """A subscriber cancels while the renewal due at the end of their first period is being charged: the
     cancellation is refused for the moment (409 `charge_in_progress`, with Retry-After, the Idempotency-Key
     released), and the same request, repeated once the charge is settled, is confirmed."""
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
     me = api.as_customer("alice")
-    sub = me.ok("POST", "/v1/subscriptions", 201, json={"customer_id": alice["id"], "plan": "pro-monthly",
-                                                         "payment_method": "pm_card_visa"})
+    sub = me.ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     if payment_method != "pm_card_visa":
         me.ok("POST", f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": payment_method})
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(hours=1))})
@@ -118,19 +134,23 @@ def test_C1_a_cancellation_racing_a_successful_renewal_is_honoured_as_confirmed(
     assert cancelled["cancel_at_period_end"] is True and cancelled["status"] == "active"
     renewed_end = parse(cancelled["current_period_end"])
     assert renewed_end > parse(sub["current_period_end"])  # the renewal, settled first, paid the next period
-    [confirmation] = [n for n in api.all(f"/v1/customers/{alice['id']}/notices")
-                      if n["type"] == "cancellation_scheduled"]
+    [confirmation] = [
+        n for n in api.all(f"/v1/customers/{alice['id']}/notices") if n["type"] == "cancellation_scheduled"
+    ]
     assert renewed_end.strftime("%d %B %Y, %H:%M UTC") in confirmation["subject"]  # the end it names is kept
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(renewed_end + _dt.timedelta(days=40))})
     api.ok("POST", "/v1/sandbox/run-due")
-    after = [p for p in api.all(f"/v1/customers/{alice['id']}/payments")
-             if parse(p["created_at"]) > parse(cancelled["canceled_at"])]
+    after = [
+        p
+        for p in api.all(f"/v1/customers/{alice['id']}/payments")
+        if parse(p["created_at"]) > parse(cancelled["canceled_at"])
+    ]
     final = api.ok("GET", f"/v1/subscriptions/{sub['id']}")
     assert after == [] and final["status"] == "canceled" and parse(final["ended_at"]) == renewed_end
 
 
 @pytest.fixture
-def paused_settlement(monkeypatch):  # noqa: ANN001, ANN201
+def paused_settlement(monkeypatch):
     """Pause `charging.record_success` (called by `settle` once it holds the subscription's and the payment's row
     locks) until the test releases it: the window in which a concurrent request can interleave."""
     from app.subscriptions import charging
@@ -138,7 +158,7 @@ def paused_settlement(monkeypatch):  # noqa: ANN001, ANN201
     reached, release = threading.Event(), threading.Event()
     real = charging.record_success
 
-    async def paused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    async def paused(*args, **kwargs):
         reached.set()
         while not release.is_set():
             await asyncio.sleep(0.01)
@@ -157,8 +177,10 @@ def waiting_on_a_lock(database_url: str, timeout: float = 15) -> bool:
         conn = await asyncpg.connect(make_url(database_url).set(drivername="postgresql").render_as_string(False))
         try:
             for _ in range(int(timeout / 0.05)):
-                if await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                       "AND wait_event_type = 'Lock'"):
+                if await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ):
                     return True
                 await asyncio.sleep(0.05)
             return False
@@ -169,16 +191,22 @@ def waiting_on_a_lock(database_url: str, timeout: float = 15) -> bool:
 
 
 def test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_server_error(
-        gated, paused_settlement, is_postgres, clean_db):
+    gated, paused_settlement, is_postgres, clean_db
+):
     """Settlements and cancellations lock the subscription, then its payments: one order, no deadlock on
     PostgreSQL (the cancellation waits for the settlement, then ends what the settlement left)."""
     api, _gateway = gated
     reached, release = paused_settlement
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
     me = api.as_customer("alice")
-    sub = me.ok("POST", "/v1/subscriptions", 201, json={"customer_id": alice["id"], "plan": "pro-monthly",
-                                                         "payment_method": "pm_card_authenticationRequired"})
+    sub = me.ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_authenticationRequired"},
+    )
     [payment] = api.all(f"/v1/customers/{alice['id']}/payments")
     assert sub["status"] == "incomplete" and payment["status"] == "pending"
 
@@ -186,10 +214,8 @@ def test_a_cancellation_racing_a_webhook_that_settles_the_purchase_is_not_a_serv
 
     answers: dict = {}
     evt = intent_event("payment_intent.succeeded", payment["gateway_payment_id"], amount=payment["amount"])
-    webhook = threading.Thread(target=lambda: answers.update(
-        webhook=post_event(api.http, evt, "whsec_sandbox")))
-    cancel = threading.Thread(target=lambda: answers.update(
-        cancel=me.post(f"/v1/subscriptions/{sub['id']}/cancel")))
+    webhook = threading.Thread(target=lambda: answers.update(webhook=post_event(api.http, evt, "whsec_sandbox")))
+    cancel = threading.Thread(target=lambda: answers.update(cancel=me.post(f"/v1/subscriptions/{sub['id']}/cancel")))
     webhook.start()
     try:
         assert reached.wait(30), "the webhook never reached the settlement"
@@ -212,15 +238,23 @@ def test_R2_a_refund_in_flight_is_not_refunded_twice_by_the_retry_job(gated):
     """A refund still waiting for the gateway's answer is not abandoned by a move of the sandbox clock: "no answer"
     is measured in real time, and the sandbox refunds once per idempotency key, as Stripe does."""
     api, gateway = gated
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
-    api.as_customer("alice").ok("POST", "/v1/subscriptions", 201, json={
-        "customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
+    api.as_customer("alice").ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     [payment] = api.all(f"/v1/customers/{alice['id']}/payments")
     gateway.hold_refunds = True
     answers: dict = {}
-    first = threading.Thread(target=lambda: answers.update(first=api.post(
-        f"/v1/payments/{payment['id']}/refunds", json={"amount": 500, "reason": "late delivery"})))
+    first = threading.Thread(
+        target=lambda: answers.update(
+            first=api.post(f"/v1/payments/{payment['id']}/refunds", json={"amount": 500, "reason": "late delivery"})
+        )
+    )
     first.start()
     try:
         assert gateway.refund_made.wait(30), "the refund never reached the gateway"
@@ -242,10 +276,15 @@ def test_R3_a_renewal_charge_that_succeeds_after_a_termination_is_booked_for_ops
     (succeeded, audited as `payment.succeeded_without_effect`, for ops to refund at their discretion, R2) and the
     subscription stays ended: nothing is renewed, nothing lost."""
     api, gateway = gated
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
-    sub = api.as_customer("alice").ok("POST", "/v1/subscriptions", 201, json={
-        "customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
+    sub = api.as_customer("alice").ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(hours=1))})
     ran: dict = {}
     renewal = threading.Thread(target=lambda: ran.update(api.ok("POST", "/v1/sandbox/run-due")["jobs"]))
@@ -262,8 +301,11 @@ def test_R3_a_renewal_charge_that_succeeds_after_a_termination_is_booked_for_ops
     renewal_payment = [p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] == "renewal"]
     assert [p["status"] for p in renewal_payment] == ["succeeded"]  # the money the gateway took is on the books
     events = api.all("/v1/audit-events", params={"customer_id": alice["id"]})
-    assert [e for e in events if e["action"] == "payment.succeeded_without_effect"
-            and e["subject_id"] == renewal_payment[0]["id"]]
+    assert [
+        e
+        for e in events
+        if e["action"] == "payment.succeeded_without_effect" and e["subject_id"] == renewal_payment[0]["id"]
+    ]
 
 
 def test_C1_B2_a_cancellation_during_a_gateway_outage_after_the_period_end_keeps_the_due_renewal(gated):
@@ -283,22 +325,27 @@ def test_C1_B2_a_cancellation_during_a_gateway_outage_after_the_period_end_keeps
     class LostAnswers:
         name = answered.name
 
-        async def charge(self, request):  # noqa: ANN001, ANN202
+        async def charge(self, request):
             result = await answered.charge(request)
             if request.off_session:
                 made.append(result)
                 raise GatewayUnavailable("the answer was lost")
             return result
 
-        def __getattr__(self, attr: str):  # noqa: ANN204
+        def __getattr__(self, attr: str):
             return getattr(answered, attr)
 
     gateway.inner = LostAnswers()
-    alice = api.as_customer("alice").ok("POST", "/v1/customers", 201,
-                                        json={"email": "alice@example.com", "name": "Alice", "country": "US"})
+    alice = api.as_customer("alice").ok(
+        "POST", "/v1/customers", 201, json={"email": "alice@example.com", "name": "Alice", "country": "US"}
+    )
     me = api.as_customer("alice")
-    sub = me.ok("POST", "/v1/subscriptions", 201, json={"customer_id": alice["id"], "plan": "pro-monthly",
-                                                         "payment_method": "pm_card_visa"})
+    sub = me.ok(
+        "POST",
+        "/v1/subscriptions",
+        201,
+        json={"customer_id": alice["id"], "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+    )
     api.ok("POST", "/v1/sandbox/clock", json={"now": iso(parse(sub["current_period_end"]) + _dt.timedelta(hours=1))})
     assert api.ok("POST", "/v1/sandbox/run-due")["jobs"]["subscription_renewals"] == 0  # no answer
     assert made and made[0].status == "succeeded"  # ... but the gateway did charge
@@ -306,13 +353,21 @@ def test_C1_B2_a_cancellation_during_a_gateway_outage_after_the_period_end_keeps
     assert cancelled["cancel_at_period_end"] is True
     renewed_end = cancelled["current_period_end"]  # B2: the period it is in, the renewed one
     assert cancelled["current_period_start"] == sub["current_period_end"] and renewed_end > sub["current_period_end"]
-    [confirmation] = [n for n in api.all(f"/v1/customers/{alice['id']}/notices")
-                      if n["type"] == "cancellation_scheduled"]
+    [confirmation] = [
+        n for n in api.all(f"/v1/customers/{alice['id']}/notices") if n["type"] == "cancellation_scheduled"
+    ]
     assert parse(renewed_end).strftime("%d %B %Y, %H:%M UTC") in confirmation["subject"]
 
-    answer = post_event(api.http, intent_event("payment_intent.succeeded", made[0].payment_id, amount=2000,
-                                               metadata={"idempotency_key": f"{sub['id']}:period-1:attempt-1"}),
-                        "whsec_sandbox")
+    answer = post_event(
+        api.http,
+        intent_event(
+            "payment_intent.succeeded",
+            made[0].payment_id,
+            amount=2000,
+            metadata={"idempotency_key": f"{sub['id']}:period-1:attempt-1"},
+        ),
+        "whsec_sandbox",
+    )
     assert answer.status_code == 200, answer.text
     renewal = [p for p in api.all(f"/v1/customers/{alice['id']}/payments") if p["purpose"] == "renewal"]
     assert [p["status"] for p in renewal] == ["succeeded"]

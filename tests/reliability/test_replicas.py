@@ -36,8 +36,15 @@ TRAFFIC_SECONDS = 20
 PEOPLE = 6  # each with ACCOUNTS accounts sharing one e-mail address up to case and spaces
 ACCOUNTS = 3
 BUYERS = 10
-PLAN = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-        "currency": "usd", "trial_available": True}
+PLAN = {
+    "code": "pro-monthly",
+    "name": "Pro",
+    "tier": "subscription",
+    "interval": "month",
+    "amount": 2000,
+    "currency": "usd",
+    "trial_available": True,
+}
 METHODS = ["pm_card_visa"] * 6 + ["pm_card_chargeDeclined", "pm_card_authenticationRequired"]
 WEBHOOK_SECRET = "whsec_sandbox"  # the sandbox default (app/config.py)
 # Answers a request may get under concurrency without anything being wrong.
@@ -56,19 +63,21 @@ EXPECTED = {
 
 
 @pytest.fixture
-def replica_log(tmp_path) -> Path:  # noqa: ANN001
+def replica_log(tmp_path) -> Path:
     return tmp_path / "replicas.log"
 
 
 @pytest.fixture
-def replicas(clean_db, is_postgres, replica_log):  # noqa: ANN001
+def replicas(clean_db, is_postgres, replica_log):
     if not is_postgres:
         pytest.skip("replicas share one database on PostgreSQL (BILLING_TEST_POSTGRES_URL)")
     env = {"BILLING_SCHEDULER_ENABLED": "true", "BILLING_SCHEDULER_INTERVAL_SECONDS": "0.5"}
     servers = []
     try:
-        servers = [start_service(clean_db, log_file=replica_log, **env),
-                   start_service(clean_db, log_file=replica_log, **env)]
+        servers = [
+            start_service(clean_db, log_file=replica_log, **env),
+            start_service(clean_db, log_file=replica_log, **env),
+        ]
         yield [s.url for s in servers]
     finally:
         for server in servers:
@@ -99,7 +108,7 @@ class Traffic:
             if response.status_code not in EXPECTED[kind]:
                 self.unexpected.append(f"{kind} {what}: {response.status_code} {response.text[:300]}")
 
-    def run(self, name: str, seed: int, step) -> threading.Thread:  # noqa: ANN001
+    def run(self, name: str, seed: int, step) -> threading.Thread:
         def loop() -> None:
             rnd = random.Random(seed)
             clients = {url: httpx.Client(base_url=url, timeout=60) for url in self.urls}
@@ -124,20 +133,23 @@ class Traffic:
         return thread
 
 
-def start_trials(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def start_trials(t: Traffic, clients, rnd: random.Random) -> None:
     person = rnd.choice(t.people)
     account = rnd.choice(person)
     api, url = t.api(clients, rnd)
-    r = api.as_customer(account["external_id"]).post("/v1/trials", json={"customer_id": account["id"],
-                                                                         "plan": PLAN["code"]})
+    r = api.as_customer(account["external_id"]).post(
+        "/v1/trials", json={"customer_id": account["id"], "plan": PLAN["code"]}
+    )
     t.note("trial", r, f"for {account['id']} on {url}")
 
 
-def purchase(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def purchase(t: Traffic, clients, rnd: random.Random) -> None:
     customer = rnd.choice(t.buyers + t.accounts[:2])  # two trial accounts buy too (T5/T6 against purchases)
     api, _ = t.api(clients, rnd)
-    r = api.as_customer(customer["external_id"]).post("/v1/subscriptions", json={
-        "customer_id": customer["id"], "plan": PLAN["code"], "payment_method": rnd.choice(METHODS)})
+    r = api.as_customer(customer["external_id"]).post(
+        "/v1/subscriptions",
+        json={"customer_id": customer["id"], "plan": PLAN["code"], "payment_method": rnd.choice(METHODS)},
+    )
     t.note("purchase", r, customer["id"])
 
 
@@ -148,7 +160,7 @@ def live_subscription(api: Api, t: Traffic, customer: dict) -> dict | None:
     return subs[0] if subs and subs[0]["status"] != "canceled" else None
 
 
-def cancel_resume_or_change(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def cancel_resume_or_change(t: Traffic, clients, rnd: random.Random) -> None:
     customer = rnd.choice(t.buyers)
     api, _ = t.api(clients, rnd)
     sub = live_subscription(api, t, customer)
@@ -158,19 +170,23 @@ def cancel_resume_or_change(t: Traffic, clients, rnd: random.Random) -> None:  #
     me = api.as_customer(customer["external_id"])
     action = rnd.choice(["cancel", "resume", "resume", "payment_method"])
     if action == "payment_method":
-        r = me.post(f"/v1/subscriptions/{sub['id']}/payment-method",
-                    json={"payment_method": rnd.choice(METHODS[-3:] + ["pm_card_visa"])})
+        r = me.post(
+            f"/v1/subscriptions/{sub['id']}/payment-method",
+            json={"payment_method": rnd.choice(METHODS[-3:] + ["pm_card_visa"])},
+        )
     else:
         r = me.post(f"/v1/subscriptions/{sub['id']}/{action}")
     t.note(action, r, sub["id"])
 
 
-def refund_and_credit(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def refund_and_credit(t: Traffic, clients, rnd: random.Random) -> None:
     customer = rnd.choice(t.buyers)
     api, _ = t.api(clients, rnd)
     if rnd.random() < 0.15:
-        r = api.post(f"/v1/customers/{customer['id']}/credits",
-                     json={"amount": rnd.randint(1, 500), "currency": "usd", "reason": "goodwill"})
+        r = api.post(
+            f"/v1/customers/{customer['id']}/credits",
+            json={"amount": rnd.randint(1, 500), "currency": "usd", "reason": "goodwill"},
+        )
         t.note("credit", r, customer["id"])
         return
     r = api.get(f"/v1/customers/{customer['id']}/payments", params={"limit": 5})
@@ -188,8 +204,11 @@ def refund_and_credit(t: Traffic, clients, rnd: random.Random) -> None:  # noqa:
     def one(amount: int, url: str) -> None:
         with httpx.Client(base_url=url, timeout=60) as http:
             barrier.wait()
-            results.append(Api(http).post(f"/v1/payments/{payment['id']}/refunds",
-                                          json={"amount": amount, "reason": "racing refund"}))
+            results.append(
+                Api(http).post(
+                    f"/v1/payments/{payment['id']}/refunds", json={"amount": amount, "reason": "racing refund"}
+                )
+            )
 
     threads = [threading.Thread(target=one, args=(a, t.urls[i % 2])) for i, a in enumerate(amounts)]
     for thread in threads:
@@ -200,13 +219,20 @@ def refund_and_credit(t: Traffic, clients, rnd: random.Random) -> None:  # noqa:
         t.note("refund", response, payment["id"])
 
 
-def complete_needing_action(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def complete_needing_action(t: Traffic, clients, rnd: random.Random) -> None:
     customer = rnd.choice(t.buyers)
     api, _ = t.api(clients, rnd)
     r = api.get(f"/v1/customers/{customer['id']}/payments", params={"limit": 3})
     t.note("read", r, "payments")
-    pending = [p for p in r.json().get("data", []) if p["status"] == "pending" and p["purpose"] == "purchase"
-               and p["gateway_payment_id"]] if r.status_code == 200 else []
+    pending = (
+        [
+            p
+            for p in r.json().get("data", [])
+            if p["status"] == "pending" and p["purpose"] == "purchase" and p["gateway_payment_id"]
+        ]
+        if r.status_code == 200
+        else []
+    )
     if not pending:
         time.sleep(0.05)
         return
@@ -214,12 +240,15 @@ def complete_needing_action(t: Traffic, clients, rnd: random.Random) -> None:  #
     evt = intent_event("payment_intent.succeeded", payment["gateway_payment_id"], amount=payment["amount"])
     payload = json.dumps(evt, separators=(",", ":"))
     for url in t.urls:  # the same event delivered to both replicas at about the same time (Stripe retries)
-        response = clients[url].post("/v1/webhooks/stripe", content=payload.encode(), headers={
-            "Stripe-Signature": signature(payload, WEBHOOK_SECRET), "Content-Type": "application/json"})
+        response = clients[url].post(
+            "/v1/webhooks/stripe",
+            content=payload.encode(),
+            headers={"Stripe-Signature": signature(payload, WEBHOOK_SECRET), "Content-Type": "application/json"},
+        )
         t.note("webhook", response, payment["id"])
 
 
-def move_clock(t: Traffic, clients, rnd: random.Random) -> None:  # noqa: ANN001
+def move_clock(t: Traffic, clients, rnd: random.Random) -> None:
     api, _ = t.api(clients, rnd)
     now = api.clock()
     r = api.move_clock(now + _dt.timedelta(days=rnd.randint(1, 6), hours=rnd.randint(0, 23)))
@@ -234,11 +263,23 @@ def setup(urls: list[str]) -> tuple[list[list[dict]], list[dict]]:
     people = []
     for p in range(PEOPLE):
         spellings = [f"person{p}@example.com", f"  Person{p}@Example.COM", f"PERSON{p}@example.com "]
-        people.append([ops.as_customer(f"p{p}a{a}").ok("POST", "/v1/customers", 201, json={
-            "email": spellings[a % len(spellings)], "name": f"Person {p}", "country": "US"})
-            for a in range(ACCOUNTS)])
-    buyers = [ops.as_customer(f"buyer{b}").ok("POST", "/v1/customers", 201, json={
-        "email": f"buyer{b}@example.com", "name": f"Buyer {b}", "country": "DE"}) for b in range(BUYERS)]
+        people.append(
+            [
+                ops.as_customer(f"p{p}a{a}").ok(
+                    "POST",
+                    "/v1/customers",
+                    201,
+                    json={"email": spellings[a % len(spellings)], "name": f"Person {p}", "country": "US"},
+                )
+                for a in range(ACCOUNTS)
+            ]
+        )
+    buyers = [
+        ops.as_customer(f"buyer{b}").ok(
+            "POST", "/v1/customers", 201, json={"email": f"buyer{b}@example.com", "name": f"Buyer {b}", "country": "DE"}
+        )
+        for b in range(BUYERS)
+    ]
     ops.http.close()
     return people, buyers
 
@@ -260,14 +301,24 @@ def quiesce(api: Api, customers: list[dict], timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invariant(replicas, replica_log, clean_db,
-                                                                                   record_property):
+def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invariant(
+    replicas, replica_log, clean_db, record_property
+):
     people, buyers = setup(replicas)
     traffic = Traffic(replicas, people, buyers)
-    plan = [("trials", start_trials, 3), ("purchases", purchase, 2), ("cancel-resume", cancel_resume_or_change, 2),
-            ("refunds", refund_and_credit, 1), ("webhooks", complete_needing_action, 1), ("clock", move_clock, 1)]
-    threads = [traffic.run(f"{name}-{i}", seed=100 * k + i, step=step)
-               for k, (name, step, count) in enumerate(plan) for i in range(count)]
+    plan = [
+        ("trials", start_trials, 3),
+        ("purchases", purchase, 2),
+        ("cancel-resume", cancel_resume_or_change, 2),
+        ("refunds", refund_and_credit, 1),
+        ("webhooks", complete_needing_action, 1),
+        ("clock", move_clock, 1),
+    ]
+    threads = [
+        traffic.run(f"{name}-{i}", seed=100 * k + i, step=step)
+        for k, (name, step, count) in enumerate(plan)
+        for i in range(count)
+    ]
     time.sleep(TRAFFIC_SECONDS)
     traffic.stop.set()
     for thread in threads:
@@ -292,8 +343,9 @@ def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invari
         counts["trials"] += len(view["trials"])
         counts["renewals"] += sum(p["purpose"] != "purchase" and p["status"] == "succeeded" for p in view["payments"])
         counts["refunds"] += sum(len(r) for r in view["refunds"].values())
-        counts["failed_renewals"] += sum(p["purpose"] != "purchase" and p["status"] == "failed"
-                                         for p in view["payments"])
+        counts["failed_renewals"] += sum(
+            p["purpose"] != "purchase" and p["status"] == "failed" for p in view["payments"]
+        )
     record_property("outcomes", dict(counts))
     assert traffic.calls[("trial", 409)] > 0 and counts["trials"] >= 1
     assert counts["renewals"] > 0 and counts["refunds"] > 0

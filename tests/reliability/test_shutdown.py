@@ -28,8 +28,15 @@ import pytest
 from tests.conftest import SECRET, START, _empty
 from tests.reliability.support import ROOT, Api, iso, parse, start_service
 
-PLAN = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-        "currency": "usd", "trial_available": False}
+PLAN = {
+    "code": "pro-monthly",
+    "name": "Pro",
+    "tier": "subscription",
+    "interval": "month",
+    "amount": 2000,
+    "currency": "usd",
+    "trial_available": False,
+}
 SUBSCRIBERS = 12
 BATCH = 4  # renewals claimed at a time: the signal lands in the first batch(es), the others must not be claimed
 CHARGE_DELAY = 4.0  # seconds between a renewal charge and its answer
@@ -39,7 +46,7 @@ EXIT_BOUND = max(GRACE, REQUESTS_GRACE) + 10  # plus closing the gateway and the
 LIVENESS_LEASE = _dt.timedelta(seconds=15)  # app/subscriptions/tasks.py
 
 
-def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
@@ -72,10 +79,18 @@ def due_renewals(url: str) -> list[dict]:
         customers, ends = [], []
         for i in range(SUBSCRIBERS):
             sub = f"sub{i}"
-            customer = api.as_customer(sub).ok("POST", "/v1/customers", 201, json={
-                "email": f"{sub}@example.com", "name": f"Name {sub}", "country": "US"})
-            bought = api.as_customer(sub).ok("POST", "/v1/subscriptions", 201, json={
-                "customer_id": customer["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"})
+            customer = api.as_customer(sub).ok(
+                "POST",
+                "/v1/customers",
+                201,
+                json={"email": f"{sub}@example.com", "name": f"Name {sub}", "country": "US"},
+            )
+            bought = api.as_customer(sub).ok(
+                "POST",
+                "/v1/subscriptions",
+                201,
+                json={"customer_id": customer["id"], "plan": PLAN["code"], "payment_method": "pm_card_visa"},
+            )
             customers.append(customer)
             ends.append(parse(bought["current_period_end"]))
         api.ok("POST", "/v1/sandbox/clock", json={"now": iso(max(ends) + _dt.timedelta(hours=1))})
@@ -112,8 +127,7 @@ def assert_batch_completed(url: str, customers: list[dict], made: set[str]) -> N
         pending = [p["id"] for ps in payments.values() for p in ps if p["status"] != "succeeded"]
         assert not pending, pending
         # Each customer: the purchase, and the renewal if it was charged; the batches not started were not claimed.
-        assert sorted(len(ps) for ps in payments.values()) == sorted(
-            [2] * len(made) + [1] * (SUBSCRIBERS - len(made)))
+        assert sorted(len(ps) for ps in payments.values()) == sorted([2] * len(made) + [1] * (SUBSCRIBERS - len(made)))
         for customer in customers:
             [subscription] = api.all(f"/v1/customers/{customer['id']}/subscriptions")
             response = api.as_customer(customer["external_id"]).post(f"/v1/subscriptions/{subscription['id']}/cancel")
@@ -128,16 +142,25 @@ def assert_stopped_gracefully(log_file: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_B2_billing_serve_stopped_mid_batch_finishes_the_batch_and_exits_0(database_url: str, tmp_path: Path,
-                                                                          sig: int) -> None:
+def test_B2_billing_serve_stopped_mid_batch_finishes_the_batch_and_exits_0(
+    database_url: str, tmp_path: Path, sig: int
+) -> None:
     """B2: `billing serve` with its scheduler, stopped while a batch of renewals waits for the gateway, finishes
     and records that batch (renewed, paid, no claim left), claims no other, and exits 0 within the bound."""
     asyncio.run(_empty(database_url))
     charge_log, log_file = tmp_path / "charges.log", tmp_path / "serve.log"
     charge_log.touch()
-    replica = start_service(database_url, charge_delay=CHARGE_DELAY, charge_log=charge_log, log_file=log_file,
-                            BILLING_SCHEDULER_ENABLED="true", BILLING_SCHEDULER_INTERVAL_SECONDS="0.5",
-                            BILLING_JOB_BATCH_SIZE=str(BATCH), BILLING_LOG_LEVEL="INFO", BILLING_LOG_FORMAT="json")
+    replica = start_service(
+        database_url,
+        charge_delay=CHARGE_DELAY,
+        charge_log=charge_log,
+        log_file=log_file,
+        BILLING_SCHEDULER_ENABLED="true",
+        BILLING_SCHEDULER_INTERVAL_SECONDS="0.5",
+        BILLING_JOB_BATCH_SIZE=str(BATCH),
+        BILLING_LOG_LEVEL="INFO",
+        BILLING_LOG_FORMAT="json",
+    )
     checker = None
     try:
         customers = due_renewals(replica.url)
@@ -154,21 +177,36 @@ def test_B2_billing_serve_stopped_mid_batch_finishes_the_batch_and_exits_0(datab
             checker.stop(kill=True)
 
 
-def start_scheduler(database_url: str, charge_log: Path, log_file: Path,
-                    delay: float = CHARGE_DELAY) -> subprocess.Popen:
+def start_scheduler(
+    database_url: str, charge_log: Path, log_file: Path, delay: float = CHARGE_DELAY
+) -> subprocess.Popen:
     """`billing scheduler` with the slow sandbox gateway (tests/reliability/_launch.py)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
-    environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
-                       BILLING_DEMO_PLANS="false", BILLING_LOG_LEVEL="INFO", BILLING_LOG_FORMAT="json",
-                       BILLING_SCHEDULER_INTERVAL_SECONDS="0.5", BILLING_JOB_BATCH_SIZE=str(BATCH),
-                       RELIABILITY_CHARGE_DELAY_SECONDS=str(delay), RELIABILITY_CHARGE_LOG=str(charge_log))
+    environment.update(
+        BILLING_DATABASE_URL=database_url,
+        BILLING_AUTH_SECRET=SECRET,
+        BILLING_SANDBOX="true",
+        BILLING_DEMO_PLANS="false",
+        BILLING_LOG_LEVEL="INFO",
+        BILLING_LOG_FORMAT="json",
+        BILLING_SCHEDULER_INTERVAL_SECONDS="0.5",
+        BILLING_JOB_BATCH_SIZE=str(BATCH),
+        RELIABILITY_CHARGE_DELAY_SECONDS=str(delay),
+        RELIABILITY_CHARGE_LOG=str(charge_log),
+    )
     with open(log_file, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "tests.reliability._launch", "scheduler"], env=environment,
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability._launch", "scheduler"],
+            env=environment,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
-def test_B2_billing_scheduler_stopped_mid_batch_finishes_the_batch_and_exits_0(database_url: str,
-                                                                              tmp_path: Path) -> None:
+def test_B2_billing_scheduler_stopped_mid_batch_finishes_the_batch_and_exits_0(
+    database_url: str, tmp_path: Path
+) -> None:
     """B2: `billing scheduler`, sent SIGTERM while a batch of renewals waits for the gateway, finishes and records
     that batch, claims no other, closes the gateway and the database, and exits 0 within the bound."""
     asyncio.run(_empty(database_url))
@@ -194,7 +232,8 @@ def test_B2_billing_scheduler_stopped_mid_batch_finishes_the_batch_and_exits_0(d
 
 
 def test_B2_past_the_grace_period_the_process_exits_and_a_later_run_completes_the_cut_off_batch_once(
-        database_url: str, tmp_path: Path) -> None:
+    database_url: str, tmp_path: Path
+) -> None:
     """B2: a batch that outlasts BILLING_SHUTDOWN_GRACE_SECONDS is cut off: the process still exits 0 in time,
     the log names the cut-off charges, and once their claims have run out a later run completes them with the
     same idempotency keys: every subscription renewed exactly once, one renewal payment each, none pending."""
@@ -202,10 +241,18 @@ def test_B2_past_the_grace_period_the_process_exits_and_a_later_run_completes_th
     charge_log, log_file = tmp_path / "charges.log", tmp_path / "serve.log"
     charge_log.touch()
     grace, delay = 1.0, 10.0  # the answer to the charges comes long after the grace period
-    replica = start_service(database_url, charge_delay=delay, charge_log=charge_log, log_file=log_file,
-                            BILLING_SCHEDULER_ENABLED="true", BILLING_SCHEDULER_INTERVAL_SECONDS="0.5",
-                            BILLING_JOB_BATCH_SIZE=str(BATCH), BILLING_LOG_LEVEL="INFO", BILLING_LOG_FORMAT="json",
-                            BILLING_SHUTDOWN_GRACE_SECONDS=str(grace))
+    replica = start_service(
+        database_url,
+        charge_delay=delay,
+        charge_log=charge_log,
+        log_file=log_file,
+        BILLING_SCHEDULER_ENABLED="true",
+        BILLING_SCHEDULER_INTERVAL_SECONDS="0.5",
+        BILLING_JOB_BATCH_SIZE=str(BATCH),
+        BILLING_LOG_LEVEL="INFO",
+        BILLING_LOG_FORMAT="json",
+        BILLING_SHUTDOWN_GRACE_SECONDS=str(grace),
+    )
     later = None
     try:
         customers = due_renewals(replica.url)
@@ -227,8 +274,9 @@ def test_B2_past_the_grace_period_the_process_exits_and_a_later_run_completes_th
                     break
             assert renewed(api) == SUBSCRIBERS
             payments = payments_of(api, customers)
-            assert all(len(ps) == 2 and {p["status"] for p in ps} == {"succeeded"} for ps in payments.values()), \
+            assert all(len(ps) == 2 and {p["status"] for p in ps} == {"succeeded"} for ps in payments.values()), (
                 payments
+            )
             # The cut-off charges were answered with the first result of their keys: no second payment, each
             # subscription renewed once (one renewal payment per customer, above).
             assert made, made

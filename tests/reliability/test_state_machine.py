@@ -35,8 +35,15 @@ from tests.reliability import invariants
 from tests.reliability.support import Api, iso, parse
 from tests.support.webhooks import intent_event, signature
 
-PLAN = {"code": "pro-monthly", "name": "Pro", "tier": "subscription", "interval": "month", "amount": 2000,
-        "currency": "usd", "trial_available": True}
+PLAN = {
+    "code": "pro-monthly",
+    "name": "Pro",
+    "tier": "subscription",
+    "interval": "month",
+    "amount": 2000,
+    "currency": "usd",
+    "trial_available": True,
+}
 # Two accounts of one person (the same address up to case and spaces), and two people with one account each.
 EMAILS = ["Same.Person@Example.com", "  same.person@example.COM ", "solo2@example.com", "solo3@example.com"]
 METHODS = {"visa": "pm_card_visa", "declined": "pm_card_chargeDeclined", "action": "pm_card_authenticationRequired"}
@@ -66,8 +73,11 @@ class BillingMachine(RuleBasedStateMachine):
         self.api.ok("POST", "/v1/sandbox/clock", json={"now": START})
         self.api.ok("POST", "/v1/plans", 201, json=PLAN)
         for i, email in enumerate(EMAILS):
-            self.customers.append(self.api.as_customer(f"c{i}").ok("POST", "/v1/customers", 201, json={
-                "email": email, "name": f"Customer {i}", "country": "US"}))
+            self.customers.append(
+                self.api.as_customer(f"c{i}").ok(
+                    "POST", "/v1/customers", 201, json={"email": email, "name": f"Customer {i}", "country": "US"}
+                )
+            )
 
     # --- helpers ---
 
@@ -115,8 +125,10 @@ class BillingMachine(RuleBasedStateMachine):
         free = self.credit_balance(i) >= PLAN["amount"]  # the credit pays it all: no card is charged
         trials_before = self.api.all(f"/v1/customers/{self.customers[i]['id']}/trials")
         self.bought.add(i)
-        response = self.me(i).post("/v1/subscriptions", json={
-            "customer_id": self.customers[i]["id"], "plan": PLAN["code"], "payment_method": METHODS[method]})
+        response = self.me(i).post(
+            "/v1/subscriptions",
+            json={"customer_id": self.customers[i]["id"], "plan": PLAN["code"], "payment_method": METHODS[method]},
+        )
         if i in self.suspended:
             assert response.status_code == 409 and response.json()["code"] == "customer_inactive", response.text
         elif live:
@@ -169,8 +181,9 @@ class BillingMachine(RuleBasedStateMachine):
         sub = self.latest_subscription(i)
         if sub is None:
             return
-        response = self.me(i).post(f"/v1/subscriptions/{sub['id']}/payment-method",
-                                   json={"payment_method": METHODS[method]})
+        response = self.me(i).post(
+            f"/v1/subscriptions/{sub['id']}/payment-method", json={"payment_method": METHODS[method]}
+        )
         assert response.status_code == (409 if sub["status"] == "canceled" else 200), response.text
 
     @rule(i=who, fraction=st.sampled_from([0.01, 0.25, 0.5, 1.0, 1.5]))
@@ -189,8 +202,12 @@ class BillingMachine(RuleBasedStateMachine):
 
     @rule(i=who, amount=st.sampled_from([1, 500, 2000, 2500]))
     def credit(self, i: int, amount: int) -> None:
-        self.api.ok("POST", f"/v1/customers/{self.customers[i]['id']}/credits", 201,
-                    json={"amount": amount, "currency": "usd", "reason": "goodwill"})
+        self.api.ok(
+            "POST",
+            f"/v1/customers/{self.customers[i]['id']}/credits",
+            201,
+            json={"amount": amount, "currency": "usd", "reason": "goodwill"},
+        )
 
     @rule(i=who, twice=st.booleans(), late=st.booleans())
     def webhook_completes_payment(self, i: int, twice: bool, late: bool) -> None:
@@ -198,8 +215,9 @@ class BillingMachine(RuleBasedStateMachine):
         (B1); `late`: a purchase given up already (cancelled, or expired after a day) is recorded and grants
         nothing; a failed renewal charge renews the period it paid for if that period is still awaited."""
         wanted = "failed" if late else "pending"
-        candidates = [p for p in self.payments(i) if p["status"] == wanted
-                      and (p["gateway_payment_id"] or "").startswith("pi_")]
+        candidates = [
+            p for p in self.payments(i) if p["status"] == wanted and (p["gateway_payment_id"] or "").startswith("pi_")
+        ]
         if not candidates:
             return
         payment = candidates[0]
@@ -208,8 +226,11 @@ class BillingMachine(RuleBasedStateMachine):
         evt = intent_event("payment_intent.succeeded", payment["gateway_payment_id"], amount=payment["amount"])
         payload = json.dumps(evt, separators=(",", ":"))
         for attempt in range(2 if twice else 1):
-            response = self.api.http.post("/v1/webhooks/stripe", content=payload.encode(), headers={
-                "Stripe-Signature": signature(payload, WEBHOOK_SECRET), "Content-Type": "application/json"})
+            response = self.api.http.post(
+                "/v1/webhooks/stripe",
+                content=payload.encode(),
+                headers={"Stripe-Signature": signature(payload, WEBHOOK_SECRET), "Content-Type": "application/json"},
+            )
             assert response.status_code == 200, response.text
             assert response.json()["duplicate"] is (attempt == 1)
         sub_after = self.api.ok("GET", f"/v1/subscriptions/{payment['subscription_id']}")
@@ -249,8 +270,9 @@ class BillingMachine(RuleBasedStateMachine):
                 problems.append(f"T3: customer {i} never bought but has {len(view['payments'])} payments")
             scheduled = sum(n["type"] == "cancellation_scheduled" for n in view["notices"])
             if scheduled > self.cancels[i]:
-                problems.append(f"customer {i}: {scheduled} cancellation_scheduled notices for {self.cancels[i]} "
-                                "cancellations")
+                problems.append(
+                    f"customer {i}: {scheduled} cancellation_scheduled notices for {self.cancels[i]} cancellations"
+                )
             problems += access_problems(i, view, now)
         assert not problems, "\n".join(problems)
 
@@ -263,25 +285,38 @@ def access_problems(i: int, view: dict, now: _dt.datetime) -> list[str]:
         until = parse(sub["current_period_end"])
         if sub["status"] == "past_due":  # B5: access while retries remain
             until += _dt.timedelta(days=RETRY_DAYS[-1] if RETRY_DAYS else 0)
-    expected = access(AccessFacts(
-        customer_status=view["customer"]["status"],
-        trial_status=trial["status"] if trial else None, trial_ends_at=parse(trial["ends_at"]) if trial else None,
-        trial_plan=trial["plan"] if trial else None,
-        subscription_status=sub["status"] if sub else None, subscription_period_end=until,
-        subscription_plan=sub["plan"] if sub else None), now)
+    expected = access(
+        AccessFacts(
+            customer_status=view["customer"]["status"],
+            trial_status=trial["status"] if trial else None,
+            trial_ends_at=parse(trial["ends_at"]) if trial else None,
+            trial_plan=trial["plan"] if trial else None,
+            subscription_status=sub["status"] if sub else None,
+            subscription_period_end=until,
+            subscription_plan=sub["plan"] if sub else None,
+        ),
+        now,
+    )
     got = view["access"]
     problems = []
     if (got["has_access"], got["source"], got["plan"], parse(got["until"])) != (
-            expected.has_access, expected.source, expected.plan, expected.until):
+        expected.has_access,
+        expected.source,
+        expected.plan,
+        expected.until,
+    ):
         problems.append(f"access of customer {i}: API says {got}, policy says {expected}")
     # Independently of policies.access: the rules as api.md states them.
-    paid_and_running = any(s["status"] in ("active", "past_due") and parse(s["current_period_end"]) > now
-                           for s in view["subscriptions"])
+    paid_and_running = any(
+        s["status"] in ("active", "past_due") and parse(s["current_period_end"]) > now for s in view["subscriptions"]
+    )
     trial_running = any(t["status"] == "active" and parse(t["ends_at"]) > now for t in view["trials"])
-    if view["customer"]["status"] == "active" and got["has_access"] != (paid_and_running or trial_running
-                                                                        or got["source"] == "subscription"):
-        problems.append(f"access of customer {i}: {got} with running subscription={paid_and_running}, "
-                        f"running trial={trial_running}")
+    if view["customer"]["status"] == "active" and got["has_access"] != (
+        paid_and_running or trial_running or got["source"] == "subscription"
+    ):
+        problems.append(
+            f"access of customer {i}: {got} with running subscription={paid_and_running}, running trial={trial_running}"
+        )
     if got["has_access"] and not (paid_and_running or trial_running or (sub and sub["status"] == "past_due")):
         problems.append(f"access of customer {i} without anything live: {got}")
     return problems
@@ -293,8 +328,14 @@ def test_random_sequences_keep_the_policy(database_url: str) -> None:
     with TestClient(create_app(make_settings(database_url)), raise_server_exceptions=False) as client:
         BillingMachine.client = client
         BillingMachine.database_url = database_url
-        run_state_machine_as_test(BillingMachine, settings=settings(
-            max_examples=int(os.environ.get("RELIABILITY_EXAMPLES", "15")), stateful_step_count=15, deadline=None, database=None,
-            derandomize="RELIABILITY_RANDOM" not in os.environ,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-
+        run_state_machine_as_test(
+            BillingMachine,
+            settings=settings(
+                max_examples=int(os.environ.get("RELIABILITY_EXAMPLES", "15")),
+                stateful_step_count=15,
+                deadline=None,
+                database=None,
+                derandomize="RELIABILITY_RANDOM" not in os.environ,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            ),
+        )

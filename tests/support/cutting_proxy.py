@@ -36,7 +36,7 @@ class CuttingProxy:
             when, self._armed = self._armed, None
             return when
 
-    def __enter__(self) -> "CuttingProxy":
+    def __enter__(self) -> CuttingProxy:
         started = threading.Event()
 
         def run() -> None:

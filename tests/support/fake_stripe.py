@@ -71,7 +71,7 @@ def _money(minor: int) -> str:
     return f"${minor / 100:.2f}"
 
 
-def build_app():  # noqa: ANN201 - aiohttp.web.Application
+def build_app():
     """localstripe's application, patched as described in the module docstring."""
     from aiohttp import web
     from localstripe import resources, server, webhooks
@@ -86,7 +86,7 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
     # drops those still waiting instead of delivering a previous test's events to the next test's endpoint.
     deliveries: set[asyncio.Task] = set()
 
-    def schedule_webhook(event) -> None:  # noqa: ANN001 - localstripe's Event
+    def schedule_webhook(event) -> None:
         task = asyncio.ensure_future(webhooks._send_webhook(event))
         deliveries.add(task)
         task.add_done_callback(deliveries.discard)
@@ -109,10 +109,12 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
     original_canonical = PaymentMethod._try_get_canonical_test_article.__func__
 
     @classmethod
-    def canonical(cls, id):  # noqa: A002, ANN001, ANN202 - localstripe's signature
+    def canonical(cls, id):
         if id in EXTRA_TEST_METHODS:
-            return PaymentMethod(type="card", card={"number": EXTRA_TEST_METHODS[id], "exp_month": "12",
-                                                    "exp_year": "2034", "cvc": "123"})
+            return PaymentMethod(
+                type="card",
+                card={"number": EXTRA_TEST_METHODS[id], "exp_month": "12", "exp_year": "2034", "cvc": "123"},
+            )
         return original_canonical(cls, id)
 
     PaymentMethod._try_get_canonical_test_article = canonical
@@ -135,7 +137,7 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
 
     original_last_error = PaymentIntent.last_payment_error.fget
 
-    def last_payment_error(self):  # noqa: ANN001, ANN202
+    def last_payment_error(self):
         error = original_last_error(self)
         if error and self.latest_charge is not None and getattr(self.latest_charge, "_decline_code", None):
             error = {**error, "type": "card_error", "decline_code": self.latest_charge._decline_code}
@@ -148,9 +150,14 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
         if self.invoice:
             Invoice._api_retrieve(self.invoice)._on_payment_failure_now()
         charge = self.latest_charge
-        raise card_error(charge.failure_message, code=charge.failure_code,
-                         decline_code=getattr(charge, "_decline_code", None), charge=charge.id,
-                         payment_intent=self._export(), payment_method={"id": charge.payment_method})
+        raise card_error(
+            charge.failure_message,
+            code=charge.failure_code,
+            decline_code=getattr(charge, "_decline_code", None),
+            charge=charge.id,
+            payment_intent=self._export(),
+            payment_method={"id": charge.payment_method},
+        )
 
     PaymentIntent._report_failure = report_failure
 
@@ -167,8 +174,16 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
     original_pi_create = PaymentIntent._api_create.__func__
 
     @classmethod
-    def pi_create(cls, confirm=None, off_session=None, description=None, setup_future_usage=None,  # noqa: ANN001, ANN202
-                  automatic_payment_methods=None, return_url=None, **data):
+    def pi_create(
+        cls,
+        confirm=None,
+        off_session=None,
+        description=None,
+        setup_future_usage=None,
+        automatic_payment_methods=None,
+        return_url=None,
+        **data,
+    ):
         confirm = resources.try_convert_to_bool(confirm)
         off_session = resources.try_convert_to_bool(off_session)
         if setup_future_usage not in (None, "", "on_session", "off_session"):
@@ -180,25 +195,32 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
             try:
                 method = PaymentMethod._api_retrieve(method_id)  # a test id becomes a real pm_ object
             except UserError:
-                raise invalid(f"No such PaymentMethod: '{method_id}'", 400, code="resource_missing",
-                              param="payment_method") from None
+                raise invalid(
+                    f"No such PaymentMethod: '{method_id}'", 400, code="resource_missing", param="payment_method"
+                ) from None
             data["payment_method"] = method.id
             customer = data.get("customer")
             if method.customer and customer and method.customer != customer:
-                raise invalid(f"The customer does not have a payment method with the ID {method.id}. The payment "
-                              "method must be attached to the customer.", param="payment_method")
+                raise invalid(
+                    f"The customer does not have a payment method with the ID {method.id}. The payment "
+                    "method must be attached to the customer.",
+                    param="payment_method",
+                )
         intent = original_pi_create(cls, **data)  # created, not confirmed
         intent.description = description
         intent.setup_future_usage = setup_future_usage or None
         if confirm:
             method = PaymentMethod._api_retrieve(intent.payment_method) if intent.payment_method else None
             if method is None:
-                raise invalid("You cannot confirm this PaymentIntent because it's missing a payment method.",
-                              code="payment_intent_unexpected_state")
+                raise invalid(
+                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                    code="payment_intent_unexpected_state",
+                )
             if off_session and method._requires_authentication():
                 # Stripe declines off-session payments that need 3-D Secure; the customer must come back.
-                charge = Charge(amount=intent.amount, currency=intent.currency, customer=intent.customer,
-                                source=method.id)
+                charge = Charge(
+                    amount=intent.amount, currency=intent.currency, customer=intent.customer, source=method.id
+                )
                 charge.payment_intent = intent.id
                 charge.status = "failed"
                 charge.failure_code = "authentication_required"
@@ -215,14 +237,16 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
     original_refund_create = Refund._api_create.__func__
 
     @classmethod
-    def refund_create(cls, **data):  # noqa: ANN001, ANN202
+    def refund_create(cls, **data):
         charge_id = data.get("charge")
         intent_id = data.get("payment_intent")
         if intent_id is not None and charge_id is None:
             intent = PaymentIntent._api_retrieve(intent_id) if isinstance(intent_id, str) else None
             if intent is None or intent.latest_charge is None or intent.latest_charge.status != "succeeded":
-                raise invalid(f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
-                              code="charge_not_refundable" if intent is not None else None)
+                raise invalid(
+                    f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                    code="charge_not_refundable" if intent is not None else None,
+                )
             charge = intent.latest_charge
         elif isinstance(charge_id, str):
             charge = Charge._api_retrieve(charge_id)
@@ -236,8 +260,10 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
             if left <= 0:
                 raise invalid(f"Charge {charge.id} has already been refunded.", code="charge_already_refunded")
             if amount > left:
-                raise invalid(f"Refund amount ({_money(amount)}) is greater than unrefunded amount on charge "
-                              f"({_money(left)})", param="amount")
+                raise invalid(
+                    f"Refund amount ({_money(amount)}) is greater than unrefunded amount on charge ({_money(left)})",
+                    param="amount",
+                )
             data["amount"] = amount
         refund = original_refund_create(cls, **data)
         schedule_webhook(Event("charge.refunded", charge))
@@ -249,11 +275,11 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
     kept: dict[tuple[str, str], tuple[str, str, int, bytes, str]] = {}
     running: set[tuple[str, str]] = set()
 
-    def idempotency_error(message: str, status: int = 400):  # noqa: ANN202
+    def idempotency_error(message: str, status: int = 400):
         return server.json_response({"error": {"type": "idempotency_error", "message": message}}, status=status)
 
     @web.middleware
-    async def idempotency_middleware(request, handler):  # noqa: ANN001, ANN202
+    async def idempotency_middleware(request, handler):
         key = request.headers.get("Idempotency-Key")
         if request.method != "POST" or not key or request.path.startswith("/_config/"):
             return await handler(request)
@@ -265,31 +291,42 @@ def build_app():  # noqa: ANN201 - aiohttp.web.Application
             if (path, first_fingerprint) != (request.path, fingerprint):
                 return idempotency_error(
                     "Keys for idempotent requests can only be used with the same parameters they were first used "
-                    f"with. Try using a key other than '{key}' if you meant to execute a different request.")
-            return web.Response(status=status, body=payload, content_type=content_type,
-                                headers={"Idempotent-Replayed": "true", "Idempotency-Key": key})
+                    f"with. Try using a key other than '{key}' if you meant to execute a different request."
+                )
+            return web.Response(
+                status=status,
+                body=payload,
+                content_type=content_type,
+                headers={"Idempotent-Replayed": "true", "Idempotency-Key": key},
+            )
         if slot in running:
-            return server.json_response({"error": {
-                "type": "invalid_request_error", "code": "idempotency_key_in_use",
-                "message": "There is currently another in-progress request using this Idempotent Key (that "
-                           "probably means you submitted twice, and the other request is still going through): "
-                           f"{key}. Please try again later."}}, status=409)
+            return server.json_response(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "code": "idempotency_key_in_use",
+                        "message": "There is currently another in-progress request using this Idempotent Key (that "
+                        "probably means you submitted twice, and the other request is still going through): "
+                        f"{key}. Please try again later.",
+                    }
+                },
+                status=409,
+            )
         running.add(slot)
         try:
             response = await handler(request)
         finally:
             running.discard(slot)
         if 200 <= response.status < 300 or response.status == 402 or response.status >= 500:
-            kept[slot] = (request.path, fingerprint, response.status, response.body,
-                          response.content_type)
+            kept[slot] = (request.path, fingerprint, response.status, response.body, response.content_type)
         response.headers["Idempotency-Key"] = key
         return response
 
-    async def forget_idempotency(request):  # noqa: ANN001, ANN202
+    async def forget_idempotency(request):
         kept.clear()
         return web.Response()
 
-    async def forget_webhooks(request):  # noqa: ANN001, ANN202
+    async def forget_webhooks(request):
         drop_deliveries()
         webhooks._webhooks.clear()
         return web.Response()
@@ -341,12 +378,16 @@ class FakeStripe:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "FakeStripe":
+    def start(self, timeout: float = 30.0) -> FakeStripe:
         # Its log goes to a temporary file (a pipe nobody reads could fill up and stall it); see `log()`.
         self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_stripe", "--port", str(self.port)],
-                                        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.fake_stripe", "--port", str(self.port)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -397,7 +438,7 @@ class FakeStripe:
         response.raise_for_status()
         return response.json()
 
-    def __enter__(self) -> "FakeStripe":
+    def __enter__(self) -> FakeStripe:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

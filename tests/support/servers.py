@@ -40,16 +40,26 @@ def start_replica(database_url: str, **env: str) -> Replica:
     """One `billing serve` process on a free loopback port, ready when it answers /healthz."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
-    environment.update(BILLING_DATABASE_URL=database_url, BILLING_AUTH_SECRET=SECRET, BILLING_SANDBOX="true",
-                       BILLING_DEMO_PLANS="false", BILLING_SCHEDULER_ENABLED="false", BILLING_LOG_LEVEL="WARNING",
-                       BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0")
+    environment.update(
+        BILLING_DATABASE_URL=database_url,
+        BILLING_AUTH_SECRET=SECRET,
+        BILLING_SANDBOX="true",
+        BILLING_DEMO_PLANS="false",
+        BILLING_SCHEDULER_ENABLED="false",
+        BILLING_LOG_LEVEL="WARNING",
+        BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0",
+    )
     environment.update(env)
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return when_healthy(Replica(port, process), 30, lambda: process.stderr.read().decode()[-2000:])
 
 
-def when_healthy(replica: Replica, seconds: float, exit_detail=lambda: "") -> Replica:  # noqa: ANN001
+def when_healthy(replica: Replica, seconds: float, exit_detail=lambda: "") -> Replica:
     """`replica` once it answers /healthz; an error if its process exits first or it is not healthy in time."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -69,7 +79,7 @@ class Inbox:
     messages: list = field(default_factory=list)
     peers: list = field(default_factory=list)  # the client's address of each message: one per SMTP connection
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, N802 - aiosmtpd's handler API
+    async def handle_DATA(self, server, session, envelope):
         from email import message_from_bytes
         from email.policy import default
 
@@ -90,7 +100,7 @@ class SmtpServer:
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
         self._controller.start()
         return self

@@ -87,42 +87,72 @@ def signature(payload: str | bytes, secret: str, timestamp: int | None = None) -
     return f"t={t},v1={digest}"
 
 
-def payment_intent(intent_id: str, *, status: str, amount: int = 1099, currency: str = "usd",
-                   metadata: dict | None = None, decline_code: str | None = None) -> dict[str, Any]:
+def payment_intent(
+    intent_id: str,
+    *,
+    status: str,
+    amount: int = 1099,
+    currency: str = "usd",
+    metadata: dict | None = None,
+    decline_code: str | None = None,
+) -> dict[str, Any]:
     """A PaymentIntent shaped like Stripe's, in `status` (succeeded: amount received, no error; requires_payment_method
     after a failure: `last_payment_error` carries the decline code)."""
     intent = copy.deepcopy(PAYMENT_INTENT_TEMPLATE)
-    intent.update(id=intent_id, status=status, amount=amount, currency=currency, metadata=metadata or {},
-                  client_secret=f"{intent_id}_secret_test", created=int(time.time()), canceled_at=None,
-                  next_action=None, processing=None, payment_method="pm_card_visa")
+    intent.update(
+        id=intent_id,
+        status=status,
+        amount=amount,
+        currency=currency,
+        metadata=metadata or {},
+        client_secret=f"{intent_id}_secret_test",
+        created=int(time.time()),
+        canceled_at=None,
+        next_action=None,
+        processing=None,
+        payment_method="pm_card_visa",
+    )
     if status == "succeeded":
         intent.update(amount_received=amount, last_payment_error=None, latest_charge=f"ch_{intent_id[3:]}")
     else:
-        intent.update(amount_received=0, last_payment_error={
-            "type": "card_error", "code": "card_declined", "decline_code": decline_code or "generic_decline",
-            "message": "Your card was declined."})
+        intent.update(
+            amount_received=0,
+            last_payment_error={
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": decline_code or "generic_decline",
+                "message": "Your card was declined.",
+            },
+        )
     return intent
 
 
 def event(event_type: str, obj: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:
     """An Event envelope around `obj`, with a fresh id unless one is given."""
     envelope = copy.deepcopy(EVENT_TEMPLATE)
-    envelope.update(id=event_id or f"evt_test_{uuid.uuid4().hex[:24]}", type=event_type, created=int(time.time()),
-                    data={"object": obj})
+    envelope.update(
+        id=event_id or f"evt_test_{uuid.uuid4().hex[:24]}",
+        type=event_type,
+        created=int(time.time()),
+        data={"object": obj},
+    )
     return envelope
 
 
 def intent_event(event_type: str, intent_id: str, *, event_id: str | None = None, **intent: Any) -> dict[str, Any]:
     """`payment_intent.succeeded` / `payment_intent.payment_failed` for PaymentIntent `intent_id`."""
     status = "succeeded" if event_type == "payment_intent.succeeded" else "requires_payment_method"
-    return event(event_type, payment_intent(intent_id, status=intent.pop("status", status), **intent),
-                 event_id=event_id)
+    return event(
+        event_type, payment_intent(intent_id, status=intent.pop("status", status), **intent), event_id=event_id
+    )
 
 
-def post_event(client, evt: dict[str, Any], secret: str, *, timestamp: int | None = None,
-               header: str | None = None):
+def post_event(client, evt: dict[str, Any], secret: str, *, timestamp: int | None = None, header: str | None = None):
     """POST the event to the webhook endpoint, signed with `secret` at `timestamp` (default: now)."""
     payload = json.dumps(evt, separators=(",", ":"))
     sig = header if header is not None else signature(payload, secret, timestamp)
-    return client.post("/v1/webhooks/stripe", content=payload.encode(),
-                       headers={"Stripe-Signature": sig, "Content-Type": "application/json"})
+    return client.post(
+        "/v1/webhooks/stripe",
+        content=payload.encode(),
+        headers={"Stripe-Signature": sig, "Content-Type": "application/json"},
+    )
