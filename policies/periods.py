@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime
-from typing import Literal
 
 from ._checks import require_aware, require_int
+from .states import Interval
 
-Interval = Literal["month", "year"]
-_MONTHS_PER_INTERVAL: dict[str, int] = {"month": 1, "year": 12}
+_MONTHS_PER_INTERVAL: dict[str, int] = {Interval.MONTH: 1, Interval.YEAR: 12}
 
 
 def _months(interval: str) -> int:

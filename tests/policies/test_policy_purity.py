@@ -54,6 +54,7 @@ def test_sources_found():
         "subscriptions.py",
         "refunds.py",
         "plan_changes.py",
+        "states.py",
     } <= {path.name for path in SOURCES}
 
 
@@ -128,6 +129,23 @@ def test_every_exported_name_exists():
 
 
 INTERFACE = {
+    "AccessSource",
+    "CreditKind",
+    "CustomerStatus",
+    "EndedReason",
+    "GatewayName",
+    "LIVE_SUBSCRIPTION",
+    "NoticeCategory",
+    "NoticeStatus",
+    "PaymentPurpose",
+    "PaymentStatus",
+    "RefundSource",
+    "RefundStatus",
+    "Role",
+    "SubscriptionStatus",
+    "Tier",
+    "TrialStatus",
+    "is_live",
     "PolicyDocument",
     "PolicyError",
     "parse_policy",
@@ -206,6 +224,25 @@ def test_the_whole_interface_is_reexported():
 
 
 HOMES = {
+    "states": [
+        "AccessSource",
+        "CreditKind",
+        "CustomerStatus",
+        "EndedReason",
+        "GatewayName",
+        "LIVE_SUBSCRIPTION",
+        "NoticeCategory",
+        "NoticeStatus",
+        "PaymentPurpose",
+        "PaymentStatus",
+        "RefundSource",
+        "RefundStatus",
+        "Role",
+        "SubscriptionStatus",
+        "Tier",
+        "TrialStatus",
+        "is_live",
+    ],
     "document": ["PolicyDocument", "PolicyError", "parse_policy", "PolicyBook", "load_policy_book"],
     "periods": ["Interval", "add_periods", "period_bounds"],
     "money": ["ROUNDING", "tax_for", "ChargeBreakdown", "charge_breakdown"],
