@@ -11,8 +11,10 @@ from app.models.core import (
     plans,
     sandbox_clock,
 )
-from app.models.ops import credit_entries, refunds
-from app.models.trials import notices, trial_exclusions, trials
+from app.models.credits import credit_entries
+from app.models.notices import notices
+from app.models.refunds import refunds
+from app.models.trials import trial_exclusions, trials
 
 __all__ = [
     "audit_events",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable
+from enum import StrEnum
 
 import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, MetaData, String
+from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -27,7 +30,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value, dialect):  # noqa: ANN001
+    def process_bind_param(self, value: _dt.datetime | None, dialect: Dialect) -> _dt.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -35,7 +38,7 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value, dialect):  # noqa: ANN001
+    def process_result_value(self, value: _dt.datetime | None, dialect: Dialect) -> _dt.datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -62,4 +65,9 @@ def Id() -> String:
     return String(40)
 
 
-Money = BigInteger  # integer minor units, always paired with a currency column
+MinorUnits = BigInteger  # integer minor units, always paired with a currency column
+
+
+def one_of(column: str, values: Iterable[StrEnum]) -> str:
+    """The check-constraint text that keeps `column` to the members of a state enum of policies/states.py."""
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"

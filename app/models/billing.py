@@ -16,9 +16,10 @@ from sqlalchemy import (
     text,
 )
 
-from app.models.base import Id, Money, UTCDateTime, metadata
+from app.models.base import Id, MinorUnits, UTCDateTime, metadata, one_of
+from policies.states import LIVE_SUBSCRIPTION, EndedReason, PaymentStatus, SubscriptionStatus
 
-LIVE = "status IN ('incomplete', 'active', 'past_due')"
+LIVE = one_of("status", sorted(LIVE_SUBSCRIPTION, key=list(SubscriptionStatus).index))
 
 subscriptions = Table(
     "subscriptions",
@@ -29,9 +30,9 @@ subscriptions = Table(
     Column("plan_code", String(64), nullable=False),
     Column("interval", String(8), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("price_amount", Money, nullable=False),  # B3: locked at purchase
+    Column("price_amount", MinorUnits, nullable=False),  # B3: locked at purchase
     Column("currency", String(3), nullable=False),
-    Column("tax_amount", Money, nullable=False),  # P2: of the current period's charge
+    Column("tax_amount", MinorUnits, nullable=False),  # P2: of the current period's charge
     Column("payment_method", String(255), nullable=False),
     Column("anchor_at", UTCDateTime, nullable=True),  # B1/B4: the first payment's time; null while incomplete
     Column("period_index", Integer, nullable=False),
@@ -48,9 +49,9 @@ subscriptions = Table(
     Column("charge_released_at", UTCDateTime, nullable=True),
     Column("policy_version", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("status IN ('incomplete', 'active', 'past_due', 'canceled')", name="status"),
+    CheckConstraint(one_of("status", SubscriptionStatus), name="status"),
     CheckConstraint(
-        "ended_reason IS NULL OR ended_reason IN ('canceled', 'payment_failed', 'terminated', 'erased')",
+        "ended_reason IS NULL OR " + one_of("ended_reason", EndedReason),
         name="ended_reason",
     ),
     CheckConstraint("price_amount >= 0 AND tax_amount >= 0", name="amounts_not_negative"),
@@ -93,14 +94,14 @@ payments = Table(
     Column("period_index", Integer, nullable=False),
     Column("period_start", UTCDateTime, nullable=True),
     Column("period_end", UTCDateTime, nullable=True),
-    Column("price_amount", Money, nullable=False),
-    Column("tax_amount", Money, nullable=False),
-    Column("credit_applied", Money, nullable=False),
-    Column("amount", Money, nullable=False),  # charged to the payment method: price + tax - credit
+    Column("price_amount", MinorUnits, nullable=False),
+    Column("tax_amount", MinorUnits, nullable=False),
+    Column("credit_applied", MinorUnits, nullable=False),
+    Column("amount", MinorUnits, nullable=False),  # charged to the payment method: price + tax - credit
     Column("currency", String(3), nullable=False),
     Column("status", String(16), nullable=False),
     Column("failure_code", String(64), nullable=True),
-    Column("refunded_amount", Money, nullable=False),
+    Column("refunded_amount", MinorUnits, nullable=False),
     Column("payment_method", String(255), nullable=False),
     Column("gateway", String(16), nullable=False),
     Column("gateway_payment_id", String(255), nullable=True, unique=True),
@@ -116,7 +117,7 @@ payments = Table(
     Column("gateway_cancel_due_at", UTCDateTime, nullable=True),
     # B1: how many times the gateway refused that cancellation; at a cap it is given up (`payment.cancel_failed`).
     Column("gateway_cancel_refusals", Integer, nullable=False, server_default=text("0")),
-    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint(one_of("status", PaymentStatus), name="status"),
     CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
     CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),
     Index(
@@ -134,12 +135,12 @@ sandbox_charges = Table(
     metadata,
     Column("idempotency_key", String(120), primary_key=True),
     Column("payment_intent_id", String(64), nullable=False, unique=True),
-    Column("amount", Money, nullable=False),
+    Column("amount", MinorUnits, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("payment_method", String(255), nullable=False),
     Column("status", String(24), nullable=False),
     Column("decline_code", String(64), nullable=True),
-    Column("refunded_amount", Money, nullable=False),
+    Column("refunded_amount", MinorUnits, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -153,7 +154,7 @@ sandbox_refunds = Table(
     Column(
         "payment_intent_id", String(64), ForeignKey("sandbox_charges.payment_intent_id"), nullable=False, index=True
     ),
-    Column("amount", Money, nullable=False),
+    Column("amount", MinorUnits, nullable=False),
     Column("refund_id", String(64), nullable=True, unique=True),  # null when refused
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),  # real time (the system clock)

@@ -16,7 +16,8 @@ from sqlalchemy import (
     Text,
 )
 
-from app.models.base import APIDocument, Id, Money, UTCDateTime, metadata
+from app.models.base import APIDocument, Id, MinorUnits, UTCDateTime, metadata, one_of
+from policies.states import CustomerStatus, Interval, Tier
 
 customers = Table(
     "customers",
@@ -31,7 +32,7 @@ customers = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint("status IN ('active', 'suspended', 'terminated', 'erased')", name="status"),
+    CheckConstraint(one_of("status", CustomerStatus), name="status"),
 )
 
 plans = Table(
@@ -42,14 +43,14 @@ plans = Table(
     Column("name", String(200), nullable=False),
     Column("tier", String(16), nullable=False),
     Column("interval", String(8), nullable=False),
-    Column("amount", Money, nullable=False),
+    Column("amount", MinorUnits, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("trial_available", Boolean, nullable=False),
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint("tier IN ('subscription', 'enterprise')", name="tier"),
-    CheckConstraint("interval IN ('month', 'year')", name="interval"),
+    CheckConstraint(one_of("tier", Tier), name="tier"),
+    CheckConstraint(one_of("interval", Interval), name="interval"),
     CheckConstraint("amount >= 0", name="amount_not_negative"),
 )
 

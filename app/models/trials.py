@@ -1,4 +1,4 @@
-"""Tables of the trial offer and the notice outbox."""
+"""Tables of the trial offer (T1-T7)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
-    Integer,
     String,
     Table,
-    Text,
     text,
 )
 
-from app.models.base import Id, UTCDateTime, metadata
+from app.models.base import Id, UTCDateTime, metadata, one_of
+from policies.states import TrialStatus
 
 trials = Table(
     "trials",
@@ -30,7 +29,7 @@ trials = Table(
     Column("notice_sent_at", UTCDateTime, nullable=True),
     Column("ended_at", UTCDateTime, nullable=True),
     Column("policy_version", String(32), nullable=False),
-    CheckConstraint("status IN ('active', 'expired', 'forfeited', 'terminated')", name="status"),
+    CheckConstraint(one_of("status", TrialStatus), name="status"),
     # Due-work indexes (T3, T4): a sweep reads only the trials that are due, whatever the table's size.
     Index(
         "ix_trials_notice_due",
@@ -57,33 +56,4 @@ trial_exclusions = Table(
     Column("kind", String(8), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("kind IN ('trial', 'paid')", name="kind"),
-)
-
-# The notice outbox (T3, T4, B5, C1, receipts): created once, in the transaction of the change that causes it
-# (unique `dedupe_key`), delivered later by a job.
-notices = Table(
-    "notices",
-    metadata,
-    Column("id", Id(), primary_key=True),
-    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
-    Column("type", String(32), nullable=False),
-    Column("category", String(16), nullable=False),
-    Column("dedupe_key", String(120), nullable=False, unique=True),
-    Column("subject", Text, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("sent_at", UTCDateTime, nullable=True),
-    Column("attempts", Integer, nullable=False),
-    Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("lease_until", UTCDateTime, nullable=True),
-    Column("last_error", Text, nullable=True),
-    CheckConstraint("category IN ('service', 'marketing')", name="category"),
-    CheckConstraint("status IN ('pending', 'sent', 'logged', 'skipped')", name="status"),
-    Index(
-        "ix_notices_delivery_due",
-        "next_attempt_at",
-        sqlite_where=text("status = 'pending'"),
-        postgresql_where=text("status = 'pending'"),
-    ),
 )

@@ -1,4 +1,4 @@
-"""Tables of ops' discretionary actions (R2): refunds and the account-credit ledger."""
+"""The refunds table: money given back, at ops' discretion (R2), as recorded from the gateway, or as a B1 correction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from sqlalchemy import (
     text,
 )
 
-from app.models.base import Id, Money, UTCDateTime, metadata
+from app.models.base import Id, MinorUnits, UTCDateTime, metadata, one_of
+from policies.states import RefundSource, RefundStatus
 
 refunds = Table(
     "refunds",
@@ -21,7 +22,7 @@ refunds = Table(
     Column("id", Id(), primary_key=True),
     Column("payment_id", Id(), ForeignKey("payments.id"), nullable=False, index=True),
     Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
-    Column("amount", Money, nullable=False),
+    Column("amount", MinorUnits, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_by", String(255), nullable=False),
@@ -42,8 +43,8 @@ refunds = Table(
     # the request repeated after a fault partway through finds this refund and completes it (never a second one).
     Column("request_key", String(64), nullable=True),
     CheckConstraint("amount >= 1", name="amount_positive"),
-    CheckConstraint("source IN ('ops', 'gateway', 'correction')", name="source"),
-    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint(one_of("source", RefundSource), name="source"),
+    CheckConstraint(one_of("status", RefundStatus), name="status"),
     Index(
         "ix_refunds_pending",
         "gateway_attempted_at",
@@ -51,23 +52,4 @@ refunds = Table(
         postgresql_where=text("status = 'pending'"),
     ),
     Index("uq_refunds_request_key", "request_key", unique=True),
-)
-
-# Append-only ledger: a grant is positive; spending on a charge and forfeiture on termination are negative.
-# The balance is the sum per customer and currency.
-credit_entries = Table(
-    "credit_entries",
-    metadata,
-    Column("id", Id(), primary_key=True),
-    Column("customer_id", Id(), ForeignKey("customers.id"), nullable=False, index=True),
-    Column("kind", String(16), nullable=False),
-    Column("amount", Money, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("created_by", String(255), nullable=False),
-    Column("payment_id", Id(), ForeignKey("payments.id"), nullable=True, unique=True),
-    Column("policy_version", String(32), nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("kind IN ('grant', 'spend', 'forfeit')", name="kind"),
-    CheckConstraint("(kind = 'grant' AND amount > 0) OR (kind <> 'grant' AND amount < 0)", name="sign"),
 )
