@@ -1,9 +1,13 @@
-"""Domain errors and the one table that maps them to HTTP problem+json (RFC 9457)."""
+"""Domain errors, the one mapping of a refused policy decision to its error (`refuse_unless`), and the one table
+that maps them to HTTP problem+json (RFC 9457)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policies import Decision
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -19,8 +23,13 @@ class DomainError(Exception):
         self.extra = extra
 
 
+# code -> the error of that code, for the refusals of policies (`refuse_unless`).
+_BY_CODE: dict[str, type[DomainError]] = {}
+
+
 def _error(name: str, code: str) -> type[DomainError]:
-    return type(name, (DomainError,), {"code": code})
+    error = _BY_CODE[code] = type(name, (DomainError,), {"code": code})
+    return error
 
 
 Unauthenticated = _error("Unauthenticated", "unauthenticated")
@@ -45,6 +54,16 @@ CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
 CurrencyMismatch = _error("CurrencyMismatch", "currency_mismatch")
 ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `retry_after` (seconds)
 InvalidEvent = _error("InvalidEvent", "invalid_event")  # a signed webhook event that can never be processed
+
+
+def refuse_unless(decision: Decision, detail: str = "", **extra: Any) -> None:
+    """A policy decision (`policies.Decision`) let through, or its refusal raised: the error of the decision's code
+    (`ValidationFailed` for a code without one of its own, such as `reason_required`), carrying the rule that
+    refused and `detail` (the decision's reason unless given) and `extra` for the problem body."""
+    if not decision.allowed:
+        error = _BY_CODE.get(decision.code or "", ValidationFailed)
+        raise error(detail or decision.reason, rule=decision.rule, **extra)
+
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.
 ERROR_TABLE: dict[str, tuple[int, str]] = {

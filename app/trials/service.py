@@ -13,7 +13,7 @@ from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
 from app.db import insert_ignoring_conflict
-from app.errors import CustomerInactive, TrialNotAvailable, TrialNotEligible
+from app.errors import CustomerInactive, TrialNotEligible, refuse_unless
 from app.ids import new_id
 from app.models import trial_exclusions, trials
 from app.notices import templates
@@ -24,8 +24,6 @@ from app.trials.identity import person_identities
 from app.trials.schemas import TrialCreate, to_api
 from app.uow import UnitOfWork
 from policies import AccessFacts, PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
-
-_REFUSALS = {"trial_not_available": TrialNotAvailable, "trial_not_eligible": TrialNotEligible}
 
 
 def identities_of(ctx: AppContext, customer) -> list[str]:  # noqa: ANN001
@@ -57,8 +55,7 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
     decision = trial_eligibility(
         PersonHistory(had_trial="trial" in marks, had_paid_subscription="paid" in marks), plan.trial_available
     )
-    if not decision.allowed:
-        raise _REFUSALS[decision.code](decision.reason, rule=decision.rule)
+    refuse_unless(decision)
     if not await mark_person(conn, identities, "trial", now):
         # T5 under concurrency: another request for the same person committed its trial first.
         raise TrialNotEligible("this person has already had a free trial", rule="T5")
