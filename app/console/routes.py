@@ -48,7 +48,6 @@ from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
 from app.refunds import service as refunds_service
 from app.refunds.schemas import RefundCreate
 from app.uow import unit_of_work
-from policies import refund_decision
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
 
@@ -473,7 +472,7 @@ async def refund(payment_id: str, request: Request, ctx: Ctx):
         payment = view.payment
         # The preview asks the same policy function the service applies (R2); the service decides again, under
         # the payment's lock, when the refund is confirmed.
-        decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
+        decision = refunds_service.refund_check(principal, payment, body)
         if not decision.allowed:
             return _page(
                 "payment.html",

@@ -25,34 +25,29 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
-from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import SYSTEM, changed, record
 from app.auth import Principal
 from app.context import AppContext
-from app.db import insert_ignoring_conflict
-from app.errors import (
-    DomainError,
-    Forbidden,
-    PaymentNotRefundable,
-    RefundExceedsPayment,
-    ValidationFailed,
-)
+from app.errors import DomainError, PaymentNotRefundable, refuse_unless
 from app.gateways.base import GatewayError, GatewayUnavailable, RefundResult
 from app.idempotency import resumable
 from app.ids import new_id
-from app.models import payments, refunds
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments import repository as payment_repo
 from app.payments import steps
+from app.refunds import repository
+from app.refunds.repository import RefundedPayment, RefundRow, RefundToSend
 from app.refunds.schemas import RefundCreate, to_api
 from app.uow import UnitOfWork
-from policies import SuccessOutcome, refund_decision
+from policies import Decision, SuccessOutcome, refund_decision
+from policies.states import PaymentStatus, RefundSource, RefundStatus
 
-_REFUSALS = {"forbidden": Forbidden, "refund_exceeds_payment": RefundExceedsPayment}
 log = logging.getLogger("billing.refunds")
 NO_ANSWER_AFTER = _dt.timedelta(minutes=5)  # real time after a gateway call before its refund is sent again
 
@@ -61,52 +56,68 @@ class RefundFailed(DomainError):
     code = "refund_failed"
 
 
-async def _reserve(uow: UnitOfWork, principal: Principal, payment_id: str, body: RefundCreate, request_key: str | None):
+class Refundable(Protocol):
+    """What R2 asks of a payment before it is refunded."""
+
+    amount: int
+    refunded_amount: int
+
+
+class CorrectedSubscription(Protocol):
+    """What a B1 correction says of the subscription its payment was for."""
+
+    plan_name: str
+    status: str
+
+
+def refund_check(principal: Principal, payment: Refundable, body: RefundCreate) -> Decision:
+    """R2: whether `principal` may refund `body` of `payment` as it stands: ops only, with a reason, never more than
+    what is left of it. The console previews with it; `create_refund` asks it again under the payment's lock."""
+    return refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
+
+
+async def _reserve(
+    uow: UnitOfWork, principal: Principal, payment_id: str, body: RefundCreate, request_key: str | None
+) -> tuple[str, RefundedPayment, RefundRow | None]:
     """Step 1 of a refund: the amount reserved on the payment (locked) and the refund written pending, with its id
     as the gateway's idempotency key; or, for the same keyed request again (`request_key`), the refund it made."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     principal.require_ops()
     await payment_repo.get_visible(conn, principal, payment_id)
-    payment = (await conn.execute(select(payments).where(payments.c.id == payment_id).with_for_update())).one()
+    payment = await repository.lock_payment(conn, payment_id)
     if request_key is not None:  # the same request again, after it failed partway: its refund, not a second one
-        made = (await conn.execute(select(refunds).where(refunds.c.request_key == request_key))).first()
+        made = await repository.by_request_key(conn, request_key)
         if made is not None:
             return made.id, payment, made
-    if payment.status != "succeeded":
+    if payment.status != PaymentStatus.SUCCEEDED:
         raise PaymentNotRefundable(f"payment {payment.id} is {payment.status}")
-    decision = refund_decision(principal.role, payment.amount, payment.refunded_amount, body.amount, body.reason)
-    if not decision.allowed:
-        left = payment.amount - payment.refunded_amount
-        raise _REFUSALS.get(decision.code, ValidationFailed)(
-            f"{decision.reason} ({left} {payment.currency} left to refund)", rule=decision.rule, refundable=left
-        )
+    left = payment.amount - payment.refunded_amount
+    decision = refund_check(principal, payment, body)
+    refuse_unless(decision, f"{decision.reason} ({left} {payment.currency} left to refund)", refundable=left)
     policy = ctx.policies.at(now)
     refund_id = new_id("re")
-    await conn.execute(
-        insert(refunds).values(
-            id=refund_id,
-            payment_id=payment.id,
-            customer_id=payment.customer_id,
-            amount=body.amount,
-            currency=payment.currency,
-            reason=body.reason,
-            created_by=principal.sub,
-            source="ops",
-            status="pending",
-            gateway_refund_id=None,
-            failure_reason=None,
-            policy_version=policy.version,
-            created_at=now,
-            updated_at=now,
-            gateway_attempted_at=ctx.system_clock.wall(),  # the gateway is called as soon as this commits
-            request_key=request_key,
-        )
+    await repository.add(
+        conn,
+        {
+            "id": refund_id,
+            "payment_id": payment.id,
+            "customer_id": payment.customer_id,
+            "amount": body.amount,
+            "currency": payment.currency,
+            "reason": body.reason,
+            "created_by": principal.sub,
+            "source": RefundSource.OPS,
+            "status": RefundStatus.PENDING,
+            "gateway_refund_id": None,
+            "failure_reason": None,
+            "policy_version": policy.version,
+            "created_at": now,
+            "updated_at": now,
+            "gateway_attempted_at": ctx.system_clock.wall(),  # the gateway is called as soon as this commits
+            "request_key": request_key,
+        },
     )
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(refunded_amount=payments.c.refunded_amount + body.amount, updated_at=now)
-    )
+    await repository.reserve(conn, payment.id, body.amount, now)
     await record(
         conn,
         principal,
@@ -137,15 +148,12 @@ async def settle_refund(
     now: _dt.datetime,
     actor: Principal = SYSTEM,
 ) -> None:
-    refund = (await conn.execute(select(refunds).where(refunds.c.id == refund_id).with_for_update())).one()
-    if refund.status != "pending":
+    refund = await repository.lock(conn, refund_id)
+    if refund.status != RefundStatus.PENDING:
         return
-    if result is not None and result.status in ("succeeded", "pending"):
-        await conn.execute(
-            update(refunds)
-            .where(refunds.c.id == refund_id)
-            .values(status="succeeded", gateway_refund_id=result.refund_id, updated_at=now)
-        )
+    # the gateway made it, or took it and will make it: either way the money is the customer's again
+    if result is not None and result.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):
+        await repository.mark_succeeded(conn, refund_id, result.refund_id, now)
         await record(
             conn,
             actor,
@@ -158,21 +166,20 @@ async def settle_refund(
             events=[
                 (
                     "refund.succeeded",
-                    to_api(changed(refund, status="succeeded", gateway_refund_id=result.refund_id, updated_at=now)),
+                    to_api(
+                        changed(
+                            refund,
+                            status=RefundStatus.SUCCEEDED,
+                            gateway_refund_id=result.refund_id,
+                            updated_at=now,
+                        )
+                    ),
                 )
             ],
         )
         return
-    await conn.execute(
-        update(refunds)
-        .where(refunds.c.id == refund_id)
-        .values(status="failed", failure_reason=error or "refused by the gateway", updated_at=now)
-    )
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == refund.payment_id)
-        .values(refunded_amount=payments.c.refunded_amount - refund.amount, updated_at=now)
-    )
+    await repository.mark_failed(conn, refund_id, error or "refused by the gateway", now)
+    await repository.release(conn, refund.payment_id, refund.amount, now)
     await record(
         conn,
         actor,
@@ -193,8 +200,8 @@ def correction_refund_id(payment_id: str) -> str:
 async def book_correction(
     conn: AsyncConnection,
     ctx: AppContext,
-    sub,
-    payment,
+    sub: CorrectedSubscription,
+    payment: RefundedPayment,
     outcome: SuccessOutcome,
     now: _dt.datetime,
 ) -> str | None:
@@ -203,9 +210,8 @@ async def book_correction(
     system, the customer's notice and the audit event. Sent by `send_refund` once this commits, or by
     `retry_pending_refunds` if that never happens. Returns the refund id, or None when it was booked before."""
     refund_id = correction_refund_id(payment.id)
-    booked = await insert_ignoring_conflict(
+    booked = await repository.add_once(
         conn,
-        refunds,
         {
             "id": refund_id,
             "payment_id": payment.id,
@@ -214,8 +220,8 @@ async def book_correction(
             "currency": payment.currency,
             "reason": outcome.reason,
             "created_by": SYSTEM.sub,
-            "source": "correction",
-            "status": "pending",
+            "source": RefundSource.CORRECTION,
+            "status": RefundStatus.PENDING,
             "gateway_refund_id": None,
             "failure_reason": None,
             "policy_version": ctx.policies.at(now).version,
@@ -223,15 +229,10 @@ async def book_correction(
             "updated_at": now,
             "gateway_attempted_at": ctx.system_clock.wall(),
         },
-        conflict_on=["id"],
     )
     if not booked:
         return None
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(refunded_amount=payments.c.refunded_amount + outcome.refund_amount, updated_at=now)
-    )
+    await repository.reserve(conn, payment.id, outcome.refund_amount, now)
     subject, body = templates.payment_refunded(sub.plan_name, outcome.refund_amount, payment.currency)
     await create_notices(
         conn,
@@ -280,10 +281,10 @@ async def _settle(uow: UnitOfWork, refund_id: str, result: RefundResult | None, 
 
 async def _settle_requested(
     uow: UnitOfWork, refund_id: str, result: RefundResult | None, error: str | None, actor: Principal
-):
+) -> RefundRow:
     """Step 3 of a refund asked by ops: the answer recorded by `actor`; the refund afterwards."""
     await settle_refund(uow.conn, uow.ctx, refund_id, result, error, uow.now, actor)
-    return (await uow.conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
+    return await repository.get(uow.conn, refund_id)
 
 
 async def send_refund(ctx: AppContext, refund_id: str, gateway_payment_id: str, amount: int) -> None:
@@ -297,21 +298,10 @@ async def send_refund(ctx: AppContext, refund_id: str, gateway_payment_id: str, 
     await steps.settle(ctx, _settle, refund_id, result, error)
 
 
-_PENDING_CORRECTIONS = (
-    select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-    .join(payments, payments.c.id == refunds.c.payment_id)
-    .where(
-        payments.c.gateway_payment_id == bindparam("intent"),
-        refunds.c.source == "correction",
-        refunds.c.status == "pending",
-    )
-)
-
-
 async def send_corrections(ctx: AppContext, gateway_payment_id: str) -> None:
     """B1: send the correction refund booked for the payment of this PaymentIntent, if one is still pending."""
     async with ctx.db.read() as conn:
-        due = (await conn.execute(_PENDING_CORRECTIONS, {"intent": gateway_payment_id})).all()
+        due = await repository.pending_corrections(conn, gateway_payment_id)
     for item in due:
         await send_refund(ctx, item.id, item.gateway_payment_id, item.amount)
 
@@ -321,69 +311,40 @@ def _request_key(caller: str, key: str, payment_id: str) -> str:
     return hashlib.sha256(f"{caller}\0{key}\0{payment_id}".encode()).hexdigest()
 
 
-async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate):
+async def create_refund(ctx: AppContext, principal: Principal, payment_id: str, body: RefundCreate) -> RefundRow:
     """R2, in the three steps of app/payments/steps.py: reserve, call the gateway, settle."""
     keyed = resumable()  # a repeat with the same key completes this refund (module docstring)
     request_key = None if keyed is None else _request_key(keyed.caller, keyed.key, payment_id)
     refund_id, payment, made = await steps.reserve(ctx, _reserve, principal, payment_id, body, request_key)
-    if made is not None and made.status != "pending":  # settled by the first attempt, or by the retry job since
-        if made.status == "failed":
+    if made is not None and made.status != RefundStatus.PENDING:  # settled by the first attempt, or the retry job
+        if made.status == RefundStatus.FAILED:
             raise RefundFailed(f"the gateway refused the refund: {made.failure_reason}", refund_id=refund_id)
         return made
     try:
-        result, error = await _refund_at_gateway(ctx, payment.gateway_payment_id, body.amount, refund_id)
+        result, error = await _refund_at_gateway(ctx, payment.gateway_payment_id or "", body.amount, refund_id)
     except GatewayUnavailable:
         # No answer: the refund may or may not have happened. It stays `pending`, its amount reserved, and
         # `retry_pending_refunds` repeats the call with the same idempotency key; the caller gets the pending
         # refund (and a repeated request with the same Idempotency-Key gets it again, never a second refund).
         log.warning("refund got no answer from the gateway; it will be retried", extra={"refund_id": refund_id})
         async with ctx.db.read() as conn:
-            return (await conn.execute(select(refunds).where(refunds.c.id == refund_id))).one()
+            return await repository.get(conn, refund_id)
     row = await steps.settle(ctx, _settle_requested, refund_id, result, error, principal)
-    if row.status == "failed":
+    if row.status == RefundStatus.FAILED:
         raise RefundFailed(f"the gateway refused the refund: {row.failure_reason}", refund_id=refund_id)
     return row
 
 
-async def _claim_unanswered(uow: UnitOfWork) -> tuple[list, _dt.datetime]:
+async def _claim_unanswered(uow: UnitOfWork) -> tuple[Sequence[RefundToSend], _dt.datetime]:
     """Pending refunds whose last gateway call is `NO_ANSWER_AFTER` old in real time, leased to this run: their mark
-    is set again before they are re-sent, so another run (another replica) leaves them alone for as long again.
-    Taken under SKIP LOCKED on PostgreSQL, as the subscription jobs claim their work. Returns them and the mark.
-    Step 1 of the retry job."""
-    conn, ctx = uow.conn, uow.ctx
+    is set again before they are re-sent, so another run (another replica) leaves them alone for as long again
+    (app/claims.py: taken as every scheduled job takes its work). Returns them and the mark. Step 1 of the retry
+    job."""
     wall = uow.wall()
-    stmt = (
-        select(refunds.c.id, refunds.c.amount, payments.c.gateway_payment_id)
-        .join(payments, payments.c.id == refunds.c.payment_id)
-        .where(
-            refunds.c.status == "pending",
-            # null: written by an older version (a dashboard refund is never pending), taken as unanswered
-            or_(refunds.c.gateway_attempted_at.is_(None), refunds.c.gateway_attempted_at <= wall - NO_ANSWER_AFTER),
-        )
-        .order_by(refunds.c.id)
-        .limit(ctx.settings.job_batch_size)
+    due = await repository.claim_unanswered(
+        uow.conn, answered_after=wall - NO_ANSWER_AFTER, mark=wall, limit=uow.ctx.settings.job_batch_size
     )
-    if ctx.db.is_postgres:
-        stmt = stmt.with_for_update(of=refunds, skip_locked=True)
-    due = (await conn.execute(stmt)).all()
-    if due:
-        await conn.execute(
-            update(refunds).where(refunds.c.id.in_([r.id for r in due])).values(gateway_attempted_at=wall)
-        )
     return due, wall
-
-
-# Just before each call the mark is moved to the real time of that call, provided this run still holds it: a long
-# batch (a slow gateway) never sends a refund whose mark another run has taken over in the meantime.
-_REMARK = (
-    update(refunds)
-    .where(
-        refunds.c.id == bindparam("refund_id"),
-        refunds.c.status == "pending",
-        refunds.c.gateway_attempted_at == bindparam("claimed"),
-    )
-    .values(gateway_attempted_at=bindparam("at"))
-)
 
 
 async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
@@ -392,10 +353,10 @@ async def retry_pending_refunds(ctx: AppContext, now: _dt.datetime) -> int:
     done = 0
     due, claimed = await steps.reserve(ctx, _claim_unanswered, now=now)
     for item in due:
+        # Just before each call the mark is moved to the real time of that call, provided this run still holds it:
+        # a long batch (a slow gateway) never sends a refund whose mark another run has taken over meanwhile.
         async with ctx.db.autocommit() as conn:
-            held = (
-                await conn.execute(_REMARK, {"refund_id": item.id, "claimed": claimed, "at": ctx.system_clock.wall()})
-            ).rowcount
+            held = await repository.remark(conn, item.id, claimed, ctx.system_clock.wall())
         if not held:
             continue  # settled meanwhile, or taken over by another run after this batch's mark grew old
         try:
