@@ -3,39 +3,33 @@ next charges before the card."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
-
 from app.audit.service import changed, record
 from app.auth import Principal
 from app.credits import repository
+from app.credits.repository import CreditRow
 from app.credits.schemas import CreditCreate, to_api
 from app.customers import repository as customer_repo
-from app.errors import CurrencyMismatch, CustomerTerminated, Forbidden, ValidationFailed
+from app.errors import CustomerTerminated, refuse_unless
 from app.ids import new_id
-from app.models import credit_entries
 from app.uow import UnitOfWork
 from policies import billing_currency, credit_currency_decision, credit_decision
+from policies.states import CreditKind, CustomerStatus
 
 
-async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, body: CreditCreate):
+async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, body: CreditCreate) -> CreditRow:
     conn, ctx, now = uow.conn, uow.ctx, uow.now
-    decision = credit_decision(principal.role, body.amount, body.reason)
-    if not decision.allowed:
-        raise (Forbidden if decision.code == "forbidden" else ValidationFailed)(decision.reason, rule=decision.rule)
+    refuse_unless(credit_decision(principal.role, body.amount, body.reason))
     customer = await customer_repo.get_visible(conn, principal, customer_id, for_update=True)
-    if customer.status in ("terminated", "erased"):
+    if customer.status in (CustomerStatus.TERMINATED, CustomerStatus.ERASED):
         raise CustomerTerminated(f"the account is {customer.status}: no credit can be granted")
-    in_currency = credit_currency_decision(
-        body.currency, billing_currency(*await repository.billing_currency_facts(conn, customer.id))
-    )
-    if not in_currency.allowed:
-        raise CurrencyMismatch(in_currency.reason, rule=in_currency.rule)
+    facts = await repository.billing_currency_facts(conn, customer.id)
+    refuse_unless(credit_currency_decision(body.currency, billing_currency(*facts)))
     policy = ctx.policies.at(now)
     credit_id = new_id("cred")
     credit = {
         "id": credit_id,
         "customer_id": customer.id,
-        "kind": "grant",
+        "kind": CreditKind.GRANT,
         "amount": body.amount,
         "currency": body.currency,
         "reason": body.reason,
@@ -44,7 +38,7 @@ async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, 
         "policy_version": policy.version,
         "created_at": now,
     }
-    await conn.execute(insert(credit_entries).values(credit))
+    await repository.add(conn, credit)
     await record(
         conn,
         principal,
@@ -58,4 +52,4 @@ async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, 
         data={"amount": body.amount, "currency": body.currency},
         events=[("credit.granted", to_api(changed(credit)))],
     )
-    return (await conn.execute(select(credit_entries).where(credit_entries.c.id == credit_id))).one()
+    return await repository.get(conn, credit_id)
