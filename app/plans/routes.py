@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.http import JSON, page
 from app.idempotency import idempotent_in_unit_of_work
-from app.models import plans
-from app.pagination import Page, fetch_page
+from app.pagination import Page
 from app.plans import repository, service
 from app.plans.schemas import Plan, PlanCreate, PlanList, PlanUpdate, to_api
 from app.uow import unit_of_work
@@ -17,15 +15,15 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
 
 @router.get("", response_model=PlanList)
-async def list_plans(ctx: Ctx, params: Page):
+async def list_plans(ctx: Ctx, params: Page) -> JSON:
     """Active plans; no token needed."""
     async with ctx.db.read() as conn:
-        rows, has_more = await fetch_page(conn, select(plans).where(plans.c.active.is_(True)), plans.c.id, params)
+        rows, has_more = await repository.page_of_active(conn, params)
     return JSON(page([to_api(r) for r in rows], has_more))
 
 
 @router.get("/{code}", response_model=Plan)
-async def get_plan(code: str, ctx: Ctx):
+async def get_plan(code: str, ctx: Ctx) -> JSON:
     async with ctx.db.read() as conn:
         row = await repository.get_by_code(conn, code)
     return JSON(to_api(row))
@@ -33,14 +31,14 @@ async def get_plan(code: str, ctx: Ctx):
 
 @router.post("", status_code=201, response_model=Plan)
 @idempotent_in_unit_of_work
-async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller):
+async def create_plan(body: PlanCreate, ctx: Ctx, caller: OpsCaller) -> JSON:
     async with unit_of_work(ctx) as uow:
         row = await service.create_plan(uow, caller, body)
         return uow.respond(JSON(to_api(row), status_code=201))
 
 
 @router.patch("/{code}", response_model=Plan)
-async def update_plan(code: str, body: PlanUpdate, ctx: Ctx, caller: OpsCaller):
+async def update_plan(code: str, body: PlanUpdate, ctx: Ctx, caller: OpsCaller) -> JSON:
     async with unit_of_work(ctx) as uow:
         row = await service.update_plan(uow, caller, code, body)
     return JSON(to_api(row))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import datetime as _dt
+from typing import Any
 
 from app.audit.service import record
 from app.auth import Principal
 from app.context import AppContext
-from app.db import insert_ignoring_conflict
 from app.errors import PlanExists
 from app.ids import new_id
-from app.models import plans
 from app.plans import repository
+from app.plans.repository import PlanRow
 from app.plans.schemas import PlanCreate, PlanUpdate
 from app.uow import UnitOfWork, unit_of_work
 
@@ -46,14 +46,14 @@ DEMO_PLANS = (
 )
 
 
-def _row(body: PlanCreate, now) -> dict:  # noqa: ANN001
+def _row(body: PlanCreate, now: _dt.datetime) -> dict[str, Any]:
     return {"id": new_id("plan"), **body.model_dump(), "active": True, "created_at": now, "updated_at": now}
 
 
-async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
+async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate) -> PlanRow:
     conn, now = uow.conn, uow.now
     row = _row(body, now)
-    if await insert_ignoring_conflict(conn, plans, row, conflict_on=["code"]) != 1:
+    if not await repository.add_once(conn, row):
         raise PlanExists(f"plan code {body.code!r} is already used")
     await record(
         conn,
@@ -68,14 +68,14 @@ async def create_plan(uow: UnitOfWork, principal: Principal, body: PlanCreate):
     return await repository.get_by_code(conn, body.code)
 
 
-async def update_plan(uow: UnitOfWork, principal: Principal, code: str, body: PlanUpdate):
+async def update_plan(uow: UnitOfWork, principal: Principal, code: str, body: PlanUpdate) -> PlanRow:
     """B3: changing the list price touches the plan only; subscriptions keep the price they were bought at."""
     conn, now = uow.conn, uow.now
     current = await repository.get_by_code(conn, code)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if getattr(current, k) != v}
     if not changes:
         return current
-    await conn.execute(update(plans).where(plans.c.id == current.id).values(**changes, updated_at=now))
+    await repository.change(conn, current.id, changes, now)
     await record(
         conn,
         principal,
@@ -94,4 +94,4 @@ async def seed_demo_plans(ctx: AppContext) -> None:
     async with unit_of_work(ctx) as uow:
         conn, now = uow.conn, uow.now
         for body in DEMO_PLANS:
-            await insert_ignoring_conflict(conn, plans, _row(body, now), conflict_on=["code"])
+            await repository.add_once(conn, _row(body, now))
