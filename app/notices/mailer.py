@@ -11,10 +11,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Protocol, TypedDict
 from urllib.parse import parse_qs, unquote, urlparse
 
 import aiosmtplib
+
+from policies.states import NoticeStatus
 
 log = logging.getLogger("billing.notices")
 
@@ -23,7 +25,7 @@ Send = Callable[[str, str, str, str], Awaitable[None]]  # (notice_id, to, subjec
 
 
 class Mailer(Protocol):
-    delivered_status: str  # "sent" or "logged"
+    delivered_status: NoticeStatus  # SENT, or LOGGED when nothing is sent
 
     def session(self) -> contextlib.AbstractAsyncContextManager[Send]:
         """A `send` for a batch of messages: it returns once the message is accepted, and raises if it was not."""
@@ -40,15 +42,27 @@ def build_message(sender: str, notice_id: str, to: str, subject: str, body: str)
     return message
 
 
+class _SmtpOptions(TypedDict):
+    """The connection options of `aiosmtplib.SMTP` that BILLING_SMTP_URL gives."""
+
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    use_tls: bool
+    start_tls: bool
+    timeout: float
+
+
 class SmtpMailer:
-    delivered_status = "sent"
+    delivered_status = NoticeStatus.SENT
 
     def __init__(self, url: str, sender: str, timeout: float = 15.0) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("smtp", "smtps"):
             raise ValueError("BILLING_SMTP_URL must start with smtp:// or smtps://")
         query = parse_qs(parsed.query)
-        self._options = {
+        self._options: _SmtpOptions = {
             "hostname": parsed.hostname or "localhost",
             "port": parsed.port or (465 if parsed.scheme == "smtps" else 25),
             "username": unquote(parsed.username) if parsed.username else None,
@@ -94,7 +108,7 @@ class SmtpMailer:
 class LogMailer:
     """No SMTP configured: the notice stays readable through the API; the log carries ids, never addresses."""
 
-    delivered_status = "logged"
+    delivered_status = NoticeStatus.LOGGED
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Send]:

@@ -1,5 +1,6 @@
-"""Messages ops send to a customer (announcements, offers). Marketing ones respect the customer's objection (D4);
-service ones are always delivered."""
+"""The route of the messages ops send to a customer (announcements, offers); the use case is
+`app.notices.service.send_message`. Marketing ones respect the customer's objection (D4); service ones are always
+delivered."""
 
 from __future__ import annotations
 
@@ -7,20 +8,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import Field
-from sqlalchemy import select
 
-from app.audit.service import record
 from app.auth import OpsCaller
 from app.context import Ctx
-from app.customers import repository as customer_repo
 from app.http import JSON
 from app.idempotency import idempotent_in_unit_of_work
-from app.ids import new_id
-from app.models import notices
+from app.notices import service
 from app.notices.schemas import Notice, to_api
-from app.notices.service import NewNotice, create_notices
 from app.schemas import MultiLine, RequestModel, SingleLine
 from app.uow import unit_of_work
+from policies.states import NoticeCategory
 
 router = APIRouter(prefix="/v1/customers/{customer_id}/messages", tags=["notices"])
 
@@ -42,26 +39,9 @@ class MessageCreate(RequestModel):
 
 @router.post("", status_code=201, response_model=Notice)
 @idempotent_in_unit_of_work
-async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller):
+async def send_message(customer_id: str, body: MessageCreate, ctx: Ctx, caller: OpsCaller) -> JSON:
     async with unit_of_work(ctx) as uow:
-        conn, now = uow.conn, uow.now
-        customer = await customer_repo.get_visible(conn, caller, customer_id)
-        key = new_id("msg")
-        await create_notices(
-            conn,
-            [NewNotice(customer.id, body.category, key, body.subject, body.body, category=body.category)],
-            now,
-            ctx.system_clock.wall(),
-        )
-        row = (await conn.execute(select(notices).where(notices.c.dedupe_key == key))).one()
-        await record(
-            conn,
-            caller,
-            "notice.message_queued",
-            now,
-            subject_type="notice",
-            subject_id=row.id,
-            customer_id=customer.id,
-            data={"category": body.category},
+        row = await service.send_message(
+            uow, caller, customer_id, NoticeCategory(body.category), body.subject, body.body
         )
         return uow.respond(JSON(to_api(row), status_code=201))

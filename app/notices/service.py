@@ -1,19 +1,22 @@
 """The notice outbox: notices are created in the transaction of the change that causes them, at most once per
-`dedupe_key`, and delivered later by the `deliver_notices` job."""
+`dedupe_key`, and delivered later by the `deliver_notices` job. Ops' messages to a customer are queued here too."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import insert_ignoring_conflict
+from app.audit.service import record
+from app.auth import Principal
+from app.customers import repository as customer_repo
 from app.ids import new_id
-from app.models import notices
-
-SERVICE = "service"  # T3, T4, B5, C1 confirmations, receipts: sent whatever the marketing choice (D4)
-MARKETING = "marketing"
+from app.notices import repository
+from app.notices.repository import NoticeRow
+from app.uow import UnitOfWork
+from policies.states import NoticeCategory, NoticeStatus
 
 
 @dataclass(frozen=True)
@@ -23,10 +26,11 @@ class NewNotice:
     dedupe_key: str
     subject: str
     body: str
-    category: str = SERVICE
+    # T3, T4, B5, C1 confirmations, receipts: service, sent whatever the marketing choice (D4)
+    category: NoticeCategory = NoticeCategory.SERVICE
 
 
-def notice_row(notice: NewNotice, now: _dt.datetime, wall: _dt.datetime) -> dict:
+def notice_row(notice: NewNotice, now: _dt.datetime, wall: _dt.datetime) -> dict[str, Any]:
     return {
         "id": new_id("ntc"),
         "customer_id": notice.customer_id,
@@ -36,7 +40,7 @@ def notice_row(notice: NewNotice, now: _dt.datetime, wall: _dt.datetime) -> dict
         "subject": notice.subject,
         "body": notice.body,
         "created_at": now,
-        "status": "pending",
+        "status": NoticeStatus.PENDING,
         "sent_at": None,
         "attempts": 0,
         "next_attempt_at": wall,
@@ -47,9 +51,29 @@ def notice_row(notice: NewNotice, now: _dt.datetime, wall: _dt.datetime) -> dict
 
 async def create_notices(conn: AsyncConnection, items: list[NewNotice], now: _dt.datetime, wall: _dt.datetime) -> None:
     """Queue notices; one whose dedupe_key exists already is not created again (exactly once)."""
-    if len(items) == 1:  # a single row needs no RETURNING to be counted (and nobody counts it here)
-        await insert_ignoring_conflict(conn, notices, notice_row(items[0], now, wall), conflict_on=["dedupe_key"])
-    elif items:
-        await insert_ignoring_conflict(
-            conn, notices, [notice_row(n, now, wall) for n in items], conflict_on=["dedupe_key"]
-        )
+    await repository.add_once(conn, [notice_row(n, now, wall) for n in items])
+
+
+async def send_message(
+    uow: UnitOfWork, principal: Principal, customer_id: str, category: NoticeCategory, subject: str, body: str
+) -> NoticeRow:
+    """A message from ops to a customer (an announcement, an offer), queued for delivery: a marketing one respects
+    the customer's objection when it is sent (D4); a service one is always delivered."""
+    conn, now = uow.conn, uow.now
+    customer = await customer_repo.get_visible(conn, principal, customer_id)
+    key = new_id("msg")
+    await create_notices(
+        conn, [NewNotice(customer.id, category, key, subject, body, category=category)], now, uow.wall()
+    )
+    row = await repository.by_dedupe_key(conn, key)
+    await record(
+        conn,
+        principal,
+        "notice.message_queued",
+        now,
+        subject_type="notice",
+        subject_id=row.id,
+        customer_id=customer.id,
+        data={"category": category},
+    )
+    return row
