@@ -2,6 +2,7 @@
 """Benchmarks of the billing service (issue #8). See bench/README.md.
 
     .venv/bin/python bench/run.py [--quick] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/run.py --compare <rev-a> <rev-b> [--quick] [--repeat 2]   # see bench/compare.py
 
 Creates fresh PostgreSQL databases on the server of --database-url (and drops them at the end), runs the service as
 production does (`billing serve`: uvicorn, one worker) next to a bare FastAPI app (bench/bare_app.py), drives both
@@ -723,7 +724,21 @@ def main() -> int:
         help="comma-separated parts to run (api, webhooks, renewals, sweep)",
     )
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases at the end")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("REV_A", "REV_B"),
+        help="measure two git revisions (`.`: this working tree) interleaved in one run, and b's change against a's "
+        "(bench/compare.py)",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="with --compare: runs per revision and part")
     args = parser.parse_args()
+    if args.compare:
+        import compare
+
+        parts = [p for p in ("api", "webhooks", "renewals", "sweep") if p in args.only.split(",")]
+        options = ["--database-url", args.database_url] + (["--quick"] if args.quick else [])
+        return compare.compare(*args.compare, parts, options, args.repeat)
     preflight()
     sys.path.insert(0, str(BENCH))
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
