@@ -7,6 +7,7 @@ import asyncio
 import datetime as _dt
 import time
 from collections.abc import Awaitable, Callable
+from typing import ClassVar
 
 from sqlalchemy import text
 
@@ -72,7 +73,7 @@ class JobTimer:
     from (measurement only; the jobs run unchanged): from the start of its first batch to the end of its last (a
     job with several workers has batches in flight at once)."""
 
-    TARGETS = {
+    TARGETS: ClassVar[dict[str, tuple[str, ...]]] = {
         "app.subscriptions.tasks": (
             "end_canceled_subscriptions",
             "renew_subscriptions",

@@ -224,7 +224,7 @@ def profile_inproc(args: argparse.Namespace) -> None:
         print(counter.report(per, unit))
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         flat = profiler.output_text(unicode=False, color=False, flat=True).splitlines()
-        print("\n".join(["functions by self time (pyinstrument, wall clock):"] + flat[:40]))
+        print("\n".join(["functions by self time (pyinstrument, wall clock):", *flat[:40]]))
     finally:
         dbs.drop_all()
 

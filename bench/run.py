@@ -2,6 +2,7 @@
 """Benchmarks of the billing service (issue #8). See bench/README.md.
 
     .venv/bin/python bench/run.py [--quick] [--database-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/run.py --compare <rev-a> <rev-b> [--quick] [--repeat 2]   # see bench/compare.py
 
 Creates fresh PostgreSQL databases on the server of --database-url (and drops them at the end), runs the service as
 production does (`billing serve`: uvicorn, one worker) next to a bare FastAPI app (bench/bare_app.py), drives both
@@ -18,8 +19,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,10 +28,18 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 BENCH = Path(__file__).resolve().parent
 sys.dont_write_bytecode = True  # no __pycache__ left in bench/
 ROOT = BENCH.parent
+# This tree's code, not whatever the virtualenv has installed (an editable install may point at another checkout):
+# here, and in every process started (`clean_env`).
+sys.path.insert(0, str(ROOT))
+
+from tests.support import processes  # noqa: E402 - found through the line above (stdlib only, see the module)
+from tests.support.processes import ServerProcess  # noqa: E402 - the same
+
 WRK_DIR = BENCH / "wrk"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 AUTH_SECRET = "bench-auth-secret-0123456789abcdef-0123456789"  # BILLING_AUTH_SECRET of the run (HS256: >= 32 bytes)
@@ -56,7 +63,7 @@ def log(message: str) -> None:
     print(f"[bench {time.monotonic() - STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:  # noqa: F821
+def fail(message: str, code: int = 2) -> NoReturn:
     print(f"bench: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -213,6 +220,7 @@ def seed_api_database(conn, count: int) -> _dt.datetime:
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
 
@@ -224,72 +232,20 @@ def billing_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *args]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+Server = ServerProcess  # the service or the bare app (tests/support/processes.py, shared with the tests)
 
 
-@dataclass
-class Server:
-    name: str
-    port: int
-    process: subprocess.Popen
-    stderr_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far (from /proc/<pid>/stat)."""
-        with open(f"/proc/{self.process.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mb(self) -> float:
-        with open(f"/proc/{self.process.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmHWM")
-
-    def alive(self) -> None:
-        if self.process.poll() is not None:
-            fail(f"{self.name} exited ({self.process.returncode}):\n{self.stderr_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def start_server(name: str, cmd: list[str], env: dict[str, str], workdir: Path, cwd: Path = ROOT) -> Server:
+    """`cmd --host 127.0.0.1 --port <free port>`, up once it answers /healthz; its stderr in `workdir`."""
+    try:
+        return processes.start_server(cmd, env, name=name, cwd=cwd, log_path=workdir / f"{name}.stderr", seconds=60)
+    except RuntimeError as exc:
+        fail(str(exc))
 
 
-def start_server(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> Server:
-    port = free_port()
-    stderr_path = workdir / f"{name}.stderr"
-    process = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(stderr_path, "wb"),
-    )
-    server = Server(name, port, process, stderr_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        server.alive()
-        try:
-            with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    server.stop()
-    fail(f"{name} did not answer /healthz within 60 s")
+def alive(server: Server) -> None:
+    if server.exited():
+        fail(f"{server.name} exited ({server.process.returncode}):\n{server.log_tail()}")
 
 
 def start_service(database_url: str, workdir: Path, cmd: list[str] | None = None) -> Server:
@@ -350,7 +306,7 @@ def wrk_on(server: Server, script: str, connections: int, seconds: int, *args: s
     before = server.cpu_seconds()
     result = wrk(server.url, script, connections, seconds, *args)
     result.cpu_s = server.cpu_seconds() - before
-    server.alive()
+    alive(server)
     return result
 
 
@@ -768,7 +724,21 @@ def main() -> int:
         help="comma-separated parts to run (api, webhooks, renewals, sweep)",
     )
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases at the end")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("REV_A", "REV_B"),
+        help="measure two git revisions (`.`: this working tree) interleaved in one run, and b's change against a's "
+        "(bench/compare.py)",
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="with --compare: runs per revision and part")
     args = parser.parse_args()
+    if args.compare:
+        import compare
+
+        parts = [p for p in ("api", "webhooks", "renewals", "sweep") if p in args.only.split(",")]
+        options = ["--database-url", args.database_url] + (["--quick"] if args.quick else [])
+        return compare.compare(*args.compare, parts, options, args.repeat)
     preflight()
     sys.path.insert(0, str(BENCH))
     parts = {p.strip() for p in args.only.split(",") if p.strip()}

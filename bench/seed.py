@@ -110,8 +110,8 @@ def active_subscriptions(
             params,
         )
         cur.execute(
-            f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method, status,
-                                             decline_code, refunded_amount, created_at)
+            f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method,
+                                             status, decline_code, refunded_amount, created_at)
                 SELECT 'sub_{prefix}_' || lpad(i::text, 8, '0') || ':period-0:attempt-1', 'pi_sandbox_{prefix}_' || i,
                        %(price)s, %(cur)s, 'pm_card_visa', 'succeeded', NULL, 0, %(anchor)s
                 FROM generate_series(1, %(n)s::int) AS i""",
@@ -160,8 +160,8 @@ def incomplete_purchases(
             params,
         )
         cur.execute(
-            f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method, status,
-                                             decline_code, refunded_amount, created_at)
+            f"""INSERT INTO sandbox_charges (idempotency_key, payment_intent_id, amount, currency, payment_method,
+                                             status, decline_code, refunded_amount, created_at)
                 SELECT {sub} || ':period-0:attempt-1', {intent}, %(price)s, %(cur)s, 'pm_card_authenticationRequired',
                        'requires_action', NULL, 0, %(wall)s
                 FROM generate_series(1, %(n)s::int) AS i""",

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
+import pycountry
 from email_validator import EmailNotValidError, validate_email
 
-# ISO 3166-1 alpha-2, the officially assigned codes.
-COUNTRIES = frozenset(
-    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY
-    BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM
-    FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT
-    JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN
-    MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT
-    PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL
-    TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW""".split()
+# The codes come from pycountry (the Debian iso-codes data: ISO 3166-1 and ISO 4217 as currently published), so a
+# code the standard adds or withdraws (ZWG for ZWL in 2024, XCG for ANG in 2025, EUR for BGN in 2026) follows with a
+# dependency update instead of an edit here. Only codes in use today are accepted: new entries cannot be billed in
+# a withdrawn currency. The API spells countries upper case and currencies lower case, as below.
+COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
+
+# ISO 4217 codes that are no country's legal tender, so nothing can be billed in them: the fund codes (ISO 4217's
+# "IsFund" entries: units of account and settlement-day variants) and the X-range entries that are not a
+# supranational currency (precious metals, the IMF's SDR, bond-market and development-bank units, the Sucre, the
+# testing code and "no currency"). XAF, XCD, XCG, XOF and XPF are currencies of countries and stay accepted.
+NOT_LEGAL_TENDER = frozenset(
+    """bov che chw clf cou mxv usn uyi uyw xad xag xau xba xbb xbc xbd xdr xpd xpt xsu xts xua xxx""".split()
 )
 
-# ISO 4217 active currency codes (lower case, as the API spells them).
-CURRENCIES = frozenset(
-    """aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd bob brl bsd btn bwp byn bzd cad cdf
-    chf clp cny cop crc cup cve czk djf dkk dop dzd egp ern etb eur fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl
-    htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs khr kmf kpw krw kwd kyd kzt lak lbp lkr lrd lsl lyd mad mdl
-    mga mkd mmk mnt mop mru mur mvr mwk mxn myr mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron
-    rsd rub rwf sar sbd scr sdg sek sgd shp sle sll sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs
-    uah ugx usd uyu uzs ves vnd vuv wst xaf xcd xof xpf yer zar zmw zwl""".split()
-)
+# ISO 4217 active currency codes, lower case as the API spells them, without the ones above.
+CURRENCIES = frozenset(currency.alpha_3.lower() for currency in pycountry.currencies) - NOT_LEGAL_TENDER
 
 MAX_NAME_LENGTH = 200
 
@@ -91,7 +88,8 @@ def check_country(country: str) -> str:
 
 
 def check_currency(currency: str) -> str:
-    """P1/P2: money is integer minor units plus a lower-case ISO 4217 code; anything else is refused."""
+    """P1/P2: money is integer minor units plus a lower-case ISO 4217 code of a currency in use that is some
+    country's legal tender (not gold, the SDR, a fund code or the testing code); anything else is refused."""
     if currency not in CURRENCIES:
         raise ValueError("currency must be a lower-case ISO 4217 code such as 'usd'")
     return currency

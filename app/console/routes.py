@@ -45,6 +45,7 @@ from app.credits.schemas import CreditCreate
 from app.customers import standing
 from app.customers.schemas import StandingChange
 from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
+from app.formatting import format_money
 from app.refunds import service as refunds_service
 from app.refunds.schemas import RefundCreate
 from app.uow import unit_of_work
@@ -71,12 +72,8 @@ _HEADERS = {
 
 
 def money(amount: int | None, currency: str | None) -> str:
-    """Integer minor units as major units with 2 decimals (the currencies offered all have 2), sign kept."""
-    if amount is None:
-        return "—"
-    sign = "-" if amount < 0 else ""
-    value = abs(int(amount))
-    return f"{sign}{value // 100}.{value % 100:02d} {(currency or '').upper()}".strip()
+    """Integer minor units as major units, sign kept, "—" for none (app.formatting)."""
+    return "—" if amount is None else format_money(amount, currency or "")
 
 
 def when(value: _dt.datetime | None) -> str:

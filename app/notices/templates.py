@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from app.formatting import format_money
+
 
 def _date(value: _dt.datetime) -> str:
     return value.strftime("%d %B %Y, %H:%M UTC")
 
 
 def money(amount: int, currency: str) -> str:
-    """Integer minor units shown as major units (2 decimals; zero-decimal currencies are not offered)."""
-    return f"{amount // 100}.{amount % 100:02d} {currency.upper()}"
+    """Integer minor units shown as major units, "12.34 USD" (app.formatting)."""
+    return format_money(amount, currency)
 
 
 def trial_expiring(plan_name: str, ends_at: _dt.datetime, days_left: int) -> tuple[str, str]:

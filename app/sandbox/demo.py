@@ -21,6 +21,7 @@ import httpx
 
 from app.auth import mint_token
 from app.clock import SystemClock
+from app.formatting import format_money
 
 
 class DemoError(Exception):
@@ -43,7 +44,7 @@ def _human(value: str) -> str:
 
 
 def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:,.2f} {currency.upper()}" if currency != "jpy" else f"{amount:,} JPY"
+    return format_money(amount, currency, grouping=True)
 
 
 class _Api:

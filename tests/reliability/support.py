@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import SECRET, customer_headers, ops_headers
-from tests.support.servers import Replica, free_port, when_healthy
+from tests.support.processes import start_server
+from tests.support.servers import Replica
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,6 @@ def start_service(
 ) -> Replica:
     """Like tests.support.servers.start_replica, optionally with the real clock shifted or a slow gateway (see
     _launch), and its log (JSON lines on stderr) appended to `log_file`."""
-    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     environment.update(
         BILLING_DATABASE_URL=database_url,
@@ -54,17 +53,14 @@ def start_service(
     environment.update(env)
     patched = wall_offset or charge_delay or charge_log or "RELIABILITY_LOST_HEARTBEAT_ANSWERS" in env
     module = "tests.reliability._launch" if patched else "app.cli"
-    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it open
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "serve", "--port", str(port)],
-        env=environment,
+    return start_server(
+        [sys.executable, "-m", module, "serve"],
+        environment,
+        name="replica",
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
+        log_path=log_file,
+        seconds=60,
     )
-    if log_file:
-        log.close()
-    return when_healthy(Replica(port, process), 60)
 
 
 def server_errors(log_file: Path) -> list[str]:

@@ -27,7 +27,8 @@ Stripe documents and the billing service relies on:
   `payment_intent.succeeded`); off-session it is declined with `authentication_required`, as at Stripe.
 
 Extra control routes: `DELETE /_config/idempotency` (forget kept responses) and `DELETE /_config/webhooks`
-(forget registered webhooks and drop the deliveries still waiting), besides localstripe's `DELETE /_config/data` and `POST /_config/webhooks/<id>`.
+(forget registered webhooks and drop the deliveries still waiting), besides localstripe's `DELETE /_config/data`
+and `POST /_config/webhooks/<id>`.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ import argparse
 import asyncio
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.support.processes import ServerProcess, free_port, when_ready
 
 API_KEY = "sk_test_fake_stripe"  # localstripe accepts any key that starts with sk_
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,12 +352,6 @@ def main(argv: list[str] | None = None) -> None:
 # The pytest side
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class FakeStripe:
     """The launcher above as a subprocess on a free 127.0.0.1 port.
 
@@ -380,7 +375,7 @@ class FakeStripe:
 
     def start(self, timeout: float = 30.0) -> FakeStripe:
         # Its log goes to a temporary file (a pipe nobody reads could fill up and stall it); see `log()`.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - the child writes to it as long as it runs; log() reads it
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.fake_stripe", "--port", str(self.port)],
             cwd=ROOT,
@@ -388,26 +383,21 @@ class FakeStripe:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fake Stripe exited: {self.log()[-2000:]}")
-            try:
-                httpx.get(f"{self.url}/v1/customers", auth=(self.api_key, ""), timeout=1).raise_for_status()
-                return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"fake Stripe did not answer within {timeout} s")
+        try:
+            when_ready(ServerProcess(self.port, self.process, "fake Stripe"), timeout, lambda _: self._answers())
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}{self.log()[-2000:]}") from None
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/v1/customers", auth=(self.api_key, ""), timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            ServerProcess(self.port, self.process, "fake Stripe").stop(timeout=10)
         self.process = None
 
     def log(self) -> str:

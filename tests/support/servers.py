@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 
-import httpx
 from aiosmtpd.controller import Controller
 
 from tests.conftest import SECRET
+from tests.support.processes import ServerProcess, free_port, start_server, when_ready
 
+__all__ = ["Inbox", "Replica", "SmtpServer", "free_port", "start_replica", "when_ready"]
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Replica:
-    port: int
-    process: subprocess.Popen
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            self.process.kill() if kill else self.process.terminate()
-            self.process.wait(timeout=30)
+Replica = ServerProcess  # a `billing serve` process of the tests
 
 
 def start_replica(database_url: str, **env: str) -> Replica:
     """One `billing serve` process on a free loopback port, ready when it answers /healthz."""
-    port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
     environment.update(
         BILLING_DATABASE_URL=database_url,
@@ -50,28 +29,7 @@ def start_replica(database_url: str, **env: str) -> Replica:
         BILLING_RATE_LIMIT_WRITES_PER_MINUTE="0",
     )
     environment.update(env)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    return when_healthy(Replica(port, process), 30, lambda: process.stderr.read().decode()[-2000:])
-
-
-def when_healthy(replica: Replica, seconds: float, exit_detail=lambda: "") -> Replica:
-    """`replica` once it answers /healthz; an error if its process exits first or it is not healthy in time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            raise RuntimeError(f"replica exited with {replica.process.returncode}: {exit_detail()}")
-        try:
-            if httpx.get(f"{replica.url}/healthz", timeout=1).status_code == 200:
-                return replica
-        except httpx.TransportError:
-            time.sleep(0.1)
-    replica.process.kill()
-    raise RuntimeError(f"replica did not become healthy in {seconds:g} s")
+    return start_server([sys.executable, "-m", "app.cli", "serve"], environment, name="replica")
 
 
 @dataclass
