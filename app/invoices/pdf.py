@@ -81,10 +81,33 @@ class _Page(FPDF):
         self.set_creation_date(when)
         self.add_page()
 
-    def put(self, size: float, value: str | None, *, bold: bool = False, color: tuple = INK, **cell: Any) -> None:
+    def put(
+        self,
+        size: float,
+        value: str | None,
+        *,
+        bold: bool = False,
+        color: tuple = INK,
+        w: float = 0,
+        h: float = 5,
+        align: str = "L",
+        fill: bool = False,
+        new_x: str = "RIGHT",
+        new_y: str = "TOP",
+    ) -> None:
+        """A cell of text, as `FPDF.cell` lays it out, drawn with the plain `FPDF.text` operator: about twice as
+        fast as `cell` (which shapes and styles each line), which matters at a few dozen cells per document."""
         self.set_font("Helvetica", "B" if bold else "", size)
         self.set_text_color(*color)
-        self.cell(text=printable(value), **cell)
+        x, y = self.x, self.y
+        width = w or self.w - self.r_margin - x
+        if fill:
+            self.rect(x, y, width, h, style="F")
+        text = printable(value)
+        if text:
+            left = x + self.c_margin if align == "L" else x + width - self.c_margin - self.get_string_width(text)
+            self.text(left, y + 0.5 * h + 0.3 * self.font_size, text)
+        self.set_xy({"RIGHT": x + width, "LEFT": x, "LMARGIN": self.l_margin}[new_x], y + h if new_y == "NEXT" else y)
 
 
 def _party(pdf: _Page, x: float, y: float, width: float, title: str, lines: Sequence[str | None]) -> float:
