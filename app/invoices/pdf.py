@@ -1,14 +1,16 @@
 """I1/I2: an invoice or a credit note as a one-page A4 PDF, rendered from the document as its GET shows it.
 
 Library: fpdf2 (LGPL-3.0, maintained, pure Python: no system library, nothing to add to the image). Measured here
-(bench/pdf.py) it renders an invoice in a few milliseconds. The alternatives were tried on this machine:
-WeasyPrint (HTML + CSS, prettier to write) needs pango and cairo in the image and takes tens of milliseconds a
-page; ReportLab with an embedded TrueType font took about 30 ms a page, fpdf2 with an embedded TrueType font about
-350 ms (both parse and subset the font for each document). So the PDF uses the standard PDF font Helvetica in its
-Windows-1252 encoding, which every PDF reader has and which needs no embedding: it covers the Latin alphabets of
-Western Europe and the euro and pound signs. A character outside it (a name in another script) is printed as its
-closest Latin letter when it has one (NFKD: "Ł" has none and becomes "L" by the table below, "é" stays) and as
-"?" otherwise; the JSON document keeps the exact text.
+(bench/pdf.py, one core): about 110 invoices a second, 9 ms each. Alternatives: WeasyPrint (HTML + CSS, prettier to
+write) needs pango and cairo in the image and embeds and subsets TrueType fonts, which is what made the other two
+slow when tried on this machine: ReportLab with an embedded TrueType font took about 30 ms a page, fpdf2 with one
+about 350 ms (the font parsed and subset for each document); WeasyPrint itself was not measured.
+
+So the PDF uses the standard PDF font Helvetica in its Windows-1252 encoding, which every PDF reader has and which
+needs no embedding: it covers the Latin alphabets of Western Europe and the euro and pound signs. A character
+outside it (a name in another script) is printed as its closest Latin letter when it has one (NFKD: "ř" becomes
+"r"; "Ł", which has no decomposition, becomes "L" by the table below) and as "?" otherwise; the JSON document keeps
+the exact text.
 
 The output is deterministic: the creation date is the issue time (fpdf2 derives the file id from the content and
 that date), so the same document renders to the same bytes (the stored PDF is served byte for byte all the same).

@@ -121,7 +121,8 @@ async def issue_invoices(
 
     `render_pdf=False` leaves the PDF to be rendered at its first download (`pdf_of`), from the same stored
     document and with the same bytes: for the renewal batch, where rendering inside the transaction would hold the
-    counter's lock (every other issuer waits on it) for a few milliseconds per invoice."""
+    counter's lock (every other issuer waits on it) for about 9 ms per invoice (bench/pdf.py), some 17 times what
+    a renewal costs today."""
     charges = await repository.uninvoiced_charges(conn, payment_ids)
     if not charges:
         return []
