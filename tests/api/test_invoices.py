@@ -263,3 +263,32 @@ def test_I3_postgresql_refuses_changing_an_issued_document(client, is_postgres: 
     # The one write allowed: the PDF stored once into an empty `pdf`, nothing else changed.
     _in_transaction(client, attempt, update(invoices).where(invoices.c.id == bare["id"]).values(pdf=b"%PDF-1"))
     assert client.get(f"/v1/invoices/{bare['id']}/pdf", headers=ops_headers()).content == b"%PDF-1"
+
+
+def test_P2_I1_a_business_buyer_with_an_address_gets_a_full_reverse_charge_invoice(client) -> None:
+    """Until customers carry a billing address and tax id (issue 17 item 1), the buyer's facts are given directly."""
+    from app.invoices.repository import ChargeFacts
+
+    charge = ChargeFacts(
+        payment_id="pay_x",
+        customer_id="cus_x",
+        subscription_id="sub_x",
+        period_start=NOW,
+        period_end=NOW + _dt.timedelta(days=31),
+        price_amount=2000,
+        tax_amount=0,
+        credit_applied=0,
+        amount=2000,
+        currency="eur",
+        policy_version="2026-11-01",
+        plan_code="pro-monthly",
+        plan_name="Pro",
+        interval="month",
+        buyer_name="Muster GmbH",
+        buyer_country="DE",
+        buyer_address={"line1": "Hauptstraße 1", "city": "Berlin", "postal_code": "10115"},
+        buyer_tax_id="DE999999999",
+    )
+    row = service._invoice_row(charge, "INV-2030-000009", NOW, SELLER, client.app.state.ctx.policies, True)
+    assert (row["kind"], row["tax_rate_bps"], row["tax_note"], row["total"]) == ("full", 0, "Reverse charge", 2000)
+    assert row["buyer"]["tax_id"] == "DE999999999" and row["pdf"].startswith(b"%PDF-")
