@@ -27,6 +27,7 @@ from app.gateways.base import PaymentGateway
 from app.gateways.sandbox import SandboxGateway
 from app.http import problem_response
 from app.idempotency import IdempotencyMiddleware
+from app.invoices.routes import router as invoices_router
 from app.notices.mailer import Mailer, mailer_from
 from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
@@ -177,6 +178,7 @@ def create_app(
     app.include_router(payments_router)
     app.include_router(refunds_router)
     app.include_router(credits_router)
+    app.include_router(invoices_router)
     app.include_router(audit_router)
     app.include_router(events_router)
     app.include_router(messages_router)

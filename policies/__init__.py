@@ -1,4 +1,4 @@
-"""B1..B5, C1..C4, R1..R3, P1, P2, T1..T7, D3: the pure policy core of the billing service.
+"""B1..B5, C1..C4, R1..R3, P1, P2, T1..T7, D3, I1, I2: the pure policy core of the billing service.
 
 Plain frozen dataclasses in, decisions out. No database, HTTP, gateway or clock: `now` is always a parameter.
 Rule ids refer to docs/policy.md.
@@ -12,6 +12,18 @@ from .document import (
     PolicyError,
     load_policy_book,
     parse_policy,
+)
+from .invoices import (
+    CREDIT_NOTE_SERIES,
+    INVOICE_SERIES,
+    REVERSE_CHARGE_NOTE,
+    CreditSplit,
+    InvoiceFigures,
+    credit_note_split,
+    document_number,
+    document_year,
+    invoice_figures,
+    tax_rate_bps,
 )
 from .money import ROUNDING, ChargeBreakdown, charge_breakdown, tax_for
 from .periods import Interval, add_periods, period_bounds
@@ -98,15 +110,19 @@ from .trials import (
 __all__ = [
     "ACTION_WINDOW",
     "B1_CORRECTION_REASON",
+    "CREDIT_NOTE_SERIES",
     "ERASED",
     "FORFEIT_ROUNDING",
+    "INVOICE_SERIES",
     "LIVE_SUBSCRIPTION",
+    "REVERSE_CHARGE_NOTE",
     "ROUNDING",
     "AccessDecision",
     "AccessFacts",
     "AccessSource",
     "ChargeBreakdown",
     "CreditKind",
+    "CreditSplit",
     "CustomerStatus",
     "Decision",
     "EndedReason",
@@ -114,6 +130,7 @@ __all__ = [
     "GatewayName",
     "ImmediateChange",
     "Interval",
+    "InvoiceFigures",
     "NoticeCategory",
     "NoticeStatus",
     "PaymentPurpose",
@@ -149,11 +166,15 @@ __all__ = [
     "complete_immediate_change",
     "credit_currency_decision",
     "credit_decision",
+    "credit_note_split",
+    "document_number",
+    "document_year",
     "erase_from_response",
     "failure_with_cancellation",
     "forfeit_at",
     "forfeited",
     "immediate_change",
+    "invoice_figures",
     "is_live",
     "is_upgrade",
     "late_success",
@@ -174,6 +195,7 @@ __all__ = [
     "schedule_change",
     "subscription_at",
     "tax_for",
+    "tax_rate_bps",
     "termination_refund",
     "terms_at",
     "trial_eligibility",

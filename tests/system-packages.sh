@@ -6,6 +6,7 @@
 #   docker.io    tests/image: builds the Dockerfile and runs the image against PostgreSQL
 #   debootstrap  tests/image: the image's Debian base, built locally (no image registry is reachable)
 #   prometheus   tests/test_alerts.py: `promtool check rules` and `promtool test rules` on ops/alerts.yml
+#   poppler-utils tests/api/test_invoices.py: `pdftotext` and `pdftoppm` read and render the invoice PDFs
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "installing Debian packages for the tests: ${missing[*]}" >&2

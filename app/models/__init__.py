@@ -12,6 +12,7 @@ from app.models.core import (
     sandbox_clock,
 )
 from app.models.credits import credit_entries
+from app.models.invoices import credit_notes, document_counters, invoices
 from app.models.notices import notices
 from app.models.refunds import refunds
 from app.models.trials import trial_exclusions, trials
@@ -20,9 +21,12 @@ __all__ = [
     "audit_events",
     "console_sessions",
     "credit_entries",
+    "credit_notes",
     "customers",
+    "document_counters",
     "events",
     "idempotency_keys",
+    "invoices",
     "metadata",
     "notices",
     "payments",

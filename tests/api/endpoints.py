@@ -21,7 +21,8 @@ Paths (and string values in bodies) use the application's own placeholders; `tes
 - {code}:        the plan code PLAN_CODE (trial available), created before each check;
 - {action}:      a console standing change ("suspend");
 - {trial_id}, {subscription_id}, {payment_id}: a trial, a paid subscription (bought with `pm_card_visa`) and its
-  first payment, of the OWNER_SUB customer; made only for the checks of endpoints that name them.
+  first payment, of the OWNER_SUB customer; made only for the checks of endpoints that name them;
+- {invoice_id}, {credit_note_id}: that payment's invoice, and the credit note of a refund of it.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/v1/payments/{payment_id}", "owner"),
     Endpoint("GET", "/v1/payments/{payment_id}/refunds", "owner"),
     Endpoint("POST", "/v1/payments/{payment_id}/refunds", "ops", {"amount": 100, "reason": "goodwill"}),
+    # Invoices and credit notes (issue 17): issued through app/invoices/service.py until the payment path does
+    Endpoint("GET", "/v1/customers/{customer_id}/invoices", "owner"),
+    Endpoint("GET", "/v1/customers/{customer_id}/credit-notes", "owner"),
+    Endpoint("GET", "/v1/invoices/{invoice_id}", "owner"),
+    Endpoint("GET", "/v1/invoices/{invoice_id}/pdf", "owner"),
+    Endpoint("GET", "/v1/credit-notes/{credit_note_id}", "owner"),
+    Endpoint("GET", "/v1/credit-notes/{credit_note_id}/pdf", "owner"),
     # Audit
     Endpoint("GET", "/v1/audit-events", "ops"),
     # Ops console (HTML forms; bodies are sent as forms)

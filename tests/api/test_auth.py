@@ -82,6 +82,11 @@ class World(dict):
             assert response.status_code == 200 and response.json()["data"], response.text
             self[key] = response.json()["data"][0]["id"]
             return self[key]
+        elif key in ("invoice_id", "credit_note_id"):
+            if key == "credit_note_id":
+                self["invoice_id"]  # the refund's payment has its invoice first
+            self[key] = _issue_document(self.client, key, self["payment_id"])
+            return self[key]
         elif key == "event_id":  # the owner's customer.created
             response = self.client.get("/v1/events", params={"customer_id": self["customer_id"]}, headers=ops_headers())
             assert response.status_code == 200 and response.json()["data"], response.text
@@ -92,6 +97,38 @@ class World(dict):
         assert response.status_code == 201, response.text
         self[key] = response.json()["id"]
         return self[key]
+
+
+def _issue_document(client, key: str, payment_id: str) -> str:
+    """The payment's invoice, or the credit note of a refund of it, issued as the settlement will (issue 17)."""
+    from app.invoices import service
+    from app.invoices.seller import seller_from_env
+
+    ctx = client.app.state.ctx
+    if key == "invoice_id":
+
+        async def invoice() -> str:
+            async with ctx.db.transaction() as conn:
+                now = await ctx.clock.now(conn)
+                issued = await service.issue_invoices(conn, [payment_id], now, seller_from_env(), ctx.policies)
+                return issued[0]["id"]
+
+        return client.portal.call(invoice)
+    response = client.post(
+        f"/v1/payments/{payment_id}/refunds",
+        json={"amount": 100, "reason": "goodwill"},
+        headers={**ops_headers(), "Idempotency-Key": "world-refund"},
+    )
+    assert response.status_code == 201, response.text
+
+    async def credit_note() -> str:
+        async with ctx.db.transaction() as conn:
+            now = await ctx.clock.now(conn)
+            note = await service.issue_credit_note(conn, response.json()["id"], now, seller_from_env())
+            assert note is not None
+            return note["id"]
+
+    return client.portal.call(credit_note)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ FORBIDDEN_IMPORTS = {
 }
 CLOCK_CALLS = {"now", "utcnow", "today"}  # time.time() etc. are covered by the import ban
 IO_CALLS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "glob", "rglob", "iterdir"}
-ONE_ID = r"[BCRPTD]\d+(?:\.\.[BCRPTD]\d+)?"  # "T4" or a range "T1..T7"
+ONE_ID = r"[BCRPTDI]\d+(?:\.\.[BCRPTDI]\d+)?"  # "T4" or a range "T1..T7"
 RULE_ID = re.compile(rf"^{ONE_ID}(?:[/, ]+{ONE_ID})*:")
 
 
@@ -216,6 +216,16 @@ INTERFACE = {
     "forfeited",
     "complete_immediate_change",
     "immediate_change",
+    "CREDIT_NOTE_SERIES",
+    "INVOICE_SERIES",
+    "REVERSE_CHARGE_NOTE",
+    "CreditSplit",
+    "InvoiceFigures",
+    "credit_note_split",
+    "document_number",
+    "document_year",
+    "invoice_figures",
+    "tax_rate_bps",
 }
 
 
@@ -283,6 +293,18 @@ HOMES = {
         "billing_currency",
         "credit_currency_decision",
         "reservations_released",
+    ],
+    "invoices": [
+        "CREDIT_NOTE_SERIES",
+        "INVOICE_SERIES",
+        "REVERSE_CHARGE_NOTE",
+        "CreditSplit",
+        "InvoiceFigures",
+        "credit_note_split",
+        "document_number",
+        "document_year",
+        "invoice_figures",
+        "tax_rate_bps",
     ],
     "privacy": ["ERASED", "redact", "erase_from_response"],
     "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
