@@ -9,8 +9,8 @@ same rows: real SQLAlchemy `Row`s (each table's own columns and types, fetched f
 and the `SimpleNamespace` snapshots that use cases build with `app.audit.service.changed`. Every output is first
 checked to be equal to the old one, key order included. `subscription@` is GET /v1/subscriptions/{id}: the
 subscription as it stands at `now` (active ones, half of them past their stored period end). Timing: best of
-`--repeat` interleaved runs (old, new, old, new, ...) over all rows. Not part of run.py's figures: a diagnostic
-for the serialisers alone.
+`--repeat` interleaved runs (old, new, old, new, ...) over all rows, in CPU time of the process. Not part of
+run.py's figures: a diagnostic for the serialisers alone.
 """
 
 from __future__ import annotations
@@ -339,10 +339,11 @@ def fetch_rows(table: Table, count: int, values: dict[str, Callable[[int], Any]]
 
 
 def rate(fn: Callable[..., dict], rows: list) -> float:
-    start = time.perf_counter()
+    """Rows per second of this process's CPU time (steadier than wall time on a shared machine)."""
+    start = time.process_time()
     for row in rows:
         fn(row)
-    return len(rows) / (time.perf_counter() - start)
+    return len(rows) / (time.process_time() - start)
 
 
 def main() -> None:
