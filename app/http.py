@@ -8,6 +8,7 @@ import orjson
 from starlette.responses import Response
 
 from app.errors import PROBLEM_JSON, problem
+from app.schemas import page as page  # the list envelope, declared with `ListOf`
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
@@ -26,7 +27,3 @@ class JSON(Response):
 def problem_response(code: str, detail: str = "", status: int | None = None, **extra: Any) -> Response:
     status, body = problem(code, detail, status, **extra)
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
-
-
-def page(rows: list[dict], has_more: bool) -> dict:
-    return {"object": "list", "data": rows, "has_more": has_more}

@@ -223,14 +223,14 @@ def describe_problems(document: dict[str, Any], routes: list, *, rate_limited: b
     document["components"]["schemas"] = dict(sorted(components.items()))
 
 
-def _operations(document: dict[str, Any], routes: list) -> Iterator[tuple[APIRoute, str, dict[str, Any]]]:
+def _operations(document: dict[str, Any], routes: list) -> Iterator[tuple[Any, str, dict[str, Any]]]:
     """(route, method, documented operation) for every operation in the document. `route` is the APIRoute or its
     effective context in the app (path with the router prefixes, dependencies with the router's)."""
     paths = document.get("paths", {})
     for route in iter_route_contexts(routes):
         if not isinstance(getattr(route, "original_route", route), APIRoute) or not route.include_in_schema:
             continue
-        for method in sorted(route.methods):
+        for method in sorted(route.methods or ()):
             operation = paths.get(route.path_format, {}).get(method.lower())
             if operation is not None:
                 yield route, method, operation

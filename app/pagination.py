@@ -5,11 +5,12 @@ Ids are time-ordered (app.ids), so "newest first" is "id descending" and the cur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Row, Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -29,7 +30,10 @@ async def page_params(
 Page = Annotated[PageParams, Depends(page_params)]
 
 
-async def fetch_page(conn: AsyncConnection, stmt: Select, id_column, params: PageParams) -> tuple[list, bool]:  # noqa: ANN001
+async def fetch_page(
+    conn: AsyncConnection, stmt: Select, id_column: ColumnElement[str], params: PageParams
+) -> tuple[Sequence[Row[Any]], bool]:
+    """A page of `stmt`'s rows, newest first, and whether more follow (one row more is read to know)."""
     if params.starting_after is not None:
         stmt = stmt.where(id_column < params.starting_after)
     rows = (await conn.execute(stmt.order_by(id_column.desc()).limit(params.limit + 1))).all()

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 from sqlalchemy import select
 
+from app.audit.schemas import AuditEventList, to_api
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.http import JSON, page
@@ -14,49 +13,6 @@ from app.models import audit_events
 from app.pagination import Page, fetch_page
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
-
-
-class AuditEvent(BaseModel):
-    object: Literal["audit_event"] = "audit_event"
-    id: str
-    occurred_at: _dt.datetime
-    actor: str
-    actor_role: str
-    action: str
-    customer_id: str | None
-    subject_type: str
-    subject_id: str
-    reason: str | None
-    data: dict[str, Any]
-    policy_version: str | None
-
-
-class AuditEventList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[AuditEvent]
-    has_more: bool
-
-
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "audit_event",
-        **{
-            c: getattr(row, c)
-            for c in (
-                "id",
-                "occurred_at",
-                "actor",
-                "actor_role",
-                "action",
-                "customer_id",
-                "subject_type",
-                "subject_id",
-                "reason",
-                "data",
-                "policy_version",
-            )
-        },
-    }
 
 
 @router.get("", response_model=AuditEventList)
@@ -68,7 +24,7 @@ async def list_audit_events(
     action: Annotated[str | None, Query(max_length=64)] = None,
     subject_id: Annotated[str | None, Query(max_length=40)] = None,
     actor: Annotated[str | None, Query(max_length=255)] = None,
-):
+) -> JSON:
     """Who did what, when, why, under which policy version (R2). Ops only."""
     stmt = select(audit_events)
     for column, value in (

@@ -5,7 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.schemas import Currency, PositiveAmount, Reason, RequestModel
+from app.models import credit_entries
+from app.schemas import Currency, ListOf, PositiveAmount, Reason, RequestModel, serialiser
+from policies.states import CreditKind
 
 
 class CreditCreate(RequestModel):
@@ -18,7 +20,7 @@ class Credit(BaseModel):
     object: Literal["credit"] = "credit"
     id: str
     customer_id: str
-    kind: Literal["grant", "spend", "forfeit"]
+    kind: CreditKind
     amount: int
     currency: str
     reason: str | None
@@ -27,23 +29,10 @@ class Credit(BaseModel):
     created_at: _dt.datetime
 
 
-class CreditList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Credit]
-    has_more: bool
+class CreditList(ListOf[Credit]):
+    """A page of a customer's credit entries, with the balance per currency."""
+
     balances: dict[str, int]
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "credit",
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "kind": row.kind,
-        "amount": row.amount,
-        "currency": row.currency,
-        "reason": row.reason,
-        "created_by": row.created_by,
-        "payment_id": row.payment_id,
-        "created_at": row.created_at,
-    }
+to_api = serialiser(Credit, credit_entries)

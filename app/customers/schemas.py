@@ -5,7 +5,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.schemas import Country, Email, Name, Reason, RequestModel, SingleLine
+from app.models import customers
+from app.schemas import Country, Email, Name, Reason, RequestModel, SingleLine, serialiser
+from policies.states import CustomerStatus
 
 
 class CustomerCreate(RequestModel):
@@ -35,22 +37,11 @@ class Customer(RequestModel):
     name: str | None
     country: str | None
     marketing_opt_out: bool
-    status: Literal["active", "suspended", "terminated", "erased"]
+    status: CustomerStatus
     created_at: _dt.datetime
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "customer",
-        "id": row.id,
-        "external_id": row.external_id,
-        "email": row.email,
-        "name": row.name,
-        "country": row.country,
-        "marketing_opt_out": row.marketing_opt_out,
-        "status": row.status,
-        "created_at": row.created_at,
-    }
+to_api = serialiser(Customer, customers)
 
 
 class StandingChange(RequestModel):

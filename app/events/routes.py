@@ -2,54 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.errors import NotFound
+from app.events.schemas import Event, EventList, to_api
 from app.http import JSON, page
 from app.models import events
 from app.pagination import Page, fetch_page
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-
-
-class EventData(BaseModel):
-    object: dict[str, Any]
-
-
-class Event(BaseModel):
-    object: Literal["event"] = "event"
-    id: str
-    type: str
-    created_at: _dt.datetime
-    timestamp: _dt.datetime
-    customer_id: str | None
-    data: EventData
-
-
-class EventList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Event]
-    has_more: bool
-
-
-def to_api(row) -> dict:  # noqa: ANN001
-    """`timestamp` is `created_at` (the Standard Webhooks field receivers order by)."""
-    return {
-        "object": "event",
-        "id": row.id,
-        "type": row.type,
-        "created_at": row.created_at,
-        "timestamp": row.created_at,
-        "customer_id": row.customer_id,
-        "data": row.data,
-    }
 
 
 @router.get("", response_model=EventList)
@@ -59,7 +25,7 @@ async def list_events(
     params: Page,
     type: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
-):
+) -> JSON:
     """What happened, newest first; filters `?type=` and `?customer_id=`. Ops only."""
     stmt = select(events)
     if type is not None:
@@ -72,7 +38,7 @@ async def list_events(
 
 
 @router.get("/{event_id}", response_model=Event)
-async def get_event(event_id: str, ctx: Ctx, caller: OpsCaller):
+async def get_event(event_id: str, ctx: Ctx, caller: OpsCaller) -> JSON:
     async with ctx.db.read() as conn:
         row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
     if row is None:

@@ -5,36 +5,26 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from app.models import notices
+from app.schemas import ListOf, serialiser
+from policies.states import NoticeCategory, NoticeStatus
+
 
 class Notice(BaseModel):
     object: Literal["notice"] = "notice"
     id: str
     customer_id: str
     type: str
-    category: Literal["service", "marketing"]
-    status: Literal["pending", "sent", "logged", "skipped"]
+    category: NoticeCategory
+    status: NoticeStatus
     created_at: _dt.datetime
     sent_at: _dt.datetime | None
     subject: str
     body: str
 
 
-class NoticeList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Notice]
-    has_more: bool
+class NoticeList(ListOf[Notice]):
+    pass
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "notice",
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "type": row.type,
-        "category": row.category,
-        "status": row.status,
-        "created_at": row.created_at,
-        "sent_at": row.sent_at,
-        "subject": row.subject,
-        "body": row.body,
-    }
+to_api = serialiser(Notice, notices)

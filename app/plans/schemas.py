@@ -5,7 +5,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas import Amount, Currency, Money, RequestModel, SingleLine
+from app.models import plans
+from app.schemas import Amount, Currency, From, ListOf, Money, RequestModel, SingleLine, serialiser
+from policies.states import Interval, Tier
 
 PlanCode = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -14,8 +16,8 @@ class PlanCreate(RequestModel):
     code: str = PlanCode
     # The name goes into notices' subjects (receipts, reminders): one line, without control characters.
     name: Annotated[str, Field(min_length=1, max_length=200), SingleLine]
-    tier: Literal["subscription", "enterprise"]
-    interval: Literal["month", "year"]
+    tier: Tier
+    interval: Interval
     amount: Amount
     currency: Currency
     trial_available: bool = False
@@ -33,30 +35,16 @@ class Plan(BaseModel):
     id: str
     code: str
     name: str
-    tier: Literal["subscription", "enterprise"]
-    interval: Literal["month", "year"]
-    price: Money
+    tier: Tier
+    interval: Interval
+    price: Annotated[Money, From(amount="amount", currency="currency")]
     trial_available: bool
     active: bool
     created_at: _dt.datetime
 
 
-class PlanList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Plan]
-    has_more: bool
+class PlanList(ListOf[Plan]):
+    pass
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "plan",
-        "id": row.id,
-        "code": row.code,
-        "name": row.name,
-        "tier": row.tier,
-        "interval": row.interval,
-        "price": {"amount": row.amount, "currency": row.currency},
-        "trial_available": row.trial_available,
-        "active": row.active,
-        "created_at": row.created_at,
-    }
+to_api = serialiser(Plan, plans)

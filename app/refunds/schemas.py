@@ -5,7 +5,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from app.schemas import PositiveAmount, Reason, RequestModel
+from app.models import refunds
+from app.schemas import ListOf, PositiveAmount, Reason, RequestModel, serialiser
+from policies.states import RefundSource, RefundStatus
 
 
 class RefundCreate(RequestModel):
@@ -22,30 +24,14 @@ class Refund(BaseModel):
     currency: str
     reason: str
     created_by: str
-    source: Literal["ops", "gateway", "correction"]  # correction: B1, refunded in full automatically
-    status: Literal["pending", "succeeded", "failed"]
+    source: RefundSource  # correction: B1, refunded in full automatically
+    status: RefundStatus
     gateway_refund_id: str | None
     created_at: _dt.datetime
 
 
-class RefundList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Refund]
-    has_more: bool
+class RefundList(ListOf[Refund]):
+    pass
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "refund",
-        "id": row.id,
-        "payment_id": row.payment_id,
-        "customer_id": row.customer_id,
-        "amount": row.amount,
-        "currency": row.currency,
-        "reason": row.reason,
-        "created_by": row.created_by,
-        "source": row.source,
-        "status": row.status,
-        "gateway_refund_id": row.gateway_refund_id,
-        "created_at": row.created_at,
-    }
+to_api = serialiser(Refund, refunds)

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from app.models import subscriptions
-from app.schemas import Money, RequestModel
+from app.schemas import From, Given, ListOf, Money, RequestModel, reader, serialiser
 from policies import SubscriptionFacts, subscription_at
+from policies.states import EndedReason, SubscriptionStatus
 
 PaymentMethodId = Field(min_length=3, max_length=255, pattern=r"^pm_[A-Za-z0-9_]+$")
 
@@ -26,27 +28,26 @@ class Subscription(BaseModel):
     object: Literal["subscription"] = "subscription"
     id: str
     customer_id: str
-    plan: str
-    status: Literal["incomplete", "active", "past_due", "canceled"]
-    price: Money
-    tax: Money
+    plan: Annotated[str, From("plan_code")]
+    status: SubscriptionStatus
+    price: Annotated[Money, From(amount="price_amount", currency="currency")]
+    tax: Annotated[Money, From(amount="tax_amount", currency="currency")]
     payment_method: str
     current_period_start: _dt.datetime | None
     current_period_end: _dt.datetime | None
     cancel_at_period_end: bool
     canceled_at: _dt.datetime | None
     ended_at: _dt.datetime | None
-    ended_reason: Literal["canceled", "payment_failed", "terminated", "erased"] | None
+    ended_reason: EndedReason | None
     next_retry_at: _dt.datetime | None
-    client_secret: str | None = None
+    # Only in the response that created it (the card's confirmation, B1); not stored with the subscription.
+    client_secret: Annotated[str | None, Given()] = None
     policy_version: str
     created_at: _dt.datetime
 
 
-class SubscriptionList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Subscription]
-    has_more: bool
+class SubscriptionList(ListOf[Subscription]):
+    pass
 
 
 # B2/C1: what places a subscription's periods, beyond its status and stored period end (`subscription_facts`).
@@ -62,46 +63,44 @@ PERIOD_COLUMNS = (
 )
 
 
+# SubscriptionFacts' fields, in their order, and the columns they come from (checked at import).
+_FACT_COLUMNS = {
+    "status": "status",
+    "anchor_at": "anchor_at",
+    "interval": "interval",
+    "period_index": "period_index",
+    "period_start": "current_period_start",
+    "period_end": "current_period_end",
+    "cancel_at_period_end": "cancel_at_period_end",
+    "canceled_at": "canceled_at",
+    "ended_at": "ended_at",
+    "ended_reason": "ended_reason",
+}
+if list(_FACT_COLUMNS) != [f.name for f in dataclasses.fields(SubscriptionFacts)]:
+    raise TypeError("_FACT_COLUMNS must list SubscriptionFacts' fields in their order")
+_facts = reader(subscriptions, *_FACT_COLUMNS.values())
+
+
 def subscription_facts(row) -> SubscriptionFacts:  # noqa: ANN001
     """The stored subscription, for `policies.subscription_at` (B2/C1)."""
-    return SubscriptionFacts(
-        status=row.status,
-        anchor_at=row.anchor_at,
-        interval=row.interval,
-        period_index=row.period_index,
-        period_start=row.current_period_start,
-        period_end=row.current_period_end,
-        cancel_at_period_end=row.cancel_at_period_end,
-        canceled_at=row.canceled_at,
-        ended_at=row.ended_at,
-        ended_reason=row.ended_reason,
-    )
+    return SubscriptionFacts(*_facts(row))
+
+
+_stored = serialiser(Subscription, subscriptions)
 
 
 def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = None) -> dict:  # noqa: ANN001
     """The subscription as stored or, given `now`, as it stands then (B2/C1, `policies.subscription_at`): from a
     period-end instant in its next period (or ended by a cancellation), whether or not the jobs have run yet."""
-    state = subscription_at(subscription_facts(row), now) if now is not None else None
-    return {
-        "object": "subscription",
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "plan": row.plan_code,
-        "status": state.status if state else row.status,
-        "price": {"amount": row.price_amount, "currency": row.currency},
-        "tax": {"amount": row.tax_amount, "currency": row.currency},
-        "payment_method": row.payment_method,
-        "current_period_start": state.period_start if state else row.current_period_start,
-        "current_period_end": state.period_end if state else row.current_period_end,
-        "cancel_at_period_end": row.cancel_at_period_end,
-        "canceled_at": row.canceled_at,
-        "ended_at": state.ended_at if state else row.ended_at,
-        "ended_reason": state.ended_reason if state else row.ended_reason,
-        "next_retry_at": row.next_retry_at,
-        "client_secret": client_secret,
-        "policy_version": row.policy_version,
-        "created_at": row.created_at,
-    }
+    api = _stored(row, client_secret)
+    if now is not None:
+        state = subscription_at(subscription_facts(row), now)
+        api["status"] = state.status
+        api["current_period_start"] = state.period_start
+        api["current_period_end"] = state.period_end
+        api["ended_at"] = state.ended_at
+        api["ended_reason"] = state.ended_reason
+    return api
 
 
 def as_read(row, now: _dt.datetime) -> dict:  # noqa: ANN001

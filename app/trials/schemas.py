@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas import RequestModel
+from app.models import trials
+from app.schemas import From, ListOf, RequestModel, serialiser
+from policies.states import TrialStatus
 
 
 class TrialCreate(RequestModel):
@@ -17,8 +19,8 @@ class Trial(BaseModel):
     object: Literal["trial"] = "trial"
     id: str
     customer_id: str
-    plan: str
-    status: Literal["active", "expired", "forfeited", "terminated"]
+    plan: Annotated[str, From("plan_code")]
+    status: TrialStatus
     started_at: _dt.datetime
     ends_at: _dt.datetime
     notice_at: _dt.datetime
@@ -26,22 +28,8 @@ class Trial(BaseModel):
     policy_version: str
 
 
-class TrialList(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[Trial]
-    has_more: bool
+class TrialList(ListOf[Trial]):
+    pass
 
 
-def to_api(row) -> dict:  # noqa: ANN001
-    return {
-        "object": "trial",
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "plan": row.plan_code,
-        "status": row.status,
-        "started_at": row.started_at,
-        "ends_at": row.ends_at,
-        "notice_at": row.notice_at,
-        "ended_at": row.ended_at,
-        "policy_version": row.policy_version,
-    }
+to_api = serialiser(Trial, trials)
