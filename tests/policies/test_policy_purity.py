@@ -216,6 +216,16 @@ INTERFACE = {
     "forfeited",
     "complete_immediate_change",
     "immediate_change",
+    "Settlement",
+    "settlement",
+    "failure_code",
+    "renews",
+    "PaidPeriod",
+    "paid_period",
+    "purchase_failure_ends",
+    "FailureTransition",
+    "renewal_failure",
+    "charge_in_flight",
 }
 
 
@@ -307,6 +317,18 @@ HOMES = {
         "forfeited",
         "complete_immediate_change",
         "immediate_change",
+    ],
+    "settlement": [
+        "Settlement",
+        "settlement",
+        "failure_code",
+        "renews",
+        "PaidPeriod",
+        "paid_period",
+        "purchase_failure_ends",
+        "FailureTransition",
+        "renewal_failure",
+        "charge_in_flight",
     ],
 }
 
