@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from typing import Any
 
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import ColumnElement
 
 from app.audit.service import SYSTEM, record
 from app.context import AppContext
 from app.gateways.base import ChargeResult, GatewayError, GatewayUnavailable
-from app.models import payments
-from app.payments import steps
+from app.payments import repository, steps
+from app.payments.repository import CancellationRow
 from app.refunds.service import send_corrections
 from app.subscriptions import charging
 from app.uow import UnitOfWork
@@ -40,11 +41,9 @@ LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alo
 MAX_REFUSALS = 12  # refusals (GatewayError) after which a cancellation is given up and left to ops
 
 
-def cancel_due(wall: _dt.datetime):  # noqa: ANN201 - a SQL expression
-    """B1: the mark of a pending payment being failed or abandoned: due now if it is a purchase whose PaymentIntent
-    exists at the gateway (a charge that got no answer has none recorded: if it succeeds all the same, its webhook
-    finds it by the key in its metadata and it is refunded). Renewals are off-session: nobody can complete them."""
-    return case((and_(payments.c.purpose == "purchase", payments.c.gateway_payment_id.is_not(None)), wall), else_=None)
+def cancel_due(wall: _dt.datetime) -> ColumnElement[Any]:
+    """B1: `app.payments.repository.cancel_due` (kept here for app/customers/standing.py, which imports it)."""
+    return repository.cancel_due(wall)
 
 
 def cancel_key(payment_id: str) -> str:
@@ -58,15 +57,9 @@ async def cancel_at_gateway(
     or of these PaymentIntents `intent_ids`, if given); returns how many the gateway answered. One without an
     answer keeps its mark and is due again after `LEASE`. The three steps of app/payments/steps.py: claim the
     marks, call the gateway for each, settle each answer."""
-    stmt = (
-        select(payments.c.id, payments.c.gateway_payment_id).order_by(payments.c.id).limit(ctx.settings.job_batch_size)
-    )
-    for column, only in ((payments.c.id, payment_ids), (payments.c.gateway_payment_id, intent_ids)):
-        if only is not None:
-            if not only:
-                return 0
-            stmt = stmt.where(column.in_(only))
-    due, lease = await steps.reserve(ctx, _claim_due, stmt)
+    if payment_ids == [] or intent_ids == []:
+        return 0
+    due, lease = await steps.reserve(ctx, _claim_due, payment_ids, intent_ids)
     answered = 0
     for item in due:
         try:
@@ -91,37 +84,39 @@ async def cancel_at_gateway(
     return answered
 
 
-async def _claim_due(uow: UnitOfWork, stmt) -> tuple[list, _dt.datetime | None]:  # noqa: ANN001
-    """Step 1: the due marks of `stmt`'s payments, moved on by `LEASE` (SKIP LOCKED on PostgreSQL)."""
+async def _claim_due(
+    uow: UnitOfWork, payment_ids: list[str] | None, intent_ids: list[str] | None
+) -> tuple[list[CancellationRow], _dt.datetime]:
+    """Step 1: the due marks of these payments (all, if neither is given), moved on by `LEASE` (SKIP LOCKED on
+    PostgreSQL)."""
     wall = uow.wall()
-    stmt = stmt.where(payments.c.gateway_cancel_due_at <= wall)
-    if uow.ctx.db.is_postgres:
-        stmt = stmt.with_for_update(skip_locked=True)
-    due = (await uow.conn.execute(stmt)).all()
-    if not due:
-        return [], None
     lease = wall + LEASE
-    await uow.conn.execute(
-        update(payments).where(payments.c.id.in_([p.id for p in due])).values(gateway_cancel_due_at=lease)
+    due = await repository.claim_cancellations(
+        uow.conn,
+        wall=wall,
+        lease_until=lease,
+        limit=uow.ctx.settings.job_batch_size,
+        postgres=uow.ctx.db.is_postgres,
+        payment_ids=payment_ids,
+        intent_ids=intent_ids,
     )
     return due, lease
 
 
-async def _settle_cancellation(uow: UnitOfWork, item, answer: str, lease: _dt.datetime) -> None:  # noqa: ANN001
+async def _settle_cancellation(uow: UnitOfWork, item: CancellationRow, answer: str, lease: _dt.datetime) -> None:
     """Step 3: the gateway answered; the mark is cleared (if this run still holds it)."""
     conn = uow.conn
     if answer == "succeeded":
         # Too late: the customer completed it first. Recorded as the webhook would (it then finds it settled);
         # the purchase no longer waits for it, so it is refunded in full (B1).
-        sub, payment = await charging.lock_for_settlement(conn, by="id", value=item.id)
+        locked = await charging.lock_for_settlement(conn, by="id", value=item.id)
+        if locked is None:
+            raise LookupError(f"no payment {item.id!r}")
+        sub, payment = locked
         await charging.settle_locked(
             conn, uow.ctx, payment, ChargeResult("succeeded", item.gateway_payment_id), uow.now, sub=sub
         )
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == item.id, payments.c.gateway_cancel_due_at == lease)
-        .values(gateway_cancel_due_at=None)
-    )
+    await repository.clear_cancel_mark(conn, item.id, lease)
 
 
 async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error: str) -> bool:
@@ -129,14 +124,7 @@ async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error:
     the cancellation is given up (its mark dropped, so the job stops sending it) and `payment.cancel_failed` is
     audited for ops (True)."""
     conn = uow.conn
-    row = (
-        await conn.execute(
-            update(payments)
-            .where(payments.c.id == payment_id, payments.c.gateway_cancel_due_at == lease)
-            .values(gateway_cancel_refusals=payments.c.gateway_cancel_refusals + 1)
-            .returning(payments.c.gateway_cancel_refusals, payments.c.customer_id, payments.c.gateway_payment_id)
-        )
-    ).first()
+    row = await repository.count_cancel_refusal(conn, payment_id, lease)
     if row is None:
         return False  # settled meanwhile, or taken over by another run
     if row.gateway_cancel_refusals < MAX_REFUSALS:
@@ -145,7 +133,7 @@ async def _refused(uow: UnitOfWork, payment_id: str, lease: _dt.datetime, error:
             extra={"payment_id": payment_id, "error": error, "refusals": row.gateway_cancel_refusals},
         )
         return False
-    await conn.execute(update(payments).where(payments.c.id == payment_id).values(gateway_cancel_due_at=None))
+    await repository.drop_cancel_mark(conn, payment_id)
     await record(
         conn,
         SYSTEM,

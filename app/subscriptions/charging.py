@@ -10,35 +10,57 @@ outcome (webhook, second replica) finds the payment settled and changes nothing:
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.service import access_changed, facts_of
-from app.audit.service import SYSTEM, audit_row, changed, record, record_many
+from app.audit.service import SYSTEM, AuditRow, audit_row, changed, record, record_many
 from app.auth import Principal
 from app.context import AppContext
-from app.db import insert_ignoring_conflict
 from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult
 from app.ids import new_id
-from app.models import credit_entries, customers, payments, plans, subscriptions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments import repository as payment_repo
+from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
 from app.refunds.service import book_correction
+from app.subscriptions import repository as subscription_repo
+from app.subscriptions.repository import NamedSubscription, PaymentKey, SettlingSubscription, SubscriptionRow
 from app.subscriptions.schemas import as_read
 from app.trials.identity import person_identities
 from app.trials.schemas import to_api as trial_to_api
 from app.trials.service import mark_person
 from policies import (
-    after_failed_charge,
-    cancellation_ends_period,
+    CreditKind,
+    CustomerStatus,
+    Interval,
+    PaymentPurpose,
+    PaymentStatus,
+    SubscriptionStatus,
+    TrialStatus,
     charge_breakdown,
-    failure_with_cancellation,
     forfeit_at,
     late_success,
     period_bounds,
 )
+from policies.settlement import (
+    Settlement,
+    failure_code,
+    paid_period,
+    purchase_failure_ends,
+    renewal_failure,
+    renews,
+    settlement,
+)
+
+
+class BillingCountry(Protocol):
+    """What a charge needs of its customer (P2: the tax of the billing country)."""
+
+    country: str | None
 
 
 def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
@@ -47,15 +69,15 @@ def payment_key(subscription_id: str, period_index: int, attempt: int) -> str:
 
 def new_payment(
     ctx: AppContext,
-    sub,
-    customer,
+    sub: SubscriptionRow,
+    customer: BillingCountry,
     *,
     purpose: str,
     period_index: int,
     attempt: int,
     now: _dt.datetime,
     credit_balance: int = 0,
-) -> dict:
+) -> dict[str, Any]:
     """B3/P2/R2: the locked price plus the tax of the customer's billing country, less the account credit, in
     integer minor units."""
     policy = ctx.policies.at(now)
@@ -75,7 +97,7 @@ def new_payment(
         "credit_applied": breakdown.credit_applied,
         "amount": breakdown.card_amount,
         "currency": sub.currency,
-        "status": "pending",
+        "status": PaymentStatus.PENDING,
         "failure_code": None,
         "refunded_amount": 0,
         "payment_method": sub.payment_method,
@@ -89,7 +111,7 @@ def new_payment(
     }
 
 
-def _request(payment, gateway_customer: str, off_session: bool) -> ChargeRequest:  # noqa: ANN001
+def _request(payment: PaymentRow, gateway_customer: str, off_session: bool) -> ChargeRequest:
     return ChargeRequest(
         amount=payment.amount,
         currency=payment.currency,
@@ -102,18 +124,18 @@ def _request(payment, gateway_customer: str, off_session: bool) -> ChargeRequest
     )
 
 
-def _nothing_to_charge(payment) -> ChargeResult:  # noqa: ANN001
+def _nothing_to_charge(payment: PaymentRow) -> ChargeResult:
     return ChargeResult(status="succeeded", payment_id=f"free_{payment.id}")
 
 
-async def charge(ctx: AppContext, payment, gateway_customer: str, *, off_session: bool) -> ChargeResult:  # noqa: ANN001
+async def charge(ctx: AppContext, payment: PaymentRow, gateway_customer: str, *, off_session: bool) -> ChargeResult:
     """Call the gateway for a pending payment (outside any transaction). Nothing to charge: succeeded at once."""
     if payment.amount == 0:
         return _nothing_to_charge(payment)
     return await ctx.gateway.charge(_request(payment, gateway_customer, off_session))
 
 
-async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:
+async def charge_many(ctx: AppContext, work: Sequence[tuple[PaymentRow, str]]) -> list[ChargeOutcome]:
     """`charge` off-session for a batch of (pending payment, gateway customer) pairs, in one call to the gateway
     (`PaymentGateway.charge_many`): the outcomes in order."""
     billable = [(payment, customer) for payment, customer in work if payment.amount > 0]
@@ -124,144 +146,23 @@ async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:
     return [next(outcomes) if payment.amount > 0 else _nothing_to_charge(payment) for payment, _ in work]
 
 
-# Statements built once at import: executing the same statement object skips building the construct and
-# computing its cache key on every call (SQLAlchemy memoizes the key on the object).
-#
-# A settlement locks the subscription, then the payment: the one order every writer of both follows
-# (cancellation, termination, erasure, other settlements), so one racing another waits instead of deadlocking.
-# The subscription comes with what a settlement writes about it: its plan's name (receipts, failure notices), its
-# customer's e-mail (T5: the identity marked by a purchase) and whether the customer has a running trial (T6: a
-# purchase forfeits it; read, as `_forfeit_trials` reads the trials, without a lock).
-_SUBSCRIPTION_COLUMNS = (
-    subscriptions,
-    plans.c.name.label("plan_name"),
-    customers.c.email.label("customer_email"),
-    customers.c.status.label("customer_status"),
-    exists()
-    .where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
-    .label("has_running_trial"),
-)
-_SUBSCRIPTION_JOINS = subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id).join(
-    customers, customers.c.id == subscriptions.c.customer_id
-)
-
-
-def _lock_subscription_of_payment(where):  # noqa: ANN001, ANN202
-    """The subscription of the payment matching `where` (a payment's subscription never changes), locked; only
-    the subscription's row is locked (`FOR UPDATE OF`), the payment is locked next, by its id."""
-    return (
-        select(*_SUBSCRIPTION_COLUMNS, payments.c.id.label("locked_payment_id"))
-        .select_from(_SUBSCRIPTION_JOINS.join(payments, payments.c.subscription_id == subscriptions.c.id))
-        .where(where)
-        .with_for_update(of=subscriptions)
-    )
-
-
-_LOCK_VIA = {
-    "id": _lock_subscription_of_payment(payments.c.id == bindparam("value")),
-    "gateway_payment_id": _lock_subscription_of_payment(payments.c.gateway_payment_id == bindparam("value")),
-    "idempotency_key": _lock_subscription_of_payment(payments.c.idempotency_key == bindparam("value")),
-}
-_LOCK_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id")).with_for_update()
-_LOCK_SUBSCRIPTION = (
-    select(*_SUBSCRIPTION_COLUMNS)
-    .select_from(_SUBSCRIPTION_JOINS)
-    .where(subscriptions.c.id == bindparam("subscription_id"))
-    .with_for_update(of=subscriptions)
-)
-# A batch: its subscriptions, then its payments, each in ascending id order (two batches, or a batch and a
-# termination, meet in the same order and cannot deadlock).
-_LOCK_SUBSCRIPTIONS = (
-    select(*_SUBSCRIPTION_COLUMNS)
-    .select_from(_SUBSCRIPTION_JOINS)
-    .where(subscriptions.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(subscriptions.c.id)
-    .with_for_update(of=subscriptions)
-)
-_LOCK_PAYMENTS = (
-    select(payments)
-    .where(payments.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(payments.c.id)
-    .with_for_update()
-)
-_RENEW_SUBSCRIPTION = (
-    update(subscriptions)
-    .where(subscriptions.c.id == bindparam("b_id"))
-    .values(
-        status="active",
-        period_index=bindparam("b_index"),
-        current_period_start=bindparam("b_start"),
-        current_period_end=bindparam("b_end"),
-        tax_amount=bindparam("b_tax"),
-        failed_attempts=0,
-        next_retry_at=None,
-        claimed_until=None,
-    )
-)
-_PAYMENT_SUCCEEDED = (
-    update(payments)
-    .where(payments.c.id == bindparam("b_id"))
-    .values(
-        status="succeeded",
-        gateway_payment_id=bindparam("b_gateway_id"),
-        period_start=bindparam("b_start"),
-        period_end=bindparam("b_end"),
-        client_secret=None,
-        updated_at=bindparam("b_now"),
-    )
-)
-_START_SUBSCRIPTION = (
-    update(subscriptions)
-    .where(subscriptions.c.id == bindparam("b_id"))
-    .values(
-        status="active",
-        anchor_at=bindparam("b_anchor"),
-        period_index=bindparam("b_index"),
-        current_period_start=bindparam("b_start"),
-        current_period_end=bindparam("b_end"),
-        tax_amount=bindparam("b_tax"),
-        failed_attempts=0,
-        next_retry_at=None,
-        claimed_until=None,
-    )
-    .returning(*subscriptions.c)
-)
-_PAYMENT_SUCCEEDED_WITHOUT_EFFECT = (
-    update(payments)
-    .where(payments.c.id == bindparam("b_id"))
-    .values(status="succeeded", gateway_payment_id=bindparam("b_gateway_id"), updated_at=bindparam("b_now"))
-)
-# A purchase paid (the webhook's common case): the payment, still pending, is written succeeded and locked by the
-# one statement, which returns it; nothing matches (and nothing is written) when it is no longer a pending purchase.
-_PURCHASE_PAID = (
-    update(payments)
-    .where(payments.c.id == bindparam("b_id"), payments.c.status == "pending", payments.c.purpose == "purchase")
-    .values(
-        status="succeeded",
-        gateway_payment_id=bindparam("b_gateway_id"),
-        period_start=bindparam("b_start"),
-        period_end=bindparam("b_end"),
-        client_secret=None,
-        updated_at=bindparam("b_now"),
-    )
-    .returning(*payments.c)
-)
-_RUNNING_TRIALS = select(trials).where(trials.c.customer_id == bindparam("customer_id"), trials.c.status == "active")
-
-
-async def lock_subscription_of_payment(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
+async def lock_subscription_of_payment(
+    conn: AsyncConnection, *, by: PaymentKey, value: str
+) -> subscription_repo.PaymentsSubscription | None:
     """Lock the subscription of the payment whose `by` ("id", "gateway_payment_id" or "idempotency_key") is
     `value` and return it (`locked_payment_id` names the payment), or None when no payment matches. Lock the
     payment next (`lock_payment_of`) before reading or writing it."""
-    return (await conn.execute(_LOCK_VIA[by], {"value": value})).first()
+    return await subscription_repo.lock_of_payment(conn, by=by, value=value)
 
 
-async def lock_payment_of(conn: AsyncConnection, sub):  # noqa: ANN001, ANN201
+async def lock_payment_of(conn: AsyncConnection, sub: subscription_repo.PaymentsSubscription) -> PaymentRow:
     """The payment of a subscription row returned by `lock_subscription_of_payment`, locked."""
-    return (await conn.execute(_LOCK_PAYMENT, {"payment_id": sub.locked_payment_id})).one()
+    return await payment_repo.lock(conn, sub.locked_payment_id)
 
 
-async def lock_for_settlement(conn: AsyncConnection, *, by: str, value: str):  # noqa: ANN201
+async def lock_for_settlement(
+    conn: AsyncConnection, *, by: PaymentKey, value: str
+) -> tuple[subscription_repo.PaymentsSubscription, PaymentRow] | None:
     """Lock the subscription of the payment whose `by` ("id", "gateway_payment_id" or "idempotency_key") is
     `value`, then the payment; returns (subscription, payment), or None when no payment matches."""
     sub = await lock_subscription_of_payment(conn, by=by, value=value)
@@ -280,51 +181,60 @@ async def settle(
 
     Locks the subscription, then the payment: the one order every writer of both follows (cancel, termination,
     erasure), so a settlement racing them waits instead of deadlocking."""
-    sub, payment = await lock_for_settlement(conn, by="id", value=payment_id)
+    locked = await lock_for_settlement(conn, by="id", value=payment_id)
+    if locked is None:
+        raise LookupError(f"no payment {payment_id!r}")
+    sub, payment = locked
     return await settle_locked(conn, ctx, payment, result, now, actor, sub=sub)
 
 
 async def settle_locked(
     conn: AsyncConnection,
     ctx: AppContext,
-    payment,
+    payment: PaymentRow,
     result: ChargeResult,
     now: _dt.datetime,
     actor: Principal = SYSTEM,
     *,
-    sub=None,
+    sub: SettlingSubscription | None = None,
 ) -> str:
-    """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand)."""
-    if payment.status != "pending":
-        if payment.status == "failed" and result.status == "succeeded":
-            # The gateway took the money for a charge we stopped waiting for (the subscription was ended while
-            # it was in flight): the books record what happened, for ops to refund (R2); it grants nothing.
+    """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand).
+    What the outcome does is `policies.settlement`'s answer (B1/B5)."""
+    match settlement(payment.status, payment.purpose, result.status):
+        case Settlement.UNCHANGED:
+            return payment.status  # settled already (a repeat, a second replica, a late webhook): forward only
+        case Settlement.SUCCEED | Settlement.LATE_SUCCESS:
+            # LATE_SUCCESS: the gateway took the money for a charge we stopped waiting for (the subscription was
+            # ended while it was in flight): the books record what happened; it grants nothing (`late_success`).
             await record_success(conn, ctx, payment, result.payment_id, now, actor, sub=sub)
-            return "succeeded"
-        return payment.status  # settled already (a repeat, a second replica, a late webhook): forward only
-    if result.status == "succeeded":
-        await record_success(conn, ctx, payment, result.payment_id, now, actor, sub=sub)
-        return "succeeded"
-    if result.status == "requires_action" and payment.purpose == "purchase":
-        await conn.execute(
-            update(payments)
-            .where(payments.c.id == payment.id)
-            .values(gateway_payment_id=result.payment_id, client_secret=result.client_secret, updated_at=now)
-        )
-        await conn.execute(
-            update(subscriptions).where(subscriptions.c.id == payment.subscription_id).values(claimed_until=None)
-        )
-        return "pending"
+            return PaymentStatus.SUCCEEDED
+        case Settlement.AWAIT_CUSTOMER:
+            await payment_repo.await_customer(conn, payment.id, result.payment_id, result.client_secret, now)
+            await subscription_repo.lease(conn, [payment.subscription_id], None)
+            return PaymentStatus.PENDING
     # Off-session, a payment needing the customer's action cannot complete: it counts as a failure (B5).
-    code = result.decline_code or ("authentication_required" if result.status == "requires_action" else "failed")
+    code = failure_code(result.status, result.decline_code)
     await failed(conn, ctx, payment, result.payment_id or None, code, now, actor, sub=sub)
-    return "failed"
+    return PaymentStatus.FAILED
+
+
+def _renews(sub: SettlingSubscription, payment: PaymentRow) -> bool:
+    """B2/B5/C1: `policies.renews` for a locked subscription and its payment."""
+    return renews(
+        sub.status,
+        sub.period_index,
+        sub.cancel_at_period_end,
+        sub.canceled_at,
+        sub.current_period_end,
+        payment.period_index,
+        payment.created_at,
+    )
 
 
 async def settle_many(
     conn: AsyncConnection,
     ctx: AppContext,
-    outcomes: list,
+    outcomes: list[tuple[PaymentRow, ChargeResult]],
     now: _dt.datetime,
     actor: Principal = SYSTEM,
 ) -> dict[str, str]:
@@ -341,53 +251,40 @@ async def settle_many(
     if not outcomes:
         return {}
     # A payment's subscription never changes: the rows read before the gateway call name it.
-    subs = {
-        s.id: s
-        for s in (
-            await conn.execute(
-                _LOCK_SUBSCRIPTIONS, {"ids": sorted({payment.subscription_id for payment, _ in outcomes})}
-            )
-        ).all()
-    }
-    locked = {
-        p.id: p
-        for p in (await conn.execute(_LOCK_PAYMENTS, {"ids": sorted({payment.id for payment, _ in outcomes})})).all()
-    }
+    subs = await subscription_repo.lock_many(conn, list({payment.subscription_id for payment, _ in outcomes}))
+    locked = await payment_repo.lock_many(conn, list({payment.id for payment, _ in outcomes}))
     statuses: dict[str, str] = {}
     slow = []
-    sub_rows, payment_rows, credit_rows, notice_items, audit_rows = [], [], [], [], []
+    sub_rows: list[dict[str, Any]] = []
+    payment_rows: list[dict[str, Any]] = []
+    credit_rows: list[dict[str, Any]] = []
+    notice_items: list[NewNotice] = []
+    audit_rows: list[AuditRow] = []
     wall = ctx.system_clock.wall()
     for stale, result in outcomes:
         payment = locked[stale.id]
         sub = subs[payment.subscription_id]
         if not (
-            payment.status == "pending"
-            and result.status == "succeeded"
-            and payment.purpose != "purchase"
-            and renews(sub, payment)
+            settlement(payment.status, payment.purpose, result.status) is Settlement.SUCCEED
+            and payment.purpose != PaymentPurpose.PURCHASE
+            and _renews(sub, payment)
         ):
             slow.append((payment, result))
             continue
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
-        start, end = period_bounds(sub.anchor_at, sub.interval, payment.period_index)
-        sub_rows.append(
-            {
-                "b_id": sub.id,
-                "b_index": payment.period_index,
-                "b_start": start,
-                "b_end": end,
-                "b_tax": payment.tax_amount,
-            }
+        # (`policies.paid_period` says the same; the batch calls `period_bounds` itself, as it did before, to
+        # build nothing per row but what it writes: `renews` implies a running subscription, so an anchor.)
+        start, end = period_bounds(
+            cast(_dt.datetime, sub.anchor_at), cast(Interval, sub.interval), payment.period_index
         )
-        payment_rows.append(
-            {"b_id": payment.id, "b_gateway_id": result.payment_id, "b_start": start, "b_end": end, "b_now": now}
-        )
+        sub_rows.append(subscription_repo.renewal_params(sub.id, payment.period_index, start, end, payment.tax_amount))
+        payment_rows.append(payment_repo.succeeded_params(payment.id, result.payment_id, start, end, now))
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
         notice_items.append(_receipt(sub, payment, start, end))
         renewed = changed(
             sub,
-            status="active",
+            status=SubscriptionStatus.ACTIVE,
             period_index=payment.period_index,
             current_period_start=start,
             current_period_end=end,
@@ -414,7 +311,7 @@ async def settle_many(
                         payment_to_api(
                             changed(
                                 payment,
-                                status="succeeded",
+                                status=PaymentStatus.SUCCEEDED,
                                 gateway_payment_id=result.payment_id,
                                 period_start=start,
                                 period_end=end,
@@ -427,12 +324,12 @@ async def settle_many(
                 ),
             )
         )
-        statuses[payment.id] = "succeeded"
+        statuses[payment.id] = PaymentStatus.SUCCEEDED
     if sub_rows:
-        await conn.execute(_RENEW_SUBSCRIPTION, sub_rows)
-        await conn.execute(_PAYMENT_SUCCEEDED, payment_rows)
+        await subscription_repo.renew(conn, sub_rows)
+        await payment_repo.mark_succeeded(conn, payment_rows)
         if credit_rows:
-            await insert_ignoring_conflict(conn, credit_entries, credit_rows, conflict_on=["payment_id"])
+            await payment_repo.spend_credit(conn, credit_rows)
         await create_notices(conn, notice_items, now, wall)
         await record_many(conn, audit_rows)
     for payment, result in slow:
@@ -442,26 +339,11 @@ async def settle_many(
     return statuses
 
 
-def renews(sub, payment) -> bool:  # noqa: ANN001
-    """B2/B5/C1: a renewal or retry charge that succeeded moves the subscription to the period it paid for when that
-    period is the next one of a running subscription, and no cancellation was confirmed after the charge was made
-    (its outcome was unknown then: the gateway gave no answer) for the current period end. Such a cancellation was
-    confirmed for that period end with no further charge: the charge is booked for ops to refund (R2) and grants
-    nothing. One asked after the period end (B2: in the renewed period) does not stop the renewal that was due."""
-    if sub.status not in ("active", "past_due") or sub.period_index + 1 != payment.period_index:
-        return False
-    return not (
-        sub.canceled_at is not None
-        and sub.canceled_at >= payment.created_at
-        and cancellation_ends_period(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end)
-    )
-
-
-def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001
+def _credit_spend(payment: PaymentRow, now: _dt.datetime) -> dict[str, Any]:
     return {
         "id": new_id("cred"),
         "customer_id": payment.customer_id,
-        "kind": "spend",
+        "kind": CreditKind.SPEND,
         "amount": -payment.credit_applied,
         "currency": payment.currency,
         "reason": None,
@@ -473,7 +355,7 @@ def _credit_spend(payment, now: _dt.datetime) -> dict:  # noqa: ANN001
 
 
 # What a successful charge writes about itself, the same from `record_success` and `settle_many`.
-def _receipt(sub, payment, start: _dt.datetime, end: _dt.datetime) -> NewNotice:  # noqa: ANN001
+def _receipt(sub: NamedSubscription, payment: PaymentRow, start: _dt.datetime, end: _dt.datetime) -> NewNotice:
     subject, body = templates.receipt(
         sub.plan_name,
         payment.price_amount,
@@ -491,12 +373,12 @@ def _success_event(
     actor: Principal,
     action: str,
     now: _dt.datetime,
-    sub,
-    payment,  # noqa: ANN001
+    sub: SubscriptionRow,
+    payment: PaymentRow,
     start: _dt.datetime,
     end: _dt.datetime,
-    events: list,
-) -> dict:
+    events: list[Any],
+) -> AuditRow:
     return audit_row(
         actor,
         action,
@@ -516,44 +398,40 @@ def _success_event(
     )
 
 
-def _paid_events(ctx: AppContext, type_: str, before, after, payment: dict, now: _dt.datetime) -> list:  # noqa: ANN001
+def _paid_events(
+    ctx: AppContext, type_: str, before: SettlingSubscription, after: object, payment: dict[str, Any], now: _dt.datetime
+) -> list[Any]:
     """A charge that started (`subscription.activated`) or renewed a subscription (`before`, as locked; `after`,
     as written): the subscription, the payment, and the access when its answer changes (a purchase gives it; a
     past_due subscription paid is active again, to its new period end)."""
-    events = [(type_, as_read(after, now)), ("payment.succeeded", payment)]
-    if before.customer_status == "active" and (before.status != "active" or type_ == "subscription.activated"):
-        events.append(access_changed(facts_of(ctx, "active", None, after, now), now))
+    events: list[Any] = [(type_, as_read(after, now)), ("payment.succeeded", payment)]
+    if before.customer_status == CustomerStatus.ACTIVE and (
+        before.status != SubscriptionStatus.ACTIVE or type_ == "subscription.activated"
+    ):
+        events.append(access_changed(facts_of(ctx, CustomerStatus.ACTIVE, None, after, now), now))
     return events
 
 
 async def record_purchase_paid(
     conn: AsyncConnection,
     ctx: AppContext,
-    sub,
+    sub: subscription_repo.PaymentsSubscription,
     gateway_payment_id: str,
     now: _dt.datetime,
     actor: Principal = SYSTEM,
-):
+) -> PaymentRow | None:
     """The gateway reports the purchase payment of an incomplete subscription paid (a signed
     `payment_intent.succeeded`), with `sub` locked by `lock_subscription_of_payment`: what `settle` records for
     it, the payment locked, checked still pending and written succeeded by one statement. Returns that payment,
     or None when it is not a pending purchase of an incomplete subscription any more: nothing is written then,
     and the caller settles it the general way (`lock_payment_of`, then `settle_locked`)."""
-    if sub.status != "incomplete":
+    if sub.status != SubscriptionStatus.INCOMPLETE:
         return None
-    start, end = period_bounds(now, sub.interval, 0)  # B1/B4: the periods are anchored at the payment
-    payment = (
-        await conn.execute(
-            _PURCHASE_PAID,
-            {
-                "b_id": sub.locked_payment_id,
-                "b_gateway_id": gateway_payment_id,
-                "b_start": start,
-                "b_end": end,
-                "b_now": now,
-            },
-        )
-    ).first()
+    # B1/B4: the periods are anchored at the payment
+    paid = paid_period(PaymentPurpose.PURCHASE, now, sub.interval, None, 0)
+    payment = await payment_repo.mark_purchase_paid(
+        conn, sub.locked_payment_id, gateway_payment_id, paid.start, paid.end, now
+    )
     if payment is not None:
         await record_success(conn, ctx, payment, gateway_payment_id, now, actor, sub=sub, payment_recorded=True)
     return payment
@@ -562,12 +440,12 @@ async def record_purchase_paid(
 async def record_success(
     conn: AsyncConnection,
     ctx: AppContext,
-    payment,
+    payment: PaymentRow,
     gateway_payment_id: str,
     now: _dt.datetime,
     actor: Principal,
     *,
-    sub=None,  # noqa: ANN001
+    sub: SettlingSubscription | None = None,
     payment_recorded: bool = False,
 ) -> None:
     """A charge succeeded (now, or late through a webhook): the subscription starts (purchase) or moves to the
@@ -577,19 +455,17 @@ async def record_success(
     `sub`: the payment's subscription as `lock_for_settlement` returned it (locked in this transaction);
     without it, it is locked here. `payment_recorded`: `record_purchase_paid` wrote the payment already."""
     if sub is None:
-        sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
+        sub = await subscription_repo.lock(conn, payment.subscription_id)
     # B1/R2: what it buys (a purchase: the start of a subscription still incomplete; a renewal: the next period).
     outcome = late_success(
         payment.purpose,
         sub.status,
-        payment.purpose != "purchase" and renews(sub, payment),
+        payment.purpose != PaymentPurpose.PURCHASE and _renews(sub, payment),
         payment.amount,
         payment.refunded_amount,
     )
     if outcome.action != "apply":
-        await conn.execute(
-            _PAYMENT_SUCCEEDED_WITHOUT_EFFECT, {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_now": now}
-        )
+        await payment_repo.mark_succeeded_without_effect(conn, payment.id, gateway_payment_id, now)
         await record(
             conn,
             actor,
@@ -608,7 +484,12 @@ async def record_success(
                 (
                     "payment.succeeded",
                     payment_to_api(
-                        changed(payment, status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now)
+                        changed(
+                            payment,
+                            status=PaymentStatus.SUCCEEDED,
+                            gateway_payment_id=gateway_payment_id,
+                            updated_at=now,
+                        )
                     ),
                 )
             ],
@@ -616,43 +497,35 @@ async def record_success(
         if outcome.action == "refund":  # B1: it bought nothing; refunded in full, the customer told
             await book_correction(conn, ctx, sub, payment, outcome, now)
         return
-    forfeited: list = []
-    if payment.purpose == "purchase":
-        # B1: the subscription starts at its first successful payment; its periods are anchored there (B4).
-        anchor, index = now, 0
-        start, end = period_bounds(anchor, sub.interval, index)
+    forfeited: list[Any] = []
+    # B1: a purchase starts the subscription at its first successful payment, its periods anchored there (B4);
+    # B2/B4/B5: a renewal or retry pays the next period, counted from the acquisition anchor.
+    paid = paid_period(payment.purpose, now, sub.interval, sub.anchor_at, payment.period_index)
+    start, end = paid.start, paid.end
+    if payment.purpose == PaymentPurpose.PURCHASE:
         if sub.has_running_trial:
             forfeited = await _forfeit_trials(conn, payment.customer_id, now)  # T6
         # T5: a paid subscription bars a later trial (the payment's customer is the subscription's).
         await mark_person(
             conn, person_identities(ctx.settings.identity_key, payment.customer_id, [sub.customer_email]), "paid", now
         )
-    else:
-        # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
-        anchor, index = sub.anchor_at, payment.period_index
-        start, end = period_bounds(anchor, sub.interval, index)
-    started = (
-        await conn.execute(
-            _START_SUBSCRIPTION,
-            {
-                "b_id": sub.id,
-                "b_anchor": anchor,
-                "b_index": index,
-                "b_start": start,
-                "b_end": end,
-                "b_tax": payment.tax_amount,
-            },
-        )
-    ).one()
+    started = await subscription_repo.start(
+        conn,
+        sub.id,
+        anchor=paid.anchor,
+        index=paid.index,
+        period_start=start,
+        period_end=end,
+        tax_amount=payment.tax_amount,
+    )
     if not payment_recorded:
-        await conn.execute(
-            _PAYMENT_SUCCEEDED,
-            {"b_id": payment.id, "b_gateway_id": gateway_payment_id, "b_start": start, "b_end": end, "b_now": now},
+        await payment_repo.mark_succeeded(
+            conn, payment_repo.succeeded_params(payment.id, gateway_payment_id, start, end, now)
         )
         payment_now = payment_to_api(
             changed(
                 payment,
-                status="succeeded",
+                status=PaymentStatus.SUCCEEDED,
                 gateway_payment_id=gateway_payment_id,
                 period_start=start,
                 period_end=end,
@@ -663,74 +536,66 @@ async def record_success(
     else:
         payment_now = payment_to_api(payment)
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-        await insert_ignoring_conflict(conn, credit_entries, _credit_spend(payment, now), conflict_on=["payment_id"])
+        await payment_repo.spend_credit(conn, [_credit_spend(payment, now)])
     await create_notices(conn, [_receipt(sub, payment, start, end)], now, ctx.system_clock.wall())
-    action = "subscription.activated" if payment.purpose == "purchase" else "subscription.renewed"
+    action = "subscription.activated" if payment.purpose == PaymentPurpose.PURCHASE else "subscription.renewed"
     events = [("trial.forfeited", trial_to_api(trial)) for trial in forfeited]
     events += _paid_events(ctx, action, sub, started, payment_now, now)
     await record_many(conn, [_success_event(actor, action, now, sub, payment, start, end, events)])
 
 
-async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> list:
+async def _forfeit_trials(conn: AsyncConnection, customer_id: str, now: _dt.datetime) -> list[Any]:
     """T6: buying during a trial ends it at once; its unused days are not added to the paid period. Returns the
     trials forfeited, as written."""
-    running = (await conn.execute(_RUNNING_TRIALS, {"customer_id": customer_id})).all()
     forfeited = []
-    for trial in running:
+    for trial in await subscription_repo.running_trials(conn, customer_id):
         ended = forfeit_at(trial.ends_at, now)
         if ended is not None:  # a trial already past its end is left to expire (T3)
-            await conn.execute(update(trials).where(trials.c.id == trial.id).values(status="forfeited", ended_at=ended))
-            forfeited.append(changed(trial, status="forfeited", ended_at=ended))
+            await subscription_repo.forfeit_trial(conn, trial.id, ended)
+            forfeited.append(changed(trial, status=TrialStatus.FORFEITED, ended_at=ended))
     return forfeited
 
 
 async def failed(
     conn: AsyncConnection,
     ctx: AppContext,
-    payment,
+    payment: PaymentRow,
     gateway_payment_id: str | None,
     code: str,
     now: _dt.datetime,
     actor: Principal = SYSTEM,
     *,
-    sub=None,
+    sub: SettlingSubscription | None = None,
 ) -> None:
-    """`sub`: as in `record_success`."""
+    """A charge failed: the payment records it, and the subscription moves as `policies.settlement` says (B1: an
+    unpaid purchase ends; B5/C1: a renewal or retry leaves it past_due or ended). `sub`: as in `record_success`."""
     if sub is None:
-        sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
+        sub = await subscription_repo.lock(conn, payment.subscription_id)
     # B1: a purchase whose PaymentIntent waited for the customer's action could still be completed: it is to be
     # cancelled at the gateway (by `app.payments.corrections`, once this commits, and by its job until confirmed).
-    cancel_due = ctx.system_clock.wall() if payment.purpose == "purchase" and payment.gateway_payment_id else None
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(
-            status="failed",
-            failure_code=code,
-            gateway_payment_id=gateway_payment_id,
-            client_secret=None,
-            updated_at=now,
-            gateway_cancel_due_at=cancel_due,
-        )
+    purchase = payment.purpose == PaymentPurpose.PURCHASE
+    cancel_due = ctx.system_clock.wall() if purchase and payment.gateway_payment_id else None
+    await payment_repo.mark_failed(
+        conn, payment.id, code=code, gateway_payment_id=gateway_payment_id, now=now, cancel_due_at=cancel_due
     )
-    events = [
+    events: list[Any] = [
         (
             "payment.failed",
             payment_to_api(
                 changed(
-                    payment, status="failed", failure_code=code, gateway_payment_id=gateway_payment_id, updated_at=now
+                    payment,
+                    status=PaymentStatus.FAILED,
+                    failure_code=code,
+                    gateway_payment_id=gateway_payment_id,
+                    updated_at=now,
                 )
             ),
         )
     ]
-    if payment.purpose == "purchase":
+    if purchase:
         # B1: a purchase whose payment fails leaves no active subscription and grants nothing.
-        if sub.status == "incomplete":
-            await conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.id == sub.id)
-                .values(status="canceled", ended_at=now, ended_reason="payment_failed", claimed_until=None)
-            )
+        if purchase_failure_ends(sub.status):
+            await subscription_repo.end_unpaid(conn, [sub.id], now, release=True)
         await record(
             conn,
             actor,
@@ -744,7 +609,22 @@ async def failed(
             events=events,
         )
         return
-    if sub.status not in ("active", "past_due"):
+    policy = ctx.policies.at(now)
+    transition = (
+        None
+        if sub.current_period_end is None
+        else renewal_failure(
+            sub.status,
+            sub.failed_attempts,
+            sub.current_period_end,
+            sub.charge_released_at,
+            sub.cancel_at_period_end,
+            sub.canceled_at,
+            policy,
+            now,
+        )
+    )
+    if transition is None:  # the subscription is not running any more: the failure changes nothing
         await record(
             conn,
             actor,
@@ -758,46 +638,27 @@ async def failed(
             events=events,
         )
         return
-    policy = ctx.policies.at(now)
-    attempt = sub.failed_attempts + 1
-    outcome = after_failed_charge(sub.current_period_end, attempt, policy, sub.charge_released_at)  # B5, R3
-    ended_at = now
-    # C1/B2: a cancellation is scheduled: one recorded before the period end while this charge's outcome was
-    # unknown ends the subscription with that period; one asked in the gap after it ends it at this failure (a
-    # past_due subscription ends at once when cancelled), never before it was asked. No retry either way.
-    cancelled = failure_with_cancellation(sub.cancel_at_period_end, sub.canceled_at, sub.current_period_end, now)
-    if cancelled is not None:
-        outcome, ended_at = cancelled
     name = sub.plan_name
-    subject, body = templates.payment_failed(name, payment.amount, payment.currency, outcome.next_retry_at)
+    subject, body = templates.payment_failed(name, payment.amount, payment.currency, transition.next_retry_at)
     notices = [NewNotice(sub.customer_id, "payment_failed", f"payment_failed:{payment.id}", subject, body)]
-    if outcome.status == "past_due":
-        values = {
-            "status": "past_due",
-            "failed_attempts": attempt,
-            "next_retry_at": outcome.next_retry_at,
-            "claimed_until": None,
-        }
-    else:
-        values = {
-            "status": "canceled",
-            "failed_attempts": attempt,
-            "next_retry_at": None,
-            "ended_at": ended_at,
-            "ended_reason": outcome.ended_reason,
-            "claimed_until": None,
-        }
-        subject, body = templates.subscription_ended(name, outcome.ended_reason)
+    values: dict[str, Any] = {
+        "status": transition.status,
+        "failed_attempts": transition.failed_attempts,
+        "next_retry_at": transition.next_retry_at,
+    }
+    if transition.status == SubscriptionStatus.CANCELED:
+        values |= {"ended_at": transition.ended_at, "ended_reason": transition.ended_reason}
+        subject, body = templates.subscription_ended(name, transition.ended_reason or "")
         notices.append(NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject, body))
-    await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(values))
+    values["claimed_until"] = None
+    await subscription_repo.record_failure(conn, sub.id, values)
     after = changed(sub, **values)
     if sub.status != after.status:  # B5: past_due at the first failure; ended after the last retry
-        events.append(
-            ("subscription.past_due" if after.status == "past_due" else "subscription.ended", as_read(after, now))
-        )
-        if sub.customer_status == "active":
+        ended = after.status != SubscriptionStatus.PAST_DUE
+        events.append(("subscription.ended" if ended else "subscription.past_due", as_read(after, now)))
+        if sub.customer_status == CustomerStatus.ACTIVE:
             events.append(
-                access_changed(facts_of(ctx, "active", None, after if after.status == "past_due" else None, now), now)
+                access_changed(facts_of(ctx, CustomerStatus.ACTIVE, None, None if ended else after, now), now)
             )
     await create_notices(conn, notices, now, ctx.system_clock.wall())
     await record(
@@ -812,9 +673,9 @@ async def failed(
         data={
             "payment_id": payment.id,
             "failure_code": code,
-            "attempt": attempt,
-            "outcome": outcome.status,
-            "next_retry_at": outcome.next_retry_at.isoformat() if outcome.next_retry_at else None,
+            "attempt": transition.failed_attempts,
+            "outcome": transition.outcome,
+            "next_retry_at": transition.next_retry_at.isoformat() if transition.next_retry_at else None,
         },
         events=events,
     )

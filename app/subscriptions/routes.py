@@ -7,8 +7,8 @@ from app.context import Ctx
 from app.customers.lists import customer_list
 from app.http import JSON
 from app.idempotency import idempotent_in_unit_of_work
-from app.models import subscriptions
 from app.pagination import Page
+from app.payments import repository as payment_repo
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
     PaymentMethodUpdate,
@@ -18,29 +18,34 @@ from app.subscriptions.schemas import (
     to_api,
 )
 from app.uow import unit_of_work
+from policies import SubscriptionStatus
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
 
 @router.post("", status_code=201, response_model=Subscription)
-async def purchase(body: SubscriptionCreate, ctx: Ctx, caller: Caller):
+async def purchase(body: SubscriptionCreate, ctx: Ctx, caller: Caller) -> JSON:
     row, client_secret = await service.purchase(ctx, caller, body)
     return JSON(to_api(row, client_secret), status_code=201)
 
 
 @router.get("/{subscription_id}", response_model=Subscription)
-async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
+async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller) -> JSON:
     async with ctx.db.read() as conn:
         row = await repository.get_visible(conn, caller, subscription_id)
-        secret = await repository.pending_client_secret(conn, row.id) if row.status == "incomplete" else None
+        secret = (
+            await payment_repo.pending_client_secret(conn, row.id)
+            if row.status == SubscriptionStatus.INCOMPLETE
+            else None
+        )
         # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
-        now = await ctx.clock.now(conn) if row.status == "active" else None
+        now = await ctx.clock.now(conn) if row.status == SubscriptionStatus.ACTIVE else None
     return JSON(to_api(row, secret, now=now))
 
 
 @router.post("/{subscription_id}/cancel", response_model=Subscription)
 @idempotent_in_unit_of_work
-async def cancel(subscription_id: str, ctx: Ctx, caller: Caller):
+async def cancel(subscription_id: str, ctx: Ctx, caller: Caller) -> JSON:
     async with unit_of_work(ctx) as uow:
         row, now = await service.cancel(uow, caller, subscription_id)
         return uow.respond(JSON(to_api(row, now=now)))
@@ -48,7 +53,7 @@ async def cancel(subscription_id: str, ctx: Ctx, caller: Caller):
 
 @router.post("/{subscription_id}/resume", response_model=Subscription)
 @idempotent_in_unit_of_work
-async def resume(subscription_id: str, ctx: Ctx, caller: Caller):
+async def resume(subscription_id: str, ctx: Ctx, caller: Caller) -> JSON:
     async with unit_of_work(ctx) as uow:
         row, now = await service.resume(uow, caller, subscription_id)
         return uow.respond(JSON(to_api(row, now=now)))
@@ -56,7 +61,7 @@ async def resume(subscription_id: str, ctx: Ctx, caller: Caller):
 
 @router.post("/{subscription_id}/payment-method", response_model=Subscription)
 @idempotent_in_unit_of_work
-async def change_payment_method(subscription_id: str, body: PaymentMethodUpdate, ctx: Ctx, caller: Caller):
+async def change_payment_method(subscription_id: str, body: PaymentMethodUpdate, ctx: Ctx, caller: Caller) -> JSON:
     async with unit_of_work(ctx) as uow:
         row = await service.change_payment_method(uow, caller, subscription_id, body)
         return uow.respond(JSON(to_api(row)))
@@ -66,9 +71,9 @@ customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["subscri
 
 
 @customer_router.get("/subscriptions", response_model=SubscriptionList)
-async def list_subscriptions(customer_id: str, ctx: Ctx, caller: Caller, params: Page):
+async def list_subscriptions(customer_id: str, ctx: Ctx, caller: Caller, params: Page) -> JSON:
     return JSON(
         await customer_list(
-            ctx, caller, customer_id, repository.for_customer(customer_id), subscriptions.c.id, params, to_api
+            ctx, caller, customer_id, repository.for_customer(customer_id), repository.LIST_ORDER, params, to_api
         )
     )

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-import math
-
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from typing import Any
 
 from app.access.service import access_changed
 from app.audit.service import record
@@ -21,20 +18,33 @@ from app.errors import (
     SubscriptionEnded,
     SubscriptionExists,
 )
-from app.gateways.base import GatewayUnavailable
+from app.gateways.base import ChargeResult, GatewayUnavailable
 from app.idempotency import resumable, resumed
 from app.ids import new_id
-from app.models import customers, payments, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments import repository as payment_repo
 from app.payments import steps
-from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.corrections import cancel_at_gateway
+from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
+from app.subscriptions.repository import SubscriptionRow
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
 from app.uow import UnitOfWork
-from policies import AccessFacts, cancellation_refund, subscription_at, tax_for
+from policies import (
+    AccessFacts,
+    CustomerStatus,
+    EndedReason,
+    PaymentPurpose,
+    PaymentStatus,
+    SubscriptionStatus,
+    cancellation_refund,
+    subscription_at,
+    tax_for,
+)
+from policies.settlement import charge_in_flight
 
 # While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
 # a crash mid-flight frees the purchase for a retry after this long.
@@ -54,14 +64,12 @@ async def _gateway_customer(ctx: AppContext, principal: Principal, customer_id: 
 
 
 async def _record_gateway_customer(uow: UnitOfWork, customer_id: str, created: str) -> None:
-    await uow.conn.execute(
-        update(customers)
-        .where(customers.c.id == customer_id, customers.c.gateway_customer_id.is_(None))
-        .values(gateway_customer_id=created)
-    )
+    await payment_repo.record_gateway_customer(uow.conn, customer_id, created)
 
 
-async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCreate) -> tuple[object, str | None]:
+async def purchase(
+    ctx: AppContext, principal: Principal, body: SubscriptionCreate
+) -> tuple[SubscriptionRow, str | None]:
     """B1: charge the first period now; the subscription starts only when that payment succeeds. The three steps
     of app/payments/steps.py: reserve the subscription and its pending payment, charge, settle. Repeated with the
     same Idempotency-Key after failing partway (the charge made, its outcome not recorded), it charges the
@@ -76,45 +84,47 @@ async def purchase(ctx: AppContext, principal: Principal, body: SubscriptionCrea
         await steps.settle(ctx, _release_purchase, sub_id)
         raise
     status, sub_row = await steps.settle(ctx, _settle_purchase, principal, sub_id, payment_row.id, result)
-    if status == "failed":
+    if status == PaymentStatus.FAILED:
         raise CardDeclined(
             f"{result.message or 'The payment was declined.'} Decline code: {result.decline_code}.",
             decline_code=result.decline_code,
             payment_id=payment_row.id,
         )
-    return sub_row, (result.client_secret if status == "pending" else None)
+    return sub_row, (result.client_secret if status == PaymentStatus.PENDING else None)
 
 
-async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: SubscriptionCreate):  # noqa: ANN202
+async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: SubscriptionCreate) -> tuple[str, PaymentRow]:
     """Step 1 of a purchase: the subscription, `incomplete`, and its pending first payment, leased to this
     request while its charge is in flight; or, for the same purchase repeated after the gateway gave no answer,
     the pending payment it made (charged again with its key)."""
-    conn, ctx, now = uow.conn, uow.ctx, uow.now
+    conn = uow.conn
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-    if customer.status != "active":  # R3: a suspended or terminated account cannot buy
+    if customer.status != CustomerStatus.ACTIVE:  # R3: a suspended or terminated account cannot buy
         raise CustomerInactive(f"the customer is {customer.status}")
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     live = await repository.live_for_customer(conn, customer.id)
-    unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
+    unanswered = await _unanswered_purchase(uow, live, plan.code, body.payment_method)
     wall = uow.wall()
     # A retry with the key of the attempt that holds the lease: that attempt has ended (app/idempotency.py).
-    if unanswered is not None and (live.claimed_until is None or live.claimed_until <= wall or resumed()):
+    if (
+        live is not None
+        and unanswered is not None
+        and (charge_in_flight(live.claimed_until, wall) is None or resumed())
+    ):
         # The same purchase again after the gateway gave no answer: charge with the same idempotency key,
         # which returns the first charge's result if it went through, instead of refusing or charging twice.
-        await conn.execute(
-            update(subscriptions).where(subscriptions.c.id == live.id).values(claimed_until=wall + PURCHASE_LEASE)
-        )
+        await repository.lease(conn, [live.id], wall + PURCHASE_LEASE)
         return live.id, unanswered
     if live is not None:  # an identical purchase whose charge is still in flight, or any other
         raise SubscriptionExists(
             f"the customer already has subscription {live.id} ({live.status})", subscription_id=live.id
         )
-    return await _create_incomplete(conn, ctx, principal, customer, plan, body, now, lease_until=wall + PURCHASE_LEASE)
+    return await _create_incomplete(uow, principal, customer, plan, body, lease_until=wall + PURCHASE_LEASE)
 
 
 async def _release_purchase(uow: UnitOfWork, sub_id: str) -> None:
     """After a charge with no answer: the lease is given back, so the same request repeated charges again."""
-    await uow.conn.execute(update(subscriptions).where(subscriptions.c.id == sub_id).values(claimed_until=None))
+    await repository.lease(uow.conn, [sub_id], None)
 
 
 async def _settle_purchase(
@@ -122,46 +132,38 @@ async def _settle_purchase(
     principal: Principal,
     sub_id: str,
     payment_id: str,
-    result,
-):
+    result: ChargeResult,
+) -> tuple[str, SubscriptionRow]:
     """Step 3 of a purchase: the gateway's answer recorded; the payment's status and the subscription after it."""
     status = await charging.settle(uow.conn, uow.ctx, payment_id, result, uow.now, principal)
     return status, await repository.get(uow.conn, sub_id)
 
 
-async def _unanswered_purchase(conn, live, plan_code: str, payment_method: str):  # noqa: ANN001, ANN202
+async def _unanswered_purchase(
+    uow: UnitOfWork, live: SubscriptionRow | None, plan_code: str, payment_method: str
+) -> PaymentRow | None:
     """The pending first payment of `live` if the gateway never answered it and the request is the same."""
     if (
         live is None
-        or live.status != "incomplete"
+        or live.status != SubscriptionStatus.INCOMPLETE
         or live.plan_code != plan_code
         or live.payment_method != payment_method
     ):
         return None
-    return (
-        await conn.execute(
-            select(payments).where(
-                payments.c.subscription_id == live.id,
-                payments.c.purpose == "purchase",
-                payments.c.status == "pending",
-                payments.c.gateway_payment_id.is_(None),
-            )
-        )
-    ).first()
+    return await payment_repo.unanswered_purchase(uow.conn, live.id)
 
 
 async def _create_incomplete(
-    conn,
-    ctx: AppContext,
+    uow: UnitOfWork,
     principal: Principal,
-    customer,
-    plan,  # noqa: ANN001
+    customer: Any,
+    plan: Any,
     body: SubscriptionCreate,
-    now,
     *,
-    lease_until,
-):
+    lease_until: _dt.datetime,
+) -> tuple[str, PaymentRow]:
     """B1/B3/P2: the subscription waits, `incomplete`, for its first payment, at today's list price plus tax."""
+    conn, ctx, now = uow.conn, uow.ctx, uow.now
     policy = ctx.policies.at(now)
     sub_id = new_id("sub")
     sub = {
@@ -170,7 +172,7 @@ async def _create_incomplete(
         "plan_id": plan.id,
         "plan_code": plan.code,
         "interval": plan.interval,
-        "status": "incomplete",
+        "status": SubscriptionStatus.INCOMPLETE,
         "price_amount": plan.amount,
         "currency": plan.currency,  # B3: the list price of the day, locked
         "tax_amount": tax_for(plan.amount, customer.country, policy),  # P2
@@ -189,16 +191,21 @@ async def _create_incomplete(
         "policy_version": policy.version,
         "created_at": now,
     }
-    try:
-        await conn.execute(insert(subscriptions).values(sub))
-    except IntegrityError:  # a concurrent purchase for the same customer won the live slot
-        raise SubscriptionExists("the customer already has a live subscription") from None
+    if not await repository.insert(conn, sub):  # a concurrent purchase for the same customer won the live slot
+        raise SubscriptionExists("the customer already has a live subscription")
     sub_row = await repository.get(conn, sub_id)
     credit = (await credit_repo.balances(conn, [customer.id], plan.currency))[customer.id]
     payment = charging.new_payment(
-        ctx, sub_row, customer, purpose="purchase", period_index=0, attempt=1, now=now, credit_balance=credit
+        ctx,
+        sub_row,
+        customer,
+        purpose=PaymentPurpose.PURCHASE,
+        period_index=0,
+        attempt=1,
+        now=now,
+        credit_balance=credit,
     )
-    await conn.execute(insert(payments).values(payment))
+    await payment_repo.insert(conn, payment)
     await record(
         conn,
         principal,
@@ -210,55 +217,41 @@ async def _create_incomplete(
         policy_version=policy.version,
         data={"plan": plan.code, "price": plan.amount, "tax": sub["tax_amount"]},
     )
-    return sub_id, (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
+    return sub_id, await payment_repo.get(conn, payment["id"])
 
 
-async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
+async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str) -> tuple[SubscriptionRow, _dt.datetime]:
     """C1: cancel at any time; effective at the end of the period the subscription is in (B2: past its stored
     period end, the next one: the renewal due then is still made), access until then, no further charge. A
     past_due subscription ends at once, its retries stopped, with the ending confirmation.
     R1: nothing is refunded, not even part of the period. B1: an unpaid purchase dropped has its PaymentIntent
     cancelled at the gateway once this commits. Returns the subscription and the time it was read at."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
-    sub = await repository.get_visible(conn, principal, subscription_id, for_update=True, with_plan_name=True)
-    if sub.status == "canceled":
-        raise SubscriptionEnded(f"subscription {sub.id} ended at {sub.ended_at.isoformat()}")
+    sub = await repository.get_visible_named(conn, principal, subscription_id, for_update=True)
+    if sub.status == SubscriptionStatus.CANCELED:
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {_iso(sub.ended_at)}")
     state = subscription_at(subscription_facts(sub), now)
-    if state.status == "canceled":  # the scheduled cancellation took effect, even if the job has not run yet
-        raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
+    if (
+        state.status == SubscriptionStatus.CANCELED
+    ):  # the scheduled cancellation took effect, even if the job has not run yet
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {_iso(state.ended_at)}")
     if sub.cancel_at_period_end:
         return sub, now
     _refuse_while_charging(ctx, sub)
     refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
-    if sub.status in ("incomplete", "past_due"):
+    events: list[Any]
+    if sub.status in (SubscriptionStatus.INCOMPLETE, SubscriptionStatus.PAST_DUE):
         # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
         # retried. Either way it ends now, with no charge.
-        changed = (
-            await conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.id == sub.id)
-                .values(status="canceled", canceled_at=now, ended_at=now, ended_reason="canceled", next_retry_at=None)
-                .returning(*subscriptions.c)
-            )
-        ).one()
-        dropped = (
-            await conn.execute(
-                update(payments)
-                .where(payments.c.subscription_id == sub.id, payments.c.status == "pending")
-                .values(
-                    status="failed",
-                    failure_code="canceled",
-                    updated_at=now,
-                    gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()),
-                )
-                .returning(*payments.c)
-            )
-        ).all()
+        changed = await repository.end_now(conn, sub.id, now)
+        dropped = await payment_repo.fail_pending(
+            conn, code="canceled", now=now, wall=ctx.system_clock.wall(), subscription_ids=[sub.id]
+        )
         abandoned = [p.id for p in dropped if p.gateway_cancel_due_at is not None]
         if abandoned:  # B1: the gateway is called once this commits, outside the transaction
             uow.after_commit(cancel_at_gateway, ctx, payment_ids=abandoned)
-        if sub.status == "past_due":  # C1: the customer gets the ending confirmation
-            subject, body = templates.subscription_ended(sub.plan_name, "canceled")
+        if sub.status == SubscriptionStatus.PAST_DUE:  # C1: the customer gets the ending confirmation
+            subject, body = templates.subscription_ended(sub.plan_name, EndedReason.CANCELED)
             await create_notices(
                 conn,
                 [NewNotice(sub.customer_id, "subscription_ended", f"subscription_ended:{sub.id}", subject, body)],
@@ -269,18 +262,16 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
         # A subscription in dunning ends, and its grace with it (B5); an unpaid purchase never began, its
         # payment fails.
         events = [("payment.failed", payment_to_api(p)) for p in dropped]
-        if sub.status == "past_due":
+        if sub.status == SubscriptionStatus.PAST_DUE:
             events.append(("subscription.ended", as_read(changed, now)))
-            standing = (
-                await conn.execute(select(customers.c.status).where(customers.c.id == sub.customer_id))
-            ).scalar_one()
-            if standing == "active":  # otherwise the standing decides the access, as before
-                events.append(access_changed(AccessFacts(customer_status="active"), now))
+            standing = await repository.customer_status(conn, sub.customer_id)
+            if standing == CustomerStatus.ACTIVE:  # otherwise the standing decides the access, as before
+                events.append(access_changed(AccessFacts(customer_status=CustomerStatus.ACTIVE), now))
     else:
-        changed = (
-            await conn.execute(repository.SET_CANCELLATION, {"subscription_id": sub.id, "flag": True, "at": now})
-        ).one()
+        changed = await repository.set_cancellation(conn, sub.id, scheduled=True, at=now)
         # B2: the period end of the period it is in now (past the stored end, the renewed period's).
+        if state.period_end is None:
+            raise ValueError(f"subscription {sub.id} is {sub.status} without a period end")
         effective_at = state.period_end
         subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
         await create_notices(
@@ -314,33 +305,33 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
     return changed, now
 
 
-def _refuse_while_charging(ctx: AppContext, sub) -> None:  # noqa: ANN001
-    """C1: a cancellation is confirmed for the period end it names, with no further charge. While a charge for
-    the subscription is in flight (a purchase, a renewal or a retry holds its lease), its outcome decides which
-    period that is, so the cancellation is refused for the moment (409 with Retry-After) rather than confirmed for
-    a period the charge may already be paying for."""
-    wall = ctx.system_clock.wall()
-    if sub.claimed_until is not None and sub.claimed_until > wall:
-        wait = math.ceil((sub.claimed_until - wall).total_seconds())
+def _iso(at: _dt.datetime | None) -> str:
+    return at.isoformat() if at is not None else "None"
+
+
+def _refuse_while_charging(ctx: AppContext, sub: SubscriptionRow) -> None:
+    """C1 (`policies.settlement.charge_in_flight`): while a charge for the subscription is in flight (a purchase,
+    a renewal or a retry holds its lease), the cancellation is refused for the moment (409 with Retry-After)
+    rather than confirmed for a period the charge may already be paying for."""
+    wait = charge_in_flight(sub.claimed_until, ctx.system_clock.wall())
+    if wait is not None:
         raise ChargeInProgress(f"a charge for subscription {sub.id} is in flight; retry in {wait} s", retry_after=wait)
 
 
-async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str):
+async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str) -> tuple[SubscriptionRow, _dt.datetime]:
     """C2: until the cancellation takes effect (the end of the period it was asked in, B2), it can be withdrawn;
     the subscription renews as if nothing happened. Returns the subscription and the time it was read at."""
     conn, now = uow.conn, uow.now
     sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
-    if sub.status == "canceled":
+    if sub.status == SubscriptionStatus.CANCELED:
         raise SubscriptionEnded(f"subscription {sub.id} has ended and cannot be resumed")
     state = subscription_at(subscription_facts(sub), now)
-    if state.status == "canceled":
+    if state.status == SubscriptionStatus.CANCELED:
         # The cancellation took effect at its period end, even if the job has not recorded it yet.
-        raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at.isoformat()}")
+        raise SubscriptionEnded(f"subscription {sub.id} ended at {_iso(state.ended_at)}")
     if not sub.cancel_at_period_end:
         return sub, now
-    changed = (
-        await conn.execute(repository.SET_CANCELLATION, {"subscription_id": sub.id, "flag": False, "at": None})
-    ).one()
+    changed = await repository.set_cancellation(conn, sub.id, scheduled=False, at=None)
     await record(
         conn,
         principal,
@@ -354,15 +345,15 @@ async def resume(uow: UnitOfWork, principal: Principal, subscription_id: str):
     return changed, now
 
 
-async def change_payment_method(uow: UnitOfWork, principal: Principal, subscription_id: str, body: PaymentMethodUpdate):
+async def change_payment_method(
+    uow: UnitOfWork, principal: Principal, subscription_id: str, body: PaymentMethodUpdate
+) -> SubscriptionRow:
     """Later charges, including retries of a failed renewal (B5), use the new method."""
     conn, now = uow.conn, uow.now
     sub = await repository.get_visible(conn, principal, subscription_id, for_update=True)
-    if sub.status == "canceled":
+    if sub.status == SubscriptionStatus.CANCELED:
         raise SubscriptionEnded(f"subscription {sub.id} has ended")
-    changed = (
-        await conn.execute(repository.SET_PAYMENT_METHOD, {"subscription_id": sub.id, "method": body.payment_method})
-    ).one()
+    changed = await repository.set_payment_method(conn, sub.id, body.payment_method)
     await record(
         conn,
         principal,

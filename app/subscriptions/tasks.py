@@ -18,82 +18,67 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-
-from sqlalchemy import or_, select, update
+from typing import Any
 
 from app.access.service import access_changed
 from app.audit.service import SYSTEM, audit_row, changed, record_many
+from app.context import AppContext
 from app.credits import repository as credit_repo
-from app.db import insert_ignoring_returning
 from app.gateways.base import ChargeResult, GatewayError, withdrawn_charges
-from app.models import customers, payments, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
+from app.payments import repository as payment_repo
 from app.payments import steps
-from app.payments.corrections import cancel_at_gateway, cancel_due
+from app.payments.corrections import cancel_at_gateway
+from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
 from app.subscriptions import charging
+from app.subscriptions import repository as subscription_repo
+from app.subscriptions.repository import DueSubscription, EndingSubscription
 from app.subscriptions.schemas import as_read
 from app.uow import UnitOfWork, unit_of_work
-from policies import AccessFacts, charge_held, period_end_action, renewal_due
+from policies import (
+    AccessFacts,
+    CustomerStatus,
+    EndedReason,
+    PaymentPurpose,
+    PaymentStatus,
+    SubscriptionStatus,
+    charge_held,
+    period_end_action,
+    renewal_due,
+)
 
 log = logging.getLogger("billing.jobs")
 LIVENESS_LEASE = _dt.timedelta(seconds=15)  # a batch being charged, while its replica lives (the heartbeat)
 HEARTBEAT = _dt.timedelta(seconds=5)
 FIRST_HEARTBEAT = _dt.timedelta(seconds=1)  # soon after the claim: a lost answer still leaves time to recover
 REFUSED_BACKOFF = _dt.timedelta(minutes=2)  # a charge the gateway refused itself waits this long
-# C1/B2 (`policies.cancellation_ends_period`): a scheduled cancellation asked before the stored period end ends
-# that period; one asked at or after it (the renewal due, not charged yet) ends the renewed period.
-_CANCELED_FOR_THIS_PERIOD = or_(
-    subscriptions.c.canceled_at.is_(None), subscriptions.c.canceled_at < subscriptions.c.current_period_end
-)
 INCOMPLETE_EXPIRES_AFTER = _dt.timedelta(hours=23)  # as Stripe expires an unpaid first invoice
 
 
-def _claimable(stmt, ctx, wall: _dt.datetime):  # noqa: ANN001, ANN202
-    stmt = stmt.where(or_(subscriptions.c.claimed_until.is_(None), subscriptions.c.claimed_until <= wall))
-    stmt = stmt.limit(ctx.settings.job_batch_size)
-    return stmt.with_for_update(of=subscriptions, skip_locked=True) if ctx.db.is_postgres else stmt
-
-
-async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+async def end_canceled_subscriptions(ctx: AppContext, now: _dt.datetime) -> int:
     """C1: a cancellation takes effect at the period end: the subscription ends, no charge is made."""
     wall = ctx.system_clock.wall()
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (
-            await conn.execute(
-                _claimable(
-                    select(subscriptions, plans.c.name.label("plan_name"), customers.c.status.label("customer_status"))
-                    .join(plans, plans.c.id == subscriptions.c.plan_id)
-                    .join(customers, customers.c.id == subscriptions.c.customer_id)
-                    .where(
-                        subscriptions.c.status == "active",
-                        subscriptions.c.cancel_at_period_end.is_(True),
-                        _CANCELED_FOR_THIS_PERIOD,
-                        subscriptions.c.current_period_end <= now,
-                    ),
-                    ctx,
-                    wall,
-                )
-            )
-        ).all()
+        claimed = await subscription_repo.claim_period_ends(
+            conn, now, wall, limit=ctx.settings.job_batch_size, postgres=ctx.db.is_postgres
+        )
         due = [
             s
-            for s in due
-            if period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now, s.canceled_at) == "end"
+            for s in claimed
+            if s.current_period_end is not None
+            and period_end_action(s.status, s.cancel_at_period_end, s.current_period_end, now, s.canceled_at) == "end"
         ]
         if not due:
             return 0
-        await conn.execute(
-            update(subscriptions)
-            .where(subscriptions.c.id.in_([s.id for s in due]))
-            .values(status="canceled", ended_at=subscriptions.c.current_period_end, ended_reason="canceled")
-        )
+        await subscription_repo.end_at_period_end(conn, [s.id for s in due])
         items = []
         for s in due:
-            subject, body = templates.subscription_ended(s.plan_name, "canceled")
+            subject, body = templates.subscription_ended(s.plan_name, EndedReason.CANCELED)
             items.append(NewNotice(s.customer_id, "subscription_ended", f"subscription_ended:{s.id}", subject, body))
         await create_notices(conn, items, now, wall)
         await record_many(
@@ -106,7 +91,7 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
                     subject_type="subscription",
                     subject_id=s.id,
                     customer_id=s.customer_id,
-                    data={"reason": "canceled"},
+                    data={"reason": EndedReason.CANCELED},
                     policy_version=s.policy_version,
                     events=_ended_events(s, now),
                 )
@@ -116,17 +101,18 @@ async def end_canceled_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: AN
     return len(due)
 
 
-def _ended_events(sub, now: _dt.datetime) -> list:  # noqa: ANN001
+def _ended_events(sub: EndingSubscription, now: _dt.datetime) -> list[Any]:
     """C1: the subscription, ended at its period end, and the access it leaves (T6: no trial runs beside a paid
     subscription), unless the customer's standing decides it."""
-    events = [
-        (
-            "subscription.ended",
-            as_read(changed(sub, status="canceled", ended_at=sub.current_period_end, ended_reason="canceled"), now),
-        )
-    ]
-    if sub.customer_status == "active":
-        events.append(access_changed(AccessFacts(customer_status="active"), now))
+    ended = changed(
+        sub,
+        status=SubscriptionStatus.CANCELED,
+        ended_at=sub.current_period_end,
+        ended_reason=EndedReason.CANCELED,
+    )
+    events: list[Any] = [("subscription.ended", as_read(ended, now))]
+    if sub.customer_status == CustomerStatus.ACTIVE:
+        events.append(access_changed(AccessFacts(customer_status=CustomerStatus.ACTIVE), now))
     return events
 
 
@@ -141,7 +127,7 @@ class _Heartbeat:
     another run may have taken it over) is logged and its charge, if not started yet, is not started
     (`withdrawn`: its idempotency key, see `app.gateways.base.withdrawn_charges`)."""
 
-    def __init__(self, ctx, keys: dict[str, str], lease: _dt.datetime, purpose: str) -> None:  # noqa: ANN001
+    def __init__(self, ctx: AppContext, keys: dict[str, str], lease: _dt.datetime, purpose: str) -> None:
         self.ctx, self.keys, self.leases = ctx, keys, {lease}
         self.withdrawn: set[str] = set()
         ids = list(keys)
@@ -162,18 +148,8 @@ class _Heartbeat:
             extended = self.ctx.system_clock.wall() + LIVENESS_LEASE
             try:
                 async with self.ctx.db.autocommit() as conn:
-                    kept = set(
-                        (
-                            await conn.execute(
-                                update(subscriptions)
-                                .where(
-                                    subscriptions.c.id.in_(sorted(self._held)),
-                                    subscriptions.c.claimed_until.in_(sorted(self.leases)),
-                                )
-                                .values(claimed_until=extended)
-                                .returning(subscriptions.c.id)
-                            )
-                        ).scalars()
+                    kept = await subscription_repo.extend_leases(
+                        conn, sorted(self._held), sorted(self.leases), extended
                     )
             except Exception:
                 self.leases.add(extended)
@@ -203,9 +179,11 @@ class _Heartbeat:
         return self.leases
 
 
-async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> int:  # noqa: ANN001
+async def _charge_batch(
+    ctx: AppContext, now: _dt.datetime, is_due: Callable[[DueSubscription, _dt.datetime], bool], purpose: PaymentPurpose
+) -> int:
     """A renewal or retry batch, in the three steps of app/payments/steps.py."""
-    batch = await steps.reserve(ctx, _reserve_batch, where, is_due, purpose, now=now)
+    batch = await steps.reserve(ctx, _reserve_batch, is_due, purpose, now=now)
     if batch is None:
         return 0
     answered, leases = await _charge_reserved(ctx, batch)
@@ -225,40 +203,27 @@ async def _charge_batch(ctx, now: _dt.datetime, where, is_due, purpose: str) -> 
 class _Batch:
     ids: list[str]  # the subscriptions claimed
     lease: _dt.datetime  # the liveness lease they were claimed until
-    pending: list  # (pending payment, gateway customer) to charge
+    pending: list[tuple[PaymentRow, str]]  # (pending payment, gateway customer) to charge
     keys: dict[str, str]  # each claimed subscription's payment idempotency key (see _Heartbeat)
     purpose: str
 
 
-async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch | None:  # noqa: ANN001
+async def _reserve_batch(
+    uow: UnitOfWork, is_due: Callable[[DueSubscription, _dt.datetime], bool], purpose: PaymentPurpose
+) -> _Batch | None:
     """Step 1: claim the due subscriptions under a liveness lease and write their pending payments (a payment
     left pending by a crash, with the same key, is reused); None when nothing is due."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     wall = uow.wall()
     # R3: nothing is charged while the customer is suspended; the charge waits for the lifting.
-    due = (
-        await conn.execute(
-            _claimable(
-                select(
-                    subscriptions,
-                    customers.c.country,
-                    customers.c.gateway_customer_id,
-                    customers.c.status.label("customer_status"),
-                )
-                .join(customers, customers.c.id == subscriptions.c.customer_id)
-                .where(*where, customers.c.status == "active"),
-                ctx,
-                wall,
-            )
-        )
-    ).all()
-    due = [s for s in due if is_due(s, now) and not charge_held(s.customer_status)]
+    claimed = await subscription_repo.claim_due_charges(
+        conn, purpose, now, wall, limit=ctx.settings.job_batch_size, postgres=ctx.db.is_postgres
+    )
+    due = [s for s in claimed if is_due(s, now) and not charge_held(s.customer_status)]
     if not due:
         return None
     lease = wall + LIVENESS_LEASE
-    await conn.execute(
-        update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(claimed_until=lease)
-    )
+    await subscription_repo.lease(conn, [s.id for s in due], lease)
     credit: dict[str, int] = {}
     for currency in {s.currency for s in due}:
         credit.update(
@@ -277,20 +242,12 @@ async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch
         )
         for s in due
     ]
-    # A payment left pending by a crash has the same key: it is reused, and charged again with that key. The
-    # insert returns the rows it made; only the keys that existed already are read back.
-    keyed = {
-        p.idempotency_key: p
-        for p in await insert_ignoring_returning(conn, payments, rows, conflict_on=["idempotency_key"])
-    }
-    existing = [r["idempotency_key"] for r in rows if r["idempotency_key"] not in keyed]
-    if existing:
-        keyed.update(
-            (p.idempotency_key, p)
-            for p in (await conn.execute(select(payments).where(payments.c.idempotency_key.in_(existing)))).all()
-        )
+    # A payment left pending by a crash has the same key: it is reused, and charged again with that key.
+    keyed = await payment_repo.insert_reusing_keys(conn, rows)
     work = [(s, keyed[r["idempotency_key"]]) for s, r in zip(due, rows, strict=True)]
-    pending = [(payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == "pending"]
+    pending = [
+        (payment, sub.gateway_customer_id or "") for sub, payment in work if payment.status == PaymentStatus.PENDING
+    ]
     return _Batch(
         [s.id for s in due],
         lease,
@@ -300,7 +257,7 @@ async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch
     )
 
 
-async def _charge_reserved(ctx, batch: _Batch) -> tuple[list, list[_dt.datetime]]:  # noqa: ANN001
+async def _charge_reserved(ctx: AppContext, batch: _Batch) -> tuple[list[Any], list[_dt.datetime]]:
     """Step 2: charge the batch's pending payments in one call to the gateway, outside any transaction, while a
     heartbeat keeps the claims alive; the (payment, answer) pairs and the lease values the rows still held may hold
     afterwards. A charge whose claim the heartbeat found lost is not started (`withdrawn_charges`)."""
@@ -316,96 +273,60 @@ async def _charge_reserved(ctx, batch: _Batch) -> tuple[list, list[_dt.datetime]
 
 
 async def _settle_batch(
-    uow: UnitOfWork, batch: _Batch, outcomes: list, refused: set[str], leases: list[_dt.datetime]
+    uow: UnitOfWork,
+    batch: _Batch,
+    outcomes: list[tuple[PaymentRow, ChargeResult]],
+    refused: set[str],
+    leases: list[_dt.datetime],
 ) -> None:
     """Step 3: record the answers (set-based, `charging.settle_many`) and give the claims back."""
-    conn, ctx = uow.conn, uow.ctx
-    await charging.settle_many(conn, ctx, outcomes, uow.now)
+    conn = uow.conn
+    await charging.settle_many(conn, uow.ctx, outcomes, uow.now)
     # The lease is given back wherever settling did not give it back (no answer from the gateway, a payment
     # settled already), except for refused charges (above): no charge is in flight for those any more, so a
     # cancellation is not held up (C1), and a later run charges again with the same key.
-    await conn.execute(
-        update(subscriptions)
-        .where(
-            subscriptions.c.id.in_([i for i in batch.ids if i not in refused]),
-            subscriptions.c.claimed_until.in_(leases),
-        )
-        .values(claimed_until=None)
-    )
+    await subscription_repo.move_leases(conn, [i for i in batch.ids if i not in refused], leases, None)
     if refused:
-        await conn.execute(
-            update(subscriptions)
-            .where(subscriptions.c.id.in_(sorted(refused)), subscriptions.c.claimed_until.in_(leases))
-            .values(claimed_until=uow.wall() + REFUSED_BACKOFF)
-        )
+        await subscription_repo.move_leases(conn, sorted(refused), leases, uow.wall() + REFUSED_BACKOFF)
 
 
-async def renew_subscriptions(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+def _renewal_due(s: DueSubscription, at: _dt.datetime) -> bool:
+    return s.current_period_end is not None and renewal_due(
+        s.status, s.cancel_at_period_end, s.current_period_end, at, s.canceled_at
+    )
+
+
+def _retry_due(s: DueSubscription, at: _dt.datetime) -> bool:
+    return s.status == SubscriptionStatus.PAST_DUE and s.next_retry_at is not None and s.next_retry_at <= at
+
+
+async def renew_subscriptions(ctx: AppContext, now: _dt.datetime) -> int:
     """B2/B3: at each period end an active subscription is charged the locked price off-session for the next
     period, unless a cancellation asked before that period end is scheduled (C1; one asked after it, before this
     job ran, ends the renewed period)."""
-    return await _charge_batch(
-        ctx,
-        now,
-        [
-            subscriptions.c.status == "active",
-            or_(
-                subscriptions.c.cancel_at_period_end.is_(False),
-                subscriptions.c.canceled_at >= subscriptions.c.current_period_end,
-            ),
-            subscriptions.c.current_period_end <= now,
-        ],
-        lambda s, at: renewal_due(s.status, s.cancel_at_period_end, s.current_period_end, at, s.canceled_at),
-        "renewal",
-    )
+    return await _charge_batch(ctx, now, _renewal_due, PaymentPurpose.RENEWAL)
 
 
-async def retry_failed_renewals(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+async def retry_failed_renewals(ctx: AppContext, now: _dt.datetime) -> int:
     """B5: a past-due subscription is charged again on its retry dates, with its current payment method."""
-    return await _charge_batch(
-        ctx,
-        now,
-        [subscriptions.c.status == "past_due", subscriptions.c.next_retry_at <= now],
-        lambda s, at: s.status == "past_due" and s.next_retry_at <= at,
-        "retry",
-    )
+    return await _charge_batch(ctx, now, _retry_due, PaymentPurpose.RETRY)
 
 
-async def expire_incomplete_purchases(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+async def expire_incomplete_purchases(ctx: AppContext, now: _dt.datetime) -> int:
     """B1: a purchase whose payment never completes grants nothing and, after a day, frees the live slot."""
     wall = ctx.system_clock.wall()
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
-        due = (
-            await conn.execute(
-                _claimable(
-                    select(subscriptions.c.id, subscriptions.c.customer_id, subscriptions.c.policy_version).where(
-                        subscriptions.c.status == "incomplete",
-                        subscriptions.c.created_at <= now - INCOMPLETE_EXPIRES_AFTER,
-                    ),
-                    ctx,
-                    wall,
-                )
-            )
-        ).all()
+        due = await subscription_repo.claim_expired_purchases(
+            conn, now - INCOMPLETE_EXPIRES_AFTER, wall, limit=ctx.settings.job_batch_size, postgres=ctx.db.is_postgres
+        )
         if not due:
             return 0
         ids = [s.id for s in due]
-        await conn.execute(
-            update(subscriptions)
-            .where(subscriptions.c.id.in_(ids))
-            .values(status="canceled", ended_at=now, ended_reason="payment_failed")
-        )
+        await subscription_repo.end_unpaid(conn, ids, now, release=False)
         # B1: a PaymentIntent still waiting for the customer is cancelled at the gateway once this commits.
-        expired = (
-            await conn.execute(
-                update(payments)
-                .where(payments.c.subscription_id.in_(ids), payments.c.status == "pending")
-                .values(status="failed", failure_code="expired", updated_at=now, gateway_cancel_due_at=cancel_due(wall))
-                .returning(*payments.c)
-            )
-        ).all()
-        failed = {}  # B1: an expired purchase's payment failed; the subscription never began (no event of its own)
+        expired = await payment_repo.fail_pending(conn, code="expired", now=now, wall=wall, subscription_ids=ids)
+        failed: dict[str, list[Any]] = {}  # B1: an expired purchase's payment failed; the subscription never began
         for p in expired:
             failed.setdefault(p.subscription_id, []).append(("payment.failed", payment_to_api(p)))
         await record_many(

@@ -226,6 +226,16 @@ INTERFACE = {
     "document_year",
     "invoice_figures",
     "tax_rate_bps",
+    "Settlement",
+    "settlement",
+    "failure_code",
+    "renews",
+    "PaidPeriod",
+    "paid_period",
+    "purchase_failure_ends",
+    "FailureTransition",
+    "renewal_failure",
+    "charge_in_flight",
 }
 
 
@@ -329,6 +339,18 @@ HOMES = {
         "forfeited",
         "complete_immediate_change",
         "immediate_change",
+    ],
+    "settlement": [
+        "Settlement",
+        "settlement",
+        "failure_code",
+        "renews",
+        "PaidPeriod",
+        "paid_period",
+        "purchase_failure_ends",
+        "FailureTransition",
+        "renewal_failure",
+        "charge_in_flight",
     ],
 }
 
