@@ -192,7 +192,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scheduled jobs alone, for deployments that separate the API from the scheduler."""
     from app.main import build_context
-    from app.ops.observability import configure_logging
+    from app.health.observability import configure_logging
     from app.scheduler.runner import start_scheduler
 
     configure_logging(settings.log_level, settings.log_format)

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import Database
 from app.gateways.base import PaymentGateway
 from app.notices.mailer import Mailer
-from app.ops.observability import Metrics
+from app.health.observability import Metrics
 from policies import PolicyBook
 
 

@@ -31,8 +31,8 @@ from app.notices.mailer import Mailer, mailer_from
 from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
 from app.openapi import install_docs, install_openapi
-from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
-from app.ops.routes import router as ops_router
+from app.health.observability import Metrics, ObservabilityMiddleware, configure_logging
+from app.health.routes import router as health_router
 from app.payments.routes import router as payments_router
 from app.plans.routes import router as plans_router
 from app.ratelimit import RateLimitMiddleware
@@ -166,7 +166,7 @@ def create_app(
     # two routers share a path, so the order changes nothing else.
     app.include_router(subscriptions_router)
     app.include_router(webhooks_router)
-    app.include_router(ops_router)
+    app.include_router(health_router)
     app.include_router(customers_router)
     app.include_router(plans_router)
     app.include_router(trials_router)

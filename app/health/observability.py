@@ -83,7 +83,7 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
 
 class Metrics:
     def __init__(self, backlog_refresh_seconds: float = 15.0) -> None:
-        from app.ops.backlog import Backlog
+        from app.health.backlog import Backlog
 
         self.registry = CollectorRegistry()
         self.requests = Counter(
