@@ -117,7 +117,13 @@ class SandboxGateway:
 
     @staticmethod
     def _result(row) -> ChargeResult:  # noqa: ANN001
-        status = row.status if row.status in ("succeeded", "requires_action") else "failed"  # canceled: B1
+        status: Literal["succeeded", "requires_action", "failed"] = (
+            "succeeded"
+            if row.status == "succeeded"
+            else "requires_action"
+            if row.status == "requires_action"
+            else "failed"
+        )  # canceled: B1
         secret = f"{row.payment_intent_id}_secret_sandbox" if status == "requires_action" else None
         return ChargeResult(
             status=status,
