@@ -7,14 +7,15 @@ same time) that only moves when ops move it forward, like Stripe's test clocks.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import insert_ignoring_conflict
 from app.errors import ClockBackwards
-from app.models import sandbox_clock
+from app.sandbox import repository
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 UTC = _dt.UTC
 
@@ -41,13 +42,10 @@ class SystemClock:
         return _dt.datetime.now(UTC)
 
 
-_READ_SANDBOX_NOW = select(sandbox_clock.c.now).where(sandbox_clock.c.id == 1)  # built once: read on every request
-
-
 class SandboxClock:
     """Frozen business time stored in the database; starts at the real time of its first use."""
 
-    def __init__(self, db) -> None:  # noqa: ANN001 - app.db.Database
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def now(self, conn: AsyncConnection | None = None) -> _dt.datetime:
@@ -57,20 +55,15 @@ class SandboxClock:
             return await self._read(c)
 
     async def _read(self, conn: AsyncConnection) -> _dt.datetime:
-        value = (await conn.execute(_READ_SANDBOX_NOW)).scalar()
+        value = await repository.clock_now(conn)
         if value is not None:
             return value
-        start = SystemClock.wall()
-        await insert_ignoring_conflict(conn, sandbox_clock, {"id": 1, "now": start})
-        return (await conn.execute(_READ_SANDBOX_NOW)).scalar_one()
+        return await repository.start_clock(conn, SystemClock.wall())
 
     async def advance_to(self, conn: AsyncConnection, target: _dt.datetime) -> _dt.datetime:
         """Move the clock forward to `target`; moving it back is refused (409 clock_backwards)."""
         target = utc(target)
         current = await self._read(conn)
-        result = await conn.execute(
-            update(sandbox_clock).where(sandbox_clock.c.id == 1, sandbox_clock.c.now <= target).values(now=target)
-        )
-        if result.rowcount != 1:
+        if not await repository.advance_clock(conn, target):
             raise ClockBackwards(f"the sandbox clock is at {current.isoformat()} and never moves back")
         return target
