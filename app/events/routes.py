@@ -7,14 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlalchemy import select
+from starlette.responses import Response
 
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.errors import NotFound
+from app.events import repository
 from app.http import JSON, page
-from app.models import events
-from app.pagination import Page, fetch_page
+from app.pagination import Page
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -59,22 +59,17 @@ async def list_events(
     params: Page,
     type: Annotated[str | None, Query(max_length=64)] = None,
     customer_id: Annotated[str | None, Query(max_length=40)] = None,
-):
+) -> Response:
     """What happened, newest first; filters `?type=` and `?customer_id=`. Ops only."""
-    stmt = select(events)
-    if type is not None:
-        stmt = stmt.where(events.c.type == type)
-    if customer_id is not None:
-        stmt = stmt.where(events.c.customer_id == customer_id)
     async with ctx.db.read() as conn:
-        rows, has_more = await fetch_page(conn, stmt, events.c.id, params)
+        rows, has_more = await repository.page(conn, params, type_=type, customer_id=customer_id)
     return JSON(page([to_api(r) for r in rows], has_more))
 
 
 @router.get("/{event_id}", response_model=Event)
-async def get_event(event_id: str, ctx: Ctx, caller: OpsCaller):
+async def get_event(event_id: str, ctx: Ctx, caller: OpsCaller) -> Response:
     async with ctx.db.read() as conn:
-        row = (await conn.execute(select(events).where(events.c.id == event_id))).first()
+        row = await repository.get(conn, event_id)
     if row is None:
         raise NotFound(f"no event {event_id}")
     return JSON(to_api(row))
