@@ -1,12 +1,20 @@
-"""The one clock abstraction. Nothing else in the service reads the time.
+"""The one clock abstraction: nothing else in the service reads the time (no `time.time`, `time.monotonic` or
+`datetime.now` outside this module).
 
-`SystemClock` is production time. `SandboxClock` is a test clock kept in the database (so every replica sees the
-same time) that only moves when ops move it forward, like Stripe's test clocks.
+Two clocks, both injected through the app context (app/context.py):
+- `ctx.clock`, business time (`Clock.now`): `SystemClock` in production; `SandboxClock` in the sandbox, a test clock
+  kept in the database (so every replica sees the same time) that only moves when ops move it forward, like
+  Stripe's test clocks.
+- `ctx.system_clock`, real time for the infrastructure (`SystemClock`): `wall()` for idempotency keys, sessions,
+  leases and token expiry; `monotonic()` for rate limits and grace periods; `perf_counter()` for request durations;
+  `epoch_ms()` for the time part of ids. Where no context reaches (`app.ids.new_id`, called from everywhere, and
+  the bookkeeping worker), those read `SystemClock`'s static methods, still here.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +48,15 @@ class SystemClock:
     @staticmethod
     def wall() -> _dt.datetime:
         return _dt.datetime.now(UTC)
+
+    # Seconds that never go back (rate limits, grace periods), and the finest-grained ones (durations measured).
+    monotonic = staticmethod(time.monotonic)
+    perf_counter = staticmethod(time.perf_counter)
+
+    @staticmethod
+    def epoch_ms() -> int:
+        """Milliseconds since the Unix epoch (the time part of an id)."""
+        return time.time_ns() // 1_000_000
 
 
 class SandboxClock:

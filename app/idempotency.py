@@ -65,7 +65,6 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import idempotency_repository as repo
-from app.auth import verify_token
 from app.context import AppContext
 from app.db import CommitOutcomeUnknown, before_commit, unavailable
 from app.errors import Unauthenticated
@@ -218,7 +217,7 @@ class IdempotencyMiddleware:
         principal = scope.get("state", {}).get("principal")  # verified already by the rate limiter
         if principal is None:
             try:
-                principal = verify_token(ctx.settings.auth_secret, headers.get("authorization"))
+                principal = ctx.tokens.verify(headers.get("authorization"))
             except Unauthenticated:
                 return await self.app(scope, receive, send)  # the route answers 401; nothing is stored
             scope.setdefault("state", {})["principal"] = principal

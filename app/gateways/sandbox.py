@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.gateways.base import ChargeRequest, ChargeResult, GatewayError, RefundResult
+from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult, GatewayError, RefundResult
 from app.ids import new_id
 from app.sandbox import repository as ledger
 from app.sandbox.repository import ChargeStatus, SandboxCharge
@@ -61,9 +61,12 @@ class SandboxGateway:
         return f"cus_sandbox_{customer_id}"
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        return (await self.charge_many([request]))[0]
+        return (await self._charges([request]))[0]
 
-    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
+        return list(await self._charges(requests))
+
+    async def _charges(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
         """One statement on an autocommit connection, atomic per charge: the new charges are recorded under their
         keys and returned; a key recorded before (a repeat) is read back and answers as the first charge did. The
         sandbox always answers: every outcome is a `ChargeResult`."""

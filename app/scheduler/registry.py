@@ -79,7 +79,8 @@ async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
         async with asyncio.TaskGroup() as group:  # a failing worker stops the others ...
             tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
     except ExceptionGroup as failed:
-        raise failed.exceptions[0]  # ... and the run fails with its error, as with one worker
+        # ... and the run fails with its error, as with one worker (its own cause kept: no `from`)
+        raise failed.exceptions[0]  # noqa: B904
     return sum(task.result() for task in tasks)
 
 
