@@ -70,7 +70,9 @@ def _get(obj: Any, key: str) -> Any:
 class _HTTPXClient(stripe.HTTPXClient):
     """Stripe's httpx client, passing the encoded form as `content` (httpx deprecates raw bytes/text as `data`)."""
 
-    def _get_request_args_kwargs(self, method: str, url: str, headers: Any, post_data: Any):  # noqa: ANN202
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Any, post_data: Any
+    ) -> tuple[Any, dict[str, Any]]:
         args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
         if isinstance(kwargs.get("data"), (str, bytes)):
             kwargs["content"] = kwargs.pop("data")

@@ -53,7 +53,7 @@ class TextFormatter(logging.Formatter):
         self.converter = time.gmtime
 
 
-def log_format_for(configured: str, stream) -> str:  # noqa: ANN001
+def log_format_for(configured: str, stream: object) -> str:
     """`json` or `text`: as configured, or for `auto`, text on a terminal and JSON otherwise (log collectors)."""
     if configured != "auto":
         return configured
