@@ -48,15 +48,18 @@ class Principal:
 
 class Tokens:
     """The bearer tokens of one app (its secret), verified recently: token -> (principal, exp). A client sends the
-    same token with every request; its signature is checked once, its expiry on every use, against the app's
-    system clock. Only a token that verified is kept (keyed by its exact text, so nothing else can match it),
-    bounded in size. One per app context (`ctx.tokens`), so apps with different secrets never share it."""
+    same token with every request; its signature is checked once, its expiry on every use. Only a token that
+    verified is kept (keyed by its exact text, so nothing else can match it), bounded in size. One per app context
+    (`ctx.tokens`), so apps with different secrets never share it.
+
+    Expiry is checked against real time (`SystemClock.wall`, the class's: app/clock.py), the time PyJWT checks a
+    token's first use against, so a cached token expires exactly when an uncached one would; not against the app's
+    `ctx.system_clock`, which tests move forward to age leases."""
 
     MAX = 10_000
 
-    def __init__(self, secret: str, clock: SystemClock) -> None:
+    def __init__(self, secret: str) -> None:
         self.secret = secret
-        self.clock = clock
         self._verified: OrderedDict[str, tuple[Principal, int]] = OrderedDict()
 
     def verify(self, authorization: str | None) -> Principal:
@@ -64,7 +67,7 @@ class Tokens:
         token = _bearer(authorization)
         cached = self._verified.get(token)
         if cached is not None:
-            if self.clock.wall().timestamp() < cached[1]:  # PyJWT checks `exp` against the same real time
+            if SystemClock.wall().timestamp() < cached[1]:
                 return cached[0]
             del self._verified[token]
             raise Unauthenticated("token expired")

@@ -5,10 +5,13 @@ Two clocks, both injected through the app context (app/context.py):
 - `ctx.clock`, business time (`Clock.now`): `SystemClock` in production; `SandboxClock` in the sandbox, a test clock
   kept in the database (so every replica sees the same time) that only moves when ops move it forward, like
   Stripe's test clocks.
-- `ctx.system_clock`, real time for the infrastructure (`SystemClock`): `wall()` for idempotency keys, sessions,
-  leases and token expiry; `monotonic()` for rate limits and grace periods; `perf_counter()` for request durations;
-  `epoch_ms()` for the time part of ids. Where no context reaches (`app.ids.new_id`, called from everywhere, and
-  the bookkeeping worker), those read `SystemClock`'s static methods, still here.
+- `ctx.system_clock`, real time for the infrastructure (`SystemClock`): `wall()` for idempotency keys, sessions
+  and leases; `monotonic()` for rate limits and grace periods. Tests replace it with one they move forward.
+Where no context reaches (`app.ids.new_id`, called from everywhere, with `epoch_ms()`; the bookkeeping worker; the
+request durations of app/health/observability.py, with `perf_counter()`) or
+where the time must be the real one whatever a test does to `ctx.system_clock` (a cached token's expiry, checked
+against the time PyJWT checks it against: app/auth.py), `SystemClock`'s static methods are read directly: still
+this module.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class AppContext:
     metrics: Metrics
     mailer: Mailer
     gateway: PaymentGateway
-    tokens: Tokens  # bearer tokens verified recently (app/auth.py), for this app's secret and system clock
+    tokens: Tokens  # bearer tokens verified recently (app/auth.py), for this app's secret
     shutdown: Shutdown = field(default_factory=Shutdown)
     # the idempotency keys' bookkeeping retried in the background (one worker: app/bookkeeping.py)
     bookkeeping: Bookkeeping = field(default_factory=Bookkeeping)

@@ -78,7 +78,7 @@ def build_context(
         metrics=Metrics(settings.backlog_refresh_seconds),
         mailer=mailer or mailer_from(settings.smtp_url, settings.smtp_from),
         gateway=gateway or make_gateway(settings, db, system_clock),
-        tokens=Tokens(settings.auth_secret, system_clock),
+        tokens=Tokens(settings.auth_secret),
     )
 
 
