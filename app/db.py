@@ -288,6 +288,12 @@ class Database:
     def is_postgres(self) -> bool:
         return self.backend == "postgresql"
 
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether several transactions can write (and claim work: app/claims.py) at once: PostgreSQL; SQLite has
+        one writer at a time, so more than one worker only waits."""
+        return self.is_postgres
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A transaction, committed when the block ends without an error. A COMMIT whose answer was lost raises

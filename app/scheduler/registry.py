@@ -72,7 +72,7 @@ async def _run_until_done(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
 
 async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
     """Run one job until it has nothing left (with its workers' batches in flight at once); returns items done."""
-    workers = job.workers if ctx.db.is_postgres else 1
+    workers = job.workers if ctx.db.concurrent_writers else 1
     if workers == 1:
         return await _run_until_done(ctx, job, now)
     try:
