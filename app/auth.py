@@ -46,27 +46,57 @@ class Principal:
             raise Forbidden("this action is for ops staff only")
 
 
-# Tokens verified recently: (secret, token) -> (principal, exp). A client sends the same token with every request;
-# its signature is checked once, its expiry on every use. Only a token that verified is kept (keyed by its exact
-# text, so nothing else can match it), bounded in size.
-_VERIFIED: OrderedDict[tuple[str, str], tuple[Principal, float]] = OrderedDict()
-_VERIFIED_MAX = 10_000
+class Tokens:
+    """The bearer tokens of one app (its secret), verified recently: token -> (principal, exp). A client sends the
+    same token with every request; its signature is checked once, its expiry on every use. Only a token that
+    verified is kept (keyed by its exact text, so nothing else can match it), bounded in size. One per app context
+    (`ctx.tokens`), so apps with different secrets never share it.
+
+    Expiry is checked against real time (`SystemClock.wall`, the class's: app/clock.py), the time PyJWT checks a
+    token's first use against, so a cached token expires exactly when an uncached one would; not against the app's
+    `ctx.system_clock`, which tests move forward to age leases."""
+
+    MAX = 10_000
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self._verified: OrderedDict[str, tuple[Principal, int]] = OrderedDict()
+
+    def verify(self, authorization: str | None) -> Principal:
+        """`verify_token` with this app's secret, remembering the tokens that verified."""
+        token = _bearer(authorization)
+        cached = self._verified.get(token)
+        if cached is not None:
+            if SystemClock.wall().timestamp() < cached[1]:
+                return cached[0]
+            del self._verified[token]
+            raise Unauthenticated("token expired")
+        principal, exp = _decode(self.secret, token)
+        if exp is not None:
+            self._verified[token] = (principal, exp)
+            if len(self._verified) > self.MAX:
+                self._verified.popitem(last=False)
+        return principal
 
 
-def verify_token(secret: str, authorization: str | None) -> Principal:
-    """Verify `Authorization: Bearer <jwt>`; anything but a valid, unexpired HS256 token is 401."""
+def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise Unauthenticated("missing bearer token")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("expected 'Authorization: Bearer <token>'")
-    cached = _VERIFIED.get((secret, token))
-    if cached is not None:
-        if SystemClock.wall().timestamp() < cached[1]:  # PyJWT checks `exp` against the same real time
-            return cached[0]
-        del _VERIFIED[(secret, token)]
-        raise Unauthenticated("token expired")
+    return token
+
+
+def verify_token(secret: str, authorization: str | None) -> Principal:
+    """Verify `Authorization: Bearer <jwt>`; anything but a valid, unexpired HS256 token is 401. Nothing is
+    remembered (requests go through their app's `Tokens`)."""
+    return _decode(secret, _bearer(authorization))[0]
+
+
+def _decode(secret: str, token: str) -> tuple[Principal, int | None]:
+    """The token's principal and its `exp` as PyJWT compares it (None when it is not a number)."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "role", "exp"]})
     except jwt.ExpiredSignatureError:
@@ -78,12 +108,10 @@ def verify_token(secret: str, authorization: str | None) -> Principal:
         raise Unauthenticated("token claims 'sub' and 'role' (customer|ops) are required")
     if len(sub) > MAX_SUB_LENGTH or _UNSTORABLE.search(sub):
         raise Unauthenticated(f"token claim 'sub' must be 1 to {MAX_SUB_LENGTH} characters, without control characters")
-    principal = Principal(sub=sub, role=role)
+    principal = Principal(sub=sub, role="ops" if role == "ops" else "customer")  # one of ROLES, checked above
     if isinstance(exp, int | float) and not isinstance(exp, bool):
-        _VERIFIED[(secret, token)] = (principal, int(exp))  # as PyJWT compares it
-        if len(_VERIFIED) > _VERIFIED_MAX:
-            _VERIFIED.popitem(last=False)
-    return principal
+        return principal, int(exp)  # as PyJWT compares it
+    return principal, None
 
 
 def mint_token(secret: str, sub: str, role: str, ttl: _dt.timedelta, now: _dt.datetime) -> str:
@@ -99,9 +127,7 @@ async def current_principal(request: Request) -> Principal:  # async: no thread-
     state = request.scope.setdefault("state", {})
     principal = state.get("principal")
     if principal is None:
-        principal = state["principal"] = verify_token(
-            request.app.state.ctx.settings.auth_secret, request.headers.get("authorization")
-        )
+        principal = state["principal"] = request.app.state.ctx.tokens.verify(request.headers.get("authorization"))
     return principal
 
 

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import time
 from collections.abc import Awaitable, Callable, Hashable
 
+from app.clock import SystemClock
 from app.db import unavailable
 
 log = logging.getLogger("billing.idempotency")
@@ -38,7 +38,7 @@ class Bookkeeping:
         self.max_delay = max_delay
         self.give_up_after = give_up_after
         self.last_attempt_seconds = last_attempt_seconds
-        # key -> (operation, its arguments, time.monotonic() after which it is dropped); insertion ordered
+        # key -> (operation, its arguments, the monotonic second after which it is dropped); insertion ordered
         self._queue: dict[Hashable, tuple[Callable[..., Awaitable[None]], tuple, float]] = {}
         self._worker: asyncio.Task | None = None
         self._closed = False
@@ -58,7 +58,7 @@ class Bookkeeping:
         if self._closed or (key not in self._queue and len(self._queue) >= self.limit):
             log.error("idempotency key bookkeeping dropped (queue full or shutting down)", extra={"key": str(key)})
             return False
-        self._queue[key] = (operation, args, time.monotonic() + self.give_up_after)
+        self._queue[key] = (operation, args, SystemClock.monotonic() + self.give_up_after)
         if not self.running:
             # A fresh context: the worker's transactions are not the request's (no witness, no request key).
             self._worker = asyncio.get_running_loop().create_task(self._run(), context=contextvars.Context())
@@ -82,7 +82,7 @@ class Bookkeeping:
             except Exception as exc:
                 if not unavailable(exc):
                     log.exception("idempotency key bookkeeping failed", exc_info=exc)
-                elif time.monotonic() < drop_after:
+                elif SystemClock.monotonic() < drop_after:
                     return False
                 else:
                     log.error("idempotency key bookkeeping given up", extra={"key": str(key)})

@@ -15,14 +15,26 @@ import shlex
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from app.config import Settings
 
+if TYPE_CHECKING:  # imported where used: the command starts without loading the whole service
+    from alembic.config import Config
 
-def alembic_config(database_url: str):  # noqa: ANN201
+    from app.auth import Principal
+    from app.context import AppContext
+
+# An ops action run as a staff member: the result as the API shows it.
+StaffAction = Callable[["AppContext", "Principal"], Awaitable[dict[str, Any]]]
+
+
+def alembic_config(database_url: str) -> Config:
     from alembic.config import Config
 
     import migrations
@@ -163,7 +175,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     shutdown = app.state.ctx.shutdown
 
     class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame) -> None:  # noqa: ANN001
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # The scheduler claims nothing new from the signal on, while requests drain; a second signal (Ctrl-C
             # twice) ends its grace period at once, as it ends uvicorn's.
             shutdown.on_signal()
@@ -191,8 +203,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scheduled jobs alone, for deployments that separate the API from the scheduler."""
+    from app.health.observability import configure_logging
     from app.main import build_context
-    from app.ops.observability import configure_logging
     from app.scheduler.runner import start_scheduler
 
     configure_logging(settings.log_level, settings.log_format)
@@ -201,8 +213,13 @@ def _cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            ctx.shutdown.on_signal()
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: (ctx.shutdown.on_signal(), stop.set()))
+            loop.add_signal_handler(sig, on_signal)
         scheduler = start_scheduler(ctx)
         await stop.wait()
         await scheduler.stop()  # the running batch finishes (bounded by BILLING_SHUTDOWN_GRACE_SECONDS)
@@ -224,6 +241,7 @@ def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
     """Fetch Stripe's events since a time and apply those we missed; events seen before change nothing."""
     from app.errors import InvalidEvent
+    from app.gateways.stripe import StripeGateway
     from app.gateways.stripe_events import parse_event
     from app.main import build_context
     from app.webhooks.service import handle_event
@@ -236,13 +254,15 @@ def _cmd_replay_events(args: argparse.Namespace, settings: Settings) -> int:
         print("--since needs a time zone, e.g. 2026-11-29T10:00:00Z", file=sys.stderr)
         return 2
     ctx = build_context(settings)
+    gateway = ctx.gateway
+    assert isinstance(gateway, StripeGateway)  # settings.gateway is "stripe"
 
     async def main() -> dict[str, int]:
         counts: dict[str, int] = {}
         try:
-            async for event in ctx.gateway.events_since(int(since.timestamp())):
+            async for event in gateway.events_since(int(since.timestamp())):
                 try:  # held to the webhook's rules: one that can never be processed is counted and skipped
-                    duplicate, outcome = await handle_event(ctx, parse_event(event))
+                    _duplicate, outcome = await handle_event(ctx, parse_event(event))
                 except InvalidEvent as exc:
                     print(f"skipped event {str(event.get('id'))[:80]!r}: {exc.detail}", file=sys.stderr)
                     outcome = "invalid"
@@ -271,7 +291,7 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run_as_staff(settings: Settings, staff: str, action) -> int:  # noqa: ANN001
+def _run_as_staff(settings: Settings, staff: str, action: StaffAction) -> int:
     """Run one ops action through the same service functions as the API, as staff member `staff`."""
     import json
 
@@ -283,7 +303,7 @@ def _run_as_staff(settings: Settings, staff: str, action) -> int:  # noqa: ANN00
     ctx = build_context(settings)
     principal = Principal(sub=staff, role="ops")
 
-    async def main() -> dict:
+    async def main() -> dict[str, Any]:
         try:
             return await action(ctx, principal)
         finally:
@@ -306,7 +326,7 @@ def _cmd_refund(args: argparse.Namespace, settings: Settings) -> int:
 
     body = RefundCreate(amount=args.amount, reason=args.reason)
 
-    async def action(ctx, principal):  # noqa: ANN001, ANN202
+    async def action(ctx: AppContext, principal: Principal) -> dict[str, Any]:
         return to_api(await create_refund(ctx, principal, args.payment, body))
 
     return _run_as_staff(settings, args.staff, action)
@@ -320,7 +340,7 @@ def _cmd_credit(args: argparse.Namespace, settings: Settings) -> int:
 
     body = CreditCreate(amount=args.amount, currency=args.currency, reason=args.reason)
 
-    async def action(ctx, principal):  # noqa: ANN001, ANN202
+    async def action(ctx: AppContext, principal: Principal) -> dict[str, Any]:
         async with unit_of_work(ctx) as uow:
             return to_api(await grant_credit(uow, principal, args.customer, body))
 
@@ -336,7 +356,7 @@ def _cmd_standing(args: argparse.Namespace, settings: Settings) -> int:
     body = StandingChange(reason=args.reason)
     change = getattr(standing, args.command)
 
-    async def action(ctx, principal):  # noqa: ANN001, ANN202
+    async def action(ctx: AppContext, principal: Principal) -> dict[str, Any]:
         async with unit_of_work(ctx) as uow:
             return to_api(await change(uow, principal, args.customer, body.reason))
 

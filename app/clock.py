@@ -1,20 +1,32 @@
-"""The one clock abstraction. Nothing else in the service reads the time.
+"""The one clock abstraction: nothing else in the service reads the time (no `time.time`, `time.monotonic` or
+`datetime.now` outside this module).
 
-`SystemClock` is production time. `SandboxClock` is a test clock kept in the database (so every replica sees the
-same time) that only moves when ops move it forward, like Stripe's test clocks.
+Two clocks, both injected through the app context (app/context.py):
+- `ctx.clock`, business time (`Clock.now`): `SystemClock` in production; `SandboxClock` in the sandbox, a test clock
+  kept in the database (so every replica sees the same time) that only moves when ops move it forward, like
+  Stripe's test clocks.
+- `ctx.system_clock`, real time for the infrastructure (`SystemClock`): `wall()` for idempotency keys, sessions
+  and leases; `monotonic()` for rate limits and grace periods. Tests replace it with one they move forward.
+Where no context reaches (`app.ids.new_id`, called from everywhere, with `epoch_ms()`; the bookkeeping worker; the
+request durations of app/health/observability.py, with `perf_counter()`) or
+where the time must be the real one whatever a test does to `ctx.system_clock` (a cached token's expiry, checked
+against the time PyJWT checks it against: app/auth.py), `SystemClock`'s static methods are read directly: still
+this module.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Protocol
+import time
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.db import insert_ignoring_conflict
 from app.errors import ClockBackwards
-from app.models import sandbox_clock
+from app.sandbox import repository
+
+if TYPE_CHECKING:
+    from app.db import Database
 
 UTC = _dt.UTC
 
@@ -40,14 +52,20 @@ class SystemClock:
     def wall() -> _dt.datetime:
         return _dt.datetime.now(UTC)
 
+    # Seconds that never go back (rate limits, grace periods), and the finest-grained ones (durations measured).
+    monotonic = staticmethod(time.monotonic)
+    perf_counter = staticmethod(time.perf_counter)
 
-_READ_SANDBOX_NOW = select(sandbox_clock.c.now).where(sandbox_clock.c.id == 1)  # built once: read on every request
+    @staticmethod
+    def epoch_ms() -> int:
+        """Milliseconds since the Unix epoch (the time part of an id)."""
+        return time.time_ns() // 1_000_000
 
 
 class SandboxClock:
     """Frozen business time stored in the database; starts at the real time of its first use."""
 
-    def __init__(self, db) -> None:  # noqa: ANN001 - app.db.Database
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def now(self, conn: AsyncConnection | None = None) -> _dt.datetime:
@@ -57,20 +75,15 @@ class SandboxClock:
             return await self._read(c)
 
     async def _read(self, conn: AsyncConnection) -> _dt.datetime:
-        value = (await conn.execute(_READ_SANDBOX_NOW)).scalar()
+        value = await repository.clock_now(conn)
         if value is not None:
             return value
-        start = SystemClock.wall()
-        await insert_ignoring_conflict(conn, sandbox_clock, {"id": 1, "now": start})
-        return (await conn.execute(_READ_SANDBOX_NOW)).scalar_one()
+        return await repository.start_clock(conn, SystemClock.wall())
 
     async def advance_to(self, conn: AsyncConnection, target: _dt.datetime) -> _dt.datetime:
         """Move the clock forward to `target`; moving it back is refused (409 clock_backwards)."""
         target = utc(target)
         current = await self._read(conn)
-        result = await conn.execute(
-            update(sandbox_clock).where(sandbox_clock.c.id == 1, sandbox_clock.c.now <= target).values(now=target)
-        )
-        if result.rowcount != 1:
+        if not await repository.advance_clock(conn, target):
             raise ClockBackwards(f"the sandbox clock is at {current.isoformat()} and never moves back")
         return target

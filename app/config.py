@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     job_batch_size: int = Field(default=500, ge=1, le=10_000)
     rate_limit_writes_per_minute: int = Field(default=600, ge=0)  # per caller and replica; 0 turns it off
     log_level: str = "INFO"
-    # /metrics reads the backlog gauges (app/ops/backlog.py) from the database at most this often per process.
+    # /metrics reads the backlog gauges (app/health/backlog.py) from the database at most this often per process.
     backlog_refresh_seconds: float = Field(default=15.0, ge=0)
     # `auto`: plain lines on a terminal, one JSON object per line otherwise (what log collectors read).
     log_format: Literal["auto", "json", "text"] = "auto"

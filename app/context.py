@@ -1,22 +1,23 @@
-"""Everything a request or a job needs, built once at start-up and injected (no module globals)."""
+"""Everything a request or a job needs, built once at start-up and injected (no module globals: the one
+module-level state left is `app.ids`' last id, which keeps ids increasing within the process)."""
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.auth import Tokens
 from app.bookkeeping import Bookkeeping
 from app.clock import Clock, SystemClock
 from app.config import Settings
 from app.db import Database
 from app.gateways.base import PaymentGateway
+from app.health.observability import Metrics
 from app.notices.mailer import Mailer
-from app.ops.observability import Metrics
 from policies import PolicyBook
 
 
@@ -25,14 +26,15 @@ class Shutdown:
     between batches), and the batch in flight has BILLING_SHUTDOWN_GRACE_SECONDS from the request (`remaining`) to
     finish. `in_flight` says what is running, for the log line when the grace period runs out and it is cut off."""
 
-    def __init__(self) -> None:
-        self.requested_at: float | None = None  # time.monotonic() of the first request to stop
+    def __init__(self, monotonic: Callable[[], float] = SystemClock.monotonic) -> None:
+        self._monotonic = monotonic
+        self.requested_at: float | None = None  # monotonic seconds of the first request to stop
         self.forced = False  # a second request (Ctrl-C twice): the grace period ends at once
         self._work: dict[int, str] = {}
 
     def request(self) -> None:
         if self.requested_at is None:
-            self.requested_at = time.monotonic()
+            self.requested_at = self._monotonic()
 
     def on_signal(self) -> None:
         """SIGTERM/SIGINT: the first requests the stop, a second one ends the grace period at once. Safe in a
@@ -52,7 +54,7 @@ class Shutdown:
             return grace_seconds
         if self.forced:
             return 0.0
-        return max(0.0, self.requested_at + grace_seconds - time.monotonic())
+        return max(0.0, self.requested_at + grace_seconds - self._monotonic())
 
     def begin(self, what: str) -> object:
         """Note work in progress until `end(token)`."""
@@ -85,6 +87,7 @@ class AppContext:
     metrics: Metrics
     mailer: Mailer
     gateway: PaymentGateway
+    tokens: Tokens  # bearer tokens verified recently (app/auth.py), for this app's secret
     shutdown: Shutdown = field(default_factory=Shutdown)
     # the idempotency keys' bookkeeping retried in the background (one worker: app/bookkeeping.py)
     bookkeeping: Bookkeeping = field(default_factory=Bookkeeping)

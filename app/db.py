@@ -5,7 +5,8 @@ Writes run in `db.transaction()`. Reads that need no transaction use `db.read()`
 
 Connections stay open between uses, in two lanes (`_Lane`): one for transactions, one for autocommit statements,
 each with its own engine. Taking a connection from a lane is a list operation; a checkout from SQLAlchemy's pool
-and its return cost more CPU than the one statement of a read (measured: about 110 us against 160 us).
+and its return cost almost as much CPU as the one statement of a read (measured: about 110-130 us against
+120-180 us, bench/RESULTS.md), so a read would nearly double its database CPU.
 
 When the database goes away (a failover, a pooler or server restart, `pg_terminate_backend`), a connection found
 dead when taken from its lane (the driver saw the server close it: a local check, no round trip) is replaced by a
@@ -23,10 +24,11 @@ import contextlib
 import contextvars
 import functools
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Insert, Table, event
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -50,11 +52,11 @@ class CommitOutcomeUnknown(Exception):
     have committed. Raised from `Database.transaction()` with the driver's error as its cause."""
 
 
-def _causes(exc: BaseException):  # noqa: ANN202
+def _causes(exc: BaseException) -> Iterator[BaseException]:
     """`exc`, the driver errors SQLAlchemy wrapped (`orig`), their causes and contexts, and the members of
     exception groups; each once."""
     seen: set[int] = set()
-    pending = [exc]
+    pending: list[BaseException | None] = [exc]
     while pending:
         current = pending.pop()
         if current is None or id(current) in seen:
@@ -109,7 +111,7 @@ def backend_name(url: str) -> str:
 
 def _sqlite_setup(engine: AsyncEngine, *, transactional: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+    def _on_connect(dbapi_conn: Any, _record: object) -> None:  # the driver's (sqlite3) connection
         # Let SQLAlchemy, not the driver, decide when transactions begin (see `_on_begin`).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -122,7 +124,7 @@ def _sqlite_setup(engine: AsyncEngine, *, transactional: bool) -> None:
     if transactional:
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn):  # noqa: ANN001
+        def _on_begin(conn: Connection) -> None:
             # Write transactions take SQLite's write lock up front, so two writers queue instead of deadlocking on
             # a lock upgrade. The autocommit engine starts no transaction at all.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -132,8 +134,8 @@ def _closed_by_server(conn: AsyncConnection) -> bool:
     """Whether the driver already knows the server closed this connection (asyncpg saw the socket close: a
     terminated backend, a restarted server). A local check, no round trip."""
     try:
-        driver = conn.sync_connection.connection.dbapi_connection.driver_connection
-    except Exception:
+        driver = conn.sync_connection.connection.dbapi_connection.driver_connection  # type: ignore[union-attr]
+    except Exception:  # not connected (None on the way): as good as closed
         return True
     is_closed = getattr(driver, "is_closed", None)  # asyncpg's; aiosqlite's connections have none
     return bool(is_closed()) if is_closed is not None else False
@@ -286,6 +288,12 @@ class Database:
     def is_postgres(self) -> bool:
         return self.backend == "postgresql"
 
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether several transactions can write (and claim work: app/claims.py) at once: PostgreSQL; SQLite has
+        one writer at a time, so more than one worker only waits."""
+        return self.is_postgres
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A transaction, committed when the block ends without an error. A COMMIT whose answer was lost raises
@@ -320,20 +328,28 @@ class Database:
 
 
 @functools.cache
-def _insert_ignoring(dialect: str, table, conflict_on: tuple[str, ...] | None, returning: str | None):  # noqa: ANN001, ANN202
+def _insert_ignoring(dialect: str, table: Table, conflict_on: tuple[str, ...] | None, returning: str | None) -> Insert:
     # Built once per table: values travel as parameters, so SQLAlchemy caches the compiled statement (a multi-row
     # VALUES clause would be compiled again on every call). Both databases support RETURNING (SQLite since 3.35).
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    index_elements = list(conflict_on) if conflict_on else None
+    stmt: Insert
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=index_elements)
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(conflict_on) if conflict_on else None)
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)
     if returning == "keys":
         return stmt.returning(*table.primary_key.columns)
     return stmt.returning(*table.c) if returning == "rows" else stmt
 
 
-async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conflict_on=None) -> int:  # noqa: ANN001
+Values = dict[str, Any] | list[dict[str, Any]]  # one row, or many
+
+
+async def insert_ignoring_conflict(
+    conn: AsyncConnection, table: Table, values: Values, *, conflict_on: Sequence[str] | None = None
+) -> int:
     """`INSERT ... ON CONFLICT DO NOTHING` of one row (a dict) or many (a list) on either database; returns how
     many rows were inserted (0 for a row that existed already)."""
     many = isinstance(values, list)
@@ -346,9 +362,13 @@ async def insert_ignoring_conflict(conn: AsyncConnection, table, values, *, conf
     return len(result.all()) if many else result.rowcount
 
 
-async def insert_ignoring_returning(conn: AsyncConnection, table, values, *, conflict_on) -> list:  # noqa: ANN001
+async def insert_ignoring_returning(
+    conn: AsyncConnection, table: Table, values: Values, *, conflict_on: Sequence[str]
+) -> list[Any]:
     """`INSERT ... ON CONFLICT DO NOTHING RETURNING *` of one row or many: the rows inserted, with every column;
     a row whose key existed already is not among them."""
     if isinstance(values, list) and not values:
         return []
-    return (await conn.execute(_insert_ignoring(conn.dialect.name, table, tuple(conflict_on), "rows"), values)).all()
+    return list(
+        (await conn.execute(_insert_ignoring(conn.dialect.name, table, tuple(conflict_on), "rows"), values)).all()
+    )

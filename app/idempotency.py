@@ -53,21 +53,23 @@ import contextvars
 import datetime as _dt
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import bindparam, delete, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth import verify_token
-from app.db import CommitOutcomeUnknown, _causes, before_commit, insert_ignoring_conflict, unavailable
+from app import idempotency_repository as repo
+from app.context import AppContext
+from app.db import CommitOutcomeUnknown, before_commit, unavailable
 from app.errors import Unauthenticated
 from app.http import problem_response
-from app.models import idempotency_keys as keys
+from app.idempotency_repository import Completion, KeyStatus
 from app.openapi import iter_route_contexts
 from app.uow import idempotency_claim
 
@@ -75,40 +77,10 @@ MAX_KEY_LENGTH = 255
 # A request that has held its key this long without finishing died with its process: the key may be taken over.
 ABANDONED_AFTER = _dt.timedelta(minutes=10)
 _REPLAYED_HEADERS = ("content-type", "location")
-_COMPLETE = (
-    update(keys)
-    .where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key"))
-    .values(
-        status="completed",
-        response_status=bindparam("b_status"),
-        response_headers=bindparam("b_headers"),
-        response_body=bindparam("b_body"),
-    )
-)
-_WITNESS = (
-    update(keys)
-    .where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key"))
-    .values(last_commit=bindparam("b_n"))
-)
 # How long a unit of work's key insert waits for a concurrent request that inserted the same key and has not
 # committed yet, before answering 409 `idempotency_key_in_use` (PostgreSQL; SQLite's write lock queues them).
 KEY_WAIT = "100ms"
-# The key taken as a unit of work's first statement on PostgreSQL: the insert waits at most KEY_WAIT for a
-# concurrent holder of the key (`lock_timeout`, set for this statement only: the RETURNING puts it back, so the
-# use case's own row locks wait as usual); no row back: the key existed already.
-_TAKE_POSTGRES = text(
-    "WITH wait AS (SELECT current_setting('lock_timeout') AS before,"
-    " set_config('lock_timeout', :wait, true) AS during)"
-    " INSERT INTO idempotency_keys (caller, key, request_hash, status, created_at, expires_at)"
-    " SELECT CAST(:caller AS VARCHAR), CAST(:key AS VARCHAR), CAST(:request_hash AS VARCHAR), 'in_progress',"
-    " CAST(:created_at AS TIMESTAMP WITH TIME ZONE), CAST(:expires_at AS TIMESTAMP WITH TIME ZONE)"
-    " FROM wait WHERE wait.during IS NOT NULL"
-    " ON CONFLICT DO NOTHING"
-    " RETURNING set_config('lock_timeout', (SELECT before FROM wait), true)"
-).bindparams(
-    bindparam("created_at", type_=keys.c.created_at.type), bindparam("expires_at", type_=keys.c.expires_at.type)
-)
-_LOCK_NOT_AVAILABLE = "55P03"
+E = TypeVar("E", bound=Callable[..., Any])
 log = logging.getLogger("billing.idempotency")
 
 
@@ -142,12 +114,12 @@ def resumed() -> bool:
     return request is not None and request.resumed
 
 
-def idempotent_in_unit_of_work(endpoint):  # noqa: ANN001, ANN201
+def idempotent_in_unit_of_work(endpoint: E) -> E:
     """Mark a POST route whose use case only touches the database and runs in ONE unit of work (app/uow.py) that
     gives its response to `uow.respond`: its `Idempotency-Key` is taken by that unit, as its first statement, and
     the response stored in it, so the key, the change and the response commit together. Routes that call the
     gateway (purchase, refund) or open several units keep the separate claim. Put it under `@router.post`."""
-    endpoint.idempotent_in_unit_of_work = True
+    endpoint.idempotent_in_unit_of_work = True  # type: ignore[attr-defined]  # a mark read by the middleware
     return endpoint
 
 
@@ -164,39 +136,34 @@ class _UnitClaim:
 
     __slots__ = ("caller", "committed", "fresh", "key", "response", "stored", "taken")
 
-    def __init__(self, ctx, caller: str, key: str, fingerprint: str, now: _dt.datetime) -> None:  # noqa: ANN001
+    def __init__(self, ctx: AppContext, caller: str, key: str, fingerprint: str, now: _dt.datetime) -> None:
         self.caller, self.key = caller, key
-        self.fresh = {
+        self.fresh: dict[str, Any] = {
             "caller": caller,
             "key": key,
             "request_hash": fingerprint,
-            "status": "in_progress",
+            "status": KeyStatus.IN_PROGRESS,
             "created_at": now,
             "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
         }
         self.taken = self.committed = self.stored = False
         self.response: Response | None = None
 
-    async def take(self, conn) -> None:  # noqa: ANN001
-        if conn.dialect.name == "postgresql":
-            try:
-                inserted = (await conn.execute(_TAKE_POSTGRES, {**self.fresh, "wait": KEY_WAIT})).first() is not None
-            except DBAPIError as exc:
-                if any(getattr(cause, "sqlstate", None) == _LOCK_NOT_AVAILABLE for cause in _causes(exc)):
-                    raise KeyInUse from None
-                raise
-        else:  # SQLite: the unit holds the write lock already (BEGIN IMMEDIATE), nobody else can hold the key
-            inserted = await insert_ignoring_conflict(conn, keys, self.fresh) == 1
+    async def take(self, conn: AsyncConnection) -> None:
+        try:
+            inserted = await repo.take_in_unit(conn, self.fresh, KEY_WAIT)
+        except repo.KeyBusy:
+            raise KeyInUse from None
         if not inserted:
             raise KeyTaken
 
     def respond(self, response: Response) -> None:
         self.response = response
 
-    async def store(self, conn) -> None:  # noqa: ANN001
+    async def store(self, conn: AsyncConnection) -> None:
         if self.response is not None:
-            await conn.execute(
-                _COMPLETE,
+            await repo.complete(
+                conn,
                 _completion(
                     self.caller, self.key, self.response.status_code, self.response.raw_headers, self.response.body
                 ),
@@ -204,7 +171,9 @@ class _UnitClaim:
             self.stored = True
 
 
-def _completion(caller: str, key: str, status: int, raw_headers: list, body: bytes) -> dict:
+def _completion(
+    caller: str, key: str, status: int, raw_headers: list[tuple[bytes, bytes]], body: bytes | bytearray | memoryview
+) -> Completion:
     kept = {
         k.decode("latin-1"): v.decode("latin-1")
         for k, v in raw_headers
@@ -216,7 +185,7 @@ def _completion(caller: str, key: str, status: int, raw_headers: list, body: byt
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._in_unit_routes: list | None = None  # the routes marked `idempotent_in_unit_of_work`
+        self._in_unit_routes: list[Any] | None = None  # the routes marked `idempotent_in_unit_of_work`
 
     def _in_unit_of_work(self, scope: Scope) -> bool:
         """Whether the request goes to a route marked `idempotent_in_unit_of_work` (their paths' patterns, found
@@ -224,7 +193,7 @@ class IdempotencyMiddleware:
         patterns = self._in_unit_routes
         if patterns is None:
             patterns = self._in_unit_routes = [
-                compile_path(route.path_format)[0]
+                compile_path(str(route.path_format))[0]
                 for route in iter_route_contexts(scope["app"].routes)
                 if getattr(route.endpoint, "idempotent_in_unit_of_work", False) and "POST" in (route.methods or ())
             ]
@@ -244,11 +213,11 @@ class IdempotencyMiddleware:
                 f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
                 errors=[{"field": "Idempotency-Key", "location": "header", "message": "invalid length"}],
             )(scope, receive, send)
-        ctx = scope["app"].state.ctx
+        ctx: AppContext = scope["app"].state.ctx
         principal = scope.get("state", {}).get("principal")  # verified already by the rate limiter
         if principal is None:
             try:
-                principal = verify_token(ctx.settings.auth_secret, headers.get("authorization"))
+                principal = ctx.tokens.verify(headers.get("authorization"))
             except Unauthenticated:
                 return await self.app(scope, receive, send)  # the route answers 401; nothing is stored
             scope.setdefault("state", {})["principal"] = principal
@@ -283,7 +252,7 @@ class IdempotencyMiddleware:
                     ctx, ("settle", caller, key, claimed_at), _settle, ctx, caller, key, claimed_at, request.resumable
                 )
 
-        captured: dict = {"status": 500, "headers": [], "body": bytearray(), "released": False}
+        captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray(), "released": False}
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -297,10 +266,10 @@ class IdempotencyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
-        async def witness(conn) -> None:  # noqa: ANN001 - in each of the request's transactions, before COMMIT
+        async def witness(conn: AsyncConnection) -> None:  # in each of the request's transactions, before COMMIT
             nonlocal transactions
             transactions += 1
-            await conn.execute(_WITNESS, {"b_caller": caller, "b_key": key, "b_n": transactions})
+            await repo.witness(conn, caller, key, transactions)
 
         witnessing = before_commit.set(witness)
         serving = _current.set(request)
@@ -335,7 +304,7 @@ class IdempotencyMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
-        ctx,
+        ctx: AppContext,
         caller: str,
         key: str,
         fingerprint: str,
@@ -354,7 +323,7 @@ class IdempotencyMiddleware:
         COMMIT failed) has its key completed with 409 `idempotency_response_lost`, as on the separate-claim way:
         the effect is there once and the stored response was never sent."""
         claim = _UnitClaim(ctx, caller, key, fingerprint, claimed_at)
-        captured: dict = {"status": 500, "headers": [], "body": bytearray()}
+        captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray()}
         held: list[Message] = []  # an answer given before any unit took the key: sent once the key is known free
 
         async def capture(message: Message) -> None:
@@ -429,7 +398,10 @@ class IdempotencyMiddleware:
         return True
 
 
-async def _keep(ctx, what: tuple, operation, *args) -> bool:  # noqa: ANN001
+Operation = Callable[..., Awaitable[Any]]  # a bookkeeping statement (app/bookkeeping.py runs it again later)
+
+
+async def _keep(ctx: AppContext, what: tuple[object, ...], operation: Operation, *args: object) -> bool:
     """Store an answer; when the database cannot be reached, queued for the bookkeeping worker (the client has its
     answer; a retry will find it stored). False when the key was there already (`_store_answer`)."""
     try:
@@ -441,7 +413,7 @@ async def _keep(ctx, what: tuple, operation, *args) -> bool:  # noqa: ANN001
         return True
 
 
-def _response_lost(caller: str, key: str) -> dict:
+def _response_lost(caller: str, key: str) -> Completion:
     """The key completed with 409 `idempotency_response_lost`: the request took effect, its response was lost."""
     response = problem_response(
         "idempotency_response_lost",
@@ -457,24 +429,24 @@ def _response_lost(caller: str, key: str) -> dict:
     }
 
 
-async def _complete(ctx, values: dict) -> None:  # noqa: ANN001
+async def _complete(ctx: AppContext, values: Completion) -> None:
     async with ctx.db.autocommit() as conn:  # one statement: no transaction round trips
-        await conn.execute(_COMPLETE, values)
+        await repo.complete(conn, values)
 
 
-async def _store_answer(ctx, fresh: dict, values: dict) -> bool:  # noqa: ANN001
+async def _store_answer(ctx: AppContext, fresh: dict[str, Any], values: Completion) -> bool:
     """The key, completed with `values` (its answer), by one statement; a key there already is left alone
     (False)."""
     row = {
         **fresh,
-        "status": "completed",
+        "status": KeyStatus.COMPLETED,
         "response_status": values["b_status"],
         "response_headers": values["b_headers"],
         "response_body": values["b_body"],
         "last_commit": None,
     }
     async with ctx.db.autocommit() as conn:
-        return await insert_ignoring_conflict(conn, keys, row) == 1
+        return await repo.insert_new(conn, row)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -491,17 +463,17 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay_body
 
 
-def _chain(exc: BaseException):  # noqa: ANN202
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     while exc is not None:
         yield exc
         exc = exc.__cause__ or exc.__context__
 
 
-async def _release_now_or_later(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
+async def _release_now_or_later(ctx: AppContext, caller: str, key: str, claimed_at: _dt.datetime) -> None:
     await _now_or_later(ctx, ("release", caller, key, claimed_at), _release, ctx, caller, key, claimed_at)
 
 
-async def _now_or_later(ctx, what: tuple, operation, *args) -> None:  # noqa: ANN001
+async def _now_or_later(ctx: AppContext, what: tuple[object, ...], operation: Operation, *args: object) -> None:
     """`operation(*args)` now, or, if the database cannot be reached, queued for the bookkeeping worker."""
     witnessing = before_commit.set(None)  # bookkeeping is not one of the request's transactions
     try:
@@ -514,7 +486,7 @@ async def _now_or_later(ctx, what: tuple, operation, *args) -> None:  # noqa: AN
         before_commit.reset(witnessing)
 
 
-def _later(ctx, what: tuple, operation, *args) -> None:  # noqa: ANN001
+def _later(ctx: AppContext, what: tuple[object, ...], operation: Operation, *args: object) -> None:
     """Hand `operation(*args)` to the app's one bookkeeping worker (app/bookkeeping.py), which tries it until the
     database lets it through (or ABANDONED_AFTER); `what` names it (the same operation queued twice is tried once)."""
     ctx.bookkeeping.submit(what, operation, *args)
@@ -552,7 +524,7 @@ def _fingerprints(scope: Scope, body: bytes) -> tuple[str, str | None]:
     return digest.hexdigest(), None if raw is None else raw.hexdigest()
 
 
-def _releases(status: int, headers: list) -> bool:
+def _releases(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """An answer that leaves the key free for a retry: an unexpected error (500: our transaction rolled back), the
     gateway unreachable (503: nothing assumed to have happened, the retry repeats the gateway call with its own
     key), or a transient refusal that says when to try again (Retry-After, e.g. 409 `charge_in_progress`). Any
@@ -573,22 +545,22 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 async def _claim(
-    ctx,
+    ctx: AppContext,
     caller: str,
     key: str,
     fingerprint: str,
     now: _dt.datetime,
     legacy: str | None = None,
-):
+) -> bool | Response:
     """Take the key for this request (claimed at `now`): False, or True when it takes over the key of an attempt
     that failed after committing something (see `resumed`); or return the response that refuses or replays it.
     `legacy`: the request's raw-bytes fingerprint, as the release before canonical bodies stored it (see
     `_fingerprints`)."""
-    fresh = {
+    fresh: dict[str, Any] = {
         "caller": caller,
         "key": key,
         "request_hash": fingerprint,
-        "status": "in_progress",
+        "status": KeyStatus.IN_PROGRESS,
         "created_at": now,
         "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
         "response_status": None,
@@ -598,39 +570,34 @@ async def _claim(
     }
     while True:
         async with ctx.db.autocommit() as conn:
-            if await insert_ignoring_conflict(conn, keys, fresh) == 1:
+            if await repo.insert_new(conn, fresh):
                 return False  # the usual case: a new key, one statement, no transaction round trips
         async with ctx.db.transaction() as conn:
-            row = (
-                await conn.execute(select(keys).where(keys.c.caller == caller, keys.c.key == key).with_for_update())
-            ).first()
+            row = await repo.lock(conn, caller, key)
             if row is None:
                 continue  # released or purged since the insert found it: claim it again
             if row.expires_at <= now:  # a key past its retention is a new key
-                await conn.execute(update(keys).where(keys.c.caller == caller, keys.c.key == key).values(**fresh))
+                await repo.replace(conn, caller, key, fresh)
                 return False
             if row.request_hash != fingerprint and (legacy is None or row.request_hash != legacy):
                 return problem_response(
                     "idempotency_key_reused", "this Idempotency-Key was used with a different request"
                 )
-            if row.status == "in_progress":
+            if row.status == KeyStatus.IN_PROGRESS:
                 if now - row.created_at < ABANDONED_AFTER:
                     return problem_response(
                         "idempotency_key_in_use", "the first request with this key is still running"
                     )
-                await conn.execute(
-                    update(keys)
-                    .where(keys.c.caller == caller, keys.c.key == key)
-                    .values(created_at=now, last_commit=None)
-                )
+                await repo.take_over(conn, caller, key, now)
                 return True
             break
+    assert row.response_status is not None  # a completed key holds its response
     response = Response(row.response_body, status_code=row.response_status, headers=row.response_headers or {})
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
 
-async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumable: bool) -> None:  # noqa: ANN001
+async def _settle(ctx: AppContext, caller: str, key: str, claimed_at: _dt.datetime, resumable: bool) -> None:
     """After a request failed (an error, an exception, a COMMIT whose answer was lost) having run transactions: did
     any of them commit (its witness, `last_commit`, says; the row lock waits out one still being rolled back)? No:
     the key is released and the client's retry runs the request. Yes, and the request is resumable: the key is kept
@@ -638,70 +605,39 @@ async def _settle(ctx, caller: str, key: str, claimed_at: _dt.datetime, resumabl
     not: its effect is there, once; the key is completed with 409 `idempotency_response_lost` for the retry to
     replay (the first response was never made), so it is not made twice."""
     async with ctx.db.transaction() as conn:
-        row = (
-            await conn.execute(
-                select(keys.c.last_commit)
-                .where(
-                    keys.c.caller == caller,
-                    keys.c.key == key,
-                    keys.c.status == "in_progress",
-                    keys.c.created_at == claimed_at,
-                )
-                .with_for_update()
-            )
-        ).first()
+        row = await repo.lock_claim(conn, caller, key, claimed_at)
         if row is None:
             return
         if row.last_commit is None:
-            await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
+            await repo.remove(conn, caller, key)
             return
         if resumable:
-            await conn.execute(
-                update(keys)
-                .where(keys.c.caller == caller, keys.c.key == key)
-                .values(created_at=claimed_at - ABANDONED_AFTER)
-            )
+            await repo.mark_claimed_at(conn, caller, key, claimed_at - ABANDONED_AFTER)
             return
-        await conn.execute(_COMPLETE, _response_lost(caller, key))
+        await repo.complete(conn, _response_lost(caller, key))
 
 
-async def _settle_unit(ctx, fresh: dict, lost: dict) -> None:  # noqa: ANN001
+async def _settle_unit(ctx: AppContext, fresh: dict[str, Any], lost: Completion) -> None:
     """After a unit of work that held a request's key lost its COMMIT's answer: did it commit? The key's insert
     waits for that transaction to end (the unique key). Not committed: the insert succeeds and is undone, the key
     stays free and the retry runs the request. Committed: its effect is there once and its stored response was
     never sent; the key is completed with 409 `idempotency_response_lost` (only that request's own key, matched
     by the time it was taken)."""
     async with ctx.db.transaction() as conn:
-        if await insert_ignoring_conflict(conn, keys, fresh) == 1:
-            await conn.execute(delete(keys).where(keys.c.caller == fresh["caller"], keys.c.key == fresh["key"]))
+        if await repo.insert_new(conn, fresh):
+            await repo.remove(conn, fresh["caller"], fresh["key"])
             return
-        await conn.execute(
-            _COMPLETE.where(keys.c.created_at == fresh["created_at"], keys.c.status == "completed"), lost
-        )
+        await repo.complete_unit_key(conn, lost, fresh["created_at"])
 
 
-async def _release(ctx, caller: str, key: str, claimed_at: _dt.datetime) -> None:  # noqa: ANN001
+async def _release(ctx: AppContext, caller: str, key: str, claimed_at: _dt.datetime) -> None:
     """Free the key this request claimed at `claimed_at` (a later claim of the same key is left alone)."""
     async with ctx.db.autocommit() as conn:
-        await conn.execute(
-            delete(keys).where(
-                keys.c.caller == caller,
-                keys.c.key == key,
-                keys.c.status == "in_progress",
-                keys.c.created_at == claimed_at,
-            )
-        )
+        await repo.release(conn, caller, key, claimed_at)
 
 
-async def purge_expired_keys(ctx, now: _dt.datetime) -> int:  # noqa: ANN001
+async def purge_expired_keys(ctx: AppContext, now: _dt.datetime) -> int:
     """Scheduled job: drop keys past their retention (real time, not the sandbox clock), one batch per call."""
     wall = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
-        expired = (
-            await conn.execute(
-                select(keys.c.caller, keys.c.key).where(keys.c.expires_at <= wall).limit(ctx.settings.job_batch_size)
-            )
-        ).all()
-        for caller, key in expired:
-            await conn.execute(delete(keys).where(keys.c.caller == caller, keys.c.key == key))
-    return len(expired)
+        return await repo.purge_expired(conn, wall, ctx.settings.job_batch_size)

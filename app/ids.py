@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-import time
+
+from app.clock import SystemClock
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]  # every 10-bit value as two digits
@@ -22,7 +23,7 @@ def new_id(prefix: str) -> str:
     """`prefix_` + 48-bit millisecond time + 80 random bits, strictly increasing within this process."""
     global _last
     with _lock:
-        value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+        value = SystemClock.epoch_ms() << 80 | int.from_bytes(os.urandom(10), "big")
         if value <= _last:
             value = _last + 1
         _last = value

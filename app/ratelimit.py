@@ -5,13 +5,12 @@ process (with several replicas the limit applies per replica). Over the limit: 4
 from __future__ import annotations
 
 import math
-import time
 from collections import OrderedDict
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth import verify_token
+from app.clock import SystemClock
 from app.errors import Unauthenticated
 from app.http import problem_response
 
@@ -37,20 +36,21 @@ class TokenBuckets:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, per_minute: int) -> None:
+    def __init__(self, app: ASGIApp, per_minute: int, clock: SystemClock) -> None:
         self.app = app
         self.buckets = TokenBuckets(per_minute)
+        self.clock = clock  # the app's system clock (its monotonic seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in WRITES:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         try:
-            principal = verify_token(scope["app"].state.ctx.settings.auth_secret, headers.get("authorization"))
+            principal = scope["app"].state.ctx.tokens.verify(headers.get("authorization"))
         except Unauthenticated:
             return await self.app(scope, receive, send)  # unauthenticated writes are refused by the route (401)
         scope.setdefault("state", {})["principal"] = principal  # verified once per request
-        wait = self.buckets.take(principal.caller_key, time.monotonic())
+        wait = self.buckets.take(principal.caller_key, self.clock.monotonic())
         if wait > 0:
             retry = max(1, math.ceil(wait))
             response = problem_response("rate_limited", f"too many writes; retry in {retry} s")

@@ -66,7 +66,7 @@ def main() -> int:
     args = parser.parse_args()
     with open(args.bodies) as f:
         bodies = json.load(f)
-    # The service's logging set-up (app.ops.observability.configure_logging at WARNING): one stderr handler on the
+    # The service's logging set-up (app.health.observability.configure_logging at WARNING): one stderr handler on the
     # root logger and uvicorn's access logger disabled.
     handler = logging.StreamHandler(sys.stderr)
     root = logging.getLogger()

@@ -18,7 +18,7 @@ from app.auth import verify_token
 from app.cli import main, migrate, parser, startup_banner
 from app.config import Settings
 from app.errors import Unauthenticated
-from app.ops.observability import JsonFormatter, TextFormatter, log_format_for
+from app.health.observability import JsonFormatter, TextFormatter, log_format_for
 from tests.support.servers import free_port
 
 SECRET = "cli-test-secret-0123456789abcdef"

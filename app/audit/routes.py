@@ -3,14 +3,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 
+from app.audit import repository
 from app.audit.schemas import AuditEventList, to_api
 from app.auth import OpsCaller
 from app.context import Ctx
 from app.http import JSON, page
-from app.models import audit_events
-from app.pagination import Page, fetch_page
+from app.pagination import Page
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
 
@@ -26,15 +25,8 @@ async def list_audit_events(
     actor: Annotated[str | None, Query(max_length=255)] = None,
 ) -> JSON:
     """Who did what, when, why, under which policy version (R2). Ops only."""
-    stmt = select(audit_events)
-    for column, value in (
-        (audit_events.c.customer_id, customer_id),
-        (audit_events.c.action, action),
-        (audit_events.c.subject_id, subject_id),
-        (audit_events.c.actor, actor),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
     async with ctx.db.read() as conn:
-        rows, has_more = await fetch_page(conn, stmt, audit_events.c.id, params)
+        rows, has_more = await repository.page(
+            conn, params, customer_id=customer_id, action=action, subject_id=subject_id, actor=actor
+        )
     return JSON(page([to_api(r) for r in rows], has_more))

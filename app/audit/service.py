@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.audit import repository
 from app.auth import Principal
 from app.ids import new_id
-from app.models import audit_events, events
 
 SYSTEM = Principal(sub="system", role="ops")  # the scheduler and webhooks act as the system
 
@@ -33,16 +33,17 @@ def _actor_role(actor: Principal) -> str:
     return "system" if actor is SYSTEM else actor.role
 
 
-def changed(row, **changes: Any) -> SimpleNamespace:  # noqa: ANN001
+def changed(row: Mapping[str, Any] | Row[Any], **changes: Any) -> SimpleNamespace:
     """A row (read or written: a Row or a dict) as the change leaves it, for its `to_api` snapshot: what the
     transaction wrote, without reading it again."""
     return SimpleNamespace(**{**(row if isinstance(row, Mapping) else row._mapping), **changes})
 
 
-class AuditRow(dict):
+class AuditRow(dict[str, Any]):
     """An audit row (the parameters of its insert) and the domain event rows recorded with it."""
 
     __slots__ = ("events",)
+    events: list[dict[str, Any]]
 
 
 def event_row(type_: str, customer_id: str | None, at: _dt.datetime, obj: dict[str, Any]) -> dict[str, Any]:
@@ -85,26 +86,20 @@ def audit_row(
     return row
 
 
-# One statement object for every append: rows travel as parameters, so neither the construct nor its cache key is
-# rebuilt per event (`insert(...).values(row)` would build both each time).
-_APPEND = insert(audit_events)
-_APPEND_EVENTS = insert(events)
-
-
 async def record(conn: AsyncConnection, actor: Principal, action: str, at: _dt.datetime, **fields: Any) -> None:
     """Append one audit event, and the domain events given as `events=`, in the caller's transaction (so they
     exist exactly when the change does)."""
     row = audit_row(actor, action, at, **fields)
-    await conn.execute(_APPEND, row)
+    await repository.append(conn, row)
     if row.events:
-        await conn.execute(_APPEND_EVENTS, row.events)
+        await repository.append_events(conn, row.events)
 
 
 async def record_many(conn: AsyncConnection, rows: list[AuditRow]) -> None:
     """Append a batch of audit rows built with `audit_row` and their domain events (scheduled jobs write in
     batches): one multi-row insert for each table, whatever the size of the batch."""
     if rows:
-        await conn.execute(_APPEND, rows)
+        await repository.append(conn, rows)
         evts = [event for row in rows for event in row.events]
         if evts:
-            await conn.execute(_APPEND_EVENTS, evts)
+            await repository.append_events(conn, evts)

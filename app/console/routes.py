@@ -39,7 +39,7 @@ from app.console.security import (
     set_login_cookie,
     set_session_cookie,
 )
-from app.context import Ctx
+from app.context import AppContext, Ctx
 from app.credits import service as credits_service
 from app.credits.schemas import CreditCreate
 from app.customers import standing
@@ -49,6 +49,7 @@ from app.formatting import format_money
 from app.refunds import service as refunds_service
 from app.refunds.schemas import RefundCreate
 from app.uow import unit_of_work
+from policies.decision import Decision
 
 router = APIRouter(prefix="/ops", include_in_schema=False)
 
@@ -91,7 +92,14 @@ _env.filters.update(money=money, when=when, json=as_json, major=lambda amount: m
 
 
 def _page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    defaults = {"session": None, "notice": None, "error": None, "values": {}, "failed": None, "query": ""}
+    defaults: dict[str, Any] = {
+        "session": None,
+        "notice": None,
+        "error": None,
+        "values": {},
+        "failed": None,
+        "query": "",
+    }
     response = HTMLResponse(_env.get_template(name).render({**defaults, **context}), status_code=status)
     response.headers.update(_HEADERS)
     return response
@@ -130,7 +138,7 @@ def _domain_error(exc: DomainError, currency: str | None = None) -> dict[str, st
     return _error(exc.code, detail)
 
 
-def _decision_detail(decision, left: int, currency: str) -> str:  # noqa: ANN001
+def _decision_detail(decision: Decision, left: int, currency: str) -> str:
     if decision.code == "refund_exceeds_payment":  # the policy counts in minor units; staff read currency units
         return f"Only {money(left, currency)} of this payment is left to refund."
     return decision.reason
@@ -187,29 +195,25 @@ def _nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-async def _post_guard(request: Request) -> tuple[Session | None, FormData | None, Response | None]:
-    """Every POST: a verified session, then the CSRF token, before anything else happens."""
+async def _post_guard(request: Request) -> tuple[Session, FormData] | Response:
+    """Every POST: a verified session, then the CSRF token, before anything else happens. The session and the form,
+    or the response that refuses the request."""
     session = await current_session(request)
     if session is None:
-        return None, None, _to_login(request)
+        return _to_login(request)
     form = await request.form()
     if not csrf_ok(session, _text(form, "csrf")):
-        return (
-            session,
-            None,
-            _page(
-                "error.html",
-                403,
-                session=session,
-                title="Forbidden",
-                error=_error(
-                    "forbidden",
-                    "The form's security token is missing or wrong. "
-                    "Nothing was changed; reload the page and try again.",
-                ),
+        return _page(
+            "error.html",
+            403,
+            session=session,
+            title="Forbidden",
+            error=_error(
+                "forbidden",
+                "The form's security token is missing or wrong. Nothing was changed; reload the page and try again.",
             ),
         )
-    return session, form, None
+    return session, form
 
 
 def _not_found(session: Session, exc: DomainError) -> HTMLResponse:
@@ -228,7 +232,7 @@ def _login_page(request: Request, status: int = 200, **context: Any) -> HTMLResp
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str | None = None):
+async def login_page(request: Request, next: str | None = None) -> Response:
     target = safe_next(next)
     if await current_session(request) is not None:
         return _redirect(target or "/ops")
@@ -241,7 +245,7 @@ async def login_page(request: Request, next: str | None = None):
 
 
 @router.post("/login")
-async def login(request: Request, ctx: Ctx):
+async def login(request: Request, ctx: Ctx) -> Response:
     form = await request.form()
     target = safe_next(_text(form, "next"))
     if not login_csrf_ok(request, _text(form, "csrf")):
@@ -273,7 +277,7 @@ async def login(request: Request, ctx: Ctx):
 
 
 @router.post("/logout")
-async def logout(request: Request, ctx: Ctx):
+async def logout(request: Request, ctx: Ctx) -> Response:
     """Ends the session on the server, so that no copy of the cookie works any more."""
     session = await current_session(request)
     if session is None:
@@ -297,7 +301,7 @@ async def logout(request: Request, ctx: Ctx):
 
 
 @router.get("")
-async def home(request: Request, ctx: Ctx, q: str = ""):
+async def home(request: Request, ctx: Ctx, q: str = "") -> Response:
     session = await current_session(request)
     if session is None:
         return _to_login(request)
@@ -315,7 +319,9 @@ _DONE = {
 }
 
 
-async def _customer_page(ctx, session: Session, customer_id: str, status: int = 200, **context: Any) -> HTMLResponse:  # noqa: ANN001
+async def _customer_page(
+    ctx: AppContext, session: Session, customer_id: str, status: int = 200, **context: Any
+) -> HTMLResponse:
     try:
         overview = await service.customer_overview(ctx, session.principal, customer_id)
     except NotFound as exc:
@@ -324,7 +330,7 @@ async def _customer_page(ctx, session: Session, customer_id: str, status: int = 
 
 
 @router.get("/customers/{customer_id}")
-async def customer_page(customer_id: str, request: Request, ctx: Ctx):
+async def customer_page(customer_id: str, request: Request, ctx: Ctx) -> Response:
     session = await current_session(request)
     if session is None:
         return _to_login(request)
@@ -332,10 +338,11 @@ async def customer_page(customer_id: str, request: Request, ctx: Ctx):
 
 
 @router.post("/customers/{customer_id}/credit")
-async def grant_credit(customer_id: str, request: Request, ctx: Ctx):
-    session, form, refusal = await _post_guard(request)
-    if refusal is not None:
-        return refusal
+async def grant_credit(customer_id: str, request: Request, ctx: Ctx) -> Response:
+    guarded = await _post_guard(request)
+    if isinstance(guarded, Response):
+        return guarded
+    session, form = guarded
     values = {k: _text(form, k) for k in ("amount", "currency", "reason")}
     try:
         body = CreditCreate(
@@ -378,16 +385,17 @@ _STANDING = {
 
 
 @router.post("/customers/{customer_id}/{action}")
-async def change_standing(customer_id: str, action: str, request: Request, ctx: Ctx):
+async def change_standing(customer_id: str, action: str, request: Request, ctx: Ctx) -> Response:
     """R3: suspend, lift a suspension, terminate; always with a reason."""
     if action not in _STANDING:
         session = await current_session(request)
         if session is None:
             return _to_login(request)
         return _not_found(session, NotFound(f"no action {action!r}"))
-    session, form, refusal = await _post_guard(request)
-    if refusal is not None:
-        return refusal
+    guarded = await _post_guard(request)
+    if isinstance(guarded, Response):
+        return guarded
+    session, form = guarded
     change, done = _STANDING[action]
     values = {"reason": _text(form, "reason"), "confirm": _text(form, "confirm")}
     try:
@@ -411,7 +419,7 @@ async def change_standing(customer_id: str, action: str, request: Request, ctx: 
 
 
 async def _payment_page(
-    ctx,
+    ctx: AppContext,
     session: Session,
     payment_id: str,
     status: int = 200,
@@ -429,7 +437,7 @@ async def _payment_page(
 
 
 @router.get("/payments/{payment_id}")
-async def payment_page(payment_id: str, request: Request, ctx: Ctx):
+async def payment_page(payment_id: str, request: Request, ctx: Ctx) -> Response:
     session = await current_session(request)
     if session is None:
         return _to_login(request)
@@ -440,7 +448,7 @@ async def payment_page(payment_id: str, request: Request, ctx: Ctx):
 
 
 @router.post("/payments/{payment_id}/refund")
-async def refund(payment_id: str, request: Request, ctx: Ctx):
+async def refund(payment_id: str, request: Request, ctx: Ctx) -> Response:
     """R2, in two steps through this one handler: without `confirm` it shows what would be refunded and what is left
     (nothing changes); with `confirm=yes` it makes the refund through the API's service function.
 
@@ -451,9 +459,10 @@ async def refund(payment_id: str, request: Request, ctx: Ctx):
     spent and changes nothing. The reservation rule still guards against stale confirmations: confirming after
     someone else refunded the rest is refused with refund_exceeds_payment.
     """
-    session, form, refusal = await _post_guard(request)
-    if refusal is not None:
-        return refusal
+    guarded = await _post_guard(request)
+    if isinstance(guarded, Response):
+        return guarded
+    session, form = guarded
     principal: Principal = session.principal
     values = {"amount": _text(form, "amount"), "reason": _text(form, "reason")}
     try:

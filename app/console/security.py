@@ -56,7 +56,9 @@ def _mac(secret: str, purpose: str, value: str) -> str:
 
 
 def _same(expected: str, submitted: str | None) -> bool:
-    return bool(submitted) and hmac.compare_digest(expected.encode(), submitted.encode("utf-8", "replace"))
+    if not submitted:
+        return False
+    return hmac.compare_digest(expected.encode(), submitted.encode("utf-8", "replace"))
 
 
 def csrf_ok(session: Session, submitted: str | None) -> bool:

@@ -11,25 +11,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
+from app.console import queries
+from app.console import repository as console_repo
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
-from app.db import insert_ignoring_conflict
-from app.models import (
-    audit_events,
-    credit_entries,
-    customers,
-    idempotency_keys,
-    notices,
-    payments,
-    refunds,
-    subscriptions,
-    trials,
-)
+from app.idempotency_repository import KeyStatus
 from app.payments import repository as payment_repo
 from policies import normalise_email
 
@@ -40,7 +30,7 @@ MAX_QUERY_LENGTH = 320
 
 @dataclass
 class Section:
-    rows: list
+    rows: list[Any]
     truncated: bool
 
 
@@ -63,41 +53,27 @@ class PaymentView:
     payment: Any
     customer: Any
     subscription: Any
-    refunds: list
+    refunds: list[Any]
 
     @property
     def left_to_refund(self) -> int:
         return self.payment.amount - self.payment.refunded_amount
 
 
-async def _newest(conn: AsyncConnection, stmt, id_column, limit: int = LIST_LIMIT) -> Section:  # noqa: ANN001
-    rows = (await conn.execute(stmt.order_by(id_column.desc()).limit(limit + 1))).all()
-    return Section(rows[:limit], len(rows) > limit)
+async def _section(conn: AsyncConnection, section: str, customer_id: str) -> Section:
+    rows, truncated = await queries.customer_section(conn, section, customer_id, LIST_LIMIT)
+    return Section(rows, truncated)
 
 
-async def find_customers(ctx: AppContext, query: str) -> list:
+async def find_customers(ctx: AppContext, query: str) -> list[Any]:
     """By id, external id, or email (case-insensitive, surrounding spaces ignored; one person may have several
     accounts, so an email can find several customers)."""
     query = query.strip()
     if not query or len(query) > MAX_QUERY_LENGTH:
         return []
     email = normalise_email(query)
-    stmt = (
-        select(customers)
-        .where(
-            or_(
-                customers.c.id == query,
-                customers.c.external_id == query,
-                # Stored emails are already trimmed (P1); lower() on both sides is the case-insensitive comparison
-                # both databases can do (SQLite's lower() folds ASCII only, as does casefold() on ASCII addresses).
-                func.lower(func.trim(customers.c.email)) == email.lower(),
-            )
-        )
-        .order_by(customers.c.id.desc())
-        .limit(SEARCH_LIMIT)
-    )
     async with ctx.db.read() as conn:
-        return list((await conn.execute(stmt)).all())
+        return await queries.find_customers(conn, query, email, SEARCH_LIMIT)
 
 
 async def customer_overview(ctx: AppContext, principal: Principal, customer_id: str) -> CustomerOverview:
@@ -107,26 +83,16 @@ async def customer_overview(ctx: AppContext, principal: Principal, customer_id: 
         cid = customer.id
         overview = CustomerOverview(
             customer=customer,
-            subscriptions=await _newest(
-                conn, select(subscriptions).where(subscriptions.c.customer_id == cid), subscriptions.c.id
-            ),
-            trials=await _newest(conn, select(trials).where(trials.c.customer_id == cid), trials.c.id),
-            payments=await _newest(conn, select(payments).where(payments.c.customer_id == cid), payments.c.id),
-            refunds=await _newest(conn, select(refunds).where(refunds.c.customer_id == cid), refunds.c.id),
-            credits=await _newest(
-                conn, select(credit_entries).where(credit_entries.c.customer_id == cid), credit_entries.c.id
-            ),
+            subscriptions=await _section(conn, "subscriptions", cid),
+            trials=await _section(conn, "trials", cid),
+            payments=await _section(conn, "payments", cid),
+            refunds=await _section(conn, "refunds", cid),
+            credits=await _section(conn, "credits", cid),
             balances=await credit_repo.all_balances(conn, cid),
-            notices=await _newest(conn, select(notices).where(notices.c.customer_id == cid), notices.c.id),
-            audit_events=await _newest(
-                conn, select(audit_events).where(audit_events.c.customer_id == cid), audit_events.c.id
-            ),
+            notices=await _section(conn, "notices", cid),
+            audit_events=await _section(conn, "audit_events", cid),
         )
-        currencies = (
-            (await conn.execute(select(payments.c.currency).where(payments.c.customer_id == cid).distinct()))
-            .scalars()
-            .all()
-        )
+        currencies = await queries.payment_currencies(conn, cid)
     overview.currencies = sorted(set(currencies) | set(overview.balances)) or ["usd"]
     return overview
 
@@ -136,13 +102,9 @@ async def payment_view(ctx: AppContext, principal: Principal, payment_id: str) -
     async with ctx.db.read() as conn:
         payment = await payment_repo.get_visible(conn, principal, payment_id)
         customer = await customer_repo.get_visible(conn, principal, payment.customer_id)
-        subscription = (
-            await conn.execute(select(subscriptions).where(subscriptions.c.id == payment.subscription_id))
-        ).first()
-        rows = (
-            await conn.execute(select(refunds).where(refunds.c.payment_id == payment.id).order_by(refunds.c.id.desc()))
-        ).all()
-    return PaymentView(payment, customer, subscription, list(rows))
+        subscription = await queries.subscription(conn, payment.subscription_id)
+        rows = await queries.refunds_of(conn, payment.id)
+    return PaymentView(payment, customer, subscription, rows)
 
 
 async def use_once(ctx: AppContext, principal: Principal, purpose: str, nonce: str, request: str) -> bool:
@@ -158,16 +120,14 @@ async def use_once(ctx: AppContext, principal: Principal, purpose: str, nonce: s
     """
     now = ctx.system_clock.wall()
     async with ctx.db.transaction() as conn:
-        inserted = await insert_ignoring_conflict(
+        return await console_repo.spend_nonce(
             conn,
-            idempotency_keys,
             {
                 "caller": f"console:{principal.caller_key}",
                 "key": f"{purpose}:{nonce}",
                 "request_hash": hashlib.sha256(request.encode()).hexdigest(),
-                "status": "completed",
+                "status": KeyStatus.COMPLETED,
                 "created_at": now,
                 "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
             },
         )
-    return inserted == 1

@@ -19,17 +19,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import delete, or_, select, update
-
 from app.auth import Principal
+from app.console import repository
 from app.context import AppContext
-from app.models import console_sessions
 
 TOUCH_EVERY = _dt.timedelta(minutes=1)
-
-_BY_HASH = select(
-    console_sessions.c.staff, console_sessions.c.role, console_sessions.c.last_seen_at, console_sessions.c.expires_at
-)
 
 
 @dataclass(frozen=True)
@@ -63,21 +57,16 @@ async def open_session(
         expires_at = min(expires_at, token_expires_at)
     idle = _dt.timedelta(minutes=ctx.settings.console_session_idle_minutes)
     session_id = secrets.token_urlsafe(32)
+    row = {
+        "id_hash": hash_id(session_id),
+        "staff": principal.sub,
+        "role": principal.role,
+        "created_at": now,
+        "last_seen_at": now,
+        "expires_at": expires_at,
+    }
     async with ctx.db.transaction() as conn:
-        stale = or_(console_sessions.c.expires_at <= now, console_sessions.c.last_seen_at <= now - idle)
-        if replaces:
-            stale = or_(stale, console_sessions.c.id_hash == hash_id(replaces))
-        await conn.execute(delete(console_sessions).where(stale))
-        await conn.execute(
-            console_sessions.insert().values(
-                id_hash=hash_id(session_id),
-                staff=principal.sub,
-                role=principal.role,
-                created_at=now,
-                last_seen_at=now,
-                expires_at=expires_at,
-            )
-        )
+        await repository.open_session(conn, row, now, idle, hash_id(replaces) if replaces else None)
     return session_id
 
 
@@ -87,28 +76,24 @@ async def find_session(ctx: AppContext, session_id: str) -> Opened | None:
     now = ctx.system_clock.wall()
     idle = _dt.timedelta(minutes=ctx.settings.console_session_idle_minutes)
     async with ctx.db.read() as conn:
-        row = (await conn.execute(_BY_HASH.where(console_sessions.c.id_hash == id_hash))).first()
+        row = await repository.session(conn, id_hash)
         if row is None:
             return None
         state = session_state(row.last_seen_at, row.expires_at, now, idle)
         if state == "expired":
-            await conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
+            await repository.end(conn, id_hash)
             return None
         if state == "touch":
-            await conn.execute(
-                update(console_sessions)
-                .where(console_sessions.c.id_hash == id_hash, console_sessions.c.last_seen_at < now)
-                .values(last_seen_at=now)
-            )
+            await repository.touch(conn, id_hash, now)
     return Opened(Principal(row.staff, row.role), id_hash)
 
 
 async def end_session(ctx: AppContext, id_hash: str) -> None:
     async with ctx.db.autocommit() as conn:
-        await conn.execute(delete(console_sessions).where(console_sessions.c.id_hash == id_hash))
+        await repository.end(conn, id_hash)
 
 
 async def revoke_staff(ctx: AppContext, staff: str) -> int:
     """End every console session of one staff member at once; the number ended."""
     async with ctx.db.autocommit() as conn:
-        return (await conn.execute(delete(console_sessions).where(console_sessions.c.staff == staff))).rowcount
+        return await repository.end_all_of(conn, staff)

@@ -40,6 +40,58 @@ class RefundResult:
     status: Literal["succeeded", "pending", "failed"]
 
 
+# What a gateway reports (its webhooks), in the service's terms: app/webhooks/service.py applies these, never a
+# gateway's wire format (Stripe's is parsed in app/gateways/stripe_events.py).
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSucceeded:
+    """A payment the gateway reports as succeeded (a customer's action completed, a charge whose answer we lost)."""
+
+    payment_id: str  # the gateway's payment (PaymentIntent) id
+    idempotency_key: str | None  # the key we charged with, if the gateway echoes it (an answer we lost has no id)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFailed:
+    """A payment attempt the gateway reports as failed (not final at Stripe: the customer may retry it)."""
+
+    payment_id: str
+    idempotency_key: str | None
+    decline_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundMade:
+    """A refund the gateway has made or is making (succeeded or pending there)."""
+
+    refund_id: str  # the gateway's
+    amount: int
+    ours: str | None  # our refund id, for a refund we asked for
+
+
+@dataclass(frozen=True, slots=True)
+class RefundsReported:
+    """Every refund the gateway lists on a payment of ours (its own dashboard's included)."""
+
+    payment_id: str  # the gateway's payment id ("" when it gave none)
+    made: tuple[RefundMade, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeOpened:
+    """A chargeback."""
+
+    dispute_id: str | None
+    payment_id: str  # "" when the gateway gave none
+    amount: int | None
+    reason: str | None
+    status: str | None
+
+
+GatewayFact = PaymentSucceeded | PaymentFailed | RefundsReported | DisputeOpened
+
+
 class GatewayUnavailable(DomainError):
     """The gateway could not be reached or kept failing after bounded retries (503). Nothing is assumed to have
     happened: the charge keeps its idempotency key, so trying again later cannot charge twice."""

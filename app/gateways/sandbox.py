@@ -20,54 +20,40 @@ and never refunds twice.
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import bindparam, select, update
-
-from app.db import insert_ignoring_returning
-from app.gateways.base import ChargeRequest, ChargeResult, GatewayError, RefundResult
+from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult, GatewayError, RefundResult
 from app.ids import new_id
-from app.models import sandbox_charges, sandbox_refunds
+from app.sandbox import repository as ledger
+from app.sandbox.repository import ChargeStatus, SandboxCharge
+
+if TYPE_CHECKING:
+    from app.clock import SystemClock
+    from app.db import Database
 
 DECLINED = frozenset({"pm_card_visa_chargeDeclined", "pm_card_chargeDeclined", "pm_card_chargeCustomerFail"})
 NEEDS_ACTION = frozenset({"pm_card_authenticationRequired"})
 
 
-def _outcome(request: ChargeRequest) -> tuple[str, str | None]:
+def _outcome(request: ChargeRequest) -> tuple[ChargeStatus, str | None]:
     if not request.payment_method.startswith("pm_"):
-        return "failed", "invalid_payment_method"
+        return ChargeStatus.FAILED, "invalid_payment_method"
     if request.payment_method in DECLINED:
-        return "failed", "card_declined"
+        return ChargeStatus.FAILED, "card_declined"
     if request.payment_method in NEEDS_ACTION:
-        return ("failed", "authentication_required") if request.off_session else ("requires_action", None)
-    return "succeeded", None
-
-
-_CHARGES_BY_KEY = select(sandbox_charges).where(
-    sandbox_charges.c.idempotency_key.in_(bindparam("keys", expanding=True))
-)
-_COMPLETE_ACTION = (
-    update(sandbox_charges)
-    .where(
-        sandbox_charges.c.payment_intent_id == bindparam("intent"),
-        sandbox_charges.c.status.in_(("requires_action", "canceled")),
-    )
-    .values(status="succeeded")
-)
-_CANCEL = (
-    update(sandbox_charges)
-    .where(sandbox_charges.c.payment_intent_id == bindparam("intent"), sandbox_charges.c.status == "requires_action")
-    .values(status="canceled")
-)
-_CHARGE_STATUS = select(sandbox_charges.c.status).where(sandbox_charges.c.payment_intent_id == bindparam("intent"))
+        if request.off_session:
+            return ChargeStatus.FAILED, "authentication_required"
+        return ChargeStatus.REQUIRES_ACTION, None
+    return ChargeStatus.SUCCEEDED, None
 
 
 class SandboxGateway:
     name = "sandbox"
 
-    def __init__(self, db, clock) -> None:  # noqa: ANN001 - app.db.Database, app.clock.SystemClock
+    def __init__(self, db: Database, clock: SystemClock) -> None:
         self._db = db
         self._clock = clock
 
@@ -75,9 +61,12 @@ class SandboxGateway:
         return f"cus_sandbox_{customer_id}"
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
-        return (await self.charge_many([request]))[0]
+        return (await self._charges([request]))[0]
 
-    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
+    async def charge_many(self, requests: Sequence[ChargeRequest]) -> list[ChargeOutcome]:
+        return list(await self._charges(requests))
+
+    async def _charges(self, requests: Sequence[ChargeRequest]) -> list[ChargeResult]:
         """One statement on an autocommit connection, atomic per charge: the new charges are recorded under their
         keys and returned; a key recorded before (a repeat) is read back and answers as the first charge did. The
         sandbox always answers: every outcome is a `ChargeResult`."""
@@ -87,21 +76,15 @@ class SandboxGateway:
         async with self._db.autocommit() as conn:
             rows = {
                 row.idempotency_key: row
-                for row in await insert_ignoring_returning(
-                    conn,
-                    sandbox_charges,
-                    [self._record(request, wall) for request in requests],
-                    conflict_on=["idempotency_key"],
-                )
+                for row in await ledger.record_charges(conn, [self._record(request, wall) for request in requests])
             }
             repeats = [r.idempotency_key for r in requests if r.idempotency_key not in rows]
             if repeats:
-                repeated = (await conn.execute(_CHARGES_BY_KEY, {"keys": repeats})).all()
-                rows.update((row.idempotency_key, row) for row in repeated)
+                rows.update((row.idempotency_key, row) for row in await ledger.charges_by_key(conn, repeats))
         return [self._result(rows[request.idempotency_key]) for request in requests]
 
     @staticmethod
-    def _record(request: ChargeRequest, wall) -> dict:  # noqa: ANN001
+    def _record(request: ChargeRequest, wall: _dt.datetime) -> dict[str, Any]:
         status, decline = _outcome(request)
         return {
             "idempotency_key": request.idempotency_key,
@@ -116,19 +99,25 @@ class SandboxGateway:
         }
 
     @staticmethod
-    def _result(row) -> ChargeResult:  # noqa: ANN001
-        status = row.status if row.status in ("succeeded", "requires_action") else "failed"  # canceled: B1
+    def _result(row: SandboxCharge) -> ChargeResult:
+        status: Literal["succeeded", "requires_action", "failed"] = (
+            "succeeded"
+            if row.status == ChargeStatus.SUCCEEDED
+            else "requires_action"
+            if row.status == ChargeStatus.REQUIRES_ACTION
+            else "failed"
+        )  # canceled: B1
         secret = f"{row.payment_intent_id}_secret_sandbox" if status == "requires_action" else None
         return ChargeResult(
             status=status,
             payment_id=row.payment_intent_id,
             client_secret=secret,
-            decline_code=row.decline_code or ("canceled" if row.status == "canceled" else None),
+            decline_code=row.decline_code or ("canceled" if row.status == ChargeStatus.CANCELED else None),
             message={
                 "card_declined": "Your card was declined.",
                 "authentication_required": "This payment needs the customer's authentication.",
                 "invalid_payment_method": "Unknown payment method.",
-            }.get(row.decline_code),
+            }.get(row.decline_code or ""),
         )
 
     async def aclose(self) -> None:
@@ -137,32 +126,26 @@ class SandboxGateway:
     async def complete_action(self, payment_intent_id: str) -> None:
         """The customer completed 3-D Secure (what a signed `payment_intent.succeeded` reports)."""
         async with self._db.autocommit() as conn:  # one statement
-            await conn.execute(_COMPLETE_ACTION, {"intent": payment_intent_id})
+            await ledger.complete_action(conn, payment_intent_id)
 
     async def cancel_payment(self, payment_id: str, idempotency_key: str) -> Literal["canceled", "succeeded"]:
         """B1: a charge waiting for the customer's action is canceled; one declined or canceled already answers
         `canceled`; one that succeeded answers `succeeded`. Unknown: a `GatewayError` (nothing to cancel)."""
         async with self._db.autocommit() as conn:
-            await conn.execute(_CANCEL, {"intent": payment_id})
-            status = (await conn.execute(_CHARGE_STATUS, {"intent": payment_id})).scalar()
+            status = await ledger.cancel(conn, payment_id)
         if status is None:
             raise GatewayError(f"no sandbox charge {payment_id!r} to cancel")
-        return "succeeded" if status == "succeeded" else "canceled"
+        return "succeeded" if status == ChargeStatus.SUCCEEDED else "canceled"
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund part or all of a succeeded charge, once per idempotency key (as Stripe does): a repeat with the same
         key returns the first result, refusal included, and moves no money; the same key for another refund is a
         `GatewayError`. The charge's row lock orders concurrent refunds of it, repeats of one key included."""
         async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    select(sandbox_charges).where(sandbox_charges.c.payment_intent_id == payment_id).with_for_update()
-                )
-            ).one()
-            refused = amount < 1 or row.status != "succeeded" or row.refunded_amount + amount > row.amount
-            recorded = await insert_ignoring_returning(
+            row = await ledger.lock_charge(conn, payment_id)
+            refused = amount < 1 or row.status != ChargeStatus.SUCCEEDED or row.refunded_amount + amount > row.amount
+            recorded = await ledger.record_refund(
                 conn,
-                sandbox_refunds,
                 {
                     "idempotency_key": idempotency_key,
                     "payment_intent_id": payment_id,
@@ -171,27 +154,15 @@ class SandboxGateway:
                     "status": "failed" if refused else "succeeded",
                     "created_at": self._clock.wall(),
                 },
-                conflict_on=["idempotency_key"],
             )
             if recorded and not refused:
-                await conn.execute(
-                    update(sandbox_charges)
-                    .where(sandbox_charges.c.payment_intent_id == payment_id)
-                    .values(refunded_amount=sandbox_charges.c.refunded_amount + amount)
-                )
+                await ledger.add_refunded(conn, payment_id, amount)
             # A key recorded before (a repeat) answers as its first refund did.
-            first = (
-                recorded[0]
-                if recorded
-                else (
-                    await conn.execute(
-                        select(sandbox_refunds).where(sandbox_refunds.c.idempotency_key == idempotency_key)
-                    )
-                ).one()
-            )
+            first = recorded[0] if recorded else await ledger.refund_by_key(conn, idempotency_key)
         if (first.payment_intent_id, first.amount) != (payment_id, amount):
             raise GatewayError(
                 f"idempotency key {idempotency_key!r} was used for another refund "
                 f"({first.amount} of {first.payment_intent_id})"
             )
-        return RefundResult(refund_id=first.refund_id or "", status=first.status)
+        status: Literal["succeeded", "failed"] = "succeeded" if first.status == "succeeded" else "failed"
+        return RefundResult(refund_id=first.refund_id or "", status=status)

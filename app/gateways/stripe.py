@@ -1,5 +1,6 @@
 """The Stripe gateway: PaymentIntents and Refunds through Stripe's own client (`stripe.StripeClient`, async API over
-its httpx client). The only module of the service that imports `stripe`.
+its httpx client), and the check of a webhook's signature (`verify_signature`, for app/gateways/stripe_events.py).
+The only module of the service that imports `stripe`.
 
 - Only payment method ids (`pm_...`) pass through here, never card data.
 - Every write carries an idempotency key (ours, derived from our ids), so a call repeated after a crash or a
@@ -15,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import stripe
+from stripe.params import PaymentIntentCreateParams
 
 from app.gateways.base import (
     ChargeOutcome,
@@ -31,10 +33,22 @@ from app.gateways.base import (
 
 log = logging.getLogger(__name__)
 
+# The metadata we send with our writes, echoed in Stripe's events (app/gateways/stripe_events.py reads them back).
+KEY_METADATA = "idempotency_key"  # a PaymentIntent's: the idempotency key we created it with
+REFUND_METADATA = "billing_refund_id"  # a refund's: our refund id
+SignatureVerificationError = stripe.SignatureVerificationError
+
+
+def verify_signature(payload: str, header: str, secret: str, tolerance: int) -> None:
+    """Stripe's own check of a webhook's `Stripe-Signature` header (what `stripe.Webhook.construct_event` runs
+    first): `SignatureVerificationError` unless the payload was signed with `secret` within `tolerance` seconds."""
+    stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=tolerance)
+
+
 # PaymentIntent statuses after a create-and-confirm that mean the customer has something to do (3-D Secure, or
 # another payment method on the page they are on). `processing` cannot happen for cards; it ends through a webhook.
 _NEEDS_CUSTOMER = frozenset({"requires_action", "requires_confirmation", "processing"})
-_REFUND_STATUS = {
+_REFUND_STATUS: dict[str, Literal["succeeded", "pending", "failed"]] = {
     "succeeded": "succeeded",
     "pending": "pending",
     "requires_action": "pending",
@@ -56,7 +70,9 @@ def _get(obj: Any, key: str) -> Any:
 class _HTTPXClient(stripe.HTTPXClient):
     """Stripe's httpx client, passing the encoded form as `content` (httpx deprecates raw bytes/text as `data`)."""
 
-    def _get_request_args_kwargs(self, method: str, url: str, headers: Any, post_data: Any):  # noqa: ANN202
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Any, post_data: Any
+    ) -> tuple[Any, dict[str, Any]]:
         args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
         if isinstance(kwargs.get("data"), (str, bytes)):
             kwargs["content"] = kwargs.pop("data")
@@ -125,7 +141,7 @@ class StripeGateway:
             "confirm": True,
             "payment_method_types": ["card"],  # no redirect-based methods, so no return_url is needed
             "description": request.description,
-            "metadata": {"billing_customer_id": request.customer_id, "idempotency_key": request.idempotency_key},
+            "metadata": {"billing_customer_id": request.customer_id, KEY_METADATA: request.idempotency_key},
         }
         if request.gateway_customer:
             params["customer"] = request.gateway_customer
@@ -135,7 +151,9 @@ class StripeGateway:
             params["setup_future_usage"] = "off_session"  # keep the method on the customer for the renewals
         try:
             intent = await self._stripe().v1.payment_intents.create_async(
-                params, {"idempotency_key": request.idempotency_key}
+                # stripe's TypedDict omits `payment_method_types`, which its API takes
+                cast("PaymentIntentCreateParams", params),
+                {"idempotency_key": request.idempotency_key},
             )
         except stripe.CardError as err:
             return _declined(err)
@@ -152,7 +170,7 @@ class StripeGateway:
             refund = await self._stripe().v1.refunds.create_async(
                 # Our refund id in the metadata lets the `charge.refunded` webhook tell our refunds from ones
                 # made in Stripe's dashboard.
-                {"payment_intent": payment_id, "amount": amount, "metadata": {"billing_refund_id": idempotency_key}},
+                {"payment_intent": payment_id, "amount": amount, "metadata": {REFUND_METADATA: idempotency_key}},
                 {"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as err:
@@ -181,7 +199,7 @@ class StripeGateway:
         except stripe.StripeError as err:
             raise _translate(err, "cancel a PaymentIntent") from err
         if intent.status in ("canceled", "succeeded"):
-            return intent.status
+            return "canceled" if intent.status == "canceled" else "succeeded"
         if intent.status == "processing":
             raise GatewayUnavailable(f"PaymentIntent {payment_id} is still processing; its cancellation waits")
         raise GatewayError(

@@ -1,5 +1,7 @@
-"""Stripe's webhook events: the signature checked with the official library (`stripe.WebhookSignature.verify_header`),
-then the payload parsed and its shape validated into a frozen `StripeEvent`, before anything acts on it.
+"""Stripe's webhook events: the signature checked with the official library (`stripe.WebhookSignature.verify_header`,
+called in app/gateways/stripe.py), then the payload parsed and its shape validated into a frozen `StripeEvent`,
+before anything acts on it. Stripe's wire format ends here: what an event reports is handed on as a
+gateway-neutral fact (app/gateways/base.py: `PaymentSucceeded`, `RefundsReported`...).
 
 A signed event that can never be processed (not JSON, nested absurdly deep, an id that is not a usable string, a
 `data.object` that is not an object, or an object of a type we act on with fields of the wrong type or impossible
@@ -13,10 +15,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-import stripe
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from app.errors import InvalidEvent
+from app.gateways.base import (
+    DisputeOpened,
+    GatewayFact,
+    PaymentFailed,
+    PaymentSucceeded,
+    RefundMade,
+    RefundsReported,
+)
+from app.gateways.stripe import KEY_METADATA, REFUND_METADATA, SignatureVerificationError, verify_signature
 
 TOLERANCE_SECONDS = 300
 # Stripe's objects nest about ten levels deep (event > data > object > refunds > data > [i] > metadata); the limit
@@ -43,6 +53,9 @@ RefundAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 
 class BadSignature(Exception):
     pass
+
+
+_MADE = ("succeeded", "pending")  # a refund Stripe has made or is making
 
 
 class _Shape(BaseModel):
@@ -88,9 +101,7 @@ class Charge(_Shape):
     @model_validator(mode="after")
     def _refunds_within_amount(self) -> Charge:
         """R2: Stripe never refunds more than was charged; a charge that says otherwise is not one of Stripe's."""
-        listed = sum(
-            r.amount for r in (self.refunds.data if self.refunds else ()) if r.status in ("succeeded", "pending")
-        )
+        listed = sum(r.amount for r in (self.refunds.data if self.refunds else ()) if r.status in _MADE)
         if listed > self.amount:
             raise ValueError(f"the refunds listed ({listed}) exceed the charge's amount ({self.amount})")
         return self
@@ -125,14 +136,36 @@ class _Envelope(_Shape):
 
 @dataclass(frozen=True, slots=True)
 class StripeEvent:
-    """A signed event whose shape was validated: `object` (`data.object`) holds, for a type we act on, every field
-    the handler reads with the type it expects; `payload` is the whole event, as stored in the inbox."""
+    """A signed event whose shape was validated: `fact`, for a type we act on, what it reports in the service's
+    terms (None for any other type); `payload` is the whole event, as stored in the inbox."""
 
     id: str
     type: str
-    object: dict[str, Any]
+    fact: GatewayFact | None
     object_id: str | None
     payload: dict[str, Any]
+
+
+def _fact(event_type: str, obj: _Shape) -> GatewayFact | None:
+    """What an object of a type we act on reports, in the service's terms."""
+    if isinstance(obj, PaymentIntent):
+        key = (obj.metadata or {}).get(KEY_METADATA)
+        if event_type == "payment_intent.succeeded":
+            return PaymentSucceeded(obj.id, key)
+        error = obj.last_payment_error
+        code = (error.decline_code or error.code if error else None) or "payment_failed"
+        return PaymentFailed(obj.id, key, code)
+    if isinstance(obj, Charge):
+        listed = obj.refunds.data if obj.refunds else []
+        made = tuple(
+            RefundMade(item.id, item.amount, (item.metadata or {}).get(REFUND_METADATA))
+            for item in listed
+            if item.status in _MADE
+        )
+        return RefundsReported(obj.payment_intent or "", made)
+    if isinstance(obj, Dispute):
+        return DisputeOpened(obj.id, obj.payment_intent or "", obj.amount, obj.reason, obj.status)
+    return None
 
 
 def _timestamp(header: str) -> int:
@@ -176,7 +209,7 @@ def parse_event(event: Any) -> StripeEvent:
     return StripeEvent(
         id=envelope.id,
         type=envelope.type,
-        object=event["data"]["object"],
+        fact=_fact(envelope.type, obj),
         object_id=getattr(obj, "id", None),
         payload=event,
     )
@@ -199,8 +232,8 @@ def verify_event(payload: bytes, header: str | None, secret: str, wall: _dt.date
         raise BadSignature("the signature's timestamp is in the future")
     try:
         text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
-        stripe.WebhookSignature.verify_header(text, header, secret, tolerance=TOLERANCE_SECONDS)
-    except stripe.SignatureVerificationError as exc:
+        verify_signature(text, header, secret, TOLERANCE_SECONDS)
+    except SignatureVerificationError as exc:
         raise BadSignature(str(exc)) from None
     except ValueError as exc:  # not UTF-8
         raise BadSignature(f"invalid payload: {exc}") from None

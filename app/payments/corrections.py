@@ -16,7 +16,7 @@ the purchase no longer waits for it, it is refunded in full at once (B1).
 A cancellation the gateway refuses (a `GatewayError`: a request or configuration problem, not an outage) is tried
 again too, but not forever: after `MAX_REFUSALS` refusals (an hour at one try per `LEASE`) its mark is dropped and
 `payment.cancel_failed` is written to the audit log for ops. That is safe: a success that still comes is refunded
-(B1). Pending cancellations show as `billing_due_work{job="payment_cancellations"}` (app/ops/backlog.py).
+(B1). Pending cancellations show as `billing_due_work{job="payment_cancellations"}` (app/health/backlog.py).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import datetime as _dt
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -54,7 +55,7 @@ class _Api:
         self.ops = {"Authorization": f"Bearer {mint_token(secret, 'demo-ops', 'ops', _dt.timedelta(hours=1), wall)}"}
         self.me = {"Authorization": f"Bearer {mint_token(secret, sub, 'customer', _dt.timedelta(hours=1), wall)}"}
 
-    def call(self, method: str, path: str, *, ok: int = 200, ops: bool = False, **kwargs) -> dict:  # noqa: ANN003
+    def call(self, method: str, path: str, *, ok: int = 200, ops: bool = False, **kwargs: Any) -> dict[str, Any]:
         headers = dict(self.ops if ops else self.me)
         if method == "POST":
             headers["Idempotency-Key"] = secrets.token_hex(8)

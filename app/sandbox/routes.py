@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator
+from starlette.responses import Response
 
 from app.auth import Caller, OpsCaller
+from app.clock import SandboxClock
 from app.context import Ctx
 from app.http import JSON
 from app.idempotency import idempotent_in_unit_of_work
@@ -54,19 +56,21 @@ class RunDue(BaseModel):
 
 
 @router.get("/clock", response_model=Clock)
-async def get_clock(ctx: Ctx, caller: Caller):
+async def get_clock(ctx: Ctx, caller: Caller) -> Response:
     return JSON({"object": "sandbox_clock", "now": await ctx.clock.now()})
 
 
 @router.post("/clock", response_model=Clock)
 @idempotent_in_unit_of_work
-async def move_clock(body: ClockMove, ctx: Ctx, caller: OpsCaller):
+async def move_clock(body: ClockMove, ctx: Ctx, caller: OpsCaller) -> Response:
+    clock = ctx.clock
+    assert isinstance(clock, SandboxClock)  # this router is mounted only in the sandbox, whose clock it is
     async with unit_of_work(ctx) as uow:
-        now = await ctx.clock.advance_to(uow.conn, body.now)
+        now = await clock.advance_to(uow.conn, body.now)
         return uow.respond(JSON({"object": "sandbox_clock", "now": now}))
 
 
 @router.post("/run-due", response_model=RunDue)
-async def run_due_now(ctx: Ctx, caller: OpsCaller):
+async def run_due_now(ctx: Ctx, caller: OpsCaller) -> Response:
     now = await ctx.clock.now()
     return JSON({"object": "sandbox_run", "now": now, "jobs": await run_due(ctx, now)})

@@ -72,14 +72,15 @@ async def _run_until_done(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
 
 async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
     """Run one job until it has nothing left (with its workers' batches in flight at once); returns items done."""
-    workers = job.workers if ctx.db.is_postgres else 1
+    workers = job.workers if ctx.db.concurrent_writers else 1
     if workers == 1:
         return await _run_until_done(ctx, job, now)
     try:
         async with asyncio.TaskGroup() as group:  # a failing worker stops the others ...
             tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
     except ExceptionGroup as failed:
-        raise failed.exceptions[0]  # ... and the run fails with its error, as with one worker
+        # ... and the run fails with its error, as with one worker (its own cause kept: no `from`)
+        raise failed.exceptions[0]  # noqa: B904
     return sum(task.result() for task in tasks)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from app.context import AppContext
 from app.errors import InvalidEvent
@@ -15,7 +16,7 @@ log = logging.getLogger("billing.webhooks")
 
 
 @router.post("/v1/webhooks/stripe")
-async def stripe_webhook(request: Request):
+async def stripe_webhook(request: Request) -> Response:
     """Stripe's signature instead of a token. Bad or stale signature: 400 and nothing changes; a signed event of a
     shape that can never be processed: 400 `invalid_event`, nothing changes; a repeat: 200."""
     ctx: AppContext = request.app.state.ctx  # what the `Ctx` dependency returns, without resolving a dependency

@@ -137,7 +137,7 @@ def test_D4_marketing_objection_service_notices_still_sent(client):
 
 
 def test_no_personal_data_in_logs(client, caplog):
-    from app.ops.observability import JsonFormatter
+    from app.health.observability import JsonFormatter
 
     caplog.set_level(logging.DEBUG, logger="billing")
     caplog.set_level(logging.INFO)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.clock import SystemClock
 from app.http import problem_response
 from app.ids import new_id
 
@@ -52,7 +53,7 @@ class TextFormatter(logging.Formatter):
         self.converter = time.gmtime
 
 
-def log_format_for(configured: str, stream) -> str:  # noqa: ANN001
+def log_format_for(configured: str, stream: object) -> str:
     """`json` or `text`: as configured, or for `auto`, text on a terminal and JSON otherwise (log collectors)."""
     if configured != "auto":
         return configured
@@ -83,7 +84,7 @@ def configure_logging(level: str, log_format: str = "auto") -> None:
 
 class Metrics:
     def __init__(self, backlog_refresh_seconds: float = 15.0) -> None:
-        from app.ops.backlog import Backlog
+        from app.health.backlog import Backlog
 
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -133,7 +134,7 @@ class ObservabilityMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = time.perf_counter()
+        started = SystemClock.perf_counter()
         headers = Headers(scope=scope)
         incoming = headers.get("x-request-id", "")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_id("req")
@@ -196,7 +197,7 @@ class ObservabilityMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            elapsed = time.perf_counter() - started
+            elapsed = SystemClock.perf_counter() - started
             self.metrics.observe_request(scope["method"], template, status, elapsed)
             if template not in ("/healthz", "/metrics") and log.isEnabledFor(logging.INFO):
                 log.info(
