@@ -47,6 +47,7 @@ from .refunds import (
     reservations_released,
     termination_refund,
 )
+from .standing import SUBSCRIPTION_GIVING_ACCESS, CustomerAction, customer_may, past_due_grace_days
 from .states import (
     LIVE_SUBSCRIPTION,
     AccessSource,
@@ -102,11 +103,13 @@ __all__ = [
     "FORFEIT_ROUNDING",
     "LIVE_SUBSCRIPTION",
     "ROUNDING",
+    "SUBSCRIPTION_GIVING_ACCESS",
     "AccessDecision",
     "AccessFacts",
     "AccessSource",
     "ChargeBreakdown",
     "CreditKind",
+    "CustomerAction",
     "CustomerStatus",
     "Decision",
     "EndedReason",
@@ -149,6 +152,7 @@ __all__ = [
     "complete_immediate_change",
     "credit_currency_decision",
     "credit_decision",
+    "customer_may",
     "erase_from_response",
     "failure_with_cancellation",
     "forfeit_at",
@@ -161,6 +165,7 @@ __all__ = [
     "next_period_terms",
     "normalise_email",
     "parse_policy",
+    "past_due_grace_days",
     "pending_change_expired",
     "period_bounds",
     "period_end_action",

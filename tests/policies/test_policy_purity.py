@@ -216,6 +216,10 @@ INTERFACE = {
     "forfeited",
     "complete_immediate_change",
     "immediate_change",
+    "CustomerAction",
+    "customer_may",
+    "past_due_grace_days",
+    "SUBSCRIPTION_GIVING_ACCESS",
 }
 
 
@@ -285,6 +289,7 @@ HOMES = {
         "reservations_released",
     ],
     "privacy": ["ERASED", "redact", "erase_from_response"],
+    "standing": ["CustomerAction", "customer_may", "past_due_grace_days", "SUBSCRIPTION_GIVING_ACCESS"],
     "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
     "plan_changes": [
         "ACTION_WINDOW",
