@@ -10,11 +10,12 @@ from app.auth import Principal
 from app.credits import repository
 from app.credits.schemas import CreditCreate, to_api
 from app.customers import repository as customer_repo
-from app.errors import CurrencyMismatch, CustomerTerminated, Forbidden, ValidationFailed
+from app.customers.rules import require_standing
+from app.errors import CurrencyMismatch, Forbidden, ValidationFailed
 from app.ids import new_id
 from app.models import credit_entries
 from app.uow import UnitOfWork
-from policies import billing_currency, credit_currency_decision, credit_decision
+from policies import CustomerAction, billing_currency, credit_currency_decision, credit_decision
 
 
 async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, body: CreditCreate):
@@ -23,8 +24,7 @@ async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, 
     if not decision.allowed:
         raise (Forbidden if decision.code == "forbidden" else ValidationFailed)(decision.reason, rule=decision.rule)
     customer = await customer_repo.get_visible(conn, principal, customer_id, for_update=True)
-    if customer.status in ("terminated", "erased"):
-        raise CustomerTerminated(f"the account is {customer.status}: no credit can be granted")
+    require_standing(CustomerAction.GRANT_CREDIT, customer.status)
     in_currency = credit_currency_decision(
         body.currency, billing_currency(*await repository.billing_currency_facts(conn, customer.id))
     )

@@ -14,10 +14,10 @@ from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
+from app.customers.rules import require_standing
 from app.errors import (
     CardDeclined,
     ChargeInProgress,
-    CustomerInactive,
     SubscriptionEnded,
     SubscriptionExists,
 )
@@ -34,7 +34,7 @@ from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
 from app.uow import UnitOfWork
-from policies import AccessFacts, cancellation_refund, subscription_at, tax_for
+from policies import AccessFacts, CustomerAction, cancellation_refund, subscription_at, tax_for
 
 # While a purchase's first charge is in flight, an identical request is refused (409) rather than charged again;
 # a crash mid-flight frees the purchase for a retry after this long.
@@ -91,8 +91,7 @@ async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: Subscri
     the pending payment it made (charged again with its key)."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-    if customer.status != "active":  # R3: a suspended or terminated account cannot buy
-        raise CustomerInactive(f"the customer is {customer.status}")
+    require_standing(CustomerAction.BUY, customer.status)  # R3: a suspended or terminated account cannot buy
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     live = await repository.live_for_customer(conn, customer.id)
     unanswered = await _unanswered_purchase(conn, live, plan.code, body.payment_method)
