@@ -71,6 +71,7 @@ from .settlement import (
     renews,
     settlement,
 )
+from .standing import SUBSCRIPTION_GIVING_ACCESS, CustomerAction, customer_may, past_due_grace_days
 from .states import (
     LIVE_SUBSCRIPTION,
     AccessSource,
@@ -129,12 +130,14 @@ __all__ = [
     "LIVE_SUBSCRIPTION",
     "REVERSE_CHARGE_NOTE",
     "ROUNDING",
+    "SUBSCRIPTION_GIVING_ACCESS",
     "AccessDecision",
     "AccessFacts",
     "AccessSource",
     "ChargeBreakdown",
     "CreditKind",
     "CreditSplit",
+    "CustomerAction",
     "CustomerStatus",
     "Decision",
     "EndedReason",
@@ -183,6 +186,7 @@ __all__ = [
     "credit_currency_decision",
     "credit_decision",
     "credit_note_split",
+    "customer_may",
     "document_number",
     "document_year",
     "erase_from_response",
@@ -200,6 +204,7 @@ __all__ = [
     "normalise_email",
     "paid_period",
     "parse_policy",
+    "past_due_grace_days",
     "pending_change_expired",
     "period_bounds",
     "period_end_action",

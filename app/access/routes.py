@@ -24,6 +24,6 @@ class Access(BaseModel):
 
 
 @router.get("/access", response_model=Access)
-async def get_access(customer_id: str, ctx: Ctx, caller: Caller):
+async def get_access(customer_id: str, ctx: Ctx, caller: Caller) -> JSON:
     d = await customer_access(ctx, caller, customer_id)
     return JSON(access_document(d))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import datetime as _dt
+from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.access import queries
+from app.access.queries import SubscriptionAccess, TrialAccess
 from app.audit.service import Event
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
-from app.models import subscriptions, trials
-from app.subscriptions.schemas import PERIOD_COLUMNS as _PERIOD_COLUMNS
 from app.subscriptions.schemas import subscription_facts
-from policies import AccessDecision, AccessFacts, access, retries_counted_from
+from policies import (
+    AccessDecision,
+    AccessFacts,
+    SubscriptionStatus,
+    access,
+    past_due_grace_days,
+    retries_counted_from,
+)
 
 
 async def customer_access(ctx: AppContext, principal: Principal, customer_id: str) -> AccessDecision:
@@ -28,57 +35,42 @@ async def access_in(
     conn: AsyncConnection, ctx: AppContext, customer_id: str, customer_status: str, now: _dt.datetime | None = None
 ) -> AccessDecision:
     """`customer_access` on `conn` (a transaction sees its own changes), for a customer of `customer_status`."""
-    trial = (
-        await conn.execute(
-            select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
-            .where(trials.c.customer_id == customer_id, trials.c.status == "active")
-            .order_by(trials.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    sub = (
-        await conn.execute(
-            select(
-                subscriptions.c.status,
-                subscriptions.c.current_period_end,
-                subscriptions.c.plan_code,
-                subscriptions.c.charge_released_at,
-                *_PERIOD_COLUMNS,
-            ).where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
-        )
-    ).first()
+    trial = await queries.running_trial(conn, customer_id)
+    sub = await queries.subscription_giving_access(conn, customer_id)
     if now is None:
         now = await ctx.clock.now(conn)
     return access(facts_of(ctx, customer_status, trial, sub, now), now)
 
 
-def facts_of(ctx: AppContext, customer_status: str, trial, sub, now: _dt.datetime) -> AccessFacts:  # noqa: ANN001
-    """What `policies.access` decides from: the customer's status, their running trial and live subscription
-    (rows with the columns `access_in` reads, or None)."""
-    # B5: a past_due subscription keeps access while retries remain, i.e. until the last retry date, counted from
-    # the period end or from the lifting of a suspension that held the charge (R3).
-    past_due = sub is not None and sub.status == "past_due"
-    schedule = ctx.policies.at(now).retry_schedule_days if past_due else ()
+def facts_of(
+    ctx: AppContext,
+    customer_status: str,
+    trial: TrialAccess | None,
+    sub: SubscriptionAccess | None,
+    now: _dt.datetime,
+) -> AccessFacts:
+    """What `policies.access` decides from: the customer's status, their running trial and the subscription that
+    can give access (rows with the columns `app/access/queries.py` reads, or None). B5/R3: a past_due one keeps
+    access until its last retry date (`policies.past_due_grace_days`), counted from the period end or from the
+    lifting of a suspension that held the charge (`policies.retries_counted_from`)."""
+    past_due = sub is not None and sub.status == SubscriptionStatus.PAST_DUE
+    period_end = sub.current_period_end if sub is not None else None
+    if sub is not None and past_due and period_end is not None:
+        period_end = retries_counted_from(period_end, sub.charge_released_at)
     return AccessFacts(
         customer_status=customer_status,
         trial_status=trial.status if trial else None,
         trial_ends_at=trial.ends_at if trial else None,
         trial_plan=trial.plan_code if trial else None,
         subscription_status=sub.status if sub else None,
-        subscription_period_end=(
-            retries_counted_from(sub.current_period_end, sub.charge_released_at)
-            if past_due
-            else sub.current_period_end
-            if sub
-            else None
-        ),
+        subscription_period_end=period_end,
         subscription_plan=sub.plan_code if sub else None,
-        subscription=subscription_facts(sub) if sub is not None and sub.status == "active" else None,
-        past_due_grace_days=schedule[-1] if schedule else 0,
+        subscription=(subscription_facts(sub) if sub is not None and sub.status == SubscriptionStatus.ACTIVE else None),
+        past_due_grace_days=past_due_grace_days(ctx.policies.at(now)) if past_due else 0,
     )
 
 
-def access_document(decision: AccessDecision) -> dict:
+def access_document(decision: AccessDecision) -> dict[str, Any]:
     """The access document of `GET /v1/customers/{id}/access` (and of the `access.changed` event)."""
     return {
         "object": "access",

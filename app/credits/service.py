@@ -9,19 +9,19 @@ from app.credits import repository
 from app.credits.repository import CreditRow
 from app.credits.schemas import CreditCreate, to_api
 from app.customers import repository as customer_repo
-from app.errors import CustomerTerminated, refuse_unless
+from app.customers.rules import require_standing
+from app.errors import refuse_unless
 from app.ids import new_id
 from app.uow import UnitOfWork
-from policies import billing_currency, credit_currency_decision, credit_decision
-from policies.states import CreditKind, CustomerStatus
+from policies import CustomerAction, billing_currency, credit_currency_decision, credit_decision
+from policies.states import CreditKind
 
 
 async def grant_credit(uow: UnitOfWork, principal: Principal, customer_id: str, body: CreditCreate) -> CreditRow:
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     refuse_unless(credit_decision(principal.role, body.amount, body.reason))
     customer = await customer_repo.get_visible(conn, principal, customer_id, for_update=True)
-    if customer.status in (CustomerStatus.TERMINATED, CustomerStatus.ERASED):
-        raise CustomerTerminated(f"the account is {customer.status}: no credit can be granted")
+    require_standing(CustomerAction.GRANT_CREDIT, customer.status)
     facts = await repository.billing_currency_facts(conn, customer.id)
     refuse_unless(credit_currency_decision(body.currency, billing_currency(*facts)))
     policy = ctx.policies.at(now)

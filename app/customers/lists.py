@@ -4,8 +4,9 @@ is three lines and every list pages, orders and checks ownership the same way.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select
 
 from app.auth import Principal
 from app.context import AppContext
@@ -18,11 +19,11 @@ async def customer_list(
     ctx: AppContext,
     principal: Principal,
     customer_id: str,
-    stmt: Select,
-    id_column,  # noqa: ANN001
+    stmt: Select[Any],
+    id_column: ColumnElement[Any],
     params: PageParams,
-    to_api: Callable,
-) -> dict:
+    to_api: Callable[[Any], dict[str, Any]],
+) -> dict[str, Any]:
     async with ctx.db.read() as conn:
         await repository.get_visible(conn, principal, customer_id)
         rows, has_more = await fetch_page(conn, stmt, id_column, params)

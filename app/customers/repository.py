@@ -1,19 +1,43 @@
-"""Every query about customers."""
+"""Every statement about customers (those a standing change makes to what they hold: standing_repository.py;
+those of an erasure: erasure_repository.py).
+
+Rows come back typed by the protocols below: a `Row` has these attributes, so typing them costs nothing at run
+time (no conversion on the hot read path)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
+from collections.abc import Mapping
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, Table, bindparam, select
+from sqlalchemy import Row, Select, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
+from app.db import insert_ignoring_conflict
 from app.errors import NotFound
 from app.models import customers, plans
+from policies import CustomerStatus
+
+
+class CustomerRow(Protocol):
+    """A row of `customers`."""
+
+    id: str
+    external_id: str | None
+    email: str | None
+    name: str | None
+    country: str | None
+    marketing_opt_out: bool
+    gateway_customer_id: str | None
+    status: str
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
 
 
 @functools.cache
-def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = False) -> Select:
+def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = False) -> Select[Any]:
     """The statement reading one object of `table`, limited to the token's own customer when `scoped`: built once,
     so SQLAlchemy reuses its compiled form (the hot read path does no statement building). `with_plan_name` adds
     the name of the object's plan (`plan_name`), for a notice that names it, without a second read."""
@@ -30,9 +54,13 @@ def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = 
     return stmt.with_for_update(of=table) if for_update else stmt
 
 
-async def get_visible(conn: AsyncConnection, principal: Principal, customer_id: str, *, for_update: bool = False):
+async def get_visible(
+    conn: AsyncConnection, principal: Principal, customer_id: str, *, for_update: bool = False
+) -> CustomerRow:
     """The customer, if the caller may see it; otherwise 404 (a customer token sees only its own)."""
-    return await get_owned(conn, principal, customers, customer_id, "customer", for_update=for_update)
+    return cast(
+        CustomerRow, await get_owned(conn, principal, customers, customer_id, "customer", for_update=for_update)
+    )
 
 
 async def get_owned(
@@ -44,7 +72,7 @@ async def get_owned(
     *,
     for_update: bool = False,
     with_plan_name: bool = False,
-):
+) -> Row[Any]:
     """A row of `table` (a customer, or an object with a `customer_id`) if the caller may see it; otherwise 404.
     The one place where a customer token is limited to its own customer's objects (existence is not revealed)."""
     scoped = not principal.is_ops
@@ -55,5 +83,27 @@ async def get_owned(
     return row
 
 
-async def get(conn: AsyncConnection, customer_id: str):
-    return (await conn.execute(select(customers).where(customers.c.id == customer_id))).one()
+async def get(conn: AsyncConnection, customer_id: str) -> CustomerRow:
+    return cast(CustomerRow, (await conn.execute(select(customers).where(customers.c.id == customer_id))).one())
+
+
+async def insert_new(conn: AsyncConnection, row: Mapping[str, Any]) -> bool:
+    """P1: store a new customer; False if one with its `external_id` exists already (nothing is stored)."""
+    return bool(await insert_ignoring_conflict(conn, customers, dict(row), conflict_on=["external_id"]) == 1)
+
+
+async def update_fields(conn: AsyncConnection, customer_id: str, fields: Mapping[str, Any]) -> None:
+    """D2/D4/R3/D3: write `fields` (details, the marketing choice, the status, `updated_at`) of the customer."""
+    await conn.execute(update(customers).where(customers.c.id == customer_id).values(**fields))
+
+
+# D3: the customer's fields once erased (with `updated_at`).
+ERASED_FIELDS: dict[str, Any] = {
+    "email": None,
+    "name": None,
+    "country": None,
+    "external_id": None,
+    "gateway_customer_id": None,
+    "status": CustomerStatus.ERASED,
+    "marketing_opt_out": True,
+}

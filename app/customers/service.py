@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import datetime as _dt
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository
+from app.customers.repository import CustomerRow
+from app.customers.rules import require_standing
 from app.customers.schemas import CustomerCreate, CustomerUpdate, to_api
-from app.db import insert_ignoring_conflict
 from app.errors import CustomerExists, ValidationFailed
 from app.ids import new_id
-from app.models import customers, trial_exclusions
+from app.trials import repository as trial_repo
 from app.trials.identity import person_identities
 from app.trials.service import mark_person
 from app.uow import UnitOfWork
+from policies import CustomerAction, CustomerStatus
 
 
-async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerCreate):
+async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerCreate) -> CustomerRow:
     """P1: the details were validated by the schema; nothing is stored when they are refused."""
     conn, now = uow.conn, uow.now
     if principal.is_ops:
@@ -38,19 +41,19 @@ async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerC
                 ],
             )
         external_id = principal.sub
-    row = {
-        "id": new_id("cus"),
+    customer_id = new_id("cus")
+    row: dict[str, object] = {
+        "id": customer_id,
         "external_id": external_id,
         "email": body.email,
         "name": body.name,
         "country": body.country,
         "marketing_opt_out": body.marketing_opt_out,
-        "status": "active",
+        "status": CustomerStatus.ACTIVE,
         "created_at": now,
         "updated_at": now,
     }
-    inserted = await insert_ignoring_conflict(conn, customers, row, conflict_on=["external_id"])
-    if inserted != 1:
+    if not await repository.insert_new(conn, row):
         raise CustomerExists(f"a customer with external_id {external_id!r} already exists")
     await record(
         conn,
@@ -58,14 +61,14 @@ async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerC
         "customer.created",
         now,
         subject_type="customer",
-        subject_id=row["id"],
-        customer_id=row["id"],
+        subject_id=customer_id,
+        customer_id=customer_id,
         events=[("customer.created", to_api(changed(row)))],
     )
-    return await repository.get_visible(conn, principal, row["id"])
+    return await repository.get_visible(conn, principal, customer_id)
 
 
-async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: str, body: CustomerUpdate):
+async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: str, body: CustomerUpdate) -> CustomerRow:
     """D2/D4: correct name, email, country or the marketing choice. The audit names the fields, not the values."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     current = await repository.get_visible(conn, principal, customer_id, for_update=True)
@@ -74,12 +77,8 @@ async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: st
     }
     if not changes:
         return current
-    if current.status == "erased":
-        raise ValidationFailed(
-            "an erased customer has no details to correct",
-            errors=[{"field": "customer_id", "location": "path", "message": "the customer was erased"}],
-        )
-    await conn.execute(update(customers).where(customers.c.id == customer_id).values(**changes, updated_at=now))
+    require_standing(CustomerAction.CORRECT_DETAILS, current.status)
+    await repository.update_fields(conn, customer_id, {**changes, "updated_at": now})
     if "email" in changes:
         await carry_trial_marks(conn, ctx, current.id, changes["email"], now)
     await record(
@@ -96,12 +95,12 @@ async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: st
     return await repository.get_visible(conn, principal, customer_id)
 
 
-async def carry_trial_marks(conn: AsyncConnection, ctx: AppContext, customer_id: str, new_email: str, now) -> None:  # noqa: ANN001
+async def carry_trial_marks(
+    conn: AsyncConnection, ctx: AppContext, customer_id: str, new_email: str, now: _dt.datetime
+) -> None:
     """T5/D3: a person who had a trial or a paid subscription stays marked under every e-mail address they use,
     so changing the address (or erasing the account later) never opens a second trial."""
     [customer_mark] = person_identities(ctx.settings.identity_key, customer_id, [])
-    kind = (
-        await conn.execute(select(trial_exclusions.c.kind).where(trial_exclusions.c.identity == customer_mark))
-    ).scalar()
+    kind = await trial_repo.mark_kind(conn, customer_mark)
     if kind is not None:
         await mark_person(conn, person_identities(ctx.settings.identity_key, customer_id, [new_email]), kind, now)

@@ -2,56 +2,62 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.service import access_document, access_in
-from app.audit.service import changed, record
+from app.audit.service import Event, changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository
+from app.customers import standing_repository as held
+from app.customers.repository import CustomerRow
+from app.customers.rules import require_standing
 from app.customers.schemas import to_api
-from app.errors import ChargeInProgress, CustomerTerminated, ValidationFailed
+from app.errors import ChargeInProgress
 from app.ids import new_id
-from app.models import credit_entries, customers, payments, subscriptions, trials
-from app.payments.corrections import cancel_due
+from app.payments import repository as payment_repo
 from app.payments.schemas import to_api as payment_to_api
-from app.subscriptions.repository import LIVE
 from app.subscriptions.schemas import as_read as subscription_as_read
+from app.trials import repository as trial_repo
 from app.uow import UnitOfWork
-from policies import AccessDecision, AccessFacts, access, charge_due_at_lifting, termination_refund
+from policies import (
+    AccessDecision,
+    AccessFacts,
+    CustomerAction,
+    CustomerStatus,
+    EndedReason,
+    TrialStatus,
+    access,
+    charge_due_at_lifting,
+    termination_refund,
+)
 
 
 async def _set_status(
     uow: UnitOfWork,
     principal: Principal,
     customer_id: str,
-    allowed_from: tuple[str, ...],
-    status: str,
+    status: CustomerStatus,
     action: str,
     reason: str,
     *,
     refuse_while_charging: bool = False,
     recorded: bool = True,
-):
-    """`recorded=False`: the caller records the change (`_record_status`) once its effects are written."""
+) -> tuple[CustomerRow, _dt.datetime]:
+    """R3: an active or suspended account's standing changes to `status` (`policies.customer_may`); the customer
+    as it was, and the time. `recorded=False`: the caller records the change (`_record_status`) once its effects
+    are written."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     principal.require_ops()
     customer = await repository.get_visible(conn, principal, customer_id, for_update=True)
-    if customer.status in ("terminated", "erased"):
-        raise CustomerTerminated(f"the account is {customer.status}; it cannot change any more")
-    if customer.status not in allowed_from:
-        raise ValidationFailed(
-            f"the account is {customer.status}",
-            account_status=customer.status,
-            errors=[{"field": "customer_id", "location": "path", "message": f"the account is {customer.status}"}],
-        )
+    require_standing(CustomerAction.CHANGE_STANDING, customer.status)
     if refuse_while_charging:
         await _refuse_while_charging(conn, ctx, customer.id)
-    await conn.execute(update(customers).where(customers.c.id == customer.id).values(status=status, updated_at=now))
+    await repository.update_fields(conn, customer.id, {"status": status, "updated_at": now})
     if recorded:
         await _record_status(conn, ctx, principal, customer, status, action, reason, now)
     return customer, now
@@ -61,16 +67,16 @@ async def _record_status(
     conn: AsyncConnection,
     ctx: AppContext,
     principal: Principal,
-    customer,
-    status: str,
+    customer: CustomerRow,
+    status: CustomerStatus,
     action: str,
     reason: str,
-    now,  # noqa: ANN001
+    now: _dt.datetime,
     access_now: AccessDecision | None = None,
 ) -> None:
     """The audit row of a standing change and, when the status did change, its events: the customer, and the
     access it leaves (R3: none unless active; `access_now` for an account made active)."""
-    events = []
+    events: list[Event] = []
     if customer.status != status:
         decision = access_now or access(AccessFacts(customer_status=status), now)
         events = [
@@ -92,7 +98,7 @@ async def _record_status(
     )
 
 
-async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
+async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str) -> CustomerRow:
     """R3: no access until lifted; the period keeps running; no renewal or retry is charged until lifted. While a
     renewal or retry of the customer is being charged (a live claim holds the subscription), the suspension is
     refused with 409 `charge_in_progress` and Retry-After, as a cancellation is: the charge already started
@@ -101,8 +107,7 @@ async def suspend(uow: UnitOfWork, principal: Principal, customer_id: str, reaso
         uow,
         principal,
         customer_id,
-        ("active", "suspended"),
-        "suspended",
+        CustomerStatus.SUSPENDED,
         "customer.suspended",
         reason,
         refuse_while_charging=True,
@@ -115,18 +120,7 @@ async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, custome
     customer's live subscriptions are locked (after the customer, the order termination follows), so a batch
     claiming them now waits for this decision (or skips them, SKIP LOCKED) and one that claimed them has
     committed its claim."""
-    claims = (
-        (
-            await conn.execute(
-                select(subscriptions.c.claimed_until)
-                .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(LIVE))
-                .order_by(subscriptions.c.id)
-                .with_for_update()
-            )
-        )
-        .scalars()
-        .all()
-    )
+    claims = await held.lock_live_claims(conn, customer_id)
     held_until = max((c for c in claims if c is not None), default=None)
     wall = ctx.system_clock.wall()
     if held_until is not None and held_until > wall:
@@ -136,50 +130,38 @@ async def _refuse_while_charging(conn: AsyncConnection, ctx: AppContext, custome
         )
 
 
-async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
+async def unsuspend(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str) -> CustomerRow:
     """R3/B5: a renewal or retry that fell due while suspended was held (`policies.charge_held`): the next run of
     the jobs charges it, on the unchanged anchor. The lifting's time is recorded on the subscription whose charge
     it releases: if that charge fails, the retries count from it (`policies.retries_counted_from`)."""
     conn, ctx = uow.conn, uow.ctx
     customer, now = await _set_status(
-        uow, principal, customer_id, ("suspended", "active"), "active", "customer.unsuspended", reason, recorded=False
+        uow, principal, customer_id, CustomerStatus.ACTIVE, "customer.unsuspended", reason, recorded=False
     )
     access_now = None
-    if customer.status == "suspended":
-        live = (
-            await conn.execute(
-                select(
-                    subscriptions.c.id,
-                    subscriptions.c.status,
-                    subscriptions.c.cancel_at_period_end,
-                    subscriptions.c.current_period_end,
-                    subscriptions.c.next_retry_at,
-                )
-                .where(subscriptions.c.customer_id == customer.id, subscriptions.c.status.in_(LIVE))
-                .with_for_update()
-            )
-        ).all()
+    if customer.status == CustomerStatus.SUSPENDED:
+        live = await held.lock_live_subscriptions(conn, customer.id)
         released = [
             s.id
             for s in live
             if charge_due_at_lifting(s.status, s.cancel_at_period_end, s.current_period_end, s.next_retry_at, now)
         ]
         if released:
-            await conn.execute(
-                update(subscriptions).where(subscriptions.c.id.in_(released)).values(charge_released_at=now)
-            )
-        access_now = await access_in(conn, ctx, customer.id, "active", now)  # what the lifting gives back
-    await _record_status(conn, ctx, principal, customer, "active", "customer.unsuspended", reason, now, access_now)
+            await held.release_charges(conn, released, now)
+        access_now = await access_in(conn, ctx, customer.id, CustomerStatus.ACTIVE, now)  # what the lifting gives
+    await _record_status(
+        conn, ctx, principal, customer, CustomerStatus.ACTIVE, "customer.unsuspended", reason, now, access_now
+    )
     return await repository.get_visible(conn, principal, customer_id)
 
 
-async def terminate(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str):
+async def terminate(uow: UnitOfWork, principal: Principal, customer_id: str, reason: str) -> CustomerRow:
     """R3: every subscription and trial ends at once; credits are forfeited; nothing is refunded; the account
     cannot buy again."""
     customer, now = await _set_status(
-        uow, principal, customer_id, ("active", "suspended"), "terminated", "customer.terminated", reason
+        uow, principal, customer_id, CustomerStatus.TERMINATED, "customer.terminated", reason
     )
-    await end_everything(uow.conn, uow.ctx, principal, customer.id, now, "terminated", reason)
+    await end_everything(uow.conn, uow.ctx, principal, customer.id, now, EndedReason.TERMINATED, reason)
     return await repository.get_visible(uow.conn, principal, customer_id)
 
 
@@ -188,57 +170,32 @@ async def end_everything(
     ctx: AppContext,
     principal: Principal,
     customer_id: str,
-    now,  # noqa: ANN001
-    ended_reason: str,
+    now: _dt.datetime,
+    ended_reason: EndedReason,
     reason: str | None,
 ) -> None:
     """End every live subscription and running trial of the customer now, forfeit credit, refund nothing."""
-    ended = (
-        await conn.execute(
-            update(subscriptions)
-            .where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(LIVE))
-            .values(status="canceled", ended_at=now, ended_reason=ended_reason, next_retry_at=None)
-            .returning(*subscriptions.c)
-        )
-    ).all()
+    ended = await held.end_live_subscriptions(conn, customer_id, ended_reason, now)
     # B1: an unpaid purchase's PaymentIntent is cancelled at the gateway by the `payment_cancellations` job.
-    dropped = (
-        await conn.execute(
-            update(payments)
-            .where(payments.c.customer_id == customer_id, payments.c.status == "pending")
-            .values(
-                status="failed",
-                failure_code=ended_reason,
-                updated_at=now,
-                gateway_cancel_due_at=cancel_due(ctx.system_clock.wall()),
-            )
-            .returning(*payments.c)
-        )
-    ).all()
+    dropped = await payment_repo.fail_pending(
+        conn, code=ended_reason, now=now, wall=ctx.system_clock.wall(), customer_id=customer_id
+    )
     # A subscription that had started ends (one still waiting for its first payment never began: its payment
     # fails); the customer's access event is the standing change's.
     events = [("subscription.ended", subscription_as_read(s, now)) for s in ended if s.anchor_at is not None]
     events += [("payment.failed", payment_to_api(p)) for p in dropped]
-    await conn.execute(
-        update(trials)
-        .where(trials.c.customer_id == customer_id, trials.c.status == "active")
-        .values(status="terminated", ended_at=now)
-    )
+    await trial_repo.end_running(conn, customer_id, TrialStatus.TERMINATED, now)
     for currency, balance in (await credit_repo.all_balances(conn, customer_id)).items():
         if balance > 0:
-            await conn.execute(
-                insert(credit_entries).values(
-                    id=new_id("cred"),
-                    customer_id=customer_id,
-                    kind="forfeit",
-                    amount=-balance,
-                    currency=currency,
-                    reason=reason,
-                    created_by=principal.sub,
-                    payment_id=None,
-                    policy_version=None,
-                    created_at=now,
-                )
+            await held.forfeit_credit(
+                conn,
+                new_id("cred"),
+                customer_id,
+                balance,
+                currency,
+                reason=reason,
+                created_by=principal.sub,
+                created_at=now,
             )
     await record(
         conn,

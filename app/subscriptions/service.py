@@ -11,10 +11,10 @@ from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
+from app.customers.rules import require_standing
 from app.errors import (
     CardDeclined,
     ChargeInProgress,
-    CustomerInactive,
     SubscriptionEnded,
     SubscriptionExists,
 )
@@ -35,6 +35,7 @@ from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, a
 from app.uow import UnitOfWork
 from policies import (
     AccessFacts,
+    CustomerAction,
     CustomerStatus,
     EndedReason,
     PaymentPurpose,
@@ -99,8 +100,7 @@ async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: Subscri
     the pending payment it made (charged again with its key)."""
     conn = uow.conn
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-    if customer.status != CustomerStatus.ACTIVE:  # R3: a suspended or terminated account cannot buy
-        raise CustomerInactive(f"the customer is {customer.status}")
+    require_standing(CustomerAction.BUY, customer.status)  # R3: a suspended or terminated account cannot buy
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     live = await repository.live_for_customer(conn, customer.id)
     unanswered = await _unanswered_purchase(uow, live, plan.code, body.payment_method)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.service import access_changed
@@ -12,46 +11,48 @@ from app.audit.service import changed, record
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
-from app.db import insert_ignoring_conflict
-from app.errors import CustomerInactive, TrialNotEligible, refuse_unless
+from app.customers.repository import CustomerRow
+from app.customers.rules import require_standing
+from app.errors import TrialNotEligible, refuse_unless
 from app.ids import new_id
-from app.models import trial_exclusions, trials
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.plans import repository as plan_repo
 from app.trials import repository
 from app.trials.identity import person_identities
+from app.trials.repository import TrialRow
 from app.trials.schemas import TrialCreate, to_api
 from app.uow import UnitOfWork
-from policies import AccessFacts, PersonHistory, trial_eligibility, trial_notice_days_left, trial_terms
+from policies import (
+    AccessFacts,
+    CustomerAction,
+    PersonHistory,
+    TrialStatus,
+    trial_eligibility,
+    trial_notice_days_left,
+    trial_terms,
+)
 
 
-def identities_of(ctx: AppContext, customer) -> list[str]:  # noqa: ANN001
+def identities_of(ctx: AppContext, customer: CustomerRow) -> list[str]:
     return person_identities(ctx.settings.identity_key, customer.id, [customer.email])
 
 
 async def mark_person(conn: AsyncConnection, identities: list[str], kind: str, now: _dt.datetime) -> bool:
     """T5: remember that this person had a trial or a paid subscription. False if any identity was marked
     already (by an earlier trial or purchase, or by a concurrent request that committed first)."""
-    rows = [{"identity": i, "kind": kind, "created_at": now} for i in identities]
-    inserted = await insert_ignoring_conflict(conn, trial_exclusions, rows, conflict_on=["identity"])
-    return inserted == len(rows)
+    return await repository.add_marks(conn, identities, kind, now)
 
 
-async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
+async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate) -> TrialRow:
     """T2: a trial starts when the person activates it, with no payment method."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
-    if customer.status != "active":
-        raise CustomerInactive(f"the customer is {customer.status}")
+    require_standing(CustomerAction.START_TRIAL, customer.status)
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     policy = ctx.policies.at(now)  # T7: the offer in force when the trial starts
     identities = identities_of(ctx, customer)
-    marks = set(
-        (
-            await conn.execute(select(trial_exclusions.c.kind).where(trial_exclusions.c.identity.in_(identities)))
-        ).scalars()
-    )
+    marks = await repository.mark_kinds(conn, identities)
     decision = trial_eligibility(
         PersonHistory(had_trial="trial" in marks, had_paid_subscription="paid" in marks), plan.trial_available
     )
@@ -67,7 +68,7 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
         "customer_id": customer.id,
         "plan_id": plan.id,
         "plan_code": plan.code,
-        "status": "active",
+        "status": TrialStatus.ACTIVE,
         "started_at": terms.started_at,
         "ends_at": terms.ends_at,
         "notice_at": terms.notice_at,
@@ -75,7 +76,7 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
         "ended_at": None,
         "policy_version": terms.policy_version,
     }
-    await conn.execute(insert(trials).values(trial))
+    await repository.insert_trial(conn, trial)
     days_left = trial_notice_days_left(terms.notice_at, terms.ends_at, now, already_sent=False)
     # T2/T5: the customer is active and has never paid (no subscription): the trial is their access now.
     events = [
@@ -83,7 +84,7 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
         access_changed(
             AccessFacts(
                 customer_status=customer.status,
-                trial_status="active",
+                trial_status=TrialStatus.ACTIVE,
                 trial_ends_at=terms.ends_at,
                 trial_plan=plan.code,
             ),
@@ -113,5 +114,5 @@ async def start_trial(uow: UnitOfWork, principal: Principal, body: TrialCreate):
             now,
             ctx.system_clock.wall(),
         )
-        await conn.execute(update(trials).where(trials.c.id == trial_id).values(notice_sent_at=now))
+        await repository.mark_notice_sent(conn, [trial_id], now)
     return await repository.get_visible(conn, principal, trial_id)

@@ -236,6 +236,10 @@ INTERFACE = {
     "FailureTransition",
     "renewal_failure",
     "charge_in_flight",
+    "CustomerAction",
+    "customer_may",
+    "past_due_grace_days",
+    "SUBSCRIPTION_GIVING_ACCESS",
 }
 
 
@@ -317,6 +321,7 @@ HOMES = {
         "tax_rate_bps",
     ],
     "privacy": ["ERASED", "redact", "erase_from_response"],
+    "standing": ["CustomerAction", "customer_may", "past_due_grace_days", "SUBSCRIPTION_GIVING_ACCESS"],
     "corrections": ["B1_CORRECTION_REASON", "SuccessOutcome", "late_success"],
     "plan_changes": [
         "ACTION_WINDOW",

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from policies import AccessFacts, access, load_policy_book, normalise_email
+from policies import AccessFacts, access, load_policy_book, normalise_email, past_due_grace_days
 from tests.conftest import START, _empty, make_settings
 from tests.reliability import invariants
 from tests.reliability.support import Api, iso, parse
@@ -49,7 +49,7 @@ EMAILS = ["Same.Person@Example.com", "  same.person@example.COM ", "solo2@exampl
 METHODS = {"visa": "pm_card_visa", "declined": "pm_card_chargeDeclined", "action": "pm_card_authenticationRequired"}
 WEBHOOK_SECRET = "whsec_sandbox"
 LIVE = ("incomplete", "active", "past_due")
-RETRY_DAYS = load_policy_book(None).at(parse(START)).retry_schedule_days
+PAST_DUE_GRACE_DAYS = past_due_grace_days(load_policy_book(None).at(parse(START)))  # B5
 
 who = st.integers(min_value=0, max_value=len(EMAILS) - 1)
 
@@ -284,7 +284,7 @@ def access_problems(i: int, view: dict, now: _dt.datetime) -> list[str]:
     if sub is not None:
         until = parse(sub["current_period_end"])
         if sub["status"] == "past_due":  # B5: access while retries remain
-            until += _dt.timedelta(days=RETRY_DAYS[-1] if RETRY_DAYS else 0)
+            until += _dt.timedelta(days=PAST_DUE_GRACE_DAYS)
     expected = access(
         AccessFacts(
             customer_status=view["customer"]["status"],
