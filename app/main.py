@@ -34,6 +34,7 @@ from app.openapi import install_docs, install_openapi
 from app.ops.observability import Metrics, ObservabilityMiddleware, configure_logging
 from app.ops.routes import router as ops_router
 from app.payments.routes import router as payments_router
+from app.plan_changes.routes import router as plan_changes_router  # issue 16: plan changes (C3)
 from app.plans.routes import router as plans_router
 from app.ratelimit import RateLimitMiddleware
 from app.refunds.routes import router as refunds_router
@@ -165,6 +166,7 @@ def create_app(
     # Routes are matched in order: the busiest (subscription reads and writes, Stripe's webhooks) come first. No
     # two routers share a path, so the order changes nothing else.
     app.include_router(subscriptions_router)
+    app.include_router(plan_changes_router)  # issue 16: plan changes (C3)
     app.include_router(webhooks_router)
     app.include_router(ops_router)
     app.include_router(customers_router)

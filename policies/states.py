@@ -139,6 +139,15 @@ class Role(StrEnum):
     STAFF = "ops"  # ops and finance staff
 
 
+class PlanChangeStatus(StrEnum):
+    """C3/C4: a plan change asked: waiting (at most one per subscription), applied, withdrawn or expired."""
+
+    PENDING = "pending"
+    APPLIED = "applied"  # C3: at the period end; C4: its payment succeeded
+    WITHDRAWN = "withdrawn"  # C3/C1: withdrawn by the customer, by a cancellation or by another change
+    EXPIRED = "expired"  # C4: its payment never completed
+
+
 class GatewayName(StrEnum):
     """B1: the payment gateway that took a payment."""
 

@@ -369,7 +369,7 @@ async def settle_many(
             slow.append((payment, result))
             continue
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
-        start, end = period_bounds(sub.anchor_at, sub.interval, payment.period_index)
+        start, end = period_bounds(sub.anchor_at, sub.interval, payment.period_index - sub.anchor_index)  # C3
         sub_rows.append(
             {
                 "b_id": sub.id,
@@ -630,7 +630,7 @@ async def record_success(
     else:
         # B2/B4/B5: the next period, counted from the acquisition anchor (a late retry does not move it).
         anchor, index = sub.anchor_at, payment.period_index
-        start, end = period_bounds(anchor, sub.interval, index)
+        start, end = period_bounds(anchor, sub.interval, index - sub.anchor_index)  # C3: counted from the anchor
     started = (
         await conn.execute(
             _START_SUBSCRIPTION,

@@ -54,6 +54,7 @@ PERIOD_COLUMNS = (
     subscriptions.c.anchor_at,
     subscriptions.c.interval,
     subscriptions.c.period_index,
+    subscriptions.c.anchor_index,  # C3
     subscriptions.c.current_period_start,
     subscriptions.c.cancel_at_period_end,
     subscriptions.c.canceled_at,
@@ -75,6 +76,7 @@ def subscription_facts(row) -> SubscriptionFacts:  # noqa: ANN001
         canceled_at=row.canceled_at,
         ended_at=row.ended_at,
         ended_reason=row.ended_reason,
+        anchor_index=row.anchor_index,  # C3
     )
 
 
@@ -99,6 +101,7 @@ def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = 
         "ended_reason": state.ended_reason if state else row.ended_reason,
         "next_retry_at": row.next_retry_at,
         "client_secret": client_secret,
+        "pending_change": None,  # C3 (issue 16): shown by GET and the plan change routes (app/plan_changes)
         "policy_version": row.policy_version,
         "created_at": row.created_at,
     }

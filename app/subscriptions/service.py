@@ -30,6 +30,7 @@ from app.notices.service import NewNotice, create_notices
 from app.payments import steps
 from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.payments.schemas import to_api as payment_to_api
+from app.plan_changes import service as plan_change_service
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.schemas import PaymentMethodUpdate, SubscriptionCreate, as_read, subscription_facts
@@ -280,6 +281,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str):
         changed = (
             await conn.execute(repository.SET_CANCELLATION, {"subscription_id": sub.id, "flag": True, "at": now})
         ).one()
+        await plan_change_service.withdraw_for_cancellation(uow, principal, sub)  # C3 (issue 16): withdraws a change
         # B2: the period end of the period it is in now (past the stored end, the renewed period's).
         effective_at = state.period_end
         subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)

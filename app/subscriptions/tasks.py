@@ -33,6 +33,7 @@ from app.notices.service import NewNotice, create_notices
 from app.payments import steps
 from app.payments.corrections import cancel_at_gateway, cancel_due
 from app.payments.schemas import to_api as payment_to_api
+from app.plan_changes import service as plan_change_service
 from app.subscriptions import charging
 from app.subscriptions.schemas import as_read
 from app.uow import UnitOfWork, unit_of_work
@@ -259,6 +260,8 @@ async def _reserve_batch(uow: UnitOfWork, where, is_due, purpose: str) -> _Batch
     await conn.execute(
         update(subscriptions).where(subscriptions.c.id.in_([s.id for s in due])).values(claimed_until=lease)
     )
+    if purpose == "renewal":  # C3 (issue 16): a change due at this period end moves it to the new plan first
+        due = await plan_change_service.apply_due_changes(uow, due)
     credit: dict[str, int] = {}
     for currency in {s.currency for s in due}:
         credit.update(

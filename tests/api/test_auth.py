@@ -82,6 +82,9 @@ class World(dict):
             assert response.status_code == 200 and response.json()["data"], response.text
             self[key] = response.json()["data"][0]["id"]
             return self[key]
+        elif key == "other_code":  # C3: a second plan to change to
+            self[key] = make_plan(self.client, f"{PLAN_CODE}-yearly", interval="year", amount=20000)["code"]
+            return self[key]
         elif key == "event_id":  # the owner's customer.created
             response = self.client.get("/v1/events", params={"customer_id": self["customer_id"]}, headers=ops_headers())
             assert response.status_code == 200 and response.json()["data"], response.text

@@ -1,0 +1,57 @@
+"""Plan changes over HTTP (C3, C4): the request, and the subscription answered with its pending change."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.schemas import Money, RequestModel
+from app.subscriptions.schemas import Subscription, as_read, to_api
+
+
+class PlanChangeCreate(RequestModel):
+    plan: str = Field(min_length=1, max_length=64)
+    when: Literal["period_end", "now"] = "period_end"
+
+
+class PendingChange(BaseModel):
+    plan: str
+    price: Money
+    effective_at: _dt.datetime | None  # C3: the current period end; null while a C4 change waits for action
+    expires_at: _dt.datetime | None = None  # C4: 23 h, or the period end if sooner
+    client_secret: str | None = None  # C4: the payment waiting for the customer's action
+
+
+class SubscriptionWithChange(Subscription):
+    pending_change: PendingChange | None = None
+    forfeited_days: int | None = None  # C4: whole days of the old period left unused (information only)
+    forfeited_value: Money | None = None  # C4: their value (nothing is refunded, R1)
+
+
+def pending_to_api(change, client_secret: str | None = None) -> dict | None:  # noqa: ANN001
+    """The pending change as the API shows it (None when there is none)."""
+    if change is None:
+        return None
+    return {
+        "plan": change.plan_code,
+        "price": {"amount": change.price_amount, "currency": change.currency},
+        "effective_at": change.effective_at,
+        "expires_at": change.expires_at,
+        "client_secret": client_secret,
+    }
+
+
+def with_change(sub, change, now: _dt.datetime, **extra: object) -> dict:  # noqa: ANN001
+    """The subscription as its GET shows it at `now`, with its pending change (C3, C4)."""
+    return {
+        **to_api(sub, now=now if sub.status == "active" else None),
+        "pending_change": pending_to_api(change),
+        **extra,
+    }
+
+
+def event_object(sub, change, now: _dt.datetime) -> dict:  # noqa: ANN001
+    """A domain event's object: the subscription as read at `now`, with its pending change."""
+    return {**as_read(sub, now), "pending_change": pending_to_api(change)}
