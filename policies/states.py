@@ -75,6 +75,7 @@ class PaymentPurpose(StrEnum):
     PURCHASE = "purchase"  # B1: the first payment of a subscription
     RENEWAL = "renewal"  # B2
     RETRY = "retry"  # B5
+    UPGRADE = "upgrade"  # C4: an immediate upgrade's charge
 
 
 class PaymentStatus(StrEnum):
@@ -145,7 +146,8 @@ class PlanChangeStatus(StrEnum):
     PENDING = "pending"
     APPLIED = "applied"  # C3: at the period end; C4: its payment succeeded
     WITHDRAWN = "withdrawn"  # C3/C1: withdrawn by the customer, by a cancellation or by another change
-    EXPIRED = "expired"  # C4: its payment never completed
+    EXPIRED = "expired"  # C4: its payment never completed (23 h, or the period end)
+    FAILED = "failed"  # C4: its payment was declined
 
 
 class GatewayName(StrEnum):

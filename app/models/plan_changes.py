@@ -3,7 +3,7 @@ what became of it. At most one is pending per subscription, held by the database
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table, text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Table, text
 
 from app.models.base import Id, MinorUnits, UTCDateTime, metadata, one_of
 from policies.states import Interval, PlanChangeStatus
@@ -25,17 +25,22 @@ plan_changes = Table(
     Column("effective_at", UTCDateTime, nullable=True),  # C3: the period end it takes effect at
     Column("expires_at", UTCDateTime, nullable=True),  # C4: a change waiting for the customer's action
     Column("payment_id", Id(), ForeignKey("payments.id"), nullable=True),  # C4: its charge
-    Column("decided_at", UTCDateTime, nullable=True),  # when it was applied, withdrawn or expired
+    Column("decided_at", UTCDateTime, nullable=True),  # when it was applied, withdrawn, expired or failed
+    # C4/R1: whole days of the old period left unused when the upgrade was paid, and their value (information)
+    Column("forfeited_days", Integer, nullable=True),
+    Column("forfeited_value", MinorUnits, nullable=True),
     Column("asked_by", String(255), nullable=False),
     Column("policy_version", String(32), nullable=False),
     CheckConstraint("kind IN ('period_end', 'now')", name="kind"),
     CheckConstraint(one_of("status", PlanChangeStatus), name="status"),
     CheckConstraint(one_of("interval", Interval), name="interval"),
     CheckConstraint("price_amount >= 0", name="price_not_negative"),
-    # C3: at most one pending change per subscription, also under concurrent requests.
+    # C3/C4: at most one pending change of each kind per subscription, also under concurrent requests (a C4 upgrade
+    # waiting for the customer's action leaves a C3 change in place until it is paid: a decline changes nothing).
     Index(
         "uq_plan_changes_pending",
         "subscription_id",
+        "kind",
         unique=True,
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),

@@ -11,7 +11,7 @@ class Payment(BaseModel):
     id: str
     customer_id: str
     subscription_id: str
-    purpose: Literal["purchase", "renewal", "retry"]
+    purpose: Literal["purchase", "renewal", "retry", "upgrade"]  # upgrade: C4 (issue 16)
     amount: int
     price_amount: int
     tax_amount: int

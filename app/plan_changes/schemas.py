@@ -31,9 +31,12 @@ class SubscriptionWithChange(Subscription):
 
 
 def pending_to_api(change, client_secret: str | None = None) -> dict | None:  # noqa: ANN001
-    """The pending change as the API shows it (None when there is none)."""
+    """The pending change as the API shows it (None when there is none); a row of `repository.shown` carries its
+    client secret."""
     if change is None:
         return None
+    if client_secret is None:
+        client_secret = getattr(change, "client_secret", None)
     return {
         "plan": change.plan_code,
         "price": {"amount": change.price_amount, "currency": change.currency},

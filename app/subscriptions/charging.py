@@ -295,6 +295,12 @@ async def settle_locked(
     sub=None,
 ) -> str:
     """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand)."""
+    if payment.purpose == "upgrade":  # C4 (issue 16): an upgrade's charge settles as app/plan_changes says
+        from app.plan_changes.service import settle_upgrade  # imported here: that module builds on this one
+
+        if sub is None:
+            sub = (await conn.execute(_LOCK_SUBSCRIPTION, {"subscription_id": payment.subscription_id})).one()
+        return await settle_upgrade(conn, ctx, payment, result, now, actor, sub)
     if payment.status != "pending":
         if payment.status == "failed" and result.status == "succeeded":
             # The gateway took the money for a charge we stopped waiting for (the subscription was ended while

@@ -37,7 +37,7 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
         secret = await repository.pending_client_secret(conn, row.id) if row.status == "incomplete" else None
         # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
         now = await ctx.clock.now(conn) if row.status == "active" else None
-        pending = await plan_change_repo.pending(conn, row.id)  # C3 (issue 16): the pending plan change
+        pending = await plan_change_repo.shown(conn, row.id)  # C3/C4 (issue 16): the pending plan change
     return JSON({**to_api(row, secret, now=now), "pending_change": pending_to_api(pending)})
 
 

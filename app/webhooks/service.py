@@ -60,7 +60,7 @@ async def _intent_succeeded(conn, ctx: AppContext, intent: dict[str, Any], now) 
     # we had recorded as failed went through after all: a renewal still awaited renews; anything else is recorded
     # and grants nothing.
     await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", intent["id"]), now, sub=sub)
-    if payment.purpose == "purchase" and await _correction_booked(conn, payment.id):
+    if payment.purpose in ("purchase", "upgrade") and await _correction_booked(conn, payment.id):  # upgrade: C4
         return "refunded_late_success"  # B1: it bought nothing; its refund is sent once this commits
     return "applied" if payment.status == "pending" else "recorded_late_success"
 

@@ -39,11 +39,13 @@ def upgrade() -> None:
         sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.Column("payment_id", sa.String(length=40), nullable=True),
         sa.Column("decided_at", UTCDateTime(), nullable=True),
+        sa.Column("forfeited_days", sa.Integer(), nullable=True),
+        sa.Column("forfeited_value", sa.BigInteger(), nullable=True),
         sa.Column("asked_by", sa.String(length=255), nullable=False),
         sa.Column("policy_version", sa.String(length=32), nullable=False),
         sa.CheckConstraint("kind IN ('period_end', 'now')", name=op.f("ck_plan_changes_kind")),
         sa.CheckConstraint(
-            "status IN ('pending', 'applied', 'withdrawn', 'expired')", name=op.f("ck_plan_changes_status")
+            "status IN ('pending', 'applied', 'withdrawn', 'expired', 'failed')", name=op.f("ck_plan_changes_status")
         ),
         sa.CheckConstraint("interval IN ('month', 'year')", name=op.f("ck_plan_changes_interval")),
         sa.CheckConstraint("price_amount >= 0", name=op.f("ck_plan_changes_price_not_negative")),
@@ -60,7 +62,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_plan_changes_subscription_id"), ["subscription_id"], unique=False)
         batch_op.create_index(
             "uq_plan_changes_pending",
-            ["subscription_id"],
+            ["subscription_id", "kind"],
             unique=True,
             sqlite_where=sa.text("status = 'pending'"),
             postgresql_where=sa.text("status = 'pending'"),
