@@ -414,11 +414,30 @@ async def _reserve_upgrade(uow: UnitOfWork, principal: Principal, subscription_i
     if sub.current_period_end <= now:  # B2: the renewal due at the period end is charged first
         raise ChargeInProgress(f"the renewal of subscription {sub.id} is due; retry shortly", retry_after=60)
     _refuse_while_charging(uow, sub)
+    customer = (await conn.execute(select(customers).where(customers.c.id == sub.customer_id))).one()
     waiting = await repository.pending(conn, sub.id, "now")
-    if waiting is not None:  # another upgrade waits for the customer's action: it goes first
+    if waiting is not None:
+        unanswered = (
+            await conn.execute(
+                select(payments).where(
+                    payments.c.id == waiting.payment_id,
+                    payments.c.status == PaymentStatus.PENDING,
+                    payments.c.gateway_payment_id.is_(None),
+                )
+            )
+        ).first()
+        if unanswered is not None and waiting.plan_code == target.code:
+            # The same upgrade again after the gateway gave no answer: charged again with the same key, which
+            # answers with the first charge's result if it went through (never charged twice).
+            await conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == sub.id)
+                .values(claimed_until=uow.wall() + UPGRADE_LEASE)
+            )
+            return waiting.id, unanswered, customer.gateway_customer_id or ""
+        # Another upgrade waits for the customer's action: it goes first (or is withdrawn).
         wait = max(1, math.ceil((waiting.expires_at - now).total_seconds()))
         raise ChargeInProgress(f"an upgrade of subscription {sub.id} waits for the customer's action", retry_after=wait)
-    customer = (await conn.execute(select(customers).where(customers.c.id == sub.customer_id))).one()
     credit = (await credit_repo.balances(conn, [customer.id], sub.currency))[customer.id]
     change_id = new_id("pchg")
     payment = charging.new_payment(

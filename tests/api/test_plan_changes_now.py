@@ -237,3 +237,34 @@ def test_C4_ops_may_upgrade_a_customer(client, alice):
         headers=ops_headers(),
     )
     assert response.status_code == 200 and response.json()["plan"] == "enterprise-monthly", response.text
+
+
+class Outage(CancelRecorder):
+    """The sandbox gateway, once unreachable after taking the charge (the answer lost)."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.lose_next = False
+
+    async def charge(self, request):
+        result = await self.inner.charge(request)
+        if self.lose_next:
+            from app.gateways.base import GatewayUnavailable
+
+            self.lose_next = False
+            raise GatewayUnavailable("the answer was lost")
+        return result
+
+
+def test_C4_an_upgrade_whose_answer_was_lost_is_charged_again_with_its_key_never_twice(client, alice):
+    sub = buy(client, alice)
+    outage = client.app.state.ctx.gateway = Outage(client.app.state.ctx.gateway)
+    outage.lose_next = True
+    response = change(client, sub, "enterprise-monthly", when="now")
+    assert response.status_code == 503, response.text
+    assert subscription(client, sub["id"])["plan"] == "pro-monthly"  # nothing changed yet
+    response = change(client, sub, "enterprise-monthly", when="now")
+    assert response.status_code == 200, response.text
+    assert response.json()["plan"] == "enterprise-monthly"
+    upgrades = [p for p in payments_of(client, alice) if p["purpose"] == "upgrade"]
+    assert [(p["status"], p["amount"]) for p in upgrades] == [("succeeded", 9000)]
