@@ -12,6 +12,8 @@ from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
 from app.models import subscriptions, trials
+from app.plan_changes import repository as plan_change_repo
+from app.plan_changes.schemas import in_force
 from app.subscriptions.schemas import PERIOD_COLUMNS as _PERIOD_COLUMNS
 from app.subscriptions.schemas import subscription_facts
 from policies import AccessDecision, AccessFacts, access, retries_counted_from
@@ -43,12 +45,15 @@ async def access_in(
                 subscriptions.c.current_period_end,
                 subscriptions.c.plan_code,
                 subscriptions.c.charge_released_at,
+                subscriptions.c.id,  # C3 (issue 16)
                 *_PERIOD_COLUMNS,
             ).where(subscriptions.c.customer_id == customer_id, subscriptions.c.status.in_(("active", "past_due")))
         )
     ).first()
     if now is None:
         now = await ctx.clock.now(conn)
+    if sub is not None:  # C3 (issue 16): a plan change due at the period end is in force from then (B2)
+        sub, _ = in_force(sub, await plan_change_repo.pending(conn, sub.id), now)
     return access(facts_of(ctx, customer_status, trial, sub, now), now)
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.audit.service import changed
 from app.schemas import Money, RequestModel
 from app.subscriptions.schemas import Subscription, as_read, to_api
 
@@ -44,6 +45,32 @@ def pending_to_api(change, client_secret: str | None = None) -> dict | None:  # 
         "expires_at": change.expires_at,
         "client_secret": client_secret,
     }
+
+
+def in_force(sub, change, now: _dt.datetime | None):  # noqa: ANN001, ANN201
+    """B2/C3: (the subscription, its pending change) as in force at `now`: from the period end a C3 change takes
+    effect at, the subscription is on the new plan, price and interval, its periods counted from there, whether or
+    not the renewal job has recorded it yet (the change then pending no more)."""
+    due = (
+        change is not None
+        and now is not None
+        and change.kind == "period_end"
+        and sub.status == "active"
+        and change.effective_at is not None
+        and change.effective_at == sub.current_period_end
+        and now >= change.effective_at
+    )
+    if not due:
+        return sub, change
+    moved = changed(
+        sub,
+        plan_code=change.plan_code,
+        price_amount=change.price_amount,
+        interval=change.interval,
+        anchor_at=change.effective_at,
+        anchor_index=sub.period_index + 1,
+    )
+    return moved, None
 
 
 def with_change(sub, change, now: _dt.datetime, **extra: object) -> dict:  # noqa: ANN001

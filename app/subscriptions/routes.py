@@ -10,7 +10,7 @@ from app.idempotency import idempotent_in_unit_of_work
 from app.models import subscriptions
 from app.pagination import Page
 from app.plan_changes import repository as plan_change_repo
-from app.plan_changes.schemas import pending_to_api
+from app.plan_changes.schemas import in_force, pending_to_api
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
     PaymentMethodUpdate,
@@ -37,7 +37,8 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller):
         secret = await repository.pending_client_secret(conn, row.id) if row.status == "incomplete" else None
         # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
         now = await ctx.clock.now(conn) if row.status == "active" else None
-        pending = await plan_change_repo.shown(conn, row.id)  # C3/C4 (issue 16): the pending plan change
+        # C3/C4 (issue 16): the pending plan change; one due at the period end is in force (B2)
+        row, pending = in_force(row, await plan_change_repo.shown(conn, row.id), now)
     return JSON({**to_api(row, secret, now=now), "pending_change": pending_to_api(pending)})
 
 

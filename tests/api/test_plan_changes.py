@@ -256,6 +256,12 @@ def test_C3_B3_B4_at_the_period_end_the_renewal_charges_the_new_plan_and_counts_
     run_due(client)
     assert subscription(client, sub["id"])["plan"] == "pro-monthly"
     move_clock(client, FIRST_END)
+    # B2: from the period end it is on the new plan for every purpose, before the job has run.
+    due = subscription(client, sub["id"])
+    assert due["plan"] == "pro-yearly" and due["price"]["amount"] == 20000 and due["pending_change"] is None
+    assert (due["current_period_start"], due["current_period_end"]) == (FIRST_END, "2031-02-15T12:00:00Z")
+    assert access_of(client, alice)["plan"] == "pro-yearly"
+    refused(withdraw(client, sub), "charge_in_progress")  # it has taken effect: no withdrawing it now
     run_due(client)
     renewed = subscription(client, sub["id"])
     assert renewed["plan"] == "pro-yearly" and renewed["price"] == {"amount": 20000, "currency": "usd"}
