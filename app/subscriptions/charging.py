@@ -134,16 +134,16 @@ async def charge_many(ctx: AppContext, work: list) -> list[ChargeOutcome]:
 # purchase forfeits it; read, as `_forfeit_trials` reads the trials, without a lock).
 _SUBSCRIPTION_COLUMNS = (
     subscriptions,
-    plans.c.name.label("plan_name"),
+    # A subquery, not a join: a subscription locked after a concurrent plan change (C3/C4, issue 16) is re-read
+    # with its new plan (PostgreSQL re-checks a join against the old plan's row and would skip the subscription).
+    select(plans.c.name).where(plans.c.id == subscriptions.c.plan_id).scalar_subquery().label("plan_name"),
     customers.c.email.label("customer_email"),
     customers.c.status.label("customer_status"),
     exists()
     .where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == "active")
     .label("has_running_trial"),
 )
-_SUBSCRIPTION_JOINS = subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id).join(
-    customers, customers.c.id == subscriptions.c.customer_id
-)
+_SUBSCRIPTION_JOINS = subscriptions.join(customers, customers.c.id == subscriptions.c.customer_id)
 
 
 def _lock_subscription_of_payment(where):  # noqa: ANN001, ANN202

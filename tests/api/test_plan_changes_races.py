@@ -115,7 +115,7 @@ def test_C3_concurrent_changes_leave_one_pending_change(replicas):
 
 def test_C1_C3_C4_a_change_a_cancellation_and_an_upgrade_racing_stay_consistent(replicas):
     _setup(replicas[0])
-    for round_ in range(4):
+    for round_ in range(8):
         owner = f"mix{round_}"
         sub = _subscribed(replicas[0], owner)
         cancel = (
