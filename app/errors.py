@@ -94,6 +94,13 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "card_declined": (402, "The payment was declined"),
     "subscription_exists": (409, "The customer already has a live subscription"),
     "subscription_ended": (409, "The subscription has ended"),
+    # C3/C4: plan change refusals (app/plan_changes), all 409, nothing changed
+    "same_plan": (409, "The subscription is already on this plan"),
+    "not_an_upgrade": (409, "Only a plan of a higher yearly value can start at once"),
+    "plan_not_available": (409, "This plan is not offered"),
+    "subscription_incomplete": (409, "The subscription has not started"),
+    "subscription_past_due": (409, "A renewal payment is outstanding"),
+    "customer_suspended": (409, "The account is suspended"),
     "charge_in_progress": (409, "A charge for this subscription is in flight; retry shortly"),
     "gateway_unavailable": (503, "The payment gateway is unavailable; try again later"),
     "gateway_error": (502, "The payment gateway refused the request"),

@@ -38,6 +38,7 @@ from app.notices.messages import router as messages_router
 from app.notices.routes import customer_router as notices_router
 from app.openapi import install_docs, install_openapi
 from app.payments.routes import router as payments_router
+from app.plan_changes.routes import router as plan_changes_router  # issue 16: plan changes (C3)
 from app.plans.routes import router as plans_router
 from app.ratelimit import RateLimitMiddleware
 from app.refunds.routes import router as refunds_router
@@ -172,6 +173,7 @@ def create_app(
     # a read from 1.3-1.5 to 0.75-0.84 ms of CPU (bench/RESULTS.md, "What that session changed"). No route's
     # pattern matches another route's path for the same method, so the order changes nothing else.
     app.include_router(subscriptions_router)
+    app.include_router(plan_changes_router)  # issue 16: plan changes (C3)
     app.include_router(webhooks_router)
     app.include_router(health_router)
     app.include_router(customers_router)

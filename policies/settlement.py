@@ -93,18 +93,24 @@ class PaidPeriod:
 
 
 def paid_period(
-    purpose: str, now: datetime, interval: str, anchor_at: datetime | None, period_index: int
+    purpose: str,
+    now: datetime,
+    interval: str,
+    anchor_at: datetime | None,
+    period_index: int,
+    anchor_index: int = 0,
 ) -> PaidPeriod:
     """B1/B2/B4/B5: a purchase starts the subscription at its first successful payment (`now`), whose periods are
     anchored there (period 0); a renewal or retry pays for period `period_index`, counted from the acquisition
-    anchor (a late retry does not move it)."""
+    anchor (a late retry does not move it). C3: a plan change at a period end re-anchors there; `anchor_index` is
+    the index of the period that starts at `anchor_at`."""
     if purpose == PaymentPurpose.PURCHASE:
-        anchor, index = now, 0
+        anchor, index, anchor_index = now, 0, 0
     elif anchor_at is None:
         raise ValueError("a renewal or retry is of a subscription that has an anchor")
     else:
         anchor, index = anchor_at, period_index
-    start, end = period_bounds(anchor, Interval(interval), index)
+    start, end = period_bounds(anchor, Interval(interval), index - anchor_index)
     return PaidPeriod(anchor, index, start, end)
 
 

@@ -75,6 +75,7 @@ class PaymentPurpose(StrEnum):
     PURCHASE = "purchase"  # B1: the first payment of a subscription
     RENEWAL = "renewal"  # B2
     RETRY = "retry"  # B5
+    UPGRADE = "upgrade"  # C4: an immediate upgrade's charge
 
 
 class PaymentStatus(StrEnum):
@@ -137,6 +138,16 @@ class Role(StrEnum):
 
     CUSTOMER = "customer"
     STAFF = "ops"  # ops and finance staff
+
+
+class PlanChangeStatus(StrEnum):
+    """C3/C4: a plan change asked: waiting (at most one per subscription), applied, withdrawn or expired."""
+
+    PENDING = "pending"
+    APPLIED = "applied"  # C3: at the period end; C4: its payment succeeded
+    WITHDRAWN = "withdrawn"  # C3/C1: withdrawn by the customer, by a cancellation or by another change
+    EXPIRED = "expired"  # C4: its payment never completed (23 h, or the period end)
+    FAILED = "failed"  # C4: its payment was declined
 
 
 class GatewayName(StrEnum):

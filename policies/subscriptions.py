@@ -153,10 +153,12 @@ class SubscriptionFacts:
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     ended_reason: str | None = None
+    anchor_index: int = 0  # C3/B4: the period index whose start is anchor_at (a change at a period end re-anchors)
 
     def __post_init__(self) -> None:
         _known("status", self.status, SUBSCRIPTION_STATUSES)
         require_int(self.period_index, "period_index", minimum=0)
+        require_int(self.anchor_index, "anchor_index", minimum=0)
         for name in ("anchor_at", "period_start", "period_end", "canceled_at", "ended_at"):
             require_optional_aware(getattr(self, name), name)
 
@@ -169,7 +171,7 @@ def _period_at(facts: SubscriptionFacts, at: datetime) -> tuple[int, datetime | 
         raise ValueError("an active subscription has an anchor and a period end")
     while at >= end:
         index += 1
-        start, end = period_bounds(anchor, facts.interval, index)  # type: ignore[arg-type]
+        start, end = period_bounds(anchor, facts.interval, index - facts.anchor_index)  # type: ignore[arg-type]
     return index, start, end
 
 

@@ -27,6 +27,7 @@ class SubscriptionAccess(Protocol):
     """What a subscription contributes to access: its state, plan and what places its periods (PERIOD_COLUMNS,
     for `policies.subscription_at`). A full `subscriptions` row has all of it."""
 
+    id: str
     status: str
     current_period_end: _dt.datetime | None
     plan_code: str
@@ -34,6 +35,7 @@ class SubscriptionAccess(Protocol):
     anchor_at: _dt.datetime | None
     interval: str
     period_index: int
+    anchor_index: int
     current_period_start: _dt.datetime | None
     cancel_at_period_end: bool
     canceled_at: _dt.datetime | None
@@ -53,6 +55,7 @@ _SUBSCRIPTION_GIVING_ACCESS = select(
     subscriptions.c.current_period_end,
     subscriptions.c.plan_code,
     subscriptions.c.charge_released_at,
+    subscriptions.c.id,  # C3: its pending plan change
     *PERIOD_COLUMNS,
 ).where(
     subscriptions.c.customer_id == bindparam("customer_id"),

@@ -13,6 +13,8 @@ from app.audit.service import Event
 from app.auth import Principal
 from app.context import AppContext
 from app.customers import repository as customer_repo
+from app.plan_changes import repository as plan_change_repo
+from app.plan_changes.schemas import in_force
 from app.subscriptions.schemas import subscription_facts
 from policies import (
     AccessDecision,
@@ -39,6 +41,8 @@ async def access_in(
     sub = await queries.subscription_giving_access(conn, customer_id)
     if now is None:
         now = await ctx.clock.now(conn)
+    if sub is not None:  # C3 (issue 16): a plan change due at the period end is in force from then (B2)
+        sub, _ = in_force(sub, await plan_change_repo.pending(conn, sub.id), now)
     return access(facts_of(ctx, customer_status, trial, sub, now), now)
 
 

@@ -50,7 +50,10 @@ def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = 
                 customers.c.external_id == bindparam("sub")
             )
     if with_plan_name:
-        stmt = stmt.add_columns(plans.c.name.label("plan_name")).join(plans, plans.c.id == table.c.plan_id)
+        # A subquery, not a join: a row locked after a concurrent plan change (C3/C4) is re-read with its new plan
+        # (PostgreSQL re-checks a join against the old plan's row and would skip it).
+        name = select(plans.c.name).where(plans.c.id == table.c.plan_id).scalar_subquery()
+        stmt = stmt.add_columns(name.label("plan_name"))
     return stmt.with_for_update(of=table) if for_update else stmt
 
 

@@ -14,6 +14,7 @@ from app.models.core import (
 from app.models.credits import credit_entries
 from app.models.invoices import credit_notes, document_counters, invoices
 from app.models.notices import notices
+from app.models.plan_changes import plan_changes
 from app.models.refunds import refunds
 from app.models.trials import trial_exclusions, trials
 
@@ -30,6 +31,7 @@ __all__ = [
     "metadata",
     "notices",
     "payments",
+    "plan_changes",
     "plans",
     "refunds",
     "sandbox_charges",

@@ -36,6 +36,9 @@ subscriptions = Table(
     Column("payment_method", String(255), nullable=False),
     Column("anchor_at", UTCDateTime, nullable=True),  # B1/B4: the first payment's time; null while incomplete
     Column("period_index", Integer, nullable=False),
+    # C3/B4: the period index whose start is anchor_at (0; after a plan change at a period end, that period's index:
+    # the new plan's periods are counted from there). Period `i` is period_bounds(anchor_at, interval, i - this).
+    Column("anchor_index", Integer, nullable=False, server_default=text("0")),
     Column("current_period_start", UTCDateTime, nullable=True),
     Column("current_period_end", UTCDateTime, nullable=True),
     Column("cancel_at_period_end", Boolean, nullable=False),

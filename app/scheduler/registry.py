@@ -35,6 +35,7 @@ def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
     from app.notices.delivery import deliver_notices
     from app.payments.corrections import cancel_abandoned_payments
+    from app.plan_changes.service import expire_waiting_upgrades
     from app.refunds.service import retry_pending_refunds
     from app.subscriptions.tasks import (
         end_canceled_subscriptions,
@@ -46,6 +47,7 @@ def registered_jobs() -> list[Job]:
 
     return [
         Job("subscription_period_ends", end_canceled_subscriptions),  # C1
+        Job("upgrade_expiry", expire_waiting_upgrades),  # C4: before renewals (the old plan renews untouched)
         Job("subscription_renewals", renew_subscriptions, workers=2),  # B2, B3
         Job("subscription_retries", retry_failed_renewals, workers=2),  # B5
         Job("incomplete_purchase_expiry", expire_incomplete_purchases),  # B1

@@ -199,7 +199,14 @@ async def settle_locked(
     sub: SettlingSubscription | None = None,
 ) -> str:
     """`settle`, for a payment locked by `lock_for_settlement` (`sub`: the subscription it returned, if at hand).
-    What the outcome does is `policies.settlement`'s answer (B1/B5)."""
+    What the outcome does is `policies.settlement`'s answer (B1/B5); an upgrade's charge settles as
+    app/plan_changes says (C4)."""
+    if payment.purpose == PaymentPurpose.UPGRADE:
+        from app.plan_changes.service import settle_upgrade  # imported here: that module builds on this one
+
+        if sub is None:
+            sub = await subscription_repo.lock(conn, payment.subscription_id)
+        return await settle_upgrade(conn, ctx, payment, result, now, actor, sub)
     match settlement(payment.status, payment.purpose, result.status):
         case Settlement.UNCHANGED:
             return payment.status  # settled already (a repeat, a second replica, a late webhook): forward only
@@ -275,7 +282,9 @@ async def settle_many(
         # (`policies.paid_period` says the same; the batch calls `period_bounds` itself, as it did before, to
         # build nothing per row but what it writes: `renews` implies a running subscription, so an anchor.)
         start, end = period_bounds(
-            cast(_dt.datetime, sub.anchor_at), cast(Interval, sub.interval), payment.period_index
+            cast(_dt.datetime, sub.anchor_at),
+            cast(Interval, sub.interval),
+            payment.period_index - sub.anchor_index,  # C3: counted from the anchor
         )
         sub_rows.append(subscription_repo.renewal_params(sub.id, payment.period_index, start, end, payment.tax_amount))
         payment_rows.append(payment_repo.succeeded_params(payment.id, result.payment_id, start, end, now))
@@ -500,7 +509,7 @@ async def record_success(
     forfeited: list[Any] = []
     # B1: a purchase starts the subscription at its first successful payment, its periods anchored there (B4);
     # B2/B4/B5: a renewal or retry pays the next period, counted from the acquisition anchor.
-    paid = paid_period(payment.purpose, now, sub.interval, sub.anchor_at, payment.period_index)
+    paid = paid_period(payment.purpose, now, sub.interval, sub.anchor_at, payment.period_index, sub.anchor_index)
     start, end = paid.start, paid.end
     if payment.purpose == PaymentPurpose.PURCHASE:
         if sub.has_running_trial:

@@ -53,6 +53,7 @@ class SubscriptionRow(Protocol):
     payment_method: str
     anchor_at: _dt.datetime | None
     period_index: int
+    anchor_index: int  # C3: the index of the period that starts at anchor_at
     current_period_start: _dt.datetime | None
     current_period_end: _dt.datetime | None
     cancel_at_period_end: bool
@@ -385,7 +386,9 @@ async def end_unpaid(conn: AsyncConnection, subscription_ids: list[str], now: _d
 
 _SETTLING_COLUMNS = (
     subscriptions,
-    plans.c.name.label("plan_name"),
+    # A subquery, not a join: a subscription locked after a concurrent plan change (C3/C4) is re-read with its new
+    # plan (PostgreSQL re-checks a join against the old plan's row and would skip the subscription).
+    select(plans.c.name).where(plans.c.id == subscriptions.c.plan_id).scalar_subquery().label("plan_name"),
     customers.c.email.label("customer_email"),
     customers.c.status.label("customer_status"),
     # T6: read, as `running_trials` reads them, without a lock.
@@ -393,9 +396,7 @@ _SETTLING_COLUMNS = (
     .where(trials.c.customer_id == subscriptions.c.customer_id, trials.c.status == TrialStatus.ACTIVE)
     .label("has_running_trial"),
 )
-_SETTLING_JOINS = subscriptions.join(plans, plans.c.id == subscriptions.c.plan_id).join(
-    customers, customers.c.id == subscriptions.c.customer_id
-)
+_SETTLING_JOINS = subscriptions.join(customers, customers.c.id == subscriptions.c.customer_id)
 
 
 def _lock_of_payment(where: ColumnElement[bool]) -> Select[Any]:

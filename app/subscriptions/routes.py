@@ -9,6 +9,8 @@ from app.http import JSON
 from app.idempotency import idempotent_in_unit_of_work
 from app.pagination import Page
 from app.payments import repository as payment_repo
+from app.plan_changes import repository as plan_change_repo
+from app.plan_changes.schemas import in_force, pending_to_api
 from app.subscriptions import repository, service
 from app.subscriptions.schemas import (
     PaymentMethodUpdate,
@@ -40,7 +42,9 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller) -> JS
         )
         # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
         now = await ctx.clock.now(conn) if row.status == SubscriptionStatus.ACTIVE else None
-    return JSON(to_api(row, secret, now=now))
+        # C3/C4: the pending plan change; one due at the period end is in force (B2)
+        row, pending = in_force(row, await plan_change_repo.shown(conn, row.id), now)
+    return JSON({**to_api(row, secret, now=now), "pending_change": pending_to_api(pending)})
 
 
 @router.post("/{subscription_id}/cancel", response_model=Subscription)

@@ -24,6 +24,14 @@ class PaymentMethodUpdate(RequestModel):
     payment_method: str = PaymentMethodId
 
 
+class PendingChange(BaseModel):
+    plan: str
+    price: Money
+    effective_at: _dt.datetime | None  # C3: the current period end; null while a C4 change waits for action
+    expires_at: _dt.datetime | None = None  # C4: 23 h, or the period end if sooner
+    client_secret: str | None = None  # C4: the payment waiting for the customer's action
+
+
 class Subscription(BaseModel):
     object: Literal["subscription"] = "subscription"
     id: str
@@ -42,6 +50,9 @@ class Subscription(BaseModel):
     next_retry_at: _dt.datetime | None
     # Only in the response that created it (the card's confirmation, B1); not stored with the subscription.
     client_secret: Annotated[str | None, Given()] = None
+    # C3/C4: the plan change waiting for the period end or for the customer's action (GET and the change routes
+    # show it; app/plan_changes); not stored with the subscription.
+    pending_change: Annotated[PendingChange | None, Given()] = None
     policy_version: str
     created_at: _dt.datetime
 
@@ -55,6 +66,7 @@ PERIOD_COLUMNS = (
     subscriptions.c.anchor_at,
     subscriptions.c.interval,
     subscriptions.c.period_index,
+    subscriptions.c.anchor_index,  # C3
     subscriptions.c.current_period_start,
     subscriptions.c.cancel_at_period_end,
     subscriptions.c.canceled_at,
@@ -75,6 +87,7 @@ _FACT_COLUMNS = {
     "canceled_at": "canceled_at",
     "ended_at": "ended_at",
     "ended_reason": "ended_reason",
+    "anchor_index": "anchor_index",
 }
 if list(_FACT_COLUMNS) != [f.name for f in dataclasses.fields(SubscriptionFacts)]:
     raise TypeError("_FACT_COLUMNS must list SubscriptionFacts' fields in their order")
@@ -89,10 +102,16 @@ def subscription_facts(row) -> SubscriptionFacts:  # noqa: ANN001
 _stored = serialiser(Subscription, subscriptions)
 
 
-def to_api(row, client_secret: str | None = None, *, now: _dt.datetime | None = None) -> dict:  # noqa: ANN001
+def to_api(
+    row,  # noqa: ANN001 - a subscriptions row or snapshot
+    client_secret: str | None = None,
+    *,
+    now: _dt.datetime | None = None,
+    pending_change: dict | None = None,
+) -> dict:
     """The subscription as stored or, given `now`, as it stands then (B2/C1, `policies.subscription_at`): from a
     period-end instant in its next period (or ended by a cancellation), whether or not the jobs have run yet."""
-    api = _stored(row, client_secret)
+    api = _stored(row, client_secret=client_secret, pending_change=pending_change)
     if now is not None:
         state = subscription_at(subscription_facts(row), now)
         api["status"] = state.status

@@ -28,6 +28,7 @@ from app.payments import steps
 from app.payments.corrections import cancel_at_gateway
 from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
+from app.plan_changes import service as plan_change_service
 from app.plans import repository as plan_repo
 from app.subscriptions import charging, repository
 from app.subscriptions.repository import SubscriptionRow
@@ -269,6 +270,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str) ->
                 events.append(access_changed(AccessFacts(customer_status=CustomerStatus.ACTIVE), now))
     else:
         changed = await repository.set_cancellation(conn, sub.id, scheduled=True, at=now)
+        await plan_change_service.withdraw_for_cancellation(uow, principal, sub)  # C3: cancelling withdraws a change
         # B2: the period end of the period it is in now (past the stored end, the renewed period's).
         if state.period_end is None:
             raise ValueError(f"subscription {sub.id} is {sub.status} without a period end")

@@ -34,6 +34,7 @@ from app.payments import steps
 from app.payments.corrections import cancel_at_gateway
 from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
+from app.plan_changes import service as plan_change_service
 from app.subscriptions import charging
 from app.subscriptions import repository as subscription_repo
 from app.subscriptions.repository import DueSubscription, EndingSubscription
@@ -224,6 +225,8 @@ async def _reserve_batch(
         return None
     lease = wall + LIVENESS_LEASE
     await subscription_repo.lease(conn, [s.id for s in due], lease)
+    if purpose == PaymentPurpose.RENEWAL:  # C3: a change due at this period end moves it to the new plan first
+        due = await plan_change_service.apply_due_changes(uow, due)
     credit: dict[str, int] = {}
     for currency in {s.currency for s in due}:
         credit.update(

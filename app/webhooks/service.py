@@ -72,7 +72,9 @@ async def _payment_succeeded(
     # we had recorded as failed went through after all: a renewal still awaited renews; anything else is recorded
     # and grants nothing.
     await charging.settle_locked(conn, ctx, payment, ChargeResult("succeeded", news.payment_id), now, sub=sub)
-    if payment.purpose == PaymentPurpose.PURCHASE and await repo.refund_pending(conn, correction_refund_id(payment.id)):
+    if payment.purpose in (PaymentPurpose.PURCHASE, PaymentPurpose.UPGRADE) and await repo.refund_pending(
+        conn, correction_refund_id(payment.id)
+    ):
         return "refunded_late_success"  # B1: it bought nothing; its refund is sent once this commits
     return "applied" if payment.status == PaymentStatus.PENDING else "recorded_late_success"
 

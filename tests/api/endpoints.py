@@ -20,6 +20,7 @@ Paths (and string values in bodies) use the application's own placeholders; `tes
 - {customer_id}: a customer owned by OWNER_SUB;
 - {code}:        the plan code PLAN_CODE (trial available), created before each check;
 - {action}:      a console standing change ("suspend");
+- {other_code}:  a second plan (yearly), to change a subscription to (C3);
 - {trial_id}, {subscription_id}, {payment_id}: a trial, a paid subscription (bought with `pm_card_visa`) and its
   first payment, of the OWNER_SUB customer; made only for the checks of endpoints that name them;
 - {invoice_id}, {credit_note_id}: that payment's invoice, and the credit note of a refund of it.
@@ -99,6 +100,8 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/v1/subscriptions/{subscription_id}/cancel", "owner"),
     Endpoint("POST", "/v1/subscriptions/{subscription_id}/resume", "owner"),
     Endpoint("POST", "/v1/subscriptions/{subscription_id}/payment-method", "owner", {"payment_method": "pm_card_visa"}),
+    Endpoint("POST", "/v1/subscriptions/{subscription_id}/change", "owner", {"plan": "{other_code}"}),
+    Endpoint("DELETE", "/v1/subscriptions/{subscription_id}/pending-change", "owner"),
     # Payments and refunds
     Endpoint("GET", "/v1/payments/{payment_id}", "owner"),
     Endpoint("GET", "/v1/payments/{payment_id}/refunds", "owner"),

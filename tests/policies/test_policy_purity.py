@@ -129,6 +129,7 @@ def test_every_exported_name_exists():
 
 
 INTERFACE = {
+    "PlanChangeStatus",
     "AccessSource",
     "CreditKind",
     "CustomerStatus",
@@ -259,6 +260,7 @@ HOMES = {
         "NoticeStatus",
         "PaymentPurpose",
         "PaymentStatus",
+        "PlanChangeStatus",
         "RefundSource",
         "RefundStatus",
         "Role",
