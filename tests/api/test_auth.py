@@ -86,6 +86,7 @@ class World(dict):
             if key == "credit_note_id":
                 self["invoice_id"]  # the refund's payment has its invoice first
             self[key] = _issue_document(self.client, key, self["payment_id"])
+            return self[key]
         elif key == "other_code":  # C3: a second plan to change to
             self[key] = make_plan(self.client, f"{PLAN_CODE}-yearly", interval="year", amount=20000)["code"]
             return self[key]
