@@ -56,13 +56,16 @@ ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `
 InvalidEvent = _error("InvalidEvent", "invalid_event")  # a signed webhook event that can never be processed
 
 
-def refuse_unless(decision: Decision, detail: str = "", **extra: Any) -> None:
+def refuse_unless(decision: Decision, detail: str = "", *, cite_rule: bool = True, **extra: Any) -> None:
     """A policy decision (`policies.Decision`) let through, or its refusal raised: the error of the decision's code
     (`ValidationFailed` for a code without one of its own, such as `reason_required`), carrying the rule that
-    refused and `detail` (the decision's reason unless given) and `extra` for the problem body."""
+    refused (unless `cite_rule` is false: the standing refusals never named it in their answers) and `detail` (the
+    decision's reason unless given) and `extra` for the problem body."""
     if not decision.allowed:
         error = _BY_CODE.get(decision.code or "", ValidationFailed)
-        raise error(detail or decision.reason, rule=decision.rule, **extra)
+        if cite_rule:
+            extra["rule"] = decision.rule
+        raise error(detail or decision.reason, **extra)
 
 
 # code -> (HTTP status, title). The only place where domain refusals meet HTTP.

@@ -7,8 +7,7 @@ from email_validator import EmailNotValidError, validate_email
 
 # The codes come from pycountry (the Debian iso-codes data: ISO 3166-1 and ISO 4217 as currently published), so a
 # code the standard adds or withdraws (ZWG for ZWL in 2024, XCG for ANG in 2025, EUR for BGN in 2026) follows with a
-# dependency update instead of an edit here. Only codes in use today are accepted: new entries cannot be billed in
-# a withdrawn currency. The API spells countries upper case and currencies lower case, as below.
+# dependency update instead of an edit here. The API spells countries upper case and currencies lower case, as below.
 COUNTRIES = frozenset(country.alpha_2 for country in pycountry.countries)
 
 # ISO 4217 codes that are no country's legal tender, so nothing can be billed in them: the fund codes (ISO 4217's
@@ -19,8 +18,16 @@ NOT_LEGAL_TENDER = frozenset(
     """bov che chw clf cou mxv usn uyi uyw xad xag xau xba xbb xbc xbd xdr xpd xpt xsu xts xua xxx""".split()
 )
 
-# ISO 4217 active currency codes, lower case as the API spells them, without the ones above.
-CURRENCIES = frozenset(currency.alpha_3.lower() for currency in pycountry.currencies) - NOT_LEGAL_TENDER
+# Codes withdrawn from ISO 4217 since this service first accepted them. They stay accepted: a subscription priced
+# in one keeps its locked price (B3) and is renewed, credited (R2) and refunded in it, and refusing the code would
+# refuse those customers' credits too. Ops decide whether to sell new plans in them.
+STILL_ACCEPTED = frozenset({"ang", "bgn", "sll", "zwl"})
+
+# ISO 4217 active currency codes, lower case as the API spells them, without the ones above, and the withdrawn
+# codes still accepted.
+CURRENCIES = (frozenset(currency.alpha_3.lower() for currency in pycountry.currencies) - NOT_LEGAL_TENDER) | (
+    STILL_ACCEPTED
+)
 
 MAX_NAME_LENGTH = 200
 

@@ -1,8 +1,11 @@
 """R2/T2/T5: a refused policy decision becomes the domain error of its code in one place (`app.errors.refuse_unless`),
 which every service uses (refunds, credits, trials)."""
 
+import json
+
 import pytest
 
+from app.customers.rules import require_standing
 from app.errors import (
     CurrencyMismatch,
     DomainError,
@@ -11,9 +14,10 @@ from app.errors import (
     TrialNotAvailable,
     TrialNotEligible,
     ValidationFailed,
+    problem,
     refuse_unless,
 )
-from policies import Decision, credit_currency_decision, credit_decision, refund_decision
+from policies import CustomerAction, Decision, credit_currency_decision, credit_decision, refund_decision
 
 
 def _raised(decision: Decision, *args, **kwargs) -> DomainError:
@@ -51,3 +55,20 @@ def test_a_refusal_carries_the_detail_and_extra_given():
     assert type(raised) is RefundExceedsPayment
     assert raised.detail == "only 100 usd left"
     assert raised.extra == {"rule": "R2", "refundable": 100}
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        (CustomerAction.BUY, "suspended"),
+        (CustomerAction.START_TRIAL, "terminated"),
+        (CustomerAction.GRANT_CREDIT, "terminated"),
+        (CustomerAction.CHANGE_STANDING, "erased"),
+        (CustomerAction.CORRECT_DETAILS, "erased"),
+    ],
+)
+def test_R3_D3_a_standing_refusal_answers_as_it_always_did_without_a_rule_member(action, status):
+    with pytest.raises(DomainError) as raised:
+        require_standing(action, status)
+    _, body = problem(raised.value.code, raised.value.detail, **raised.value.extra)
+    assert "rule" not in json.loads(body)

@@ -14,5 +14,5 @@ def require_standing(action: CustomerAction, status: str) -> None:
     """Raise the refusal of `policies.customer_may(action, status)`, if it refuses."""
     decision = customer_may(action, status)
     if decision.code == "customer_erased":
-        refuse_unless(decision, errors=_ERASED)
-    refuse_unless(decision)
+        refuse_unless(decision, cite_rule=False, errors=_ERASED)
+    refuse_unless(decision, cite_rule=False)

@@ -78,7 +78,6 @@ def test_P1_a_lower_case_currency_in_use_is_accepted(currency):
         "xxx",  # "no currency"
         "usn",  # a fund code
         "clf",
-        "zwl",  # withdrawn (ZWG since 2024)
         "USD",  # the API spells currencies in lower case
         "Usd",
         "us",
@@ -89,6 +88,12 @@ def test_P1_a_lower_case_currency_in_use_is_accepted(currency):
 def test_P1_a_currency_that_cannot_be_billed_is_refused(currency):
     with pytest.raises(ValueError, match="lower-case ISO 4217 code"):
         check_currency(currency)
+
+
+@pytest.mark.parametrize("currency", ["zwl", "bgn", "ang", "sll"])
+def test_P1_a_withdrawn_currency_that_was_accepted_before_stays_accepted(currency):
+    # B3/R2: subscriptions priced in it keep billing and must stay creditable
+    assert check_currency(currency) == currency
 
 
 def test_the_codes_refused_as_not_legal_tender_are_iso_4217_codes():
