@@ -277,8 +277,8 @@ def forfeited(period_start: datetime, period_end: datetime, at: datetime, price:
     """C4/R1: (whole days left unused at `at`, rounded down; their value = price x days / period days, rounded
     down), with days in [0, period days] and value in [0, price]. For information: nothing is refunded.
     """
-    for name, value in (("period_start", period_start), ("period_end", period_end), ("at", at)):
-        require_aware(value, name)
+    for name, moment in (("period_start", period_start), ("period_end", period_end), ("at", at)):
+        require_aware(moment, name)
     require_int(price, "price", minimum=0)
     if not period_start <= at <= period_end:
         raise ValueError("C4: `at` must fall within the period")
