@@ -229,5 +229,5 @@ def test_T7_load_policy_book_missing_dir(tmp_path: Path):
 
 def test_T7_load_policy_book_names_the_bad_file(tmp_path: Path):
     (tmp_path / "broken.toml").write_text(BASE + "[trial]\ndays = 0\n")
-    with pytest.raises(PolicyError, match="broken.toml"):
+    with pytest.raises(PolicyError, match=r"broken\.toml"):
         load_policy_book(tmp_path)
