@@ -169,7 +169,7 @@ def _period_at(facts: SubscriptionFacts, at: datetime) -> tuple[int, datetime | 
         raise ValueError("an active subscription has an anchor and a period end")
     while at >= end:
         index += 1
-        start, end = period_bounds(anchor, facts.interval, index)  # type: ignore[arg-type]
+        start, end = period_bounds(anchor, facts.interval, index)  # type: ignore[arg-type]  # the stored str equals its Interval
     return index, start, end
 
 
