@@ -134,7 +134,7 @@ def _closed_by_server(conn: AsyncConnection) -> bool:
     """Whether the driver already knows the server closed this connection (asyncpg saw the socket close: a
     terminated backend, a restarted server). A local check, no round trip."""
     try:
-        driver = conn.sync_connection.connection.dbapi_connection.driver_connection  # type: ignore[union-attr]
+        driver = conn.sync_connection.connection.dbapi_connection.driver_connection  # type: ignore[union-attr]  # None: caught below
     except Exception:  # not connected (None on the way): as good as closed
         return True
     is_closed = getattr(driver, "is_closed", None)  # asyncpg's; aiosqlite's connections have none

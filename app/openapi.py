@@ -39,7 +39,7 @@ try:
     from fastapi.routing import iter_route_contexts  # the routes of included routers, with their prefixes
 except ImportError:  # FastAPI before lazily included routers: app.routes holds every APIRoute itself
 
-    def iter_route_contexts(routes: list) -> Iterator:  # type: ignore[misc]
+    def iter_route_contexts(routes: list) -> Iterator:  # type: ignore[misc]  # the older FastAPI's stand-in
         return iter(routes)
 
 
@@ -170,7 +170,7 @@ def install_openapi(app: FastAPI, *, rate_limited: bool) -> None:
             described[:] = [document]
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to replace the schema
 
 
 def install_docs(app: FastAPI) -> None:

@@ -78,9 +78,9 @@ def preflight() -> None:
             "packages:\n    apt-get update && apt-get install -y wrk"
         )
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401 - only whether it imports
 
-        import app.main  # noqa: F401
+        import app.main  # noqa: F401 - only whether it imports
     except ImportError as exc:
         fail(
             f"cannot import the service or psycopg ({exc}); run with the project's virtualenv, e.g.\n"

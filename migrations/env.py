@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from app.config import Settings
 from app.db import Database
@@ -17,7 +18,7 @@ def _url() -> str:
     return config.attributes.get("database_url") or Settings().database_url
 
 
-def _run(connection) -> None:  # noqa: ANN001
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,

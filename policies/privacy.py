@@ -30,7 +30,8 @@ ACTOR_FIELDS = frozenset({"created_by", "actor"})
 
 
 def _identifiers(identifiers: Iterable[str | None]) -> tuple[set[str], set[str]]:
-    whole, words = set(), set()
+    whole: set[str] = set()
+    words: set[str] = set()
     for identifier in identifiers:
         value = (identifier or "").strip()
         if not value:

@@ -9,6 +9,7 @@ from typing import Literal
 from ._checks import require_aware, require_int, require_optional_aware
 from .document import PolicyDocument
 from .periods import period_bounds
+from .states import Interval
 
 CUSTOMER_STATUSES = frozenset({"active", "suspended", "terminated", "erased"})
 TRIAL_STATUSES = frozenset({"active", "expired", "forfeited", "terminated"})
@@ -171,7 +172,7 @@ def _period_at(facts: SubscriptionFacts, at: datetime) -> tuple[int, datetime | 
         raise ValueError("an active subscription has an anchor and a period end")
     while at >= end:
         index += 1
-        start, end = period_bounds(anchor, facts.interval, index - facts.anchor_index)  # type: ignore[arg-type]
+        start, end = period_bounds(anchor, Interval(facts.interval), index - facts.anchor_index)
     return index, start, end
 
 

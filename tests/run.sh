@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as the README's second command runs it: installs the project into .venv, makes sure
-# PostgreSQL is up, then runs every test against SQLite (the embedded default) and against PostgreSQL (a fresh
-# database for the run). Exits non-zero on any failure.
+# The whole test suite, as the README's second command runs it: installs the project into .venv, runs ruff (lint
+# and format) and mypy, makes sure PostgreSQL is up, then runs every test against SQLite (the embedded default) and
+# against PostgreSQL (a fresh database for the run). Exits non-zero on any failure or finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,13 @@ fi
 # Exact versions with their hashes (requirements/update.sh makes the lock from pyproject.toml), then the project.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+
+# Lint, format and types (ruff and mypy pinned in requirements/dev.txt, configured in pyproject.toml): any finding
+# fails the run before a test starts.
+echo "== ruff check, ruff format --check, mypy ==" >&2
+.venv/bin/ruff check app policies tests bench migrations
+.venv/bin/ruff format --check app policies tests bench migrations
+.venv/bin/mypy
 
 # Debian packages the tests drive: Chromium, Docker and debootstrap, promtool (see the script).
 bash tests/system-packages.sh

@@ -84,7 +84,7 @@ async def test_a_use_that_waits_too_long_fails_clearly_and_frees_its_place(datab
     try:
         holder = asyncio.create_task(hold())
         await asyncio.sleep(0.05)
-        with pytest.raises(PoolTimeout, match="no database connection free within 0.2 s"):
+        with pytest.raises(PoolTimeout, match=r"no database connection free within 0\.2 s"):
             async with db.transaction():
                 pass
         release.set()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,10 +33,11 @@ def _actor_role(actor: Principal) -> str:
     return "system" if actor is SYSTEM else actor.role
 
 
-def changed(row: Mapping[str, Any] | Row[Any], **changes: Any) -> SimpleNamespace:
-    """A row (read or written: a Row or a dict) as the change leaves it, for its `to_api` snapshot: what the
-    transaction wrote, without reading it again."""
-    return SimpleNamespace(**{**(row if isinstance(row, Mapping) else row._mapping), **changes})
+def changed(row: object, **changes: Any) -> SimpleNamespace:
+    """A row (read or written: a Row, typed or not by a repository's row protocol, or a dict) as the change leaves
+    it, for its `to_api` snapshot: what the transaction wrote, without reading it again."""
+    fields = row if isinstance(row, Mapping) else cast(Row[Any], row)._mapping  # a row protocol types a Row
+    return SimpleNamespace(**{**fields, **changes})
 
 
 class AuditRow(dict[str, Any]):

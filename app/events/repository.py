@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from app.pagination import PageParams, fetch_page
 
 async def page(
     conn: AsyncConnection, params: PageParams, *, type_: str | None = None, customer_id: str | None = None
-) -> tuple[list[Any], bool]:
+) -> tuple[Sequence[Any], bool]:
     """A page of events, newest first, of this type and customer when given."""
     stmt = select(events)
     if type_ is not None:

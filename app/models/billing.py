@@ -19,7 +19,7 @@ from sqlalchemy import (
 from app.models.base import Id, MinorUnits, UTCDateTime, metadata, one_of
 from policies.states import LIVE_SUBSCRIPTION, EndedReason, PaymentStatus, SubscriptionStatus
 
-LIVE = one_of("status", sorted(LIVE_SUBSCRIPTION, key=list(SubscriptionStatus).index))
+LIVE = one_of("status", [status for status in SubscriptionStatus if status in LIVE_SUBSCRIPTION])
 
 subscriptions = Table(
     "subscriptions",

@@ -26,8 +26,9 @@ class PlanCreate(RequestModel):
 class PlanUpdate(RequestModel):
     """B3: a list price change affects new purchases only."""
 
-    amount: Amount = None  # type: ignore[assignment]
-    active: bool = None  # type: ignore[assignment]
+    # Omitted fields stay as they are (None: not given; an explicit null is refused), hence the ignores.
+    amount: Amount = None  # type: ignore[assignment]  # None: omitted
+    active: bool = None  # type: ignore[assignment]  # None: omitted
 
 
 class Plan(BaseModel):

@@ -14,13 +14,14 @@ from app.plans import repository
 from app.plans.repository import PlanRow
 from app.plans.schemas import PlanCreate, PlanUpdate
 from app.uow import UnitOfWork, unit_of_work
+from policies.states import Interval, Tier
 
 DEMO_PLANS = (
     PlanCreate(
         code="basic-monthly",
         name="Subscription, monthly",
-        tier="subscription",
-        interval="month",
+        tier=Tier.SUBSCRIPTION,
+        interval=Interval.MONTH,
         amount=999,
         currency="usd",
         trial_available=True,
@@ -28,8 +29,8 @@ DEMO_PLANS = (
     PlanCreate(
         code="basic-yearly",
         name="Subscription, yearly",
-        tier="subscription",
-        interval="year",
+        tier=Tier.SUBSCRIPTION,
+        interval=Interval.YEAR,
         amount=9990,
         currency="usd",
         trial_available=True,
@@ -37,8 +38,8 @@ DEMO_PLANS = (
     PlanCreate(
         code="enterprise-yearly",
         name="Enterprise, yearly",
-        tier="enterprise",
-        interval="year",
+        tier=Tier.ENTERPRISE,
+        interval=Interval.YEAR,
         amount=120000,
         currency="usd",
         trial_available=False,

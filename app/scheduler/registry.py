@@ -82,7 +82,7 @@ async def run_job(ctx: AppContext, job: Job, now: _dt.datetime) -> int:
             tasks = [group.create_task(_run_until_done(ctx, job, now)) for _ in range(workers)]
     except ExceptionGroup as failed:
         # ... and the run fails with its error, as with one worker (its own cause kept: no `from`)
-        raise failed.exceptions[0]  # noqa: B904
+        raise failed.exceptions[0]  # noqa: B904 - the worker's own error and cause, unwrapped
     return sum(task.result() for task in tasks)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.access.queries import SubscriptionAccess
 from app.access.service import access_changed, facts_of
 from app.audit.service import SYSTEM, AuditRow, audit_row, changed, record, record_many
 from app.auth import Principal
@@ -408,7 +409,12 @@ def _success_event(
 
 
 def _paid_events(
-    ctx: AppContext, type_: str, before: SettlingSubscription, after: object, payment: dict[str, Any], now: _dt.datetime
+    ctx: AppContext,
+    type_: str,
+    before: SettlingSubscription,
+    after: SubscriptionAccess,
+    payment: dict[str, Any],
+    now: _dt.datetime,
 ) -> list[Any]:
     """A charge that started (`subscription.activated`) or renewed a subscription (`before`, as locked; `after`,
     as written): the subscription, the payment, and the access when its answer changes (a purchase gives it; a

@@ -42,7 +42,7 @@ def service(clean_db: str):
 
 def test_B1_R2_a_refused_correction_refund_is_counted_until_ops_reissue_it(service):
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, _sub, pending = pending_purchase(client)
     assert send(client, secret, FAILED, pending["gateway_payment_id"])["outcome"] == "applied"
     assert scrape(client)[GAUGE] == 0
     gateway.refund_refused = True

@@ -156,7 +156,7 @@ def assert_refunded_once(client, customer: dict, sub: dict, paid: dict) -> None:
 @pytest.mark.parametrize("how", ["failed", "expired", "canceled", "terminated"])
 def test_B1_an_abandoned_purchase_is_cancelled_at_the_gateway(service, how):
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, sub, pending = pending_purchase(client)
     assert gateway.cancels == []
     abandon(client, secret, how, sub, pending)
     assert gateway.cancels == [(pending["gateway_payment_id"], f"cancel:{pending['id']}")]
@@ -195,7 +195,7 @@ def test_B1_a_success_after_the_purchase_was_abandoned_is_refunded_in_full_once(
 
 def test_B1_a_cancellation_that_got_no_answer_is_sent_again_by_the_job(service, wall):
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, sub, pending = pending_purchase(client)
     gateway.cancel_down = True
     abandon(client, secret, "failed", sub, pending)
     assert len(gateway.cancels) == 1
@@ -286,7 +286,7 @@ def test_B1_a_failure_event_cancels_the_intent_before_failing_the_purchase(servi
     """B1: a purchase is failed by its payment_failed only once the gateway has cancelled its PaymentIntent (one
     call, under the payment's cancellation key); a success reported after that is a B1 correction."""
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, sub, pending = pending_purchase(client)
     intent = pending["gateway_payment_id"]
     assert send(client, secret, FAILED, intent)["outcome"] == "applied"
     assert gateway.cancels == [(intent, f"cancel:{pending['id']}")]
@@ -411,7 +411,7 @@ def test_B1_a_cancellation_the_gateway_keeps_refusing_is_given_up_after_the_cap_
     from app.payments.corrections import MAX_REFUSALS
 
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, sub, pending = pending_purchase(client)
     assert cancellations_gauge(client) == 0
     gateway.cancel_refused = True
     abandon(client, secret, "canceled", sub, pending)  # the first try, just after the cancellation commits
@@ -436,7 +436,7 @@ def test_B1_a_cancellation_the_gateway_keeps_refusing_is_given_up_after_the_cap_
 def test_B1_a_refused_cancellation_that_later_goes_through_is_not_audited_as_given_up(service, wall):
     """B1: refusals below the cap are only retried; a cancellation the gateway then accepts is done, not flagged."""
     client, gateway, secret = service
-    alice, sub, pending = pending_purchase(client)
+    _alice, sub, pending = pending_purchase(client)
     gateway.cancel_refused = True
     abandon(client, secret, "canceled", sub, pending)
     gateway.cancel_refused = False

@@ -541,11 +541,11 @@ def test_D3_erasure_of_a_common_name_keeps_the_events_statuses_ids_and_codes(cli
         201,
     )
     before = events_of(client, ap["id"])
-    assert [e["data"]["object"] for e in before if e["type"] == "subscription.activated"][0]["status"] == "active"
+    assert next(e["data"]["object"] for e in before if e["type"] == "subscription.activated")["status"] == "active"
     ok(client.delete(f"/v1/customers/{ap['id']}", headers=ops_headers()))
     after = events_of(client, ap["id"])[: len(before)]
     assert [e["id"] for e in after] == [e["id"] for e in before]
-    for old, new in zip(before, after):
+    for old, new in zip(before, after, strict=True):
         obj = dict(old["data"]["object"])
         if obj["object"] == "customer":
             obj.update(email=None, name=None, external_id=None, country=None)

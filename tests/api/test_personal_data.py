@@ -314,7 +314,7 @@ def test_D3_erasure_leaves_no_name_email_or_external_id_in_any_table_and_the_boo
 
     assert client.delete(f"/v1/customers/{cid}", headers=me).status_code == 200
 
-    left = asyncio.run(_scan_every_table(database_url, needles + ["zebulon", "quixote"]))
+    left = asyncio.run(_scan_every_table(database_url, [*needles, "zebulon", "quixote"]))
     assert left == [], "\n".join(left)
     # The books still add up: the same payments, refunds and totals, each refund where it was.
     after = payments_of(client, zq)

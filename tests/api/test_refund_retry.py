@@ -6,7 +6,6 @@ repeat with its first result, so the money goes back once. See also test_races.p
 
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import threading
 
@@ -17,6 +16,7 @@ from app.clock import SystemClock
 from app.gateways.base import GatewayUnavailable
 from tests.conftest import START, ManualWall, make_settings
 from tests.reliability.support import Api, iso, parse
+from tests.support.waiting import until_set
 
 MINUTES = _dt.timedelta(minutes=1)
 
@@ -42,8 +42,7 @@ class FlakyRefunds:
             raise GatewayUnavailable("the sandbox could not be reached")
         if self.hold:
             self.entered.set()
-            while not self.release.is_set():
-                await asyncio.sleep(0.01)
+            await until_set(self.release)
         result = await self.inner.refund(payment_id, amount, idempotency_key)
         self.made.append(result)
         if self.lose:

@@ -276,7 +276,7 @@ def test_B2_B5_a_late_success_of_a_failed_renewal_renews_it_and_is_not_charged_a
 def test_B1_an_event_whose_metadata_holds_newlines_and_tabs_is_processed(client, settings):
     """B1 (review finding 7): Stripe allows any text in metadata values (a note typed in its dashboard); a signed
     event whose other metadata keys hold newlines or tabs is applied like any other, so a paid purchase is granted."""
-    alice, sub, payment = pending_purchase(client)
+    _alice, sub, payment = pending_purchase(client)
     evt = intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000)
     evt["data"]["object"]["metadata"] = {
         "note": "line one\nline two",
@@ -291,7 +291,7 @@ def test_B1_an_event_whose_metadata_holds_newlines_and_tabs_is_processed(client,
 
 def test_an_event_whose_metadata_holds_nul_is_refused(client, settings):
     """NUL cannot be stored (PostgreSQL text/JSON refuses it): such an event is refused with 400, nothing changes."""
-    alice, sub, payment = pending_purchase(client)
+    _alice, sub, payment = pending_purchase(client)
     evt = intent_event(SUCCEEDED, payment["gateway_payment_id"], amount=2000)
     evt["data"]["object"]["metadata"] = {"note": "a\x00b"}
     reply = post_event(client, evt, settings.stripe_webhook_secret)

@@ -86,7 +86,7 @@ def assert_refunded_at_stripe_once(client, fake, pending: dict) -> None:
 
 @pytest.mark.parametrize("how", ["failed", "expired", "canceled"])
 def test_B1_an_abandoned_purchase_is_cancelled_at_stripe_and_can_no_longer_succeed(client, fake, how):
-    carol, sub, pending = pending_purchase(client)
+    _carol, sub, pending = pending_purchase(client)
     assert fake.get(f"/v1/payment_intents/{pending['gateway_payment_id']}")["status"] == "requires_action"
     abandon(client, how, sub, pending)
     assert fake.get(f"/v1/payment_intents/{pending['gateway_payment_id']}")["status"] == "canceled"
@@ -98,7 +98,7 @@ def test_B1_an_abandoned_purchase_is_cancelled_at_stripe_and_can_no_longer_succe
 
 @pytest.mark.parametrize("how", ["expired"])  # a failure event: the test below (the intent's state decides)
 def test_B1_a_payment_completed_before_its_cancellation_is_refunded_in_full_at_stripe(client, fake, how):
-    carol, sub, pending = pending_purchase(client)
+    _carol, sub, pending = pending_purchase(client)
     authenticate(fake, sub, pending)  # Stripe has the money; its event has not reached the service yet
     abandon(client, how, sub, pending)  # the cancellation finds the PaymentIntent succeeded
     assert_refunded_at_stripe_once(client, fake, pending)
@@ -116,7 +116,7 @@ def test_B1_a_stale_failure_event_after_the_customer_s_retry_succeeded_grants_th
     """B1 (review finding 2): the retry on the same PaymentIntent succeeded at Stripe, and the first attempt's
     payment_failed arrives first. The cancellation Stripe answers `succeeded`: the purchase is paid and starts;
     nothing is refunded at Stripe, and no failure is told."""
-    carol, sub, pending = pending_purchase(client)
+    _carol, sub, pending = pending_purchase(client)
     authenticate(fake, sub, pending)
     stale = intent_event(
         FAILED, pending["gateway_payment_id"], amount=pending["amount"], decline_code="authentication_failed"
@@ -138,7 +138,7 @@ def test_B1_a_stale_failure_event_after_the_customer_s_retry_succeeded_grants_th
 def test_B1_a_cancellation_stripe_never_got_is_retried_and_a_success_meanwhile_is_refunded(open_service, fake, link):
     wall = ManualWall()
     client = open_service(link.url, wall)
-    carol, sub, pending = pending_purchase(client)
+    _carol, sub, pending = pending_purchase(client)
     cancel_path = f"/v1/payment_intents/{pending['gateway_payment_id']}/cancel"
     link.fault = lambda method, path: "drop" if (method, path) == ("POST", cancel_path) else "pass"
     abandon(client, "failed", sub, pending)

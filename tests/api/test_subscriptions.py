@@ -447,7 +447,7 @@ def test_B4_periods_stay_anchored_on_the_acquisition_date(client, bought, interv
         renewed = subscription(client, sub["id"])
         assert (renewed["current_period_start"], renewed["current_period_end"]) == (end, ends[index + 1])
     periods = [(p["period_start"], p["period_end"]) for p in reversed(payments_of(client, alice))]
-    assert periods == list(zip(starts, ends))
+    assert periods == list(zip(starts, ends, strict=False))  # starts also holds the last end
 
 
 # ---------------------------------------------------------------------------------------------------- C1, C2, R1

@@ -20,6 +20,8 @@ from app.gateways.base import CONCURRENT_CHARGES, ChargeRequest, GatewayError, G
 from app.gateways.stripe import StripeGateway
 from tests.support.fake_stripe import FakeStripe, free_port
 
+HOOK_WAIT = 10.0  # seconds a test waits for a webhook Stripe sends
+
 
 @pytest.fixture(scope="session")
 def fake_stripe():
@@ -111,8 +113,8 @@ class Hooks:
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
 
-    async def wait_for(self, event_type: str, object_id: str, timeout: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, event_type: str, object_id: str) -> dict:
+        deadline = time.monotonic() + HOOK_WAIT
         while True:
             for payload, _ in self.received:
                 event = json.loads(payload)

@@ -66,7 +66,7 @@ def docker() -> Iterator[None]:
         return
     if not shutil.which("dockerd") or os.geteuid() != 0:
         pytest.skip("no Docker daemon running, and none can be started here (needs dockerd and root)")
-    log = tempfile.NamedTemporaryFile(prefix="dockerd-", suffix=".log", delete=False)  # noqa: SIM115
+    log = tempfile.NamedTemporaryFile(prefix="dockerd-", suffix=".log", delete=False)  # noqa: SIM115 - dockerd writes it until the fixture ends
     daemon = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

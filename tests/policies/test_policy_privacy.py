@@ -230,7 +230,7 @@ def test_D3_text_without_an_identifier_as_a_whole_token_is_never_altered(identif
     """D3 (finding 5): redaction never alters a string that has none of the identifiers as a whole token, however
     often they occur inside its ids, codes and words."""
     value = identifiers[0]
-    tokens = tokens + [f"x{value}", f"{value}1", f"pay_{value}", f"{value}-monthly"]  # inside bigger tokens
+    tokens = [*tokens, f"x{value}", f"{value}1", f"pay_{value}", f"{value}-monthly"]  # inside bigger tokens
     erasable = _erasable(identifiers)
     text = _text([tok for tok in tokens if tok.casefold() not in erasable], separators)
     assert redact(text, identifiers) == text

@@ -9,11 +9,12 @@ as the charges of a batch after its first ones (on PostgreSQL it has two batches
 money has moved that nothing records yet. For notices, the SMTP server answers each message slowly and the test
 kills the process once the second batch is part sent.
 
-Work leases. Renewals and retries: a batch is claimed with a short liveness lease in *real* time
-(`claimed_until` = wall + 15 s, app/subscriptions/tasks.py: LIVENESS_LEASE), extended 1 s after the claim and
-then every 5 s by a heartbeat while the replica running the batch lives. A killed replica's claims run out within seconds: the test restarts a
-replica at once, runs `run-due` as a scheduler would, and checks that within RECOVERY_LIMIT of the kill (well under
-the 2-minute lease of old) every renewal is completed, and the killed batch's customers have access and can cancel.
+Work leases. Renewals and retries: a batch is claimed with a short liveness lease in *real* time (`claimed_until` =
+wall + 15 s, app/subscriptions/tasks.py: LIVENESS_LEASE), extended 1 s after the claim and then every 5 s by a
+heartbeat while the replica running the batch lives. A killed replica's claims run out within seconds: the test
+restarts a replica at once, runs `run-due` as a scheduler would, and checks that within RECOVERY_LIMIT of the kill
+(well under the 2-minute lease of old) every renewal is completed, and the killed batch's customers have access and
+can cancel.
 Notices: a batch is claimed for 2 minutes (`lease_until`, app/notices/delivery.py: LEASE); the test models the
 passing of those 2 minutes by restarting with the replica's real clock shifted past the lease
 (tests/reliability/_launch.py); the business (sandbox) clock is not touched and no row is edited.

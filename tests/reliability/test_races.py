@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from app.gateways.base import charge_each
 from tests.conftest import START, make_settings
 from tests.reliability.support import Api, iso, parse
+from tests.support.waiting import until_set
 
 
 class GatedGateway:
@@ -34,16 +35,14 @@ class GatedGateway:
     async def charge(self, request):
         if request.off_session and not self.release.is_set():
             self.started.set()
-            while not self.release.is_set():
-                await asyncio.sleep(0.01)
+            await until_set(self.release)
         return await self.inner.charge(request)
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str):
         result = await self.inner.refund(payment_id, amount, idempotency_key)
         if self.hold_refunds and not self.refund_made.is_set():
             self.refund_made.set()  # the money went back; the answer is slow to arrive
-            while not self.release_refund.is_set():
-                await asyncio.sleep(0.01)
+            await until_set(self.release_refund)
         return result
 
     async def charge_many(self, requests):
@@ -81,7 +80,7 @@ def gated(clean_db):
 
 def test_C1_a_cancellation_racing_a_failing_renewal_stops_all_further_charges(gated):
     api, gateway = gated
-    alice, sub, refused, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_chargeDeclined")
+    alice, sub, _refused, cancelled = race_cancel_with_renewal(api, gateway, "pm_card_chargeDeclined")
     assert cancelled["status"] == "canceled"  # past due after the declined renewal: it ends at once, no retry
     period_end = parse(sub["current_period_end"])
     # The retry dates (period end + 1, 3, 7 days) all pass.
@@ -160,8 +159,7 @@ def paused_settlement(monkeypatch):
 
     async def paused(*args, **kwargs):
         reached.set()
-        while not release.is_set():
-            await asyncio.sleep(0.01)
+        await until_set(release)
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(charging, "record_success", paused)

@@ -172,7 +172,7 @@ def cancel_resume_or_change(t: Traffic, clients, rnd: random.Random) -> None:
     if action == "payment_method":
         r = me.post(
             f"/v1/subscriptions/{sub['id']}/payment-method",
-            json={"payment_method": rnd.choice(METHODS[-3:] + ["pm_card_visa"])},
+            json={"payment_method": rnd.choice([*METHODS[-3:], "pm_card_visa"])},
         )
     else:
         r = me.post(f"/v1/subscriptions/{sub['id']}/{action}")
@@ -326,7 +326,7 @@ def test_two_replicas_with_schedulers_under_concurrent_traffic_keep_every_invari
     record_property("calls", dict(sorted((f"{k} {s}", n) for (k, s), n in traffic.calls.items())))
     logged = server_errors(replica_log)
     record_property("connection_resets", len(traffic.resets))
-    assert not traffic.unexpected, "\n".join(traffic.unexpected[:30] + ["logged by the replicas:"] + logged[:10])
+    assert not traffic.unexpected, "\n".join([*traffic.unexpected[:30], "logged by the replicas:", *logged[:10]])
     assert not traffic.resets, "\n".join(traffic.resets + logged)
     assert not logged, "\n".join(logged[:20])
 
