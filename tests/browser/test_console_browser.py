@@ -224,14 +224,18 @@ def test_staff_schedule_a_plan_change_then_withdraw_it(service, browser_page):
         made = api.post("/v1/plans", json={**plan, "currency": "usd"}, headers=ops_headers())
         assert made.status_code == 201, made.text
     customer = api.post(
-        "/v1/customers", json={"email": "walter@example.com", "country": "US"}, headers=customer_headers("walter")
+        "/v1/customers",
+        json={"email": "walter@example.com", "name": "Walter Skinner", "country": "US"},
+        headers=customer_headers("walter"),
     )
+    assert customer.status_code == 201, customer.text
     customer_id = customer.json()["id"]
     bought = api.post(
         "/v1/subscriptions",
         json={"customer_id": customer_id, "plan": "pro-monthly", "payment_method": "pm_card_visa"},
         headers=customer_headers("walter"),
     )
+    assert bought.status_code == 201, bought.text
     sub_id = bought.json()["id"]
 
     page.goto(f"{base}/ops/customers/{customer_id}")
@@ -241,7 +245,7 @@ def test_staff_schedule_a_plan_change_then_withdraw_it(service, browser_page):
     expect(section).to_contain_text("No plan change pending")
 
     section.get_by_text("Schedule a plan change at the period end").click()
-    section.get_by_label("New plan").select_option("pro-yearly")
+    section.get_by_label("New plan", exact=True).select_option("pro-yearly")
     section.locator(f"#plan-reason-{sub_id}").fill("Asked by phone")
     section.locator(f"#plan-confirm-{sub_id}").check()
     section.get_by_role("button", name="Schedule plan change").click()
