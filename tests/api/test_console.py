@@ -650,7 +650,7 @@ def test_a_form_nonce_is_spent_once_even_under_concurrent_submissions(settings):
 # -- plan changes (C3/C4, issue 16) -------------------------------------------------------------------------------
 
 
-def test_plan_change_is_shown_scheduled_and_withdrawn_with_a_reason_through_the_api_use_case(client):
+def test_C3_console_shows_schedules_and_withdraws_a_plan_change_with_a_reason_through_the_api_use_case(client):
     make_plan(client, "pro-monthly", amount=2000)
     make_plan(client, "pro-yearly", amount=20000, interval="year")
     customer = make_customer(client, "alice")

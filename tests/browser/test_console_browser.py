@@ -214,7 +214,7 @@ def test_console_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_retu
     expect(page.locator("h1")).to_contain_text("Fox Mulder")
 
 
-def test_staff_schedule_a_plan_change_then_withdraw_it(service, browser_page):
+def test_C3_staff_schedule_a_plan_change_then_withdraw_it(service, browser_page):
     """C3 (issue 16, item 7): the customer's page shows the pending change; staff schedule one at the period end
     (reason and confirmation), then withdraw it (reason), through the API's use case."""
     base, api = service
