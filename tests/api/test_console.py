@@ -12,6 +12,7 @@ import re
 import pytest
 
 from tests.api.test_ops_actions import buy, payments_of
+from tests.api.test_plan_changes_now import use_method
 from tests.conftest import (
     SECRET,
     START,
@@ -716,3 +717,28 @@ def test_C3_console_shows_schedules_and_withdraws_a_plan_change_with_a_reason_th
     assert by_action["subscription.plan_change_withdrawn"]["reason"] == "customer changed their mind"
     assert sum(e["action"] == "subscription.plan_change_scheduled" for e in events) == 1
     assert client.post("/ops/subscriptions/sub_missing/plan-change", data=form).status_code == 404
+
+
+def test_C4_console_shows_an_upgrade_waiting_for_the_customers_action_and_withdraws_it(client):
+    make_plan(client, "pro-monthly", amount=2000)
+    make_plan(client, "enterprise-monthly", amount=9000, tier="enterprise")
+    customer = make_customer(client, "alice")
+    sub = buy(client, customer)
+    use_method(client, sub, "pm_card_authenticationRequired")
+    asked = client.post(
+        f"/v1/subscriptions/{sub['id']}/change",
+        json={"plan": "enterprise-monthly", "when": "now"},
+        headers=customer_headers("alice"),
+    )
+    assert asked.status_code == 200 and asked.json()["pending_change"]["client_secret"], asked.text
+    login(client)
+    page = client.get(f"/ops/customers/{customer['id']}")
+    shown = text(page)
+    assert "an upgrade to enterprise-monthly" in shown and "waiting for the customer's action" in shown
+    assert "90.00 USD" in shown and asked.json()["pending_change"]["client_secret"] not in page.text
+    form = {"csrf": field(page, "csrf"), "nonce": field(page, "nonce"), "reason": "customer gave up on 3-D Secure"}
+    withdrawn = client.post(f"/ops/subscriptions/{sub['id']}/plan-change/withdraw", data=form)
+    assert withdrawn.status_code == 200 and "No plan change pending" in text(withdrawn)
+    after = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
+    assert after["pending_change"] is None and after["plan"] == "pro-monthly"
+    assert [p["status"] for p in payments_of(client, customer) if p["purpose"] == "upgrade"] == ["failed"]
