@@ -102,6 +102,7 @@ class Mode:
     renewals: int
     sweep_reps: int
     sweep_sizes: tuple[int, int] = (10_000, 1_000_000)
+    change_every: int = 5  # C3: every 5th renewing subscription (20 %) carries a pending period-end plan change
     sweep_due: int = 1_000
 
     @classmethod
@@ -599,7 +600,7 @@ def webhook_benchmark(
 
 def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figures) -> None:
     import inproc
-    from seed import active_subscriptions, base_rows, count, customers, vacuum
+    from seed import CHANGE_PLAN_CODE, active_subscriptions, base_rows, count, customers, pending_plan_changes, vacuum
 
     name = dbs.create("renewals", template)
     conn = dbs.connect(name)
@@ -609,7 +610,14 @@ def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figur
     customers(conn, "r", n, NOW)
     # Period 0 is [anchor, anchor + 1 month) and ended an hour before NOW: each one's renewal is due.
     active_subscriptions(conn, "r", n, _anchor_for(NOW), policy_version())
-    vacuum(conn, "customers", "subscriptions", "payments", "sandbox_charges")
+    # C3 (issue 16): a share of the renewals carries a pending change, applied by the same renewal batch.
+    changes = (
+        pending_plan_changes(conn, "r", n, mode.change_every, NOW - _dt.timedelta(days=3), policy_version())
+        if mode.change_every
+        else 0
+    )
+    log(f"renewals: {changes} of them with a pending plan change at the period end")
+    vacuum(conn, "customers", "subscriptions", "payments", "sandbox_charges", "plan_changes")
     runner = inproc.Runner(dbs.service_url(name), AUTH_SECRET)
     try:
         cpu_before = time.process_time()
@@ -622,7 +630,15 @@ def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figur
     receipts = count(conn, "SELECT count(*) FROM notices WHERE type = 'receipt'")
     delivered = count(conn, "SELECT count(*) FROM notices WHERE type = 'receipt' AND status = 'logged'")
     audits = count(conn, "SELECT count(*) FROM audit_events WHERE action = 'subscription.renewed'")
+    moved = count(
+        conn,
+        "SELECT count(*) FROM subscriptions s JOIN payments p ON p.subscription_id = s.id AND p.purpose = 'renewal' "
+        "WHERE s.plan_code = %s AND p.price_amount = s.price_amount AND s.anchor_index = 1",
+        (CHANGE_PLAN_CODE,),
+    )
     conn.close()
+    if moved != changes:
+        fail(f"renewals: {moved} subscriptions renewed on their new plan, expected {changes}")
     log(f"renewals: run_due {elapsed:.2f} s, {done}; per job {per_job}")
     if not (done.get("subscription_renewals") == renewed == periods == receipts == delivered == audits == n):
         fail(
@@ -633,6 +649,7 @@ def renewals_benchmark(mode: Mode, dbs: Databases, template: str, figures: Figur
         figures.comment(f"--quick: renewals_per_s is measured with {n} subscriptions due at once, not 10,000")
     job, delivery = per_job["renew_subscriptions"], per_job["deliver_notices"]
     figures.add("renewals_due", n)
+    figures.add("renewals_with_plan_change", changes)
     figures.add("renewals_job_seconds", job)
     figures.add("renewals_deliver_notices_seconds", delivery)
     figures.add("renewals_run_due_seconds", elapsed)
@@ -725,6 +742,12 @@ def main() -> int:
     )
     parser.add_argument("--keep-databases", action="store_true", help="do not drop the databases at the end")
     parser.add_argument(
+        "--change-every",
+        type=int,
+        default=None,
+        help="renewals: every n-th renewing subscription carries a pending plan change (default 5: 20 %%; 0: none)",
+    )
+    parser.add_argument(
         "--compare",
         nargs=2,
         metavar=("REV_A", "REV_B"),
@@ -746,6 +769,8 @@ def main() -> int:
     if unknown:
         fail(f"unknown parts: {', '.join(sorted(unknown))}")
     mode = Mode.make(args.quick)
+    if args.change_every is not None:
+        mode.change_every = args.change_every
     load_at_start = loadavg()
     figures = Figures()
     figures.comment(f"machine: {machine()}")

@@ -120,6 +120,51 @@ def active_subscriptions(
     conn.commit()
 
 
+# C3 (issue 16): the plan a share of the renewing subscriptions has a pending period-end change to.
+CHANGE_PLAN_ID = "plan_bench_plus_monthly"
+CHANGE_PLAN_CODE = "bench-plus-monthly"
+CHANGE_PRICE = 1499
+
+
+def pending_plan_changes(
+    conn: psycopg.Connection, prefix: str, count: int, every: int, asked_at: _dt.datetime, policy_version: str
+) -> int:
+    """C3: a pending change at the period end, to `CHANGE_PLAN_CODE` at its price (locked, B3), for every `every`-th
+    active subscription `sub_<prefix>_<n>` of `active_subscriptions` (n = every, 2 * every, ...), shaped as
+    `app.plan_changes.service.change` writes it (effective at the current period end). Returns how many."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO plans (id, code, name, tier, interval, amount, currency, trial_available, active,
+                                  created_at, updated_at)
+               VALUES (%s, %s, 'Bench plus, monthly', 'subscription', 'month', %s, %s, true, true, %s, %s)
+               ON CONFLICT (code) DO NOTHING""",
+            (CHANGE_PLAN_ID, CHANGE_PLAN_CODE, CHANGE_PRICE, CURRENCY, asked_at, asked_at),
+        )
+        cur.execute(
+            f"""INSERT INTO plan_changes (id, subscription_id, customer_id, kind, status, plan_id, plan_code,
+                                          interval, price_amount, currency, asked_at, effective_at, expires_at,
+                                          payment_id, decided_at, asked_by, policy_version)
+                SELECT 'pchg_{prefix}_' || lpad(i::text, 8, '0'), s.id, s.customer_id, 'period_end', 'pending',
+                       %(plan)s, %(code)s, 'month', %(price)s, %(cur)s, %(asked)s, s.current_period_end, NULL,
+                       NULL, NULL, '{prefix}-' || i, %(pv)s
+                FROM generate_series(%(every)s::int, %(n)s::int, %(every)s::int) AS i
+                JOIN subscriptions s ON s.id = 'sub_{prefix}_' || lpad(i::text, 8, '0')""",
+            {
+                "plan": CHANGE_PLAN_ID,
+                "code": CHANGE_PLAN_CODE,
+                "price": CHANGE_PRICE,
+                "cur": CURRENCY,
+                "asked": asked_at,
+                "pv": policy_version,
+                "every": every,
+                "n": count,
+            },
+        )
+        made = cur.rowcount
+    conn.commit()
+    return made
+
+
 def incomplete_purchases(
     conn: psycopg.Connection, prefix: str, count: int, now: _dt.datetime, wall: _dt.datetime, policy_version: str
 ) -> list[tuple[str, str]]:

@@ -46,8 +46,11 @@ from app.customers import standing
 from app.customers.schemas import StandingChange
 from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
 from app.formatting import format_money
+from app.plan_changes import service as plan_change_service
+from app.plan_changes.schemas import PlanChangeCreate
 from app.refunds import service as refunds_service
 from app.refunds.schemas import RefundCreate
+from app.schemas import Reason, RequestModel
 from app.uow import unit_of_work
 from policies.decision import Decision
 
@@ -316,6 +319,8 @@ _DONE = {
     "unsuspended": "The suspension is lifted.",
     "terminated": "The account is terminated: every subscription and trial has ended; nothing was refunded.",
     "duplicate": "That form had already been submitted; nothing more was done.",
+    "change_scheduled": "The plan change is scheduled for the end of the current period.",
+    "change_withdrawn": "The pending plan change is withdrawn.",
 }
 
 
@@ -523,3 +528,78 @@ async def refund(payment_id: str, request: Request, ctx: Ctx) -> Response:
     except DomainError as exc:
         return await _payment_page(ctx, session, payment_id, _status(exc.code), values=values, refusal=exc)
     return _redirect(f"/ops/payments/{payment_id}?refund={row.id}")
+
+
+# -- plan changes (C3/C4, issue 16) -------------------------------------------------------------------------------
+
+
+class PlanChangeForm(RequestModel):
+    """A plan change asked or withdrawn by ops: the same request as the API's (C3, at the period end), with the
+    reason the audit trail keeps."""
+
+    reason: Reason
+
+
+@router.post("/subscriptions/{subscription_id}/plan-change")
+async def schedule_plan_change(subscription_id: str, request: Request, ctx: Ctx) -> Response:
+    """C3: a change to another plan at the end of the current period, through the API's use case
+    (`plan_changes.service.change`), with a reason and a ticked confirmation; once per form (its nonce)."""
+    return await _plan_change_action(subscription_id, request, ctx, withdraw=False)
+
+
+@router.post("/subscriptions/{subscription_id}/plan-change/withdraw")
+async def withdraw_plan_change(subscription_id: str, request: Request, ctx: Ctx) -> Response:
+    """C3/C4: the pending change withdrawn (`plan_changes.service.withdraw`, as the API's DELETE), with a reason."""
+    return await _plan_change_action(subscription_id, request, ctx, withdraw=True)
+
+
+async def _plan_change_action(subscription_id: str, request: Request, ctx: Ctx, *, withdraw: bool) -> Response:
+    guarded = await _post_guard(request)
+    if isinstance(guarded, Response):
+        return guarded
+    session, form = guarded
+    try:
+        customer_id = await service.subscription_owner(ctx, session.principal, subscription_id)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    failed = f"{'withdraw' if withdraw else 'change'}:{subscription_id}"
+    values = {k: _text(form, k) for k in ("plan", "reason", "confirm")}
+    try:
+        reason = PlanChangeForm(reason=values["reason"]).reason
+        body = PlanChangeCreate(plan=values["plan"] or "-", when="period_end")
+        if not withdraw and not values["plan"]:
+            raise FormError("plan: choose the plan to change to")
+        if not withdraw and values["confirm"] != "yes":
+            raise FormError("confirm: tick the box to confirm the change at the end of the current period")
+    except (ValidationError, FormError) as exc:
+        return await _customer_page(
+            ctx, session, customer_id, 422, error=_form_error(exc), values=values, failed=failed
+        )
+    nonce = _text(form, "nonce")
+    if not _NONCE.match(nonce):
+        return await _customer_page(
+            ctx,
+            session,
+            customer_id,
+            422,
+            values=values,
+            failed=failed,
+            error=_error("validation_error", "The form is incomplete; try again."),
+        )
+    # One purpose per form of the page (the page's forms share its nonce): a double submit of this form is caught.
+    purpose = f"plan-{'withdraw' if withdraw else 'change'}:{subscription_id}"
+    if not await service.use_once(ctx, session.principal, purpose, nonce, f"{body.plan}:{reason}"):
+        return _redirect(f"/ops/customers/{customer_id}?done=duplicate")
+    try:
+        async with unit_of_work(ctx) as uow:
+            if withdraw:
+                await plan_change_service.withdraw(uow, session.principal, subscription_id, reason=reason)
+            else:
+                await plan_change_service.change(uow, session.principal, subscription_id, body, reason=reason)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    except DomainError as exc:
+        return await _customer_page(
+            ctx, session, customer_id, _status(exc.code), error=_domain_error(exc), values=values, failed=failed
+        )
+    return _redirect(f"/ops/customers/{customer_id}?done={'change_withdrawn' if withdraw else 'change_scheduled'}")

@@ -21,7 +21,13 @@ from app.credits import repository as credit_repo
 from app.customers import repository as customer_repo
 from app.idempotency_repository import KeyStatus
 from app.payments import repository as payment_repo
+from app.plan_changes import repository as plan_change_repo
+from app.plan_changes.repository import ShownChange
+from app.plans import repository as plan_repo
+from app.plans.repository import PlanRow
+from app.subscriptions import repository as subscription_repo
 from policies import normalise_email
+from policies.states import is_live
 
 LIST_LIMIT = 100  # rows per section of a customer's page, newest first
 SEARCH_LIMIT = 50
@@ -46,6 +52,17 @@ class CustomerOverview:
     notices: Section
     audit_events: Section
     currencies: list[str] = field(default_factory=list)
+    plan_changes: PlanChangePanel | None = None  # C3/C4 (issue 16): its own section of the page
+
+
+@dataclass
+class PlanChangePanel:
+    """C3/C4: the customer's live subscriptions with the change each has pending (a C4 upgrade waiting for the
+    customer's action first), and the plans ops can schedule a change to."""
+
+    live: list[Any]
+    pending: dict[str, ShownChange]
+    plans: list[PlanRow]
 
 
 @dataclass
@@ -93,8 +110,22 @@ async def customer_overview(ctx: AppContext, principal: Principal, customer_id: 
             audit_events=await _section(conn, "audit_events", cid),
         )
         currencies = await queries.payment_currencies(conn, cid)
+        overview.plan_changes = await _plan_change_panel(conn, overview.subscriptions)
     overview.currencies = sorted(set(currencies) | set(overview.balances)) or ["usd"]
     return overview
+
+
+async def _plan_change_panel(conn: AsyncConnection, subscriptions: Section) -> PlanChangePanel:
+    """C3/C4: what the page's plan change section shows (one read for the pending changes, one for the plans)."""
+    live = [s for s in subscriptions.rows if is_live(s.status)]
+    pending = await plan_change_repo.shown_of(conn, [s.id for s in live])
+    return PlanChangePanel(live, pending, await plan_repo.all_active(conn) if live else [])
+
+
+async def subscription_owner(ctx: AppContext, principal: Principal, subscription_id: str) -> str:
+    """The id of the subscription's customer (the page a plan change form returns to). NotFound when none."""
+    async with ctx.db.read() as conn:
+        return (await subscription_repo.get_visible(conn, principal, subscription_id)).customer_id
 
 
 async def payment_view(ctx: AppContext, principal: Principal, payment_id: str) -> PaymentView:

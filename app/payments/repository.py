@@ -108,6 +108,16 @@ async def unanswered_purchase(conn: AsyncConnection, subscription_id: str) -> Pa
     return cast("PaymentRow | None", (await conn.execute(stmt)).first())
 
 
+async def unanswered(conn: AsyncConnection, payment_id: str) -> PaymentRow | None:
+    """The payment, if still pending and never answered by the gateway (no PaymentIntent recorded)."""
+    stmt = select(payments).where(
+        payments.c.id == payment_id,
+        payments.c.status == PaymentStatus.PENDING,
+        payments.c.gateway_payment_id.is_(None),
+    )
+    return cast("PaymentRow | None", (await conn.execute(stmt)).first())
+
+
 async def pending_client_secret(conn: AsyncConnection, subscription_id: str) -> str | None:
     """The client secret of an incomplete purchase's payment that awaits the customer's action."""
     stmt = select(payments.c.client_secret).where(

@@ -10,6 +10,7 @@ from pydantic import Field
 from app.audit.service import changed
 from app.schemas import Money, RequestModel
 from app.subscriptions.schemas import Subscription, as_read, to_api
+from policies.states import SubscriptionStatus
 
 
 class PlanChangeCreate(RequestModel):
@@ -46,7 +47,7 @@ def in_force(sub, change, now: _dt.datetime | None):  # noqa: ANN001, ANN201
         change is not None
         and now is not None
         and change.kind == "period_end"
-        and sub.status == "active"
+        and sub.status == SubscriptionStatus.ACTIVE
         and change.effective_at is not None
         and change.effective_at == sub.current_period_end
         and now >= change.effective_at
@@ -67,7 +68,7 @@ def in_force(sub, change, now: _dt.datetime | None):  # noqa: ANN001, ANN201
 def with_change(sub, change, now: _dt.datetime, **extra: object) -> dict:  # noqa: ANN001
     """The subscription as its GET shows it at `now`, with its pending change (C3, C4)."""
     return {
-        **to_api(sub, now=now if sub.status == "active" else None),
+        **to_api(sub, now=now if sub.status == SubscriptionStatus.ACTIVE else None),
         "pending_change": pending_to_api(change),
         **extra,
     }

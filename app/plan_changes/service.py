@@ -9,29 +9,31 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.audit.service import SYSTEM, audit_row, changed, record, record_many
 from app.auth import Principal
 from app.context import AppContext
 from app.credits import repository as credit_repo
-from app.db import insert_ignoring_conflict
+from app.customers import repository as customer_repo
 from app.errors import CardDeclined, ChargeInProgress, DomainError, SubscriptionEnded
 from app.gateways.base import ChargeResult, GatewayUnavailable
 from app.ids import new_id
-from app.models import credit_entries, customers, payments, plan_changes, plans, subscriptions
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.notices.templates import money
+from app.payments import repository as payment_repo
 from app.payments import steps
 from app.payments.corrections import cancel_at_gateway
 from app.payments.schemas import to_api as payment_to_api
 from app.plan_changes import repository
+from app.plan_changes.repository import NOW, PERIOD_END, PlanChangeRow
 from app.plan_changes.schemas import PlanChangeCreate, event_object
+from app.plans import repository as plan_repo
 from app.refunds.service import book_correction
 from app.subscriptions import charging
 from app.subscriptions import repository as subscription_repo
+from app.subscriptions.repository import SubscriptionRow
 from app.subscriptions.schemas import subscription_facts
 from app.uow import UnitOfWork, unit_of_work
 from policies import (
@@ -44,7 +46,15 @@ from policies import (
     period_bounds,
     subscription_at,
 )
-from policies.states import PaymentPurpose, PaymentStatus, PlanChangeStatus, SubscriptionStatus
+from policies.states import (
+    CreditKind,
+    CustomerStatus,
+    Interval,
+    PaymentPurpose,
+    PaymentStatus,
+    PlanChangeStatus,
+    SubscriptionStatus,
+)
 
 
 class ChangeRefused(DomainError):
@@ -102,6 +112,20 @@ def _terms(sub, now: _dt.datetime) -> SubscriptionTerms:  # noqa: ANN001
     )
 
 
+def _wait(waiting: PlanChangeRow, now: _dt.datetime) -> int:
+    """The seconds until an upgrade waiting for the customer's action expires (C4), at least one."""
+    expires_at = waiting.expires_at or now
+    return max(1, math.ceil((expires_at - now).total_seconds()))
+
+
+def _forfeited(sub: SubscriptionRow, now: _dt.datetime) -> tuple[int, int]:
+    """C4/R1: the whole days left of the subscription's current period at `now`, and their value (an active
+    subscription has a period: without one nothing is left)."""
+    if sub.current_period_start is None or sub.current_period_end is None:
+        return 0, 0
+    return forfeited(sub.current_period_start, sub.current_period_end, now, sub.price_amount)
+
+
 def _refuse_while_charging(uow: UnitOfWork, sub) -> None:  # noqa: ANN001
     """As a cancellation (C1): while a charge for the subscription is in flight its outcome decides which period
     a change would follow, so the change waits (409 with Retry-After)."""
@@ -122,26 +146,22 @@ def _refuse_while_due(sub, change, now: _dt.datetime) -> None:  # noqa: ANN001
         )
 
 
-async def _customer_status(conn: AsyncConnection, customer_id: str) -> str:
-    return (await conn.execute(select(customers.c.status).where(customers.c.id == customer_id))).scalar_one()
-
-
 async def _decide(uow: UnitOfWork, principal: Principal, subscription_id: str, body: PlanChangeCreate):  # noqa: ANN202
     """C3/C4: the subscription (locked), the target plan, the policy and where the subscription stands now, once
     `policies.change_decision` allowed the change; otherwise the refusal (409, nothing changed)."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     sub = await subscription_repo.get_visible(conn, principal, subscription_id, for_update=True)
-    customer_status = await _customer_status(conn, sub.customer_id)
+    customer_status = await subscription_repo.customer_status(conn, sub.customer_id)
     # B2: from a period end the subscription is in its next period, whether or not its renewal was recorded.
     state = subscription_at(subscription_facts(sub), now)
     if state.status == SubscriptionStatus.CANCELED and sub.status != SubscriptionStatus.CANCELED:
         raise SubscriptionEnded(f"subscription {sub.id} ended at {state.ended_at}")
-    target = (await conn.execute(select(plans).where(plans.c.code == body.plan))).first()
+    target = await plan_repo.find_by_code(conn, body.plan)
     offer = PlanOffer(
         plan=body.plan,
         price=target.amount if target is not None else 0,
         currency=target.currency if target is not None else sub.currency,
-        interval=target.interval if target is not None else sub.interval,
+        interval=Interval(target.interval if target is not None else sub.interval),
         active=target is not None and target.active,
     )
     policy = ctx.policies.at(now)
@@ -152,15 +172,18 @@ async def _decide(uow: UnitOfWork, principal: Principal, subscription_id: str, b
     return sub, target, policy, state
 
 
-async def change(uow: UnitOfWork, principal: Principal, subscription_id: str, body: PlanChangeCreate):  # noqa: ANN201
+async def change(  # noqa: ANN201
+    uow: UnitOfWork, principal: Principal, subscription_id: str, body: PlanChangeCreate, reason: str | None = None
+):
     """C3: move to another plan at the end of the current period, at the new plan's list price of today (locked,
     B3); a pending change is replaced and a scheduled cancellation withdrawn (C1). Refusals (409, nothing changed)
-    as `policies.change_decision` decides them. Returns (subscription, its pending change, now)."""
+    as `policies.change_decision` decides them. `reason`: why ops asked it (the console), in the audit trail.
+    Returns (subscription, its pending change, now)."""
     conn, now = uow.conn, uow.now
     sub, target, policy, state = await _decide(uow, principal, subscription_id, body)
-    waiting = await repository.pending(conn, sub.id, "now")
+    waiting = await repository.pending(conn, sub.id, NOW)
     if waiting is not None:  # C4: an upgrade waits for the customer's action; it goes first (or is withdrawn)
-        wait = max(1, math.ceil((waiting.expires_at - now).total_seconds()))
+        wait = _wait(waiting, now)
         raise ChargeInProgress(f"an upgrade of subscription {sub.id} waits for the customer's action", retry_after=wait)
     pending = await repository.pending(conn, sub.id)
     _refuse_while_due(sub, pending, now)
@@ -175,7 +198,7 @@ async def change(uow: UnitOfWork, principal: Principal, subscription_id: str, bo
         "id": new_id("pchg"),
         "subscription_id": sub.id,
         "customer_id": sub.customer_id,
-        "kind": "period_end",
+        "kind": PERIOD_END,
         "status": PlanChangeStatus.PENDING,
         "plan_id": target.id,
         "plan_code": target.code,
@@ -217,6 +240,7 @@ async def change(uow: UnitOfWork, principal: Principal, subscription_id: str, bo
         subject_id=sub.id,
         customer_id=sub.customer_id,
         policy_version=policy.version,
+        reason=reason,
         data={
             "change_id": row["id"],
             "from_plan": sub.plan_code,
@@ -232,9 +256,10 @@ async def change(uow: UnitOfWork, principal: Principal, subscription_id: str, bo
     return sub, new, now
 
 
-async def withdraw(uow: UnitOfWork, principal: Principal, subscription_id: str):  # noqa: ANN201
+async def withdraw(uow: UnitOfWork, principal: Principal, subscription_id: str, reason: str | None = None):  # noqa: ANN201
     """C3 (as C2): the pending change is withdrawn; the subscription renews on its plan as if none was asked.
-    Without one, nothing changes. Returns (subscription, now)."""
+    Without one, nothing changes. `reason`: why ops withdrew it (the console), in the audit trail. Returns
+    (subscription, now)."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     sub = await subscription_repo.get_visible(conn, principal, subscription_id, for_update=True)
     await abandon_upgrade(uow, principal, sub, "withdrawn")  # C4: an upgrade waiting for action, given up
@@ -252,6 +277,7 @@ async def withdraw(uow: UnitOfWork, principal: Principal, subscription_id: str):
         subject_id=sub.id,
         customer_id=sub.customer_id,
         policy_version=ctx.policies.at(now).version,
+        reason=reason,
         data={"change_id": pending.id, "plan": pending.plan_code},
         events=[("subscription.plan_change_withdrawn", event_object(sub, None, now))],
     )
@@ -295,14 +321,7 @@ async def apply_due_changes(uow: UnitOfWork, due: list) -> list:
     }
     if not by_sub:
         return due
-    names = {
-        p.id: p.name
-        for p in (
-            await conn.execute(
-                select(plans.c.id, plans.c.name).where(plans.c.id.in_({c.plan_id for c in by_sub.values()}))
-            )
-        ).all()
-    }
+    names = await plan_repo.names(conn, {c.plan_id for c in by_sub.values()})
     moves, notices, audits, result = [], [], [], []
     for s in due:
         c = by_sub.get(s.id)
@@ -410,29 +429,17 @@ async def _reserve_upgrade(uow: UnitOfWork, principal: Principal, subscription_i
     if sub.current_period_end <= now:  # B2: the renewal due at the period end is charged first
         raise ChargeInProgress(f"the renewal of subscription {sub.id} is due; retry shortly", retry_after=60)
     _refuse_while_charging(uow, sub)
-    customer = (await conn.execute(select(customers).where(customers.c.id == sub.customer_id))).one()
-    waiting = await repository.pending(conn, sub.id, "now")
+    customer = await customer_repo.get(conn, sub.customer_id)
+    waiting = await repository.pending(conn, sub.id, NOW)
     if waiting is not None:
-        unanswered = (
-            await conn.execute(
-                select(payments).where(
-                    payments.c.id == waiting.payment_id,
-                    payments.c.status == PaymentStatus.PENDING,
-                    payments.c.gateway_payment_id.is_(None),
-                )
-            )
-        ).first()
+        unanswered = await payment_repo.unanswered(conn, waiting.payment_id) if waiting.payment_id else None
         if unanswered is not None and waiting.plan_code == target.code:
             # The same upgrade again after the gateway gave no answer: charged again with the same key, which
             # answers with the first charge's result if it went through (never charged twice).
-            await conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.id == sub.id)
-                .values(claimed_until=uow.wall() + UPGRADE_LEASE)
-            )
+            await subscription_repo.lease(conn, [sub.id], uow.wall() + UPGRADE_LEASE)
             return waiting.id, unanswered, customer.gateway_customer_id or ""
         # Another upgrade waits for the customer's action: it goes first (or is withdrawn).
-        wait = max(1, math.ceil((waiting.expires_at - now).total_seconds()))
+        wait = _wait(waiting, now)
         raise ChargeInProgress(f"an upgrade of subscription {sub.id} waits for the customer's action", retry_after=wait)
     credit = (await credit_repo.balances(conn, [customer.id], sub.currency))[customer.id]
     change_id = new_id("pchg")
@@ -447,14 +454,14 @@ async def _reserve_upgrade(uow: UnitOfWork, principal: Principal, subscription_i
         credit_balance=credit,
     )
     payment["idempotency_key"] = f"{sub.id}:upgrade-{change_id}"
-    await conn.execute(insert(payments).values(payment))
+    await payment_repo.insert(conn, payment)
     await repository.add(
         conn,
         {
             "id": change_id,
             "subscription_id": sub.id,
             "customer_id": sub.customer_id,
-            "kind": "now",
+            "kind": NOW,
             "status": PlanChangeStatus.PENDING,
             "plan_id": target.id,
             "plan_code": target.code,
@@ -470,9 +477,7 @@ async def _reserve_upgrade(uow: UnitOfWork, principal: Principal, subscription_i
             "policy_version": policy.version,
         },
     )
-    await conn.execute(
-        update(subscriptions).where(subscriptions.c.id == sub.id).values(claimed_until=uow.wall() + UPGRADE_LEASE)
-    )
+    await subscription_repo.lease(conn, [sub.id], uow.wall() + UPGRADE_LEASE)
     await record(
         conn,
         principal,
@@ -484,14 +489,12 @@ async def _reserve_upgrade(uow: UnitOfWork, principal: Principal, subscription_i
         policy_version=policy.version,
         data={"change_id": change_id, "from_plan": sub.plan_code, "plan": target.code, "price": target.amount},
     )
-    row = (await conn.execute(select(payments).where(payments.c.id == payment["id"]))).one()
+    row = await payment_repo.get(conn, payment["id"])
     return change_id, row, customer.gateway_customer_id or ""
 
 
 async def _release(uow: UnitOfWork, subscription_id: str) -> None:
-    await uow.conn.execute(
-        update(subscriptions).where(subscriptions.c.id == subscription_id).values(claimed_until=None)
-    )
+    await subscription_repo.lease(uow.conn, [subscription_id], None)
 
 
 async def _settle_upgrade_request(
@@ -503,12 +506,12 @@ async def _settle_upgrade_request(
     status = await charging.settle(conn, uow.ctx, payment_id, result, uow.now, principal)
     if status == PaymentStatus.FAILED:
         return None
-    change = (await conn.execute(select(plan_changes).where(plan_changes.c.id == change_id))).one()
+    change = await repository.get(conn, change_id)
     sub = await subscription_repo.get(conn, change.subscription_id)
     if change.status == PlanChangeStatus.APPLIED:
         return Upgrade(sub, None, uow.now, None, change.forfeited_days, change.forfeited_value)
     # Waiting for the customer's action: what would be forfeited if it were paid now (information).
-    days, value = forfeited(sub.current_period_start, sub.current_period_end, uow.now, sub.price_amount)
+    days, value = _forfeited(sub, uow.now)
     return Upgrade(sub, change, uow.now, result.client_secret, days, value)
 
 
@@ -540,9 +543,10 @@ async def settle_upgrade(
             payment.status == PaymentStatus.PENDING
             and change is not None
             and change.status == PlanChangeStatus.PENDING
+            and change.expires_at is not None
             and now < change.expires_at
             and sub.status == SubscriptionStatus.ACTIVE
-            and sub.customer_status == "active"
+            and sub.customer_status == CustomerStatus.ACTIVE
         )
         if waits:
             await _apply_upgrade(conn, ctx, sub, payment, change, result.payment_id, now, actor)
@@ -552,12 +556,8 @@ async def settle_upgrade(
     if payment.status != PaymentStatus.PENDING:
         return payment.status  # settled already: forward only
     if result.status == "requires_action" and change is not None and change.status == PlanChangeStatus.PENDING:
-        await conn.execute(
-            update(payments)
-            .where(payments.c.id == payment.id)
-            .values(gateway_payment_id=result.payment_id, client_secret=result.client_secret, updated_at=now)
-        )
-        await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(claimed_until=None))
+        await payment_repo.await_customer(conn, payment.id, result.payment_id, result.client_secret, now)
+        await subscription_repo.lease(conn, [sub.id], None)
         return PaymentStatus.PENDING
     code = result.decline_code or ("authentication_required" if result.status == "requires_action" else "failed")
     await _fail_upgrade(conn, ctx, sub, payment, change, result.payment_id or None, code, now, actor)
@@ -568,19 +568,15 @@ async def _fail_upgrade(conn, ctx, sub, payment, change, gateway_payment_id, cod
     """C4/B1: the upgrade's payment failed (declined, expired, withdrawn): nothing changes; a PaymentIntent that
     could still be completed is cancelled at the gateway (`app.payments.corrections`)."""
     intent = gateway_payment_id or payment.gateway_payment_id
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(
-            status=PaymentStatus.FAILED,
-            failure_code=code,
-            gateway_payment_id=intent,
-            client_secret=None,
-            updated_at=now,
-            gateway_cancel_due_at=ctx.system_clock.wall() if intent else None,
-        )
+    await payment_repo.mark_failed(
+        conn,
+        payment.id,
+        code=code,
+        gateway_payment_id=intent,
+        now=now,
+        cancel_due_at=ctx.system_clock.wall() if intent else None,
     )
-    await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(claimed_until=None))
+    await subscription_repo.lease(conn, [sub.id], None)
     if change is not None:
         status = PlanChangeStatus.EXPIRED if code == "expired" else PlanChangeStatus.FAILED
         if code == "withdrawn":
@@ -600,7 +596,13 @@ async def _fail_upgrade(conn, ctx, sub, payment, change, gateway_payment_id, cod
             (
                 "payment.failed",
                 payment_to_api(
-                    changed(payment, status="failed", failure_code=code, gateway_payment_id=intent, updated_at=now)
+                    changed(
+                        payment,
+                        status=PaymentStatus.FAILED,
+                        failure_code=code,
+                        gateway_payment_id=intent,
+                        updated_at=now,
+                    )
                 ),
             )
         ],
@@ -610,14 +612,12 @@ async def _fail_upgrade(conn, ctx, sub, payment, change, gateway_payment_id, cod
 async def _upgrade_bought_nothing(conn, ctx, sub, payment, change, gateway_payment_id: str, now, actor) -> None:  # noqa: ANN001
     """B1: a payment that succeeded for an upgrade no longer waiting for it bought nothing: recorded, and refunded
     in full at once (a correction, sent once this commits)."""
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(status=PaymentStatus.SUCCEEDED, gateway_payment_id=gateway_payment_id, updated_at=now)
-    )
+    await payment_repo.mark_succeeded_without_effect(conn, payment.id, gateway_payment_id, now)
     if change is not None and change.status == PlanChangeStatus.PENDING:
         await repository.decide(conn, [change.id], PlanChangeStatus.EXPIRED, now)
-    outcome = late_success("purchase", SubscriptionStatus.CANCELED, False, payment.amount, payment.refunded_amount)
+    outcome = late_success(
+        PaymentPurpose.PURCHASE, SubscriptionStatus.CANCELED, False, payment.amount, payment.refunded_amount
+    )
     await record(
         conn,
         actor,
@@ -632,7 +632,9 @@ async def _upgrade_bought_nothing(conn, ctx, sub, payment, change, gateway_payme
             (
                 "payment.succeeded",
                 payment_to_api(
-                    changed(payment, status="succeeded", gateway_payment_id=gateway_payment_id, updated_at=now)
+                    changed(
+                        payment, status=PaymentStatus.SUCCEEDED, gateway_payment_id=gateway_payment_id, updated_at=now
+                    )
                 ),
             )
         ],
@@ -644,7 +646,7 @@ async def _upgrade_bought_nothing(conn, ctx, sub, payment, change, gateway_payme
 async def _apply_upgrade(conn, ctx, sub, payment, change, gateway_payment_id: str, now, actor) -> None:  # noqa: ANN001
     """C4/B4/R1: the upgrade paid: the new plan at its locked price from now, the new anchor; the rest of the old
     period forfeited (neither refunded nor credited)."""
-    days, value = forfeited(sub.current_period_start, sub.current_period_end, now, sub.price_amount)
+    days, value = _forfeited(sub, now)
     start, end = period_bounds(now, change.interval, 0)
     index = sub.period_index + 1
     values = {
@@ -664,43 +666,34 @@ async def _apply_upgrade(conn, ctx, sub, payment, change, gateway_payment_id: st
         "next_retry_at": None,
         "claimed_until": None,
     }
-    await conn.execute(update(subscriptions).where(subscriptions.c.id == sub.id).values(values))
-    await conn.execute(
-        update(payments)
-        .where(payments.c.id == payment.id)
-        .values(
-            status=PaymentStatus.SUCCEEDED,
-            gateway_payment_id=gateway_payment_id,
-            period_start=start,
-            period_end=end,
-            client_secret=None,
-            updated_at=now,
-        )
+    await subscription_repo.change_plan_now(conn, sub.id, values)
+    await payment_repo.mark_succeeded(
+        conn, payment_repo.succeeded_params(payment.id, gateway_payment_id, start, end, now)
     )
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-        await insert_ignoring_conflict(
+        await payment_repo.spend_credit(
             conn,
-            credit_entries,
-            {
-                "id": new_id("cred"),
-                "customer_id": payment.customer_id,
-                "kind": "spend",
-                "amount": -payment.credit_applied,
-                "currency": payment.currency,
-                "reason": None,
-                "created_by": "system",
-                "payment_id": payment.id,
-                "policy_version": payment.policy_version,
-                "created_at": now,
-            },
-            conflict_on=["payment_id"],
+            [
+                {
+                    "id": new_id("cred"),
+                    "customer_id": payment.customer_id,
+                    "kind": CreditKind.SPEND,
+                    "amount": -payment.credit_applied,
+                    "currency": payment.currency,
+                    "reason": None,
+                    "created_by": "system",
+                    "payment_id": payment.id,
+                    "policy_version": payment.policy_version,
+                    "created_at": now,
+                }
+            ],
         )
     await repository.decide(conn, [change.id], PlanChangeStatus.APPLIED, now)
     await repository.record_forfeit(conn, change.id, days, value)
-    c3 = await repository.pending(conn, sub.id, "period_end")
+    c3 = await repository.pending(conn, sub.id, PERIOD_END)
     if c3 is not None:  # C4: any other change is gone
         await repository.decide(conn, [c3.id], PlanChangeStatus.WITHDRAWN, now)
-    name = (await conn.execute(select(plans.c.name).where(plans.c.id == change.plan_id))).scalar_one()
+    name = (await plan_repo.names(conn, [change.plan_id]))[change.plan_id]
     subject = f"Your subscription is now on {name}"
     body = (
         f"Your upgrade to {name} is paid: a new period runs from {_date(start)} to {_date(end)}, renewing at "
@@ -759,7 +752,7 @@ async def _apply_upgrade(conn, ctx, sub, payment, change, gateway_payment_id: st
                 payment_to_api(
                     changed(
                         payment,
-                        status="succeeded",
+                        status=PaymentStatus.SUCCEEDED,
                         gateway_payment_id=gateway_payment_id,
                         period_start=start,
                         period_end=end,
@@ -776,10 +769,10 @@ async def abandon_upgrade(uow: UnitOfWork, actor: Principal, sub, code: str) -> 
     """C4/B1: an upgrade waiting for the customer's action is given up (withdrawn, or a cancellation asked): its
     payment fails and its PaymentIntent is cancelled at the gateway once this commits. True if there was one."""
     conn = uow.conn
-    change = await repository.pending(conn, sub.id, "now")
-    if change is None:
+    change = await repository.pending(conn, sub.id, NOW)
+    if change is None or change.payment_id is None:
         return False
-    payment = (await conn.execute(select(payments).where(payments.c.id == change.payment_id).with_for_update())).one()
+    payment = await payment_repo.lock(conn, change.payment_id)
     if payment.status != PaymentStatus.PENDING:
         await repository.decide(conn, [change.id], PlanChangeStatus.WITHDRAWN, uow.now)
         return True
@@ -795,17 +788,7 @@ async def expire_waiting_upgrades(ctx: AppContext, now: _dt.datetime) -> int:
     async with unit_of_work(ctx, now=now) as uow:
         conn = uow.conn
         # Read without a lock; each is then locked as every settlement locks (subscription, payment, change).
-        stmt = (
-            select(plan_changes.c.subscription_id, plan_changes.c.payment_id)
-            .where(
-                plan_changes.c.status == PlanChangeStatus.PENDING,
-                plan_changes.c.kind == "now",
-                plan_changes.c.expires_at <= now,
-            )
-            .order_by(plan_changes.c.subscription_id)
-            .limit(ctx.settings.job_batch_size)
-        )
-        due = list((await conn.execute(stmt)).all())
+        due = await repository.waiting_upgrades_due(conn, now, limit=ctx.settings.job_batch_size)
         expired = []
         for item in due:
             found = await charging.lock_for_settlement(conn, by="id", value=item.payment_id)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -39,6 +39,23 @@ async def get_by_code(conn: AsyncConnection, code: str, *, active_only: bool = F
     if row is None:
         raise PlanNotFound(f"no {'active ' if active_only else ''}plan {code!r}")
     return row
+
+
+async def find_by_code(conn: AsyncConnection, code: str) -> PlanRow | None:
+    """The plan of this code, active or not, or None."""
+    return cast("PlanRow | None", (await conn.execute(select(plans).where(plans.c.code == code))).first())
+
+
+async def names(conn: AsyncConnection, plan_ids: Iterable[str]) -> dict[str, str]:
+    """The names of these plans, by id."""
+    stmt = select(plans.c.id, plans.c.name).where(plans.c.id.in_(set(plan_ids)))
+    return {row.id: row.name for row in (await conn.execute(stmt)).all()}
+
+
+async def all_active(conn: AsyncConnection) -> list[PlanRow]:
+    """Every plan on offer, by code (the ops console's choice of plans to change to)."""
+    stmt = select(plans).where(plans.c.active.is_(True)).order_by(plans.c.code)
+    return cast("list[PlanRow]", list((await conn.execute(stmt)).all()))
 
 
 async def page_of_active(conn: AsyncConnection, params: PageParams) -> tuple[Sequence[PlanRow], bool]:

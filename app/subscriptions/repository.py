@@ -507,6 +507,11 @@ async def start(
     return cast(SubscriptionRow, (await conn.execute(_START, params)).one())
 
 
+async def change_plan_now(conn: AsyncConnection, subscription_id: str, values: dict[str, Any]) -> None:
+    """C4/B4: an upgrade paid: the new plan, price, anchor and period from now (`values`), its lease cleared."""
+    await conn.execute(update(subscriptions).where(subscriptions.c.id == subscription_id).values(values))
+
+
 async def record_failure(conn: AsyncConnection, subscription_id: str, values: dict[str, Any]) -> None:
     """B5/C1: what a failed renewal or retry leaves of the subscription (past_due, or ended)."""
     await conn.execute(update(subscriptions).where(subscriptions.c.id == subscription_id).values(values))

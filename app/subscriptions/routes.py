@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Caller
 from app.context import Ctx
@@ -12,6 +16,7 @@ from app.payments import repository as payment_repo
 from app.plan_changes import repository as plan_change_repo
 from app.plan_changes.schemas import in_force, pending_to_api
 from app.subscriptions import repository, service
+from app.subscriptions.repository import SubscriptionRow
 from app.subscriptions.schemas import (
     PaymentMethodUpdate,
     Subscription,
@@ -74,10 +79,17 @@ async def change_payment_method(subscription_id: str, body: PaymentMethodUpdate,
 customer_router = APIRouter(prefix="/v1/customers/{customer_id}", tags=["subscriptions"])
 
 
+async def _pending_changes(conn: AsyncConnection, rows: Sequence[SubscriptionRow]) -> dict[str, dict[str, Any]]:
+    """C3/C4: the pending change of each subscription of a page, as GET shows it (one query for the page)."""
+    shown = await plan_change_repo.shown_of(conn, [r.id for r in rows])
+    return {sub_id: {"pending_change": pending_to_api(change)} for sub_id, change in shown.items()}
+
+
 @customer_router.get("/subscriptions", response_model=SubscriptionList)
 async def list_subscriptions(customer_id: str, ctx: Ctx, caller: Caller, params: Page) -> JSON:
+    stmt = repository.for_customer(customer_id)
     return JSON(
         await customer_list(
-            ctx, caller, customer_id, repository.for_customer(customer_id), repository.LIST_ORDER, params, to_api
+            ctx, caller, customer_id, stmt, repository.LIST_ORDER, params, to_api, extras=_pending_changes
         )
     )

@@ -135,6 +135,19 @@ ENDPOINTS: list[Endpoint] = [
         "console",
         {"amount": "1.00", "reason": "goodwill", "nonce": "n" * 32},
     ),
+    # Ops console: plan changes (C3/C4, issue 16)
+    Endpoint(
+        "POST",
+        "/ops/subscriptions/{subscription_id}/plan-change",
+        "console",
+        {"plan": "{other_code}", "reason": "asked by phone", "confirm": "yes", "nonce": "n" * 32},
+    ),
+    Endpoint(
+        "POST",
+        "/ops/subscriptions/{subscription_id}/plan-change/withdraw",
+        "console",
+        {"reason": "asked by phone", "nonce": "n" * 32},
+    ),
     # Domain events (the outbox of outbound webhooks)
     Endpoint("GET", "/v1/events", "ops"),
     Endpoint("GET", "/v1/events/{event_id}", "ops"),

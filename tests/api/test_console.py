@@ -12,6 +12,7 @@ import re
 import pytest
 
 from tests.api.test_ops_actions import buy, payments_of
+from tests.api.test_plan_changes_now import use_method
 from tests.conftest import (
     SECRET,
     START,
@@ -645,3 +646,99 @@ def test_a_form_nonce_is_spent_once_even_under_concurrent_submissions(settings):
             await ctx.db.dispose()
 
     assert sorted(asyncio.run(claim_together())) == [False] * 7 + [True]
+
+
+# -- plan changes (C3/C4, issue 16) -------------------------------------------------------------------------------
+
+
+def test_C3_console_shows_schedules_and_withdraws_a_plan_change_with_a_reason_through_the_api_use_case(client):
+    make_plan(client, "pro-monthly", amount=2000)
+    make_plan(client, "pro-yearly", amount=20000, interval="year")
+    customer = make_customer(client, "alice")
+    cid = customer["id"]
+    sub = buy(client, customer)
+    login(client)
+
+    def api_pending() -> dict | None:
+        return client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()["pending_change"]
+
+    def post(path: str, **data: str):
+        page = client.get(f"/ops/customers/{cid}")
+        form = {"csrf": field(page, "csrf"), "nonce": field(page, "nonce"), **data}
+        return client.post(f"/ops/subscriptions/{sub['id']}/{path}", data=form)
+
+    page = text(client.get(f"/ops/customers/{cid}"))
+    assert "Plan changes" in page and "No plan change pending" in page and "pro-yearly" in page
+
+    # A reason and the ticked confirmation are required; nothing changes without them.
+    no_reason = post("plan-change", plan="pro-yearly", reason=" ", confirm="yes")
+    assert no_reason.status_code == 422 and "a reason is required" in text(no_reason)
+    unticked = post("plan-change", plan="pro-yearly", reason="customer asked by phone")
+    assert unticked.status_code == 422 and "tick the box" in text(unticked)
+    # The use case's refusals are shown with their code (C3: the plan it is on already).
+    same = post("plan-change", plan="pro-monthly", reason="customer asked by phone", confirm="yes")
+    assert same.status_code == 409 and "same_plan" in same.text
+    assert api_pending() is None
+    # Without the CSRF token: 403, nothing changes.
+    forged = client.post(
+        f"/ops/subscriptions/{sub['id']}/plan-change",
+        data={"plan": "pro-yearly", "reason": "x", "confirm": "yes", "nonce": "n" * 32},
+    )
+    assert forged.status_code == 403 and api_pending() is None
+
+    # Scheduled at the period end, at the price of today (C3), once even when the form is posted twice.
+    page = client.get(f"/ops/customers/{cid}")
+    form = {
+        "csrf": field(page, "csrf"),
+        "nonce": field(page, "nonce"),
+        "plan": "pro-yearly",
+        "reason": "customer asked by phone",
+        "confirm": "yes",
+    }
+    done = client.post(f"/ops/subscriptions/{sub['id']}/plan-change", data=form)
+    assert done.status_code == 200 and "plan change is scheduled" in text(done)
+    again = client.post(f"/ops/subscriptions/{sub['id']}/plan-change", data=form)
+    assert "already been submitted" in text(again)
+    pending = api_pending()
+    assert pending is not None and pending["plan"] == "pro-yearly" and pending["price"]["amount"] == 20000
+    shown = text(client.get(f"/ops/customers/{cid}"))
+    assert "Pending change: to pro-yearly" in shown and "200.00 USD" in shown and "2030-02-15 12:00 UTC" in shown
+
+    # Withdrawn, with a reason (as the API's DELETE): the subscription renews on its plan.
+    refused = post("plan-change/withdraw", reason="")
+    assert refused.status_code == 422 and "a reason is required" in text(refused) and api_pending() is not None
+    withdrawn = post("plan-change/withdraw", reason="customer changed their mind")
+    assert withdrawn.status_code == 200 and "pending plan change is withdrawn" in text(withdrawn)
+    assert api_pending() is None and "No plan change pending" in text(withdrawn)
+
+    events = [e for e in audit(client, cid) if e["actor"] == STAFF]
+    by_action = {e["action"]: e for e in events}
+    assert by_action["subscription.plan_change_scheduled"]["reason"] == "customer asked by phone"
+    assert by_action["subscription.plan_change_withdrawn"]["reason"] == "customer changed their mind"
+    assert sum(e["action"] == "subscription.plan_change_scheduled" for e in events) == 1
+    assert client.post("/ops/subscriptions/sub_missing/plan-change", data=form).status_code == 404
+
+
+def test_C4_console_shows_an_upgrade_waiting_for_the_customers_action_and_withdraws_it(client):
+    make_plan(client, "pro-monthly", amount=2000)
+    make_plan(client, "enterprise-monthly", amount=9000, tier="enterprise")
+    customer = make_customer(client, "alice")
+    sub = buy(client, customer)
+    use_method(client, sub, "pm_card_authenticationRequired")
+    asked = client.post(
+        f"/v1/subscriptions/{sub['id']}/change",
+        json={"plan": "enterprise-monthly", "when": "now"},
+        headers=customer_headers("alice"),
+    )
+    assert asked.status_code == 200 and asked.json()["pending_change"]["client_secret"], asked.text
+    login(client)
+    page = client.get(f"/ops/customers/{customer['id']}")
+    shown = text(page)
+    assert "an upgrade to enterprise-monthly" in shown and "waiting for the customer's action" in shown
+    assert "90.00 USD" in shown and asked.json()["pending_change"]["client_secret"] not in page.text
+    form = {"csrf": field(page, "csrf"), "nonce": field(page, "nonce"), "reason": "customer gave up on 3-D Secure"}
+    withdrawn = client.post(f"/ops/subscriptions/{sub['id']}/plan-change/withdraw", data=form)
+    assert withdrawn.status_code == 200 and "No plan change pending" in text(withdrawn)
+    after = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
+    assert after["pending_change"] is None and after["plan"] == "pro-monthly"
+    assert [p["status"] for p in payments_of(client, customer) if p["purpose"] == "upgrade"] == ["failed"]

@@ -108,6 +108,23 @@ def test_C3_change_waits_for_the_period_end_at_todays_price_and_changes_nothing_
     assert event["data"]["object"]["pending_change"]["plan"] == "pro-yearly"
 
 
+def test_C3_the_customers_subscription_list_shows_the_pending_change_as_get_does(client, alice):
+    sub = buy(client, alice)
+
+    def listed() -> list[dict]:
+        response = client.get(f"/v1/customers/{alice['id']}/subscriptions", headers=customer_headers("alice"))
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    assert [s["pending_change"] for s in listed()] == [None]
+    assert change(client, sub, "pro-yearly").status_code == 200
+    [item] = listed()
+    assert item["pending_change"] == subscription(client, sub["id"])["pending_change"]
+    assert item["pending_change"]["plan"] == "pro-yearly" and item["pending_change"]["effective_at"] == FIRST_END
+    assert withdraw(client, sub).status_code == 200
+    assert [s["pending_change"] for s in listed()] == [None]
+
+
 def test_C3_when_defaults_to_period_end_and_ops_may_change_any_subscription(client, alice):
     sub = buy(client, alice)
     response = change(client, sub, "basic-monthly", who="ops")

@@ -212,3 +212,51 @@ def test_console_a_link_from_another_site_keeps_staff_signed_in_and_sign_in_retu
     sign_in()
     expect(page).to_have_url(target)
     expect(page.locator("h1")).to_contain_text("Fox Mulder")
+
+
+def test_C3_staff_schedule_a_plan_change_then_withdraw_it(service, browser_page):
+    """C3 (issue 16, item 7): the customer's page shows the pending change; staff schedule one at the period end
+    (reason and confirmation), then withdraw it (reason), through the API's use case."""
+    base, api = service
+    page, expect = browser_page
+    for code, amount, interval in (("pro-monthly", 2000, "month"), ("pro-yearly", 20000, "year")):
+        plan = {"code": code, "name": code.title(), "tier": "subscription", "interval": interval, "amount": amount}
+        made = api.post("/v1/plans", json={**plan, "currency": "usd"}, headers=ops_headers())
+        assert made.status_code == 201, made.text
+    customer = api.post(
+        "/v1/customers",
+        json={"email": "walter@example.com", "name": "Walter Skinner", "country": "US"},
+        headers=customer_headers("walter"),
+    )
+    assert customer.status_code == 201, customer.text
+    customer_id = customer.json()["id"]
+    bought = api.post(
+        "/v1/subscriptions",
+        json={"customer_id": customer_id, "plan": "pro-monthly", "payment_method": "pm_card_visa"},
+        headers=customer_headers("walter"),
+    )
+    assert bought.status_code == 201, bought.text
+    sub_id = bought.json()["id"]
+
+    page.goto(f"{base}/ops/customers/{customer_id}")
+    page.get_by_label("Ops token").fill(token(STAFF, "ops"))
+    page.get_by_role("button", name="Sign in").click()
+    section = page.get_by_role("region", name=f"Plan change of {sub_id}")
+    expect(section).to_contain_text("No plan change pending")
+
+    section.get_by_text("Schedule a plan change at the period end").click()
+    section.get_by_label("New plan", exact=True).select_option("pro-yearly")
+    section.locator(f"#plan-reason-{sub_id}").fill("Asked by phone")
+    section.locator(f"#plan-confirm-{sub_id}").check()
+    section.get_by_role("button", name="Schedule plan change").click()
+    expect(page.locator(".notice")).to_contain_text("plan change is scheduled")
+    section = page.get_by_role("region", name=f"Plan change of {sub_id}")
+    expect(section).to_contain_text("Pending change: to pro-yearly")
+    expect(section).to_contain_text("200.00 USD")
+    pending = api.get(f"/v1/subscriptions/{sub_id}", headers=ops_headers()).json()["pending_change"]
+    assert pending["plan"] == "pro-yearly"
+
+    section.locator(f"#withdraw-reason-{sub_id}").fill("Changed their mind")
+    section.get_by_role("button", name="Withdraw plan change").click()
+    expect(page.locator(".notice")).to_contain_text("pending plan change is withdrawn")
+    assert api.get(f"/v1/subscriptions/{sub_id}", headers=ops_headers()).json()["pending_change"] is None
