@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.models import subscriptions, trials
+from app.subscriptions.repository import HAS_PENDING_CHANGE
 from app.subscriptions.schemas import PERIOD_COLUMNS
 from policies import SUBSCRIPTION_GIVING_ACCESS, TrialStatus
 
@@ -43,6 +44,10 @@ class SubscriptionAccess(Protocol):
     ended_reason: str | None
 
 
+class SubscriptionGivingAccess(SubscriptionAccess, Protocol):
+    has_pending_change: bool  # C3: only then is the change read (`plan_changes.repository.pending`)
+
+
 _RUNNING_TRIAL = (
     select(trials.c.status, trials.c.ends_at, trials.c.plan_code)
     .where(trials.c.customer_id == bindparam("customer_id"), trials.c.status == TrialStatus.ACTIVE)
@@ -57,6 +62,7 @@ _SUBSCRIPTION_GIVING_ACCESS = select(
     subscriptions.c.charge_released_at,
     subscriptions.c.id,  # C3: its pending plan change
     *PERIOD_COLUMNS,
+    HAS_PENDING_CHANGE,
 ).where(
     subscriptions.c.customer_id == bindparam("customer_id"),
     subscriptions.c.status.in_(sorted(SUBSCRIPTION_GIVING_ACCESS)),
@@ -69,7 +75,7 @@ async def running_trial(conn: AsyncConnection, customer_id: str) -> TrialAccess 
     return cast(TrialAccess | None, row)
 
 
-async def subscription_giving_access(conn: AsyncConnection, customer_id: str) -> SubscriptionAccess | None:
+async def subscription_giving_access(conn: AsyncConnection, customer_id: str) -> SubscriptionGivingAccess | None:
     """B5/C1: the customer's active or past_due subscription, if any (a customer has at most one live one)."""
     row = (await conn.execute(_SUBSCRIPTION_GIVING_ACCESS, {"customer_id": customer_id})).first()
-    return cast(SubscriptionAccess | None, row)
+    return cast(SubscriptionGivingAccess | None, row)

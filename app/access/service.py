@@ -41,7 +41,9 @@ async def access_in(
     sub = await queries.subscription_giving_access(conn, customer_id)
     if now is None:
         now = await ctx.clock.now(conn)
-    if sub is not None:  # C3 (issue 16): a plan change due at the period end is in force from then (B2)
+    if (
+        sub is not None and sub.has_pending_change
+    ):  # C3 (issue 16): a plan change due at the period end is in force from then (B2)
         sub, _ = in_force(sub, await plan_change_repo.pending(conn, sub.id), now)
     return access(facts_of(ctx, customer_status, trial, sub, now), now)
 

@@ -37,7 +37,9 @@ class CustomerRow(Protocol):
 
 
 @functools.cache
-def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = False) -> Select[Any]:
+def _owned(
+    table: Table, scoped: bool, for_update: bool, with_plan_name: bool = False, extra: tuple[Any, ...] = ()
+) -> Select[Any]:
     """The statement reading one object of `table`, limited to the token's own customer when `scoped`: built once,
     so SQLAlchemy reuses its compiled form (the hot read path does no statement building). `with_plan_name` adds
     the name of the object's plan (`plan_name`), for a notice that names it, without a second read."""
@@ -54,6 +56,8 @@ def _owned(table: Table, scoped: bool, for_update: bool, with_plan_name: bool = 
         # (PostgreSQL re-checks a join against the old plan's row and would skip it).
         name = select(plans.c.name).where(plans.c.id == table.c.plan_id).scalar_subquery()
         stmt = stmt.add_columns(name.label("plan_name"))
+    if extra:  # labelled columns the caller needs in the same round trip (built once by the caller, so cacheable)
+        stmt = stmt.add_columns(*extra)
     return stmt.with_for_update(of=table) if for_update else stmt
 
 
@@ -75,12 +79,13 @@ async def get_owned(
     *,
     for_update: bool = False,
     with_plan_name: bool = False,
+    extra: tuple[Any, ...] = (),
 ) -> Row[Any]:
     """A row of `table` (a customer, or an object with a `customer_id`) if the caller may see it; otherwise 404.
     The one place where a customer token is limited to its own customer's objects (existence is not revealed)."""
     scoped = not principal.is_ops
     params = {"object_id": object_id, "sub": principal.sub} if scoped else {"object_id": object_id}
-    row = (await conn.execute(_owned(table, scoped, for_update, with_plan_name), params)).first()
+    row = (await conn.execute(_owned(table, scoped, for_update, with_plan_name, extra), params)).first()
     if row is None:
         raise NotFound(f"no {noun} {object_id!r}")
     return row

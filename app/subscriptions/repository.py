@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.auth import Principal
 from app.claims import claim_batch, claimable
 from app.customers.repository import get_owned
-from app.models import customers, payments, plans, subscriptions, trials
+from app.models import customers, payments, plan_changes, plans, subscriptions, trials
 from policies.states import (
     LIVE_SUBSCRIPTION,
     CustomerStatus,
     EndedReason,
     PaymentPurpose,
+    PlanChangeStatus,
     SubscriptionStatus,
     TrialStatus,
 )
@@ -134,6 +135,24 @@ async def get_visible(
         SubscriptionRow,
         await get_owned(conn, principal, subscriptions, subscription_id, "subscription", for_update=for_update),
     )
+
+
+class ReadSubscription(SubscriptionRow, Protocol):
+    has_pending_change: bool  # C3/C4: whether a plan change is pending (then `plan_changes.repository.shown`)
+
+
+# C3/C4: read with the subscription, so the common read (no change pending) stays one round trip.
+HAS_PENDING_CHANGE = (
+    exists()
+    .where(plan_changes.c.subscription_id == subscriptions.c.id, plan_changes.c.status == PlanChangeStatus.PENDING)
+    .label("has_pending_change")
+)
+
+
+async def get_visible_for_read(conn: AsyncConnection, principal: Principal, subscription_id: str) -> ReadSubscription:
+    """`get_visible`, and whether a plan change is pending, in one statement (the GET's hot path)."""
+    row = await get_owned(conn, principal, subscriptions, subscription_id, "subscription", extra=(HAS_PENDING_CHANGE,))
+    return cast(ReadSubscription, row)
 
 
 async def get_visible_named(

@@ -39,7 +39,7 @@ async def purchase(body: SubscriptionCreate, ctx: Ctx, caller: Caller) -> JSON:
 @router.get("/{subscription_id}", response_model=Subscription)
 async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller) -> JSON:
     async with ctx.db.read() as conn:
-        row = await repository.get_visible(conn, caller, subscription_id)
+        row = await repository.get_visible_for_read(conn, caller, subscription_id)
         secret = (
             await payment_repo.pending_client_secret(conn, row.id)
             if row.status == SubscriptionStatus.INCOMPLETE
@@ -48,8 +48,9 @@ async def get_subscription(subscription_id: str, ctx: Ctx, caller: Caller) -> JS
         # B2/C1: past its stored period end an active subscription is in its next period (or has ended).
         now = await ctx.clock.now(conn) if row.status == SubscriptionStatus.ACTIVE else None
         # C3/C4: the pending plan change; one due at the period end is in force (B2)
-        row, pending = in_force(row, await plan_change_repo.shown(conn, row.id), now)
-    return JSON({**to_api(row, secret, now=now), "pending_change": pending_to_api(pending)})
+        shown = await plan_change_repo.shown(conn, row.id) if row.has_pending_change else None
+        row, pending = in_force(row, shown, now)
+    return JSON(to_api(row, secret, now=now, pending_change=pending_to_api(pending)))
 
 
 @router.post("/{subscription_id}/cancel", response_model=Subscription)
