@@ -95,7 +95,7 @@ async def page(
     action: str | None = None,
     subject_id: str | None = None,
     actor: str | None = None,
-) -> tuple[list[Any], bool]:
+) -> tuple[Sequence[Any], bool]:
     """A page of audit rows, newest first, matching every filter given."""
     stmt = select(audit_events)
     for column, value in (
