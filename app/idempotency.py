@@ -5,15 +5,15 @@ Keys are stored per caller (role and `sub` of the verified token) and kept at le
 
 A route whose use case only touches the database and runs in one unit of work (marked
 `idempotent_in_unit_of_work`: cancel, resume, a customer, a plan, a credit, a trial...) has its key taken by that
-unit (app/uow.py): the key's row is the unit's first statement (on PostgreSQL waiting at most KEY_WAIT for a
-concurrent request holding the same key, then 409 `idempotency_key_in_use`) and the response is stored in it
-before COMMIT, so the key, the change and the response commit together or not at all: no key is ever left in
-progress by a crash, nothing needs releasing and no witness is written. A COMMIT of unknown outcome is settled
-once the database answers, by the key itself (`_settle_unit`): not committed, nothing is there and the retry runs
-the request; committed, the stored response was never sent, so the key is completed with 409
-`idempotency_response_lost` (as below; so is a request that fails after its unit committed). When the unit finds
-the key there already, it rolls back before doing anything and the request goes the way described next, which
-replays, refuses or runs it.
+unit (app/uow.py): the key's row, with the response, is the unit's last statement before COMMIT (one round trip;
+the unique key serialises duplicates: on PostgreSQL the insert waits at most KEY_WAIT for a concurrent request
+holding the same key, then 409 `idempotency_key_in_use`), so the key, the change and the response commit together
+or not at all: no key is ever left in progress by a crash, nothing needs releasing and no witness is written. A
+COMMIT of unknown outcome is settled once the database answers, by the key itself (`_settle_unit`): not
+committed, nothing is there and the retry runs the request; committed, the stored response was never sent, so the
+key is completed with 409 `idempotency_response_lost` (as below; so is a request that fails after its unit
+committed). When the unit finds the key there already, it rolls back everything it did (nothing of it is seen,
+nor its answer sent) and the request goes the way described next, which replays, refuses or runs it.
 
 Every other route (those that call the gateway, like a purchase or a refund, whose three steps commit separately:
 app/payments/steps.py) has its key claimed by one statement before the request runs and its response stored by
@@ -116,15 +116,15 @@ def resumed() -> bool:
 
 def idempotent_in_unit_of_work(endpoint: E) -> E:
     """Mark a POST route whose use case only touches the database and runs in ONE unit of work (app/uow.py) that
-    gives its response to `uow.respond`: its `Idempotency-Key` is taken by that unit, as its first statement, and
-    the response stored in it, so the key, the change and the response commit together. Routes that call the
+    gives its response to `uow.respond`: its `Idempotency-Key` is taken by that unit, with the response, as its
+    last statement, so the key, the change and the response commit together. Routes that call the
     gateway (purchase, refund) or open several units keep the separate claim. Put it under `@router.post`."""
     endpoint.idempotent_in_unit_of_work = True  # type: ignore[attr-defined]  # a mark read by the middleware
     return endpoint
 
 
 class KeyTaken(Exception):
-    """The unit of work found the key's row there already: rolled back before it did anything."""
+    """The unit of work found the key's row there already: everything it did is rolled back."""
 
 
 class KeyInUse(Exception):
@@ -132,9 +132,11 @@ class KeyInUse(Exception):
 
 
 class _UnitClaim:
-    """The request's key, taken by its unit of work (`app.uow.KeyClaim`)."""
+    """The request's key, taken by its unit of work (`app.uow.KeyClaim`): inserted with the response as the unit's
+    last statement before COMMIT. `held`: a unit holds it (the request's first); `taken`: its insert went in (the
+    key was free), so an answer given now is the request's own."""
 
-    __slots__ = ("caller", "committed", "fresh", "key", "response", "stored", "taken")
+    __slots__ = ("caller", "committed", "fresh", "held", "key", "response", "stored", "taken")
 
     def __init__(self, ctx: AppContext, caller: str, key: str, fingerprint: str, now: _dt.datetime) -> None:
         self.caller, self.key = caller, key
@@ -146,29 +148,34 @@ class _UnitClaim:
             "created_at": now,
             "expires_at": now + _dt.timedelta(hours=ctx.settings.idempotency_ttl_hours),
         }
-        self.taken = self.committed = self.stored = False
+        self.held = self.taken = self.committed = self.stored = False
         self.response: Response | None = None
-
-    async def take(self, conn: AsyncConnection) -> None:
-        try:
-            inserted = await repo.take_in_unit(conn, self.fresh, KEY_WAIT)
-        except repo.KeyBusy:
-            raise KeyInUse from None
-        if not inserted:
-            raise KeyTaken
 
     def respond(self, response: Response) -> None:
         self.response = response
 
     async def store(self, conn: AsyncConnection) -> None:
+        """The key with its response (one statement): a key there already, or held by a concurrent request that
+        does not commit within KEY_WAIT, raises, and the unit rolls back everything it did."""
+        row = {**self.fresh, "response_status": None, "response_headers": None, "response_body": None}
         if self.response is not None:
-            await repo.complete(
-                conn,
-                _completion(
-                    self.caller, self.key, self.response.status_code, self.response.raw_headers, self.response.body
-                ),
+            done = _completion(
+                self.caller, self.key, self.response.status_code, self.response.raw_headers, self.response.body
             )
-            self.stored = True
+            row |= {
+                "status": KeyStatus.COMPLETED,
+                "response_status": done["b_status"],
+                "response_headers": done["b_headers"],
+                "response_body": done["b_body"],
+            }
+        try:
+            inserted = await repo.take_in_unit(conn, row, KEY_WAIT)
+        except repo.KeyBusy:
+            raise KeyInUse from None
+        if not inserted:
+            raise KeyTaken
+        self.taken = True
+        self.stored = self.response is not None
 
 
 def _completion(
@@ -312,7 +319,7 @@ class IdempotencyMiddleware:
     ) -> bool:
         """Run a route marked `idempotent_in_unit_of_work` with its key handed to its unit of work. False when
         the unit found the key there already (a replay, a different body, a key past its retention or
-        abandoned, a request still running): it rolled back before doing anything, and the caller decides the
+        abandoned, a request still running): it rolled back everything it did, and the caller decides the
         separate-claim way (`_claim`), which runs the request again only if the key is free to take.
 
         Nothing is ever released: an error rolls the key back with the change, and a COMMIT of unknown outcome
@@ -324,7 +331,8 @@ class IdempotencyMiddleware:
         the effect is there once and the stored response was never sent."""
         claim = _UnitClaim(ctx, caller, key, fingerprint, claimed_at)
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray()}
-        held: list[Message] = []  # an answer given before any unit took the key: sent once the key is known free
+        # An answer given before a unit took the key (a refusal, rolled back with it): sent once the key is known free.
+        held: list[Message] = []
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -380,7 +388,7 @@ class IdempotencyMiddleware:
                 return True
         answer = _completion(caller, key, captured["status"], captured["headers"], captured["body"])
         if held:
-            # Answered before any unit took the key (a validation error, say): kept only if the key is new; a
+            # Answered before a unit took the key (a validation error, a refusal): kept only if the key is new; a
             # key there already decides instead (a replay, a different body, a request still running).
             if not releases and not await _keep(
                 ctx, ("complete", caller, key), _store_answer, ctx, claim.fresh, answer

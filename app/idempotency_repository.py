@@ -1,7 +1,7 @@
 """The `Idempotency-Key` records (table `idempotency_keys`): every statement app/idempotency.py runs, and the one
-difference between the databases there (how a unit of work takes a key: `take_in_unit`). The statements run on
-every keyed write are built once, at import (measured: building and compiling them per call was a visible share
-of a write's CPU)."""
+difference between the databases there (how a unit of work takes a key, with its response: `take_in_unit`). The
+statements run on every keyed write are built once, at import (measured: building and compiling them per call was
+a visible share of a write's CPU)."""
 
 from __future__ import annotations
 
@@ -59,20 +59,25 @@ _WITNESS = (
     .where(keys.c.caller == bindparam("b_caller"), keys.c.key == bindparam("b_key"))
     .values(last_commit=bindparam("b_n"))
 )
-# The key taken as a unit of work's first statement on PostgreSQL: the insert waits at most `wait` for a
-# concurrent holder of the key (`lock_timeout`, set for this statement only: the RETURNING puts it back, so the
-# use case's own row locks wait as usual); no row back: the key existed already.
+# The key taken by a unit of work on PostgreSQL, as its last statement before COMMIT, with the response to store:
+# the insert waits at most `wait` for a concurrent transaction that inserted the same key and has not committed
+# (`lock_timeout`, set for this statement only: the RETURNING puts it back); no row back: the key existed already.
 _TAKE_POSTGRES = text(
     "WITH wait AS (SELECT current_setting('lock_timeout') AS before,"
     " set_config('lock_timeout', :wait, true) AS during)"
-    " INSERT INTO idempotency_keys (caller, key, request_hash, status, created_at, expires_at)"
-    " SELECT CAST(:caller AS VARCHAR), CAST(:key AS VARCHAR), CAST(:request_hash AS VARCHAR), 'in_progress',"
-    " CAST(:created_at AS TIMESTAMP WITH TIME ZONE), CAST(:expires_at AS TIMESTAMP WITH TIME ZONE)"
+    " INSERT INTO idempotency_keys (caller, key, request_hash, status, created_at, expires_at,"
+    " response_status, response_headers, response_body)"
+    " SELECT CAST(:caller AS VARCHAR), CAST(:key AS VARCHAR), CAST(:request_hash AS VARCHAR), CAST(:status AS VARCHAR),"
+    " CAST(:created_at AS TIMESTAMP WITH TIME ZONE), CAST(:expires_at AS TIMESTAMP WITH TIME ZONE),"
+    " CAST(:response_status AS INTEGER), CAST(:response_headers AS JSON), CAST(:response_body AS BYTEA)"
     " FROM wait WHERE wait.during IS NOT NULL"
     " ON CONFLICT DO NOTHING"
     " RETURNING set_config('lock_timeout', (SELECT before FROM wait), true)"
 ).bindparams(
-    bindparam("created_at", type_=keys.c.created_at.type), bindparam("expires_at", type_=keys.c.expires_at.type)
+    bindparam("created_at", type_=keys.c.created_at.type),
+    bindparam("expires_at", type_=keys.c.expires_at.type),
+    bindparam("response_headers", type_=keys.c.response_headers.type),
+    bindparam("response_body", type_=keys.c.response_body.type),
 )
 _LOCK_NOT_AVAILABLE = "55P03"
 
@@ -81,19 +86,19 @@ def _this(caller: str, key: str) -> tuple[Any, Any]:
     return keys.c.caller == caller, keys.c.key == key
 
 
-async def take_in_unit(conn: AsyncConnection, fresh: dict[str, Any], wait: str) -> bool:
-    """A unit of work's first statement: insert the key `fresh` (status in progress); False when it was there
-    already. On PostgreSQL the insert waits at most `wait` for a concurrent request that holds the key and has not
-    committed (`KeyBusy` then); on SQLite the unit holds the write lock already (BEGIN IMMEDIATE), nobody else can
-    hold the key."""
+async def take_in_unit(conn: AsyncConnection, row: dict[str, Any], wait: str) -> bool:
+    """A unit of work's last statement before COMMIT: insert the key `row` (with the response it stores, if any);
+    False when the key was there already. On PostgreSQL the insert waits at most `wait` for a concurrent request
+    that inserted the key and has not committed (`KeyBusy` then); on SQLite the unit holds the write lock (BEGIN
+    IMMEDIATE), nobody else can hold the key."""
     if conn.dialect.name == "postgresql":
         try:
-            return (await conn.execute(_TAKE_POSTGRES, {**fresh, "wait": wait})).first() is not None
+            return (await conn.execute(_TAKE_POSTGRES, {**row, "wait": wait})).first() is not None
         except DBAPIError as exc:
             if any(getattr(cause, "sqlstate", None) == _LOCK_NOT_AVAILABLE for cause in _causes(exc)):
                 raise KeyBusy from None
             raise
-    return await insert_ignoring_conflict(conn, keys, fresh) == 1
+    return await insert_ignoring_conflict(conn, keys, row) == 1
 
 
 async def insert_new(conn: AsyncConnection, row: dict[str, Any]) -> bool:

@@ -18,9 +18,9 @@ BEGIN/COMMIT round trips. Use cases that move money run as three steps, each ste
 gateway call (app/payments/steps.py).
 
 A request with an `Idempotency-Key` to a route that only touches the database hands its key to the request's
-first unit of work (app/idempotency.py, `idempotency_claim`): the key's row is the unit's first statement, and
-the response the route gives `uow.respond` is stored in it before the COMMIT. The claim, the change and the
-stored response commit together, or none of them does.
+first unit of work (app/idempotency.py, `idempotency_claim`): the key's row, with the response the route gives
+`uow.respond`, is the unit's last statement before the COMMIT (one round trip for both). The claim, the change
+and the stored response commit together, or none of them does: a key found there already rolls the unit back.
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ _open: contextvars.ContextVar[int] = contextvars.ContextVar("open_units_of_work"
 class KeyClaim(Protocol):
     """An `Idempotency-Key` waiting to be taken by the request's first unit of work (app/idempotency.py)."""
 
+    held: bool  # a unit of work holds it (the request's first)
     taken: bool
     committed: bool
 
-    async def take(self, conn: AsyncConnection) -> None: ...  # the unit's first statement; raises if taken already
     def respond(self, response: Response) -> None: ...  # the response to store with it
-    async def store(self, conn: AsyncConnection) -> None: ...  # the unit's last statement before COMMIT
+    async def store(self, conn: AsyncConnection) -> None: ...  # the unit's last statement: the key, its response
 
 
 # Set by app/idempotency.py for a route marked `idempotent_in_unit_of_work`; unset (None) for every other request.
@@ -99,17 +99,18 @@ async def unit_of_work(ctx: AppContext, *, now: _dt.datetime | None = None) -> A
     otherwise; then the work registered with `after_commit`, in order. `now`: the unit's business time when the
     caller has it already (a scheduled job); otherwise read from the injected clock inside the transaction."""
     claim = idempotency_claim.get()
-    if claim is not None and claim.taken:  # the request's first unit took it
+    if claim is not None and claim.held:  # the request's first unit holds it
         claim = None
     token = _open.set(_open.get() + 1)
     try:
         async with ctx.db.transaction() as conn:
             if claim is not None:
-                claim.taken = True
-                await claim.take(conn)  # first: a duplicate running meanwhile is refused before anything is done
+                claim.held = True
             uow = UnitOfWork(ctx, conn, now if now is not None else await ctx.clock.now(conn), claim)
             yield uow
             if claim is not None:
+                # Last, with the response: a key there already (a duplicate, committed or still running) raises
+                # here and the unit rolls back everything it did; the unique key serialises duplicates.
                 await claim.store(conn)
     finally:
         _open.reset(token)

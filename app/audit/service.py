@@ -12,7 +12,7 @@ There is deliberately no update or delete function here.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -87,13 +87,20 @@ def audit_row(
     return row
 
 
-async def record(conn: AsyncConnection, actor: Principal, action: str, at: _dt.datetime, **fields: Any) -> None:
+async def record(
+    conn: AsyncConnection,
+    actor: Principal,
+    action: str,
+    at: _dt.datetime,
+    *,
+    notices: Sequence[Mapping[str, Any]] = (),
+    **fields: Any,
+) -> None:
     """Append one audit event, and the domain events given as `events=`, in the caller's transaction (so they
-    exist exactly when the change does)."""
+    exist exactly when the change does). `notices`: notice rows the change queues (app/notices/service.py
+    `notice_row`), written with them, each at most once per `dedupe_key`. One statement on PostgreSQL."""
     row = audit_row(actor, action, at, **fields)
-    await repository.append(conn, row)
-    if row.events:
-        await repository.append_events(conn, row.events)
+    await repository.append_change(conn, row, row.events, notices)
 
 
 async def record_many(conn: AsyncConnection, rows: list[AuditRow]) -> None:

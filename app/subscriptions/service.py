@@ -22,7 +22,7 @@ from app.gateways.base import ChargeResult, GatewayUnavailable
 from app.idempotency import resumable, resumed
 from app.ids import new_id
 from app.notices import templates
-from app.notices.service import NewNotice, create_notices
+from app.notices.service import NewNotice, create_notices, notice_row
 from app.payments import repository as payment_repo
 from app.payments import steps
 from app.payments.corrections import cancel_at_gateway
@@ -241,6 +241,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str) ->
     _refuse_while_charging(ctx, sub)
     refunded = cancellation_refund(sub.price_amount)  # R1: always 0, no proration
     events: list[Any]
+    notices: list[dict[str, Any]] = []
     if sub.status in (SubscriptionStatus.INCOMPLETE, SubscriptionStatus.PAST_DUE):
         # Nothing paid is running: an unpaid purchase is dropped, and a subscription in dunning stops being
         # retried. Either way it ends now, with no charge.
@@ -276,19 +277,19 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str) ->
             raise ValueError(f"subscription {sub.id} is {sub.status} without a period end")
         effective_at = state.period_end
         subject, body = templates.cancellation_scheduled(sub.plan_name, effective_at)
-        await create_notices(
-            conn,
-            [
+        # Written with the audit row and the event (`record`: one statement on PostgreSQL).
+        notices.append(
+            notice_row(
                 NewNotice(
                     sub.customer_id,
                     "cancellation_scheduled",
                     f"cancellation_scheduled:{sub.id}:{now.isoformat()}",
                     subject,
                     body,
-                )
-            ],
-            now,
-            ctx.system_clock.wall(),
+                ),
+                now,
+                ctx.system_clock.wall(),
+            )
         )
         action = "subscription.cancel_scheduled"
         events = [("subscription.cancellation_scheduled", as_read(changed, now))]
@@ -303,6 +304,7 @@ async def cancel(uow: UnitOfWork, principal: Principal, subscription_id: str) ->
         policy_version=ctx.policies.at(now).version,
         data={"refunded": refunded, "effective_at": effective_at.isoformat()},
         events=events,
+        notices=notices,
     )
     return changed, now
 
