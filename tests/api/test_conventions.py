@@ -426,7 +426,9 @@ class _Crash(Exception):
 
 
 def _crash_when_storing_the_response(statement: str) -> None:
-    if statement.startswith("UPDATE idempotency_keys") and "response_status" in statement:
+    # The key's row is written with its response as the unit's last statement before COMMIT.
+    storing = "UPDATE idempotency_keys" in statement or "INSERT INTO idempotency_keys" in statement
+    if storing and "response_status" in statement:
         raise _Crash("the process died while the response was being stored")
 
 
@@ -454,8 +456,14 @@ def test_C1_a_crash_between_a_cancellation_and_its_stored_response_leaves_no_key
     alice = make_customer(client, "alice")
     sub = buy(client, alice)
 
+    crashes: list[str] = []
+
     def listener(_conn, _cursor, statement, *_args) -> None:
-        _crash_when_storing_the_response(statement)
+        try:
+            _crash_when_storing_the_response(statement)
+        except _Crash:
+            crashes.append(statement)
+            raise
 
     engines = (ctx.db.engine.sync_engine, ctx.db.autocommit_engine.sync_engine)
     for engine in engines:
@@ -465,6 +473,7 @@ def test_C1_a_crash_between_a_cancellation_and_its_stored_response_leaves_no_key
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", listener)
+    assert crashes, "the crash was never injected: the statement that stores the response has changed"
 
     retry = _cancel_with_key(client, sub["id"], "alice", "cancel-crash")
     assert retry.status_code == 200, retry.text
