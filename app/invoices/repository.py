@@ -209,6 +209,12 @@ async def store_pdfs(conn: AsyncConnection, table: Table, rendered: Sequence[tup
         await conn.execute(_STORE_PDF[table.name], [{"b_id": i, "b_pdf": pdf} for i, pdf in rendered])
 
 
+async def all_of_customer(conn: AsyncConnection, table: Table, customer_id: str) -> Sequence[Any]:
+    """D1/I3: every invoice or credit note of the customer, oldest first (the export)."""
+    stmt = customer_documents(table, customer_id).order_by(table.c.issued_at, table.c.id)
+    return (await conn.execute(stmt)).all()
+
+
 def customer_documents(table: Table, customer_id: str) -> Select:
     """The statement listing a customer's invoices or credit notes (paged by the caller)."""
     return select(table).where(table.c.customer_id == customer_id)

@@ -318,9 +318,7 @@ async def settle_many(
                 payment,
                 start,
                 end,
-                events=(
-                    _paid_events(ctx, "subscription.renewed", sub, renewed, paid[-1], now)
-                ),
+                events=(_paid_events(ctx, "subscription.renewed", sub, renewed, paid[-1], now)),
             )
         )
         statuses[payment.id] = PaymentStatus.SUCCEEDED
