@@ -215,6 +215,13 @@ async def all_of_customer(conn: AsyncConnection, table: Table, customer_id: str)
     return (await conn.execute(stmt)).all()
 
 
+async def invoices_of_payments(conn: AsyncConnection, payment_ids: Sequence[str]) -> Sequence[Any]:
+    """I1: the invoices of these payments (a batch of receipts being mailed)."""
+    if not payment_ids:
+        return []
+    return (await conn.execute(select(invoices).where(invoices.c.payment_id.in_(sorted(set(payment_ids)))))).all()
+
+
 def customer_documents(table: Table, customer_id: str) -> Select:
     """The statement listing a customer's invoices or credit notes (paged by the caller)."""
     return select(table).where(table.c.customer_id == customer_id)

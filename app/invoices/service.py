@@ -208,6 +208,22 @@ def render(table_name: str, document: dict) -> bytes:
     return pdf.render_invoice(document) if table_name == invoices.name else pdf.render_credit_note(document)
 
 
+async def receipt_attachments(ctx: AppContext, payment_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+    """I1: the invoice PDFs to attach to these payments' mailed receipts, by payment id, as (file name, bytes): the
+    stored PDF, or, for one the renewal batch issued without it and not rendered yet, rendered and stored now."""
+    async with ctx.db.read() as conn:
+        rows = await repository.invoices_of_payments(conn, payment_ids)
+    attached = {}
+    for row in rows:
+        body = row.pdf
+        if body is None:
+            rendered = render(invoices.name, invoice_to_api(row))
+            async with ctx.db.transaction() as conn:
+                body = await repository.store_pdf(conn, invoices, row.id, rendered)
+        attached[row.payment_id] = (f"{row.number}.pdf", body)
+    return attached
+
+
 async def render_pending_pdfs(ctx: AppContext, now: _dt.datetime) -> int:
     """I1: the scheduled job that renders, shortly after, the PDFs of the documents the renewal batch issued
     without one (`issue_invoices(render_pdf=False)`): one claimed batch per call, stored once each. The PDF is a

@@ -23,7 +23,7 @@ from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult
 from app.ids import new_id
 from app.invoices.service import invoice_payments
 from app.notices import templates
-from app.notices.service import NewNotice, create_notices
+from app.notices.service import RECEIPT_KEY, NewNotice, create_notices
 from app.payments import repository as payment_repo
 from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
@@ -260,7 +260,7 @@ async def settle_many(
     sub_rows: list[dict[str, Any]] = []
     payment_rows: list[dict[str, Any]] = []
     credit_rows: list[dict[str, Any]] = []
-    notice_items: list[NewNotice] = []
+    receipts: list[tuple[SettlingSubscription, PaymentRow, _dt.datetime, _dt.datetime]] = []
     audit_rows: list[AuditRow] = []
     paid: list[dict[str, Any]] = []  # each payment as its event shows it, to name its invoice (I1)
     wall = ctx.system_clock.wall()
@@ -284,7 +284,7 @@ async def settle_many(
         payment_rows.append(payment_repo.succeeded_params(payment.id, result.payment_id, start, end, now))
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
-        notice_items.append(_receipt(sub, payment, start, end))
+        receipts.append((sub, payment, start, end))
         paid.append(
             payment_to_api(
                 changed(
@@ -333,6 +333,9 @@ async def settle_many(
             if (invoice := invoiced.get(payment_now["id"])) is not None:
                 payment_now["invoice_id"] = invoice["id"]
                 row.events.append(event_row("invoice.issued", row["customer_id"], now, invoice))
+        notice_items = [
+            _receipt(sub, payment, start, end, invoiced.get(payment.id)) for sub, payment, start, end in receipts
+        ]
         await create_notices(conn, notice_items, now, wall)
         await record_many(conn, audit_rows)
     for payment, result in slow:
@@ -358,7 +361,14 @@ def _credit_spend(payment: PaymentRow, now: _dt.datetime) -> dict[str, Any]:
 
 
 # What a successful charge writes about itself, the same from `record_success` and `settle_many`.
-def _receipt(sub: NamedSubscription, payment: PaymentRow, start: _dt.datetime, end: _dt.datetime) -> NewNotice:
+def _receipt(
+    sub: NamedSubscription,
+    payment: PaymentRow,
+    start: _dt.datetime,
+    end: _dt.datetime,
+    invoice: dict[str, Any] | None,
+) -> NewNotice:
+    """The `receipt` notice, naming the payment's invoice (I1; its PDF is attached when it is mailed)."""
     subject, body = templates.receipt(
         sub.plan_name,
         payment.price_amount,
@@ -368,8 +378,9 @@ def _receipt(sub: NamedSubscription, payment: PaymentRow, start: _dt.datetime, e
         payment.currency,
         start,
         end,
+        None if invoice is None else invoice["number"],
     )
-    return NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)
+    return NewNotice(payment.customer_id, "receipt", f"{RECEIPT_KEY}{payment.id}", subject, body)
 
 
 def _success_event(
@@ -546,7 +557,7 @@ async def record_success(
         payment_now["invoice_id"] = invoice["id"]
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
         await payment_repo.spend_credit(conn, [_credit_spend(payment, now)])
-    await create_notices(conn, [_receipt(sub, payment, start, end)], now, ctx.system_clock.wall())
+    await create_notices(conn, [_receipt(sub, payment, start, end, invoice)], now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == PaymentPurpose.PURCHASE else "subscription.renewed"
     events = [("trial.forfeited", trial_to_api(trial)) for trial in forfeited]
     events += _paid_events(ctx, action, sub, started, payment_now, now)

@@ -177,3 +177,39 @@ def test_I1_a_pdf_is_the_same_bytes_whoever_renders_it_and_whenever(client, monk
 
 async def _nothing(*args, **kwargs) -> int:
     return 0
+
+
+def test_I1_the_receipt_names_the_invoice_and_carries_its_pdf_when_mailed(clean_db) -> None:
+    """With SMTP configured (a real local server), a purchase's and a renewal's receipts are mailed with their
+    invoice's PDF attached, the very bytes the download serves; the notice's text names the invoice number."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from tests.conftest import START, make_settings
+    from tests.support.servers import SmtpServer
+
+    server = SmtpServer().start()
+    try:
+        settings = make_settings(clean_db, smtp_url=server.url, smtp_from="billing@test.example")
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            move_clock(client, START)
+            make_plan(client, amount=2000)
+            alice = make_customer(client, "alice")
+            buy(client, alice)
+            move_clock(client, "2030-02-15T12:00:00Z")
+            assert run_due(client)["deliver_notices"] == 2  # the purchase's receipt, then the renewal's
+            receipts = [m for _, m in server.inbox.messages if m["Subject"].startswith("Receipt")]
+            assert len(receipts) == 2
+            for payment, message in zip(reversed(payments_of(client, alice)), receipts, strict=True):
+                invoice = get(client, f"/v1/invoices/{payment['invoice_id']}")
+                text = message.get_body(preferencelist=("plain",)).get_content()
+                assert f"Invoice: {invoice['number']}" in text
+                [attachment] = list(message.iter_attachments())
+                assert attachment.get_filename() == f"{invoice['number']}.pdf"
+                assert attachment.get_content_type() == "application/pdf"
+                pdf = client.get(f"/v1/invoices/{invoice['id']}/pdf", headers=ops_headers()).content
+                assert attachment.get_content() == pdf
+            notices = get(client, f"/v1/customers/{alice['id']}/notices")["data"]
+            assert sum("Invoice: INV-2030-00000" in n["body"] for n in notices if n["type"] == "receipt") == 2
+    finally:
+        server.stop()
