@@ -16,8 +16,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.auth import Principal
 from app.context import AppContext
 from app.ids import new_id
 from app.invoices import pdf, repository
@@ -206,6 +208,20 @@ async def credit_refund(conn: AsyncConnection, refund_id: str, now: _dt.datetime
 def render(table_name: str, document: dict) -> bytes:
     """I1/I2: the PDF of a document as the API shows it."""
     return pdf.render_invoice(document) if table_name == invoices.name else pdf.render_credit_note(document)
+
+
+async def pdf_of(ctx: AppContext, principal: Principal, table: Table, document_id: str, noun: str) -> tuple[str, bytes]:
+    """I1/I2: a document's (number, PDF) for a caller who may see it (else NotFound): the stored PDF, or, for one
+    issued without it (a renewal batch's, not rendered yet), rendered now, once, and stored for good."""
+    async with ctx.db.read() as conn:
+        row = await repository.get_visible(conn, principal, table, document_id, noun)
+    body = row.pdf
+    if body is None:
+        to_api = invoice_to_api if table.name == invoices.name else credit_note_to_api
+        rendered = render(table.name, to_api(row))
+        async with ctx.db.transaction() as conn:
+            body = await repository.store_pdf(conn, table, row.id, rendered)
+    return row.number, body
 
 
 async def receipt_attachments(ctx: AppContext, payment_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
