@@ -440,16 +440,16 @@ async def _payment_page(
     return _page("payment.html", status, session=session, v=view, p=view.payment, **context)
 
 
-@router.get("/invoices/{document_id}/pdf")
-async def invoice_pdf(document_id: str, request: Request, ctx: Ctx) -> Response:
+@router.get("/invoices/{invoice_id}/pdf")
+async def invoice_pdf(invoice_id: str, request: Request, ctx: Ctx) -> Response:
     """I1: an invoice's PDF, for the staff signed in (the links of a customer's page)."""
-    return await _document_pdf(request, ctx, invoices, document_id, "invoice")
+    return await _document_pdf(request, ctx, invoices, invoice_id, "invoice")
 
 
-@router.get("/credit-notes/{document_id}/pdf")
-async def credit_note_pdf(document_id: str, request: Request, ctx: Ctx) -> Response:
+@router.get("/credit-notes/{credit_note_id}/pdf")
+async def credit_note_pdf(credit_note_id: str, request: Request, ctx: Ctx) -> Response:
     """I2: a credit note's PDF, for the staff signed in."""
-    return await _document_pdf(request, ctx, credit_notes, document_id, "credit note")
+    return await _document_pdf(request, ctx, credit_notes, credit_note_id, "credit note")
 
 
 async def _document_pdf(request: Request, ctx: AppContext, table: Table, document_id: str, noun: str) -> Response:
