@@ -52,6 +52,7 @@ RefundExceedsPayment = _error("RefundExceedsPayment", "refund_exceeds_payment")
 PaymentNotRefundable = _error("PaymentNotRefundable", "payment_not_refundable")
 CustomerTerminated = _error("CustomerTerminated", "customer_terminated")
 CurrencyMismatch = _error("CurrencyMismatch", "currency_mismatch")
+BillingAddressRequired = _error("BillingAddressRequired", "billing_address_required")  # I1: a tax id, no address
 ChargeInProgress = _error("ChargeInProgress", "charge_in_progress")  # carries `retry_after` (seconds)
 InvalidEvent = _error("InvalidEvent", "invalid_event")  # a signed webhook event that can never be processed
 
@@ -93,6 +94,7 @@ ERROR_TABLE: dict[str, tuple[int, str]] = {
     "payment_not_refundable": (409, "Only a succeeded payment can be refunded"),
     "customer_terminated": (409, "The account is terminated"),
     "currency_mismatch": (422, "Not in the customer's billing currency"),
+    "billing_address_required": (422, "A customer with a tax id must give a billing address first"),
     "refund_failed": (502, "The gateway refused the refund"),
     "card_declined": (402, "The payment was declined"),
     "subscription_exists": (409, "The customer already has a live subscription"),

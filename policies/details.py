@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 
@@ -92,6 +94,22 @@ def check_country(country: str) -> str:
     if country not in COUNTRIES:
         raise ValueError("country must be an ISO 3166-1 alpha-2 code such as 'US' or 'DE'")
     return country
+
+
+# P1/I1: a VAT or GST number, as businesses write it: the separators people type (spaces, dots, dashes, slashes)
+# are dropped and letters upper-cased, then either an EU-style VAT number (two-letter prefix and 2 to 13 letters or
+# digits: "DE123456789", "ATU12345678", "GB123456789", "CHE123456789") or a number-led GST/business number of 8 to
+# 15 characters (Australia's ABN "51824753556", India's GSTIN "27AAPFU0939F1ZV", Canada's "123456789RT0001").
+_TAX_ID_SEPARATORS = re.compile(r"[\s./-]+")
+_TAX_ID = re.compile(r"[A-Z]{2}[A-Z0-9]{2,13}|[0-9][A-Z0-9]{7,14}")
+
+
+def check_tax_id(tax_id: str) -> str:
+    """P1/I1: a VAT or GST number in its normal form (separators dropped, upper case), or a refusal."""
+    candidate = _TAX_ID_SEPARATORS.sub("", tax_id.strip()).upper()
+    if not _TAX_ID.fullmatch(candidate) or not any(ch.isdigit() for ch in candidate):
+        raise ValueError("tax_id must be a VAT or GST number such as 'DE123456789'")
+    return candidate
 
 
 def check_currency(currency: str) -> str:

@@ -12,12 +12,23 @@ from datetime import datetime, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 
 from ._checks import require_aware, require_int
+from .decision import Decision
 
 INVOICE_SERIES = "INV"  # I1
 CREDIT_NOTE_SERIES = "CN"  # I2
 SERIES = (INVOICE_SERIES, CREDIT_NOTE_SERIES)
 REVERSE_CHARGE_NOTE = "Reverse charge"  # P2/I1: the note of a zero-rated business supply
 BPS_ROUNDING = ROUND_HALF_UP  # I1: a rate of finer grain than a basis point is shown rounded half up
+
+
+def billing_address_decision(tax_id: str | None, address: object | None) -> Decision:
+    """I1: a business customer (with a tax id) gives a billing address before a paid charge (its invoice is a full
+    one); a customer without a tax id may buy without (a simplified invoice)."""
+    if tax_id and address is None:
+        return Decision(
+            False, "billing_address_required", "I1", "A customer with a tax id must give a billing address first."
+        )
+    return Decision(True, None, "I1", "The invoice can name the buyer as billed.")
 
 
 def document_year(issued_at: datetime, seller_timezone: tzinfo) -> int:

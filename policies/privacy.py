@@ -21,6 +21,10 @@ _EMAIL = _BEFORE + r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+" + _AFTER
 
 # The fields of a Customer object (app/customers/schemas.py) that hold personal data.
 PERSONAL_FIELDS = ("email", "name", "external_id", "country")
+# I3/D3: the invoices and credit notes (app/invoices/schemas.py) whose `buyer` block names the customer; the
+# documents themselves are kept as issued, their copies in events and stored responses are not.
+DOCUMENT_OBJECTS = ("invoice", "credit_note")  # compared by equality: `object` may hold a dict (an event)
+BUYER_FIELDS = ("name", "country", "address", "tax_id")
 # The fields of a stored response whose text was typed by a person (staff's reasons, a problem's detail, the
 # subject and body of a message) and may name someone; every other string (ids, codes, statuses, timestamps,
 # plan codes, currencies) is never altered.
@@ -72,7 +76,8 @@ def erase_from_response(
 ) -> Any:
     """D3: a stored response (decoded JSON) as it may be replayed after the customer's erasure: wherever the
     Customer object `customer_id` appears (recognised by its `object` and `id`, which are never altered), its
-    personal fields are null; the free text fields (`FREE_TEXT_FIELDS`) are redacted (`redact`); an actor field
+    personal fields are null, and so are those of the `buyer` of its invoices and credit notes (I3: copies, not the
+    documents kept); the free text fields (`FREE_TEXT_FIELDS`) are redacted (`redact`); an actor field
     holding one of the identifiers is "[erased]". Ids, codes, statuses, timestamps and amounts are never altered,
     whatever they contain. The document given is not changed; a new one is returned."""
     whole, _ = _identifiers(identifiers)
@@ -84,6 +89,12 @@ def erase_from_response(
             scrubbed = {field: scrub(item, field) for field, item in value.items()}
             if is_the_customer:
                 scrubbed.update(dict.fromkeys((field for field in PERSONAL_FIELDS if field in scrubbed), None))
+            elif (
+                value.get("object") in DOCUMENT_OBJECTS
+                and value.get("customer_id") == customer_id
+                and isinstance(scrubbed.get("buyer"), dict)
+            ):
+                scrubbed["buyer"] = dict.fromkeys(BUYER_FIELDS, None)
             return scrubbed
         if isinstance(value, list):
             return [scrub(item, key) for item in value]

@@ -9,7 +9,18 @@ from typing import Any
 from sqlalchemy import Column, Row, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import audit_events, credit_entries, customers, notices, payments, refunds, subscriptions, trials
+from app.models import (
+    audit_events,
+    credit_entries,
+    credit_notes,
+    customers,
+    invoices,
+    notices,
+    payments,
+    refunds,
+    subscriptions,
+    trials,
+)
 
 # A customer's history, one section each, with the table it comes from.
 SECTIONS = {
@@ -18,6 +29,8 @@ SECTIONS = {
     "payments": payments,
     "refunds": refunds,
     "credits": credit_entries,
+    "invoices": invoices,  # I1/I2: listed with links to their PDFs
+    "credit_notes": credit_notes,
     "notices": notices,
     "audit_events": audit_events,
 }

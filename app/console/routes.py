@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
+from sqlalchemy import Table
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -46,6 +47,9 @@ from app.customers import standing
 from app.customers.schemas import StandingChange
 from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
 from app.formatting import format_money
+from app.invoices import service as invoicing
+from app.invoices.routes import pdf_response
+from app.models import credit_notes, invoices
 from app.plan_changes import service as plan_change_service
 from app.plan_changes.schemas import PlanChangeCreate
 from app.refunds import service as refunds_service
@@ -439,6 +443,29 @@ async def _payment_page(
         context["error"] = _domain_error(refusal, view.payment.currency)
     context.setdefault("made", None)
     return _page("payment.html", status, session=session, v=view, p=view.payment, **context)
+
+
+@router.get("/invoices/{invoice_id}/pdf")
+async def invoice_pdf(invoice_id: str, request: Request, ctx: Ctx) -> Response:
+    """I1: an invoice's PDF, for the staff signed in (the links of a customer's page)."""
+    return await _document_pdf(request, ctx, invoices, invoice_id, "invoice")
+
+
+@router.get("/credit-notes/{credit_note_id}/pdf")
+async def credit_note_pdf(credit_note_id: str, request: Request, ctx: Ctx) -> Response:
+    """I2: a credit note's PDF, for the staff signed in."""
+    return await _document_pdf(request, ctx, credit_notes, credit_note_id, "credit note")
+
+
+async def _document_pdf(request: Request, ctx: AppContext, table: Table, document_id: str, noun: str) -> Response:
+    session = await current_session(request)
+    if session is None:
+        return _to_login(request)
+    try:
+        number, body = await invoicing.pdf_of(ctx, session.principal, table, document_id, noun)
+    except NotFound as exc:
+        return _not_found(session, exc)
+    return pdf_response(number, body)
 
 
 @router.get("/payments/{payment_id}")

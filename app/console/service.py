@@ -49,6 +49,8 @@ class CustomerOverview:
     refunds: Section
     credits: Section
     balances: dict[str, int]
+    invoices: Section
+    credit_notes: Section
     notices: Section
     audit_events: Section
     currencies: list[str] = field(default_factory=list)
@@ -106,6 +108,8 @@ async def customer_overview(ctx: AppContext, principal: Principal, customer_id: 
             refunds=await _section(conn, "refunds", cid),
             credits=await _section(conn, "credits", cid),
             balances=await credit_repo.all_balances(conn, cid),
+            invoices=await _section(conn, "invoices", cid),
+            credit_notes=await _section(conn, "credit_notes", cid),
             notices=await _section(conn, "notices", cid),
             audit_events=await _section(conn, "audit_events", cid),
         )

@@ -23,6 +23,9 @@ from app.customers.schemas import to_api as customer_to_api
 from app.customers.standing import end_everything
 from app.events.schemas import to_api as event_to_api
 from app.http import dumps
+from app.invoices import repository as documents
+from app.invoices.schemas import credit_note_to_api, invoice_to_api
+from app.models import credit_notes, invoices
 from app.notices.schemas import to_api as notice_to_api
 from app.payments.schemas import to_api as payment_to_api
 from app.refunds.schemas import to_api as refund_to_api
@@ -39,6 +42,11 @@ async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dic
     async with ctx.db.read() as conn:
         customer = await repository.get_visible(conn, principal, customer_id)
         records = await queries.customer_records(conn, customer_id)
+        # I3: the documents are kept as issued; after erasure they are not reached through the customer any more
+        # (ops read them by id), so an erased customer's export has none.
+        kept = customer.status != CustomerStatus.ERASED
+        issued = await documents.all_of_customer(conn, invoices, customer_id) if kept else []
+        credited = await documents.all_of_customer(conn, credit_notes, customer_id) if kept else []
         generated_at = await ctx.clock.now(conn)
     return {
         "object": "customer_export",
@@ -50,6 +58,8 @@ async def export(ctx: AppContext, principal: Principal, customer_id: str) -> dic
         "payments": [payment_to_api(r) for r in records.payments],
         "refunds": [refund_to_api(r) for r in records.refunds],
         "credits": [credit_to_api(r) for r in records.credits],
+        "invoices": [invoice_to_api(r) for r in issued],  # I3: kept as issued, exported (D1)
+        "credit_notes": [credit_note_to_api(r) for r in credited],
         "notices": [notice_to_api(r) for r in records.notices],
         "audit_events": [audit_to_api(r) for r in records.audit_events],
         "events": [event_to_api(r) for r in records.events],  # their snapshots show the customer too

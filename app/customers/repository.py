@@ -34,6 +34,8 @@ class CustomerRow(Protocol):
     status: str
     created_at: _dt.datetime
     updated_at: _dt.datetime
+    address: dict[str, Any] | None  # I1: the billing address {line1, line2, city, postal_code, region}
+    tax_id: str | None  # I1/P2: a VAT or GST number
 
 
 @functools.cache
@@ -112,6 +114,8 @@ ERASED_FIELDS: dict[str, Any] = {
     "country": None,
     "external_id": None,
     "gateway_customer_id": None,
+    "address": None,
+    "tax_id": None,
     "status": CustomerStatus.ERASED,
     "marketing_opt_out": True,
 }

@@ -21,6 +21,9 @@ from app.trials.service import mark_person
 from app.uow import UnitOfWork
 from policies import CustomerAction, CustomerStatus
 
+# D2: the optional billing details a correction may remove (an explicit null); the others are required.
+CLEARABLE = frozenset({"address", "tax_id"})
+
 
 async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerCreate) -> CustomerRow:
     """P1: the details were validated by the schema; nothing is stored when they are refused."""
@@ -48,6 +51,8 @@ async def create_customer(uow: UnitOfWork, principal: Principal, body: CustomerC
         "email": body.email,
         "name": body.name,
         "country": body.country,
+        "address": None if body.address is None else body.address.model_dump(),
+        "tax_id": body.tax_id,
         "marketing_opt_out": body.marketing_opt_out,
         "status": CustomerStatus.ACTIVE,
         "created_at": now,
@@ -72,9 +77,10 @@ async def update_customer(uow: UnitOfWork, principal: Principal, customer_id: st
     """D2/D4: correct name, email, country or the marketing choice. The audit names the fields, not the values."""
     conn, ctx, now = uow.conn, uow.ctx, uow.now
     current = await repository.get_visible(conn, principal, customer_id, for_update=True)
-    changes = {
-        k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None and getattr(current, k) != v
-    }
+    given = body.model_dump(exclude_unset=True)
+    if body.address is not None:  # the whole address, its omitted lines null
+        given["address"] = body.address.model_dump()
+    changes = {k: v for k, v in given.items() if (v is not None or k in CLEARABLE) and getattr(current, k) != v}
     if not changes:
         return current
     require_standing(CustomerAction.CORRECT_DETAILS, current.status)

@@ -10,6 +10,7 @@ from sqlalchemy import Select, Table, and_, bindparam, func, insert, null, selec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.auth import Principal
+from app.claims import claim_batch
 from app.customers.repository import get_owned
 from app.db import insert_ignoring_conflict
 from app.models import credit_notes, customers, document_counters, invoices, payments, plans, refunds, subscriptions
@@ -119,6 +120,22 @@ async def insert_invoices(conn: AsyncConnection, rows: list[dict]) -> None:
         await conn.execute(insert(invoices), rows)
 
 
+_LINK_INVOICE = (
+    update(payments).where(payments.c.id == bindparam("b_payment")).values(invoice_id=bindparam("b_invoice"))
+)
+
+
+async def link_invoices(conn: AsyncConnection, links: Sequence[tuple[str, str]]) -> None:
+    """I1: each (payment id, invoice id): the payment names its invoice, in one statement (executemany)."""
+    if links:
+        await conn.execute(_LINK_INVOICE, [{"b_payment": p, "b_invoice": i} for p, i in links])
+
+
+async def link_credit_note(conn: AsyncConnection, refund_id: str, credit_note_id: str) -> None:
+    """I2: the refund names its credit note."""
+    await conn.execute(update(refunds).where(refunds.c.id == refund_id).values(credit_note_id=credit_note_id))
+
+
 async def insert_credit_note(conn: AsyncConnection, row: dict) -> None:
     await conn.execute(insert(credit_notes), row)
 
@@ -169,6 +186,40 @@ async def store_pdf(conn: AsyncConnection, table: Table, document_id: str, pdf: 
     stored one: a concurrent first download that stored it already wins, and both serve the same bytes."""
     await conn.execute(update(table).where(and_(table.c.id == document_id, table.c.pdf.is_(None))).values(pdf=pdf))
     return (await conn.execute(select(table.c.pdf).where(table.c.id == document_id))).scalar_one()
+
+
+async def claim_unrendered(conn: AsyncConnection, table: Table, limit: int) -> Sequence[Any]:
+    """I1: a batch of documents issued without their PDF (the renewal batch's), oldest first, taken by this
+    transaction (SKIP LOCKED on PostgreSQL: two replicas render different documents)."""
+    stmt = select(table).where(table.c.pdf.is_(None)).order_by(table.c.issued_at, table.c.id)
+    return await claim_batch(conn, stmt, of=table, limit=limit, postgres=conn.dialect.name == "postgresql")
+
+
+_STORE_PDF = {
+    table.name: update(table)
+    .where(table.c.id == bindparam("b_id"), table.c.pdf.is_(None))
+    .values(pdf=bindparam("b_pdf"))
+    for table in (invoices, credit_notes)
+}
+
+
+async def store_pdfs(conn: AsyncConnection, table: Table, rendered: Sequence[tuple[str, bytes]]) -> None:
+    """I1/I3: each (document id, PDF) stored into an empty `pdf`, in one statement (executemany)."""
+    if rendered:
+        await conn.execute(_STORE_PDF[table.name], [{"b_id": i, "b_pdf": pdf} for i, pdf in rendered])
+
+
+async def all_of_customer(conn: AsyncConnection, table: Table, customer_id: str) -> Sequence[Any]:
+    """D1/I3: every invoice or credit note of the customer, oldest first (the export)."""
+    stmt = customer_documents(table, customer_id).order_by(table.c.issued_at, table.c.id)
+    return (await conn.execute(stmt)).all()
+
+
+async def invoices_of_payments(conn: AsyncConnection, payment_ids: Sequence[str]) -> Sequence[Any]:
+    """I1: the invoices of these payments (a batch of receipts being mailed)."""
+    if not payment_ids:
+        return []
+    return (await conn.execute(select(invoices).where(invoices.c.payment_id.in_(sorted(set(payment_ids)))))).all()
 
 
 def customer_documents(table: Table, customer_id: str) -> Select:

@@ -28,17 +28,16 @@ _PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 async def _pdf(ctx: AppContext, caller, table: Table, document_id: str, noun: str, to_api) -> Response:  # noqa: ANN001
-    async with ctx.db.read() as conn:
-        row = await repository.get_visible(conn, caller, table, document_id, noun)
-    body = row.pdf
-    if body is None:  # issued without its PDF (a renewal batch): rendered now, once, and stored for good
-        rendered = service.render(table.name, to_api(row))
-        async with ctx.db.transaction() as conn:
-            body = await repository.store_pdf(conn, table, row.id, rendered)
+    number, body = await service.pdf_of(ctx, caller, table, document_id, noun)
+    return pdf_response(number, body)
+
+
+def pdf_response(number: str, body: bytes) -> Response:
+    """A document's PDF, shown inline under its number."""
     return Response(
         content=body,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'inline; filename="{row.number}.pdf"'},
+        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'},
     )
 
 

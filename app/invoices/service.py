@@ -16,13 +16,16 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.auth import Principal
+from app.context import AppContext
 from app.ids import new_id
 from app.invoices import pdf, repository
 from app.invoices.repository import ChargeFacts
 from app.invoices.schemas import credit_note_to_api, invoice_to_api
-from app.invoices.seller import Seller
+from app.invoices.seller import Seller, seller_from_env
 from app.models import credit_notes, invoices
 from policies import (
     CREDIT_NOTE_SERIES,
@@ -178,6 +181,74 @@ async def issue_credit_note(
     return credit_note_to_api(row)
 
 
+async def invoice_payments(
+    conn: AsyncConnection,
+    payment_ids: Sequence[str],
+    now: _dt.datetime,
+    policies: PolicyBook,
+    *,
+    render_pdf: bool = True,
+) -> dict[str, dict]:
+    """I1: `issue_invoices` for the seller of the settings, each payment then naming its invoice (`invoice_id`), in
+    the caller's transaction (the one recording the successes). Returns the invoices issued, by payment id."""
+    issued = await issue_invoices(conn, payment_ids, now, seller_from_env(), policies, render_pdf=render_pdf)
+    await repository.link_invoices(conn, [(invoice["payment_id"], invoice["id"]) for invoice in issued])
+    return {invoice["payment_id"]: invoice for invoice in issued}
+
+
+async def credit_refund(conn: AsyncConnection, refund_id: str, now: _dt.datetime) -> dict | None:
+    """I2: `issue_credit_note` for the seller of the settings (its PDF rendered at once), the refund then naming it
+    (`credit_note_id`), in the caller's transaction (the one recording the refund's success)."""
+    note = await issue_credit_note(conn, refund_id, now, seller_from_env())
+    if note is not None:
+        await repository.link_credit_note(conn, refund_id, note["id"])
+    return note
+
+
 def render(table_name: str, document: dict) -> bytes:
     """I1/I2: the PDF of a document as the API shows it."""
     return pdf.render_invoice(document) if table_name == invoices.name else pdf.render_credit_note(document)
+
+
+async def pdf_of(ctx: AppContext, principal: Principal, table: Table, document_id: str, noun: str) -> tuple[str, bytes]:
+    """I1/I2: a document's (number, PDF) for a caller who may see it (else NotFound): the stored PDF, or, for one
+    issued without it (a renewal batch's, not rendered yet), rendered now, once, and stored for good."""
+    async with ctx.db.read() as conn:
+        row = await repository.get_visible(conn, principal, table, document_id, noun)
+    body = row.pdf
+    if body is None:
+        to_api = invoice_to_api if table.name == invoices.name else credit_note_to_api
+        rendered = render(table.name, to_api(row))
+        async with ctx.db.transaction() as conn:
+            body = await repository.store_pdf(conn, table, row.id, rendered)
+    return row.number, body
+
+
+async def receipt_attachments(ctx: AppContext, payment_ids: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+    """I1: the invoice PDFs to attach to these payments' mailed receipts, by payment id, as (file name, bytes): the
+    stored PDF, or, for one the renewal batch issued without it and not rendered yet, rendered and stored now."""
+    async with ctx.db.read() as conn:
+        rows = await repository.invoices_of_payments(conn, payment_ids)
+    attached = {}
+    for row in rows:
+        body = row.pdf
+        if body is None:
+            rendered = render(invoices.name, invoice_to_api(row))
+            async with ctx.db.transaction() as conn:
+                body = await repository.store_pdf(conn, invoices, row.id, rendered)
+        attached[row.payment_id] = (f"{row.number}.pdf", body)
+    return attached
+
+
+async def render_pending_pdfs(ctx: AppContext, now: _dt.datetime) -> int:
+    """I1: the scheduled job that renders, shortly after, the PDFs of the documents the renewal batch issued
+    without one (`issue_invoices(render_pdf=False)`): one claimed batch per call, stored once each. The PDF is a
+    function of the stored document alone (its creation date the issue time), so it has the same bytes as the one a
+    first download renders (`GET .../pdf` renders and stores it if this job has not yet). Returns how many."""
+    done = 0
+    for table, to_api in ((invoices, invoice_to_api), (credit_notes, credit_note_to_api)):
+        async with ctx.db.transaction() as conn:
+            rows = await repository.claim_unrendered(conn, table, ctx.settings.job_batch_size)
+            await repository.store_pdfs(conn, table, [(row.id, render(table.name, to_api(row))) for row in rows])
+        done += len(rows)
+    return done

@@ -120,6 +120,9 @@ payments = Table(
     Column("gateway_cancel_due_at", UTCDateTime, nullable=True),
     # B1: how many times the gateway refused that cancellation; at a cap it is given up (`payment.cancel_failed`).
     Column("gateway_cancel_refusals", Integer, nullable=False, server_default=text("0")),
+    # I1: the payment's invoice, set in the transaction that recorded its success (null before, and for a payment
+    # that succeeded before invoices existed).
+    Column("invoice_id", Id(), nullable=True),
     CheckConstraint(one_of("status", PaymentStatus), name="status"),
     CheckConstraint("amount >= 0 AND tax_amount >= 0 AND credit_applied >= 0", name="amounts_not_negative"),
     CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund_within_amount"),

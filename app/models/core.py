@@ -29,6 +29,9 @@ customers = Table(
     Column("country", String(2), nullable=True),
     Column("marketing_opt_out", Boolean, nullable=False, default=False),
     Column("gateway_customer_id", String(255), nullable=True),  # the payment gateway's customer for this one
+    # I1/P1: the billing address {line1, line2, city, postal_code, region} and a VAT or GST number, both optional
+    Column("address", JSON, nullable=True),
+    Column("tax_id", String(32), nullable=True),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

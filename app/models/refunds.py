@@ -42,6 +42,8 @@ refunds = Table(
     # R2: an ops refund asked for with an Idempotency-Key: a digest of the caller, the key and the payment, so that
     # the request repeated after a fault partway through finds this refund and completes it (never a second one).
     Column("request_key", String(64), nullable=True),
+    # I2: the refund's credit note, set in the transaction that recorded its success (null until then).
+    Column("credit_note_id", Id(), nullable=True),
     CheckConstraint("amount >= 1", name="amount_positive"),
     CheckConstraint(one_of("source", RefundSource), name="source"),
     CheckConstraint(one_of("status", RefundStatus), name="status"),

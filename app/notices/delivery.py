@@ -19,9 +19,11 @@ import datetime as _dt
 import logging
 
 from app.context import AppContext
+from app.invoices.service import receipt_attachments
 from app.notices import repository
+from app.notices.service import RECEIPT_KEY
 from app.uow import unit_of_work
-from policies.states import NoticeCategory
+from policies.states import NoticeCategory, NoticeStatus
 
 log = logging.getLogger("billing.notices")
 LEASE = _dt.timedelta(minutes=2)
@@ -40,6 +42,15 @@ async def deliver_notices(ctx: AppContext, now: _dt.datetime) -> int:
         batch = await repository.claim_due(uow.conn, wall=wall, lease_until=lease, limit=ctx.settings.job_batch_size)
     if not batch:
         return 0
+    # I1: a mailed receipt carries its payment's invoice as PDF (read before any message is sent).
+    attachments = (
+        await receipt_attachments(
+            ctx,
+            [item.dedupe_key.removeprefix(RECEIPT_KEY) for item in batch if item.dedupe_key.startswith(RECEIPT_KEY)],
+        )
+        if ctx.mailer.delivered_status == NoticeStatus.SENT
+        else {}
+    )
 
     # One autocommit connection for the batch: each statement is a single UPDATE, durable as soon as it returns (no
     # BEGIN/COMMIT round trips, no transaction open while SMTP is talked to).
@@ -60,7 +71,8 @@ async def deliver_notices(ctx: AppContext, now: _dt.datetime) -> int:
                 continue
             try:
                 async with asyncio.timeout(SEND_LIMIT.total_seconds()):
-                    await send(item.id, item.email, item.subject, item.body)
+                    attached = attachments.get(item.dedupe_key.removeprefix(RECEIPT_KEY))
+                    await send(item.id, item.email, item.subject, item.body, *([[attached]] if attached else []))
             except Exception as exc:
                 attempts = item.attempts + 1
                 log.warning(

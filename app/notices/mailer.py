@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.message import EmailMessage
 from typing import Protocol, TypedDict
 from urllib.parse import parse_qs, unquote, urlparse
@@ -21,7 +21,9 @@ from policies.states import NoticeStatus
 log = logging.getLogger("billing.notices")
 
 
-Send = Callable[[str, str, str, str], Awaitable[None]]  # (notice_id, to, subject, body); returns once accepted
+# (notice_id, to, subject, body[, attachments]); returns once accepted. Attachments: (file name, PDF bytes) pairs.
+Send = Callable[..., Awaitable[None]]
+Attachment = tuple[str, bytes]
 
 
 class Mailer(Protocol):
@@ -32,13 +34,17 @@ class Mailer(Protocol):
         ...
 
 
-def build_message(sender: str, notice_id: str, to: str, subject: str, body: str) -> EmailMessage:
+def build_message(
+    sender: str, notice_id: str, to: str, subject: str, body: str, attachments: Sequence[Attachment] = ()
+) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Message-ID"] = f"<{notice_id}@billing.notices>"
     message.set_content(body)
+    for filename, pdf in attachments:  # I1: a receipt carries its invoice
+        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=filename)
     return message
 
 
@@ -80,13 +86,15 @@ class SmtpMailer:
         unknown state: it is closed, and the next message opens a new one."""
         client: aiosmtplib.SMTP | None = None
 
-        async def send(notice_id: str, to: str, subject: str, body: str) -> None:
+        async def send(
+            notice_id: str, to: str, subject: str, body: str, attachments: Sequence[Attachment] = ()
+        ) -> None:
             nonlocal client
             try:
                 if client is None or not client.is_connected:  # first message, or the server closed it
                     client = aiosmtplib.SMTP(**self._options)
                     await client.connect()
-                await client.send_message(build_message(self._sender, notice_id, to, subject, body))
+                await client.send_message(build_message(self._sender, notice_id, to, subject, body, attachments))
             except BaseException:
                 if client is not None:
                     client.close()
@@ -115,7 +123,7 @@ class LogMailer:
         yield self._log
 
     @staticmethod
-    async def _log(notice_id: str, to: str, subject: str, body: str) -> None:
+    async def _log(notice_id: str, to: str, subject: str, body: str, attachments: Sequence[Attachment] = ()) -> None:
         log.info("notice recorded (no SMTP configured)", extra={"notice_id": notice_id})
 
 

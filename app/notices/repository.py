@@ -47,6 +47,7 @@ class NoticeToSend(Protocol):
     subject: str
     body: str
     attempts: int
+    dedupe_key: str
     email: str | None
     marketing_opt_out: bool
 
@@ -76,6 +77,7 @@ _TO_SEND = select(
     notices.c.subject,
     notices.c.body,
     notices.c.attempts,
+    notices.c.dedupe_key,
     customers.c.email,
     customers.c.marketing_opt_out,
 ).join(customers, customers.c.id == notices.c.customer_id)

@@ -18,6 +18,9 @@ from app.notices.repository import NoticeRow
 from app.uow import UnitOfWork
 from policies.states import NoticeCategory, NoticeStatus
 
+# I1: a receipt's dedupe key is this prefix and its payment's id (the mailed receipt attaches that one's invoice).
+RECEIPT_KEY = "receipt:"
+
 
 @dataclass(frozen=True)
 class NewNotice:

@@ -53,10 +53,12 @@ def receipt(
     currency: str,
     start: _dt.datetime,
     end: _dt.datetime,
+    invoice_number: str | None = None,
 ) -> tuple[str, str]:
-    """Receipts (P2: tax shown separately from the price)."""
+    """Receipts (P2: tax shown separately from the price; I1: the invoice's number, its PDF attached when mailed)."""
     lines = [
         f"Thank you for your payment for {plan_name}, for the period {_period(start, end)}.",
+        *([f"Invoice: {invoice_number}"] if invoice_number else []),
         f"Price: {money(price, currency)}",
         f"Tax: {money(tax, currency)}",
     ]

@@ -52,6 +52,7 @@ class PaymentRow(Protocol):
     updated_at: _dt.datetime
     gateway_cancel_due_at: _dt.datetime | None
     gateway_cancel_refusals: int
+    invoice_id: str | None
 
 
 class CancellationRow(Protocol):

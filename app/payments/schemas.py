@@ -29,6 +29,7 @@ class Payment(BaseModel):
     gateway: GatewayName
     gateway_payment_id: str | None
     policy_version: str
+    invoice_id: str | None  # I1: null until the payment succeeded
     created_at: _dt.datetime
 
 

@@ -40,6 +40,7 @@ class RefundRow(Protocol):
     updated_at: _dt.datetime
     gateway_attempted_at: _dt.datetime | None
     request_key: str | None
+    credit_note_id: str | None
 
 
 class RefundedPayment(Protocol):

@@ -27,6 +27,7 @@ class Refund(BaseModel):
     source: RefundSource  # correction: B1, refunded in full automatically
     status: RefundStatus
     gateway_refund_id: str | None
+    credit_note_id: str | None  # I2: null until the refund succeeded
     created_at: _dt.datetime
 
 

@@ -37,6 +37,7 @@ from app.errors import DomainError, PaymentNotRefundable, refuse_unless
 from app.gateways.base import GatewayError, GatewayUnavailable, RefundResult
 from app.idempotency import resumable
 from app.ids import new_id
+from app.invoices.service import credit_refund
 from app.notices import templates
 from app.notices.service import NewNotice, create_notices
 from app.payments import repository as payment_repo
@@ -110,6 +111,7 @@ async def _reserve(
             "status": RefundStatus.PENDING,
             "gateway_refund_id": None,
             "failure_reason": None,
+            "credit_note_id": None,
             "policy_version": policy.version,
             "created_at": now,
             "updated_at": now,
@@ -154,6 +156,7 @@ async def settle_refund(
     # the gateway made it, or took it and will make it: either way the money is the customer's again
     if result is not None and result.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING):
         await repository.mark_succeeded(conn, refund_id, result.refund_id, now)
+        note = await credit_refund(conn, refund_id, now)  # I2: in the transaction recording the success
         await record(
             conn,
             actor,
@@ -172,9 +175,11 @@ async def settle_refund(
                             status=RefundStatus.SUCCEEDED,
                             gateway_refund_id=result.refund_id,
                             updated_at=now,
+                            credit_note_id=None if note is None else note["id"],
                         )
                     ),
-                )
+                ),
+                *([] if note is None else [("credit_note.issued", note)]),
             ],
         )
         return
@@ -224,6 +229,7 @@ async def book_correction(
             "status": RefundStatus.PENDING,
             "gateway_refund_id": None,
             "failure_reason": None,
+            "credit_note_id": None,
             "policy_version": ctx.policies.at(now).version,
             "created_at": now,
             "updated_at": now,

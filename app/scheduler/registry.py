@@ -33,6 +33,7 @@ class Job:
 
 def registered_jobs() -> list[Job]:
     from app.idempotency import purge_expired_keys
+    from app.invoices.service import render_pending_pdfs
     from app.notices.delivery import deliver_notices
     from app.payments.corrections import cancel_abandoned_payments
     from app.plan_changes.service import expire_waiting_upgrades
@@ -55,6 +56,7 @@ def registered_jobs() -> list[Job]:
         Job("trial_expiring_notices", send_trial_expiring_notices),  # T4, before expiry so none is skipped
         Job("trial_expiry", expire_trials),  # T3
         Job("refund_retries", retry_pending_refunds),  # R2: refunds whose gateway call got no answer
+        Job("document_pdfs", render_pending_pdfs),  # I1: the PDFs of the invoices the renewal batch issued
         Job("deliver_notices", deliver_notices),  # last: delivers what the jobs above queued
         Job("purge_idempotency_keys", purge_expired_keys),
     ]

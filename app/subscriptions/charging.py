@@ -17,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.queries import SubscriptionAccess
 from app.access.service import access_changed, facts_of
-from app.audit.service import SYSTEM, AuditRow, audit_row, changed, record, record_many
+from app.audit.service import SYSTEM, AuditRow, audit_row, changed, event_row, record, record_many
 from app.auth import Principal
 from app.context import AppContext
 from app.gateways.base import ChargeOutcome, ChargeRequest, ChargeResult
 from app.ids import new_id
+from app.invoices.service import invoice_payments
 from app.notices import templates
-from app.notices.service import NewNotice, create_notices
+from app.notices.service import RECEIPT_KEY, NewNotice, create_notices
 from app.payments import repository as payment_repo
 from app.payments.repository import PaymentRow
 from app.payments.schemas import to_api as payment_to_api
@@ -105,6 +106,7 @@ def new_payment(
         "gateway": ctx.gateway.name,
         "gateway_payment_id": None,
         "client_secret": None,
+        "invoice_id": None,
         "idempotency_key": payment_key(sub.id, period_index, attempt),
         "policy_version": policy.version,
         "created_at": now,
@@ -266,8 +268,9 @@ async def settle_many(
     sub_rows: list[dict[str, Any]] = []
     payment_rows: list[dict[str, Any]] = []
     credit_rows: list[dict[str, Any]] = []
-    notice_items: list[NewNotice] = []
+    receipts: list[tuple[SettlingSubscription, PaymentRow, _dt.datetime, _dt.datetime]] = []
     audit_rows: list[AuditRow] = []
+    paid: list[dict[str, Any]] = []  # each payment as its event shows it, to name its invoice (I1)
     wall = ctx.system_clock.wall()
     for stale, result in outcomes:
         payment = locked[stale.id]
@@ -291,7 +294,20 @@ async def settle_many(
         payment_rows.append(payment_repo.succeeded_params(payment.id, result.payment_id, start, end, now))
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
             credit_rows.append(_credit_spend(payment, now))
-        notice_items.append(_receipt(sub, payment, start, end))
+        receipts.append((sub, payment, start, end))
+        paid.append(
+            payment_to_api(
+                changed(
+                    payment,
+                    status=PaymentStatus.SUCCEEDED,
+                    gateway_payment_id=result.payment_id,
+                    period_start=start,
+                    period_end=end,
+                    client_secret=None,
+                    updated_at=now,
+                )
+            )
+        )
         renewed = changed(
             sub,
             status=SubscriptionStatus.ACTIVE,
@@ -312,26 +328,7 @@ async def settle_many(
                 payment,
                 start,
                 end,
-                events=(
-                    _paid_events(
-                        ctx,
-                        "subscription.renewed",
-                        sub,
-                        renewed,
-                        payment_to_api(
-                            changed(
-                                payment,
-                                status=PaymentStatus.SUCCEEDED,
-                                gateway_payment_id=result.payment_id,
-                                period_start=start,
-                                period_end=end,
-                                client_secret=None,
-                                updated_at=now,
-                            )
-                        ),
-                        now,
-                    )
-                ),
+                events=(_paid_events(ctx, "subscription.renewed", sub, renewed, paid[-1], now)),
             )
         )
         statuses[payment.id] = PaymentStatus.SUCCEEDED
@@ -340,6 +337,15 @@ async def settle_many(
         await payment_repo.mark_succeeded(conn, payment_rows)
         if credit_rows:
             await payment_repo.spend_credit(conn, credit_rows)
+        # I1: the batch's invoices, numbered at once; their PDFs are rendered after the batch (app.invoices.jobs)
+        invoiced = await invoice_payments(conn, [p["id"] for p in paid], now, ctx.policies, render_pdf=False)
+        for row, payment_now in zip(audit_rows, paid, strict=True):
+            if (invoice := invoiced.get(payment_now["id"])) is not None:
+                payment_now["invoice_id"] = invoice["id"]
+                row.events.append(event_row("invoice.issued", row["customer_id"], now, invoice))
+        notice_items = [
+            _receipt(sub, payment, start, end, invoiced.get(payment.id)) for sub, payment, start, end in receipts
+        ]
         await create_notices(conn, notice_items, now, wall)
         await record_many(conn, audit_rows)
     for payment, result in slow:
@@ -365,7 +371,14 @@ def _credit_spend(payment: PaymentRow, now: _dt.datetime) -> dict[str, Any]:
 
 
 # What a successful charge writes about itself, the same from `record_success` and `settle_many`.
-def _receipt(sub: NamedSubscription, payment: PaymentRow, start: _dt.datetime, end: _dt.datetime) -> NewNotice:
+def _receipt(
+    sub: NamedSubscription,
+    payment: PaymentRow,
+    start: _dt.datetime,
+    end: _dt.datetime,
+    invoice: dict[str, Any] | None,
+) -> NewNotice:
+    """The `receipt` notice, naming the payment's invoice (I1; its PDF is attached when it is mailed)."""
     subject, body = templates.receipt(
         sub.plan_name,
         payment.price_amount,
@@ -375,8 +388,9 @@ def _receipt(sub: NamedSubscription, payment: PaymentRow, start: _dt.datetime, e
         payment.currency,
         start,
         end,
+        None if invoice is None else invoice["number"],
     )
-    return NewNotice(payment.customer_id, "receipt", f"receipt:{payment.id}", subject, body)
+    return NewNotice(payment.customer_id, "receipt", f"{RECEIPT_KEY}{payment.id}", subject, body)
 
 
 def _success_event(
@@ -481,6 +495,7 @@ async def record_success(
     )
     if outcome.action != "apply":
         await payment_repo.mark_succeeded_without_effect(conn, payment.id, gateway_payment_id, now)
+        invoice = (await invoice_payments(conn, [payment.id], now, ctx.policies)).get(payment.id)  # I1: the books
         await record(
             conn,
             actor,
@@ -504,9 +519,11 @@ async def record_success(
                             status=PaymentStatus.SUCCEEDED,
                             gateway_payment_id=gateway_payment_id,
                             updated_at=now,
+                            invoice_id=None if invoice is None else invoice["id"],
                         )
                     ),
-                )
+                ),
+                *([] if invoice is None else [("invoice.issued", invoice)]),
             ],
         )
         if outcome.action == "refund":  # B1: it bought nothing; refunded in full, the customer told
@@ -550,12 +567,17 @@ async def record_success(
         )
     else:
         payment_now = payment_to_api(payment)
+    invoice = (await invoice_payments(conn, [payment.id], now, ctx.policies)).get(payment.id)  # I1
+    if invoice is not None:
+        payment_now["invoice_id"] = invoice["id"]
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
         await payment_repo.spend_credit(conn, [_credit_spend(payment, now)])
-    await create_notices(conn, [_receipt(sub, payment, start, end)], now, ctx.system_clock.wall())
+    await create_notices(conn, [_receipt(sub, payment, start, end, invoice)], now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == PaymentPurpose.PURCHASE else "subscription.renewed"
     events = [("trial.forfeited", trial_to_api(trial)) for trial in forfeited]
     events += _paid_events(ctx, action, sub, started, payment_now, now)
+    if invoice is not None:
+        events.append(("invoice.issued", invoice))
     await record_many(conn, [_success_event(actor, action, now, sub, payment, start, end, events)])
 
 

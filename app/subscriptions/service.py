@@ -17,6 +17,7 @@ from app.errors import (
     ChargeInProgress,
     SubscriptionEnded,
     SubscriptionExists,
+    refuse_unless,
 )
 from app.gateways.base import ChargeResult, GatewayUnavailable
 from app.idempotency import resumable, resumed
@@ -42,6 +43,7 @@ from policies import (
     PaymentPurpose,
     PaymentStatus,
     SubscriptionStatus,
+    billing_address_decision,
     cancellation_refund,
     subscription_at,
     tax_for,
@@ -102,6 +104,7 @@ async def _reserve_purchase(uow: UnitOfWork, principal: Principal, body: Subscri
     conn = uow.conn
     customer = await customer_repo.get_visible(conn, principal, body.customer_id, for_update=True)
     require_standing(CustomerAction.BUY, customer.status)  # R3: a suspended or terminated account cannot buy
+    refuse_unless(billing_address_decision(customer.tax_id, customer.address))  # I1: a business gives its address
     plan = await plan_repo.get_by_code(conn, body.plan, active_only=True)
     live = await repository.live_for_customer(conn, customer.id)
     unanswered = await _unanswered_purchase(uow, live, plan.code, body.payment_method)

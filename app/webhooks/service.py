@@ -26,6 +26,7 @@ from app.gateways.base import (
 )
 from app.gateways.stripe_events import StripeEvent
 from app.ids import new_id
+from app.invoices.service import credit_refund
 from app.payments import corrections
 from app.payments import repository as payment_repo
 from app.refunds.schemas import to_api as refund_to_api
@@ -190,11 +191,14 @@ async def _refunds_reported(conn: AsyncConnection, ctx: AppContext, report: Refu
             "status": RefundStatus.SUCCEEDED,
             "gateway_refund_id": gateway_refund_id,
             "failure_reason": None,
+            "credit_note_id": None,
             "policy_version": None,
             "created_at": now,
             "updated_at": now,
         }
         await repo.add_gateway_refund(conn, refund, now)
+        note = await credit_refund(conn, refund_id, now)  # I2: in the transaction recording the refund
+        refund["credit_note_id"] = None if note is None else note["id"]
         await record(
             conn,
             SYSTEM,
@@ -210,7 +214,10 @@ async def _refunds_reported(conn: AsyncConnection, ctx: AppContext, report: Refu
                 "gateway_refund_id": gateway_refund_id,
                 "released_refund_ids": list(released),
             },
-            events=[("refund.succeeded", refund_to_api(changed(refund)))],
+            events=[
+                ("refund.succeeded", refund_to_api(changed(refund))),
+                *([] if note is None else [("credit_note.issued", note)]),
+            ],
         )
         recorded += 1
     return "applied" if recorded else "already_applied"

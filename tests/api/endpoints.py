@@ -129,6 +129,8 @@ ENDPOINTS: list[Endpoint] = [
     ),
     Endpoint("POST", "/ops/customers/{customer_id}/{action}", "console", {"reason": "chargeback under review"}),
     Endpoint("GET", "/ops/payments/{payment_id}", "console"),
+    Endpoint("GET", "/ops/invoices/{invoice_id}/pdf", "console"),
+    Endpoint("GET", "/ops/credit-notes/{credit_note_id}/pdf", "console"),
     Endpoint(
         "POST",
         "/ops/payments/{payment_id}/refund",

@@ -742,3 +742,31 @@ def test_C4_console_shows_an_upgrade_waiting_for_the_customers_action_and_withdr
     after = client.get(f"/v1/subscriptions/{sub['id']}", headers=ops_headers()).json()
     assert after["pending_change"] is None and after["plan"] == "pro-monthly"
     assert [p["status"] for p in payments_of(client, customer) if p["purpose"] == "upgrade"] == ["failed"]
+
+
+def test_I1_I2_a_customers_page_lists_their_invoices_and_credit_notes_with_their_pdfs(client):
+    customer, payment = setup_paid(client)
+    refund = client.post(
+        f"/v1/payments/{payment['id']}/refunds",
+        json={"amount": 500, "reason": "goodwill"},
+        headers={**ops_headers(), "Idempotency-Key": "console-docs"},
+    ).json()
+    invoice = client.get(f"/v1/invoices/{payment['invoice_id']}", headers=ops_headers()).json()
+    note = client.get(f"/v1/credit-notes/{refund['credit_note_id']}", headers=ops_headers()).json()
+    links = {
+        f"/ops/invoices/{invoice['id']}/pdf": f"/v1/invoices/{invoice['id']}/pdf",
+        f"/ops/credit-notes/{note['id']}/pdf": f"/v1/credit-notes/{note['id']}/pdf",
+    }
+    for path in links:  # signed out: to the login page, as every page
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"].startswith("/ops/login"), path
+    login(client)
+    page = client.get(f"/ops/customers/{customer['id']}")
+    assert page.status_code == 200, page.text
+    for number, path in ((invoice["number"], next(iter(links))), (note["number"], list(links)[1])):
+        assert number in page.text and f'href="{path}"' in page.text
+    for path, api in links.items():
+        served = client.get(path)
+        assert served.status_code == 200 and served.headers["content-type"] == "application/pdf"
+        assert served.content == client.get(api, headers=ops_headers()).content
+    assert client.get("/ops/invoices/inv_missing/pdf").status_code == 404

@@ -1,5 +1,6 @@
-"""I1-I3: invoices and credit notes, issued through app/invoices/service.py (until the payment and refund paths call
-it), read over HTTP as api.md fixes them, their PDFs checked by extracting the text (poppler's pdftotext) and by
+"""I1-I3: invoices and credit notes, issued through app/invoices/service.py for payments made as before invoices
+existed (the `client` here turns the issuing at payment off: tests/api/test_invoices_issuance.py tests that), read
+over HTTP as api.md fixes them, their PDFs checked by extracting the text (poppler's pdftotext) and by
 rendering a page (pdftoppm)."""
 
 from __future__ import annotations
@@ -57,8 +58,18 @@ def module_client(database_url: str, policy_dir: Path):
         yield c
 
 
+async def _not_issued(*args, **kwargs) -> dict:
+    return {}
+
+
+def payments_before_invoices(monkeypatch) -> None:
+    """Payments succeed without their invoice, as before invoices existed: the documents are issued by the test."""
+    monkeypatch.setattr("app.subscriptions.charging.invoice_payments", _not_issued)
+
+
 @pytest.fixture
-def client(module_client, clean_db: str):
+def client(module_client, clean_db: str, monkeypatch):
+    payments_before_invoices(monkeypatch)
     response = module_client.post("/v1/sandbox/clock", json={"now": START}, headers=ops_headers())
     assert response.status_code == 200, response.text
     return module_client

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.db import Database
 from app.invoices import service
 from app.models import invoices
-from tests.api.test_invoices import NOW, SELLER, paid
+from tests.api.test_invoices import NOW, SELLER, paid, payments_before_invoices
 from tests.conftest import make_plan
 
 PAYMENTS = 40
@@ -53,9 +53,10 @@ async def _race(url: str, payment_ids: list[str], policies) -> None:
             await db.dispose()
 
 
-def test_I1_numbers_stay_gapless_under_two_racing_replicas(client, is_postgres: bool) -> None:
+def test_I1_numbers_stay_gapless_under_two_racing_replicas(client, is_postgres: bool, monkeypatch) -> None:
     if not is_postgres:
         pytest.skip("the race needs PostgreSQL's row locks (SQLite has one writer)")
+    payments_before_invoices(monkeypatch)
     make_plan(client, "pro-monthly", amount=1000, currency="eur")
     payment_ids = [paid(client, f"c{n}")[1]["id"] for n in range(PAYMENTS)]
     ctx = client.app.state.ctx
