@@ -46,7 +46,7 @@ from app.credits.schemas import CreditCreate
 from app.customers import standing
 from app.customers.schemas import StandingChange
 from app.errors import ERROR_TABLE, DomainError, NotFound, Unauthenticated
-from app.formatting import format_money
+from app.formatting import format_money, minor_unit_digits
 from app.invoices import service as invoicing
 from app.invoices.routes import pdf_response
 from app.models import credit_notes, invoices
@@ -92,7 +92,7 @@ def as_json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
 
 
-_env.filters.update(money=money, when=when, json=as_json, major=lambda amount: major(amount))
+_env.filters.update(money=money, when=when, json=as_json, major=lambda amount, currency: major(amount, currency))
 
 
 # -- small helpers ------------------------------------------------------------------------------------------------
@@ -174,20 +174,29 @@ def _form_error(exc: Exception) -> dict[str, str]:
     return _error("validation_error", str(exc))
 
 
-_AMOUNT = re.compile(r"^\d{1,10}(?:\.\d{1,2})?$")
-
-
-def parse_amount(text: str) -> int:
-    """A form amount in currency units ("5", "5.00") to integer minor units; never through a float."""
+def parse_amount(text: str, currency: str) -> int:
+    """A form amount in units of `currency` ("5", "5.00"; "500" yen; "1.234" dinars) to integer minor units, with
+    the currency's own number of decimals (ISO 4217, `app.formatting`); never through a float."""
     text = text.strip()
-    if not _AMOUNT.match(text):
-        raise FormError("amount: enter an amount in currency units with at most 2 decimals, like 5 or 12.50")
-    units, _, cents = text.partition(".")
-    return int(units) * 100 + int((cents + "00")[:2])
+    digits = minor_unit_digits(currency)
+    decimals = rf"(?:\.\d{{1,{digits}}})?" if digits else ""
+    if not re.fullmatch(rf"\d{{1,10}}{decimals}", text):
+        example = "500" if not digits else "5 or 12." + "5" * digits
+        raise FormError(
+            f"amount: enter an amount in {currency.upper() or 'currency'} units with at most {digits} decimals,"
+            f" like {example}"
+        )
+    units, _, fraction = text.partition(".")
+    return int(units) * 10**digits + (int((fraction + "0" * digits)[:digits]) if digits else 0)
 
 
-def major(amount: int) -> str:
-    return f"{amount // 100}.{amount % 100:02d}"
+def major(amount: int, currency: str) -> str:
+    """Integer minor units as the amount a form takes back (`parse_amount`): no grouping, no currency code."""
+    digits = minor_unit_digits(currency)
+    if not digits:
+        return str(amount)
+    whole, fraction = divmod(amount, 10**digits)
+    return f"{whole}.{fraction:0{digits}d}"
 
 
 def _text(form: FormData, name: str) -> str:
@@ -354,9 +363,8 @@ async def grant_credit(customer_id: str, request: Request, ctx: Ctx) -> Response
     session, form = guarded
     values = {k: _text(form, k) for k in ("amount", "currency", "reason")}
     try:
-        body = CreditCreate(
-            amount=parse_amount(values["amount"]), currency=values["currency"].strip().lower(), reason=values["reason"]
-        )
+        currency = values["currency"].strip().lower()
+        body = CreditCreate(amount=parse_amount(values["amount"], currency), currency=currency, reason=values["reason"])
     except (ValidationError, FormError) as exc:
         return await _customer_page(
             ctx, session, customer_id, 422, error=_form_error(exc), values=values, failed="credit"
@@ -497,8 +505,12 @@ async def refund(payment_id: str, request: Request, ctx: Ctx) -> Response:
     session, form = guarded
     principal: Principal = session.principal
     values = {"amount": _text(form, "amount"), "reason": _text(form, "reason")}
+    try:  # the amount is typed in the payment's currency, with that currency's decimals
+        currency = (await service.payment_view(ctx, principal, payment_id)).payment.currency
+    except NotFound as exc:
+        return _not_found(session, exc)
     try:
-        body = RefundCreate(amount=parse_amount(values["amount"]), reason=values["reason"])
+        body = RefundCreate(amount=parse_amount(values["amount"], currency), reason=values["reason"])
     except (ValidationError, FormError) as exc:
         return await _payment_page(ctx, session, payment_id, 422, error=_form_error(exc), values=values)
 
@@ -531,7 +543,7 @@ async def refund(payment_id: str, request: Request, ctx: Ctx) -> Response:
             v=view,
             p=payment,
             amount=body.amount,
-            amount_text=major(body.amount),
+            amount_text=major(body.amount, payment.currency),
             reason=body.reason,
             nonce=_nonce(),
         )

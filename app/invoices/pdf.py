@@ -25,10 +25,10 @@ from typing import Any
 
 from fpdf import FPDF
 
+from app.formatting import minor_unit_digits
+
 ENCODING = "windows-1252"
 _NO_DECOMPOSITION = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ø": "O", "ø": "o", "ı": "i"})
-# Minor units per major unit: ISO 4217 exponents other than 2 among common currencies.
-_EXPONENT = {"jpy": 0, "krw": 0, "vnd": 0, "clp": 0, "isk": 0, "huf": 2, "bhd": 3, "kwd": 3, "omr": 3, "tnd": 3}
 _SYMBOL = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 INK = (33, 37, 41)
@@ -40,7 +40,7 @@ ACCENT = (31, 78, 121)
 
 def money(amount: int, currency: str) -> str:
     """I1: minor units for humans: 123456 usd -> "$1,234.56", 1000 jpy -> "¥1,000", chf -> "CHF 12.50"."""
-    exponent = _EXPONENT.get(currency.lower(), 2)
+    exponent = minor_unit_digits(currency)  # ISO 4217, the one table (app/formatting.py)
     sign = "-" if amount < 0 else ""
     major, minor = divmod(abs(amount), 10**exponent)
     figure = f"{major:,}" + (f".{minor:0{exponent}d}" if exponent else "")

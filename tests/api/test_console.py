@@ -770,3 +770,18 @@ def test_I1_I2_a_customers_page_lists_their_invoices_and_credit_notes_with_their
         assert served.status_code == 200 and served.headers["content-type"] == "application/pdf"
         assert served.content == client.get(api, headers=ops_headers()).content
     assert client.get("/ops/invoices/inv_missing/pdf").status_code == 404
+
+
+def test_R2_console_amounts_are_typed_in_the_currencys_own_units():
+    """The refund and credit forms read an amount with its currency's decimals, as the pages show it: 500 yen is
+    500 minor units (not 50000), 1.234 dinars 1234; the placeholder (`major`) reads back as the same amount."""
+    from app.console.routes import FormError, major, parse_amount
+
+    assert parse_amount("500", "jpy") == 500
+    assert parse_amount("1.234", "kwd") == 1234
+    assert parse_amount("12.5", "usd") == 1250
+    for amount, currency in ((100000, "jpy"), (1234, "kwd"), (1250, "usd")):
+        assert parse_amount(major(amount, currency), currency) == amount
+    for text, currency in (("5.5", "jpy"), ("1.2345", "kwd"), ("1.234", "usd")):
+        with pytest.raises(FormError):
+            parse_amount(text, currency)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.formatting import MINOR_UNIT_DIGITS
 from app.invoices.pdf import money, printable, render_credit_note, render_invoice
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "pdf.py"
@@ -95,3 +96,11 @@ def test_I1_a_page_renders_to_an_image(tmp_path: Path) -> None:
     assert png.startswith(b"\x89PNG")
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (414, 585)  # A4 at 50 dpi: one page
+
+
+@pytest.mark.parametrize("currency", sorted(MINOR_UNIT_DIGITS))
+def test_I1_the_pdf_shows_amounts_with_the_currencys_own_decimals(currency):
+    # the PDF and the receipt read the same ISO 4217 table: 5000 minor units of XOF are 5000, of JOD 5.000
+    digits = MINOR_UNIT_DIGITS[currency]
+    shown = money(5000, currency)
+    assert shown.endswith("5,000" if digits == 0 else f"{5000 // 10**digits:,}.{5000 % 10**digits:0{digits}d}")
