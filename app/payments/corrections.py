@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from typing import Any
-
-from sqlalchemy import ColumnElement
 
 from app.audit.service import SYSTEM, record
 from app.context import AppContext
@@ -39,11 +36,6 @@ from app.uow import UnitOfWork
 log = logging.getLogger("billing.payments")
 LEASE = _dt.timedelta(minutes=5)  # real time a claimed cancellation is left alone before it is sent again
 MAX_REFUSALS = 12  # refusals (GatewayError) after which a cancellation is given up and left to ops
-
-
-def cancel_due(wall: _dt.datetime) -> ColumnElement[Any]:
-    """B1: `app.payments.repository.cancel_due` (kept here for app/customers/standing.py, which imports it)."""
-    return repository.cancel_due(wall)
 
 
 def cancel_key(payment_id: str) -> str:

@@ -35,7 +35,7 @@ from policies.states import (
 )
 
 # The statuses of a live subscription (`policies.states.LIVE_SUBSCRIPTION`), as a tuple for SQL `IN`, in a fixed
-# order (the statement's parameters stay the same from call to call). Also imported by app/customers/standing.py.
+# order (the statement's parameters stay the same from call to call).
 LIVE = tuple(sorted(LIVE_SUBSCRIPTION))
 
 
