@@ -106,6 +106,9 @@ class _Page(FPDF):
         if fill:
             self.rect(x, y, width, h, style="F")
         text = printable(value)
+        while text and size > 6.5 and self.get_string_width(text) > width - 2 * self.c_margin:
+            size -= 0.5  # a cell never spills into the next: a long plan name is set smaller, never cut
+            self.set_font("Helvetica", "B" if bold else "", size)
         if text:
             left = x + self.c_margin if align == "L" else x + width - self.c_margin - self.get_string_width(text)
             self.text(left, y + 0.5 * h + 0.3 * self.font_size, text)
