@@ -46,8 +46,8 @@ from policies import (
     period_bounds,
     subscription_at,
 )
+from policies.settlement import charge_in_flight
 from policies.states import (
-    CreditKind,
     CustomerStatus,
     Interval,
     PaymentPurpose,
@@ -129,9 +129,8 @@ def _forfeited(sub: SubscriptionRow, now: _dt.datetime) -> tuple[int, int]:
 def _refuse_while_charging(uow: UnitOfWork, sub) -> None:  # noqa: ANN001
     """As a cancellation (C1): while a charge for the subscription is in flight its outcome decides which period
     a change would follow, so the change waits (409 with Retry-After)."""
-    wall = uow.wall()
-    if sub.claimed_until is not None and sub.claimed_until > wall:
-        wait = math.ceil((sub.claimed_until - wall).total_seconds())
+    wait = charge_in_flight(sub.claimed_until, uow.wall())
+    if wait is not None:
         raise ChargeInProgress(f"a charge for subscription {sub.id} is in flight; retry in {wait} s", retry_after=wait)
 
 
@@ -671,23 +670,7 @@ async def _apply_upgrade(conn, ctx, sub, payment, change, gateway_payment_id: st
         conn, payment_repo.succeeded_params(payment.id, gateway_payment_id, start, end, now)
     )
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-        await payment_repo.spend_credit(
-            conn,
-            [
-                {
-                    "id": new_id("cred"),
-                    "customer_id": payment.customer_id,
-                    "kind": CreditKind.SPEND,
-                    "amount": -payment.credit_applied,
-                    "currency": payment.currency,
-                    "reason": None,
-                    "created_by": "system",
-                    "payment_id": payment.id,
-                    "policy_version": payment.policy_version,
-                    "created_at": now,
-                }
-            ],
-        )
+        await payment_repo.spend_credit(conn, [charging.credit_spend(payment, now)])
     await repository.decide(conn, [change.id], PlanChangeStatus.APPLIED, now)
     await repository.record_forfeit(conn, change.id, days, value)
     c3 = await repository.pending(conn, sub.id, PERIOD_END)

@@ -293,7 +293,7 @@ async def settle_many(
         sub_rows.append(subscription_repo.renewal_params(sub.id, payment.period_index, start, end, payment.tax_amount))
         payment_rows.append(payment_repo.succeeded_params(payment.id, result.payment_id, start, end, now))
         if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-            credit_rows.append(_credit_spend(payment, now))
+            credit_rows.append(credit_spend(payment, now))
         receipts.append((sub, payment, start, end))
         paid.append(
             payment_to_api(
@@ -355,7 +355,8 @@ async def settle_many(
     return statuses
 
 
-def _credit_spend(payment: PaymentRow, now: _dt.datetime) -> dict[str, Any]:
+def credit_spend(payment: PaymentRow, now: _dt.datetime) -> dict[str, Any]:
+    """R2: the ledger entry of the credit a succeeded charge spent (`payment.credit_applied`)."""
     return {
         "id": new_id("cred"),
         "customer_id": payment.customer_id,
@@ -571,7 +572,7 @@ async def record_success(
     if invoice is not None:
         payment_now["invoice_id"] = invoice["id"]
     if payment.credit_applied:  # R2: the credit is spent only by a charge that succeeded
-        await payment_repo.spend_credit(conn, [_credit_spend(payment, now)])
+        await payment_repo.spend_credit(conn, [credit_spend(payment, now)])
     await create_notices(conn, [_receipt(sub, payment, start, end, invoice)], now, ctx.system_clock.wall())
     action = "subscription.activated" if payment.purpose == PaymentPurpose.PURCHASE else "subscription.renewed"
     events = [("trial.forfeited", trial_to_api(trial)) for trial in forfeited]
